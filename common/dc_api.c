@@ -1,0 +1,1121 @@
+/*
+ * The decision API. Each handler parses and validates its input completely
+ * before deciding, and every error is a JSON body {"message": "..."} with the
+ * right status; nothing a caller sends can make this code fail otherwise.
+ *
+ * Responses are written directly into one buffer from the config's
+ * pre-rendered flag values (dc_flag_t.json) rather than through a jansson
+ * tree, which keeps rendering proportional to the answer's size.
+ */
+#include "dc_api.h"
+#include "dc_buf.h"
+#include "dc_engine.h"
+#include "dc_hits.h"
+#include "dc_log.h"
+
+#include <apr_strings.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+void dc_api_options_default(dc_api_options_t *opt)
+{
+    memset(opt, 0, sizeof(*opt));
+    opt->cors_enabled = 1;
+    opt->cors_origins = "*";
+    opt->cors_headers = DC_DEFAULT_CORS_HEADERS;
+    opt->max_body_size = DC_DEFAULT_MAX_BODY_SIZE;
+}
+
+int dc_service_init(dc_service_t *svc, apr_pool_t *p)
+{
+    memset(svc, 0, sizeof(*svc));
+    dc_api_options_default(&svc->opt);
+    return dc_slot_init(&svc->slot, p);
+}
+
+/* ---- responses ---------------------------------------------------------- */
+
+static void respond(dc_response_t *resp, int status, const char *content_type, const char *body,
+                    size_t len)
+{
+    resp->status = status;
+    resp->content_type = content_type;
+    resp->body = body;
+    resp->body_len = len;
+}
+
+static void respond_error(apr_pool_t *p, dc_response_t *resp, int status, const char *message)
+{
+    dc_buf_t b;
+
+    dc_buf_init(&b, p, 64 + strlen(message));
+    dc_buf_puts(&b, "{\"message\":");
+    dc_json_put_string(&b, message, strlen(message));
+    dc_buf_puts(&b, "}\n");
+    respond(resp, status, "application/json", b.data, b.len);
+}
+
+static void respond_buf(dc_response_t *resp, int status, dc_buf_t *b)
+{
+    dc_buf_cstr(b);
+    respond(resp, status, "application/json", b->data, b->len);
+}
+
+/* ---- query string ------------------------------------------------------- */
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes s[0..len) into p; '+' is a space in queries only. */
+static char *url_decode(apr_pool_t *p, const char *s, size_t len, int plus_is_space,
+                        size_t *out_len)
+{
+    char *out = apr_palloc(p, len + 1);
+    size_t o = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '%' && i + 2 < len && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+            out[o++] = (char)(hexval(s[i + 1]) << 4 | hexval(s[i + 2]));
+            i += 2;
+        } else if (plus_is_space && s[i] == '+') {
+            out[o++] = ' ';
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    out[o] = '\0';
+    if (out_len)
+        *out_len = o;
+    return out;
+}
+
+typedef struct {
+    const char *mode;      /* NULL when absent */
+    const char *expose_all_keys;
+    const char *send_context_event;
+    int extras_account_settings;
+} query_t;
+
+static void parse_query(apr_pool_t *p, const char *query, query_t *q)
+{
+    memset(q, 0, sizeof(*q));
+    while (query && *query) {
+        const char *amp = strchr(query, '&');
+        size_t len = amp ? (size_t)(amp - query) : strlen(query);
+        const char *eq = memchr(query, '=', len);
+        size_t klen = eq ? (size_t)(eq - query) : len;
+        const char *key = url_decode(p, query, klen, 1, NULL);
+        const char *value = eq ? url_decode(p, eq + 1, len - klen - 1, 1, NULL) : "";
+
+        if (strcmp(key, "mode") == 0)
+            q->mode = value;
+        else if (strcmp(key, "exposeAllKeys") == 0)
+            q->expose_all_keys = value;
+        else if (strcmp(key, "sendContextEvent") == 0)
+            q->send_context_event = value;
+        else if ((strcmp(key, "extras") == 0 || strcmp(key, "extras[]") == 0) &&
+                 strcmp(value, "accountSettings") == 0)
+            q->extras_account_settings = 1;
+        query = amp ? amp + 1 : NULL;
+    }
+}
+
+/* ---- request bodies ----------------------------------------------------- */
+
+typedef struct {
+    const char *visitor_id;
+    size_t visitor_id_len;
+    int has_visitor_id;
+    const char *anonymous_id;
+    size_t anonymous_id_len;
+    int has_anonymous_id;
+    const char *decision_group;
+    size_t decision_group_len;
+    json_t *context; /* borrowed from root, may be NULL */
+    int trigger_hit;
+    int visitor_consent;
+    int format_response;
+    json_t *root;
+} decision_request_t;
+
+typedef enum { FIELD_STRING, FIELD_BOOL, FIELD_OBJECT, FIELD_IGNORED_STRING } field_kind_e;
+
+typedef struct {
+    const char *snake, *camel;
+    field_kind_e kind;
+} field_def_t;
+
+static const field_def_t decision_fields[] = {
+    {"visitor_id", "visitorId", FIELD_STRING},
+    {"anonymous_id", "anonymousId", FIELD_STRING},
+    {"decision_group", "decisionGroup", FIELD_STRING},
+    {"context", "context", FIELD_OBJECT},
+    {"trigger_hit", "triggerHit", FIELD_BOOL},
+    {"activate", "activate", FIELD_BOOL},
+    {"visitor_consent", "visitorConsent", FIELD_BOOL},
+    {"format_response", "formatResponse", FIELD_BOOL},
+    {"client_id", "clientId", FIELD_IGNORED_STRING},
+    {"campaign_id", "campaignId", FIELD_IGNORED_STRING},
+    {"custom_visitor_id", "customVisitorId", FIELD_IGNORED_STRING},
+    {"default_redirect_url", "defaultRedirectUrl", FIELD_IGNORED_STRING},
+};
+
+#define SYNTAX_PREFIX "syntax error in body json request. Must be a valid json : "
+
+static const char *json_kind(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "object";
+    case JSON_ARRAY: return "array";
+    case JSON_STRING: return "string";
+    case JSON_INTEGER:
+    case JSON_REAL: return "number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "bool";
+    default: return "null";
+    }
+}
+
+/*
+ * Protobuf-JSON rules of the decision-api: each field in snake_case or
+ * lowerCamelCase, null = absent, strict types, unknown fields and the same
+ * field twice (in both spellings) refused. Returns NULL or the error message.
+ */
+static const char *parse_decision_body(apr_pool_t *p, const char *body, size_t len,
+                                       decision_request_t *dr, int *unknown_field)
+{
+    json_t *seen[sizeof(decision_fields) / sizeof(decision_fields[0])] = {0};
+    json_error_t jerr;
+    const char *key;
+    json_t *value;
+
+    memset(dr, 0, sizeof(*dr));
+    dr->trigger_hit = 1;
+    dr->visitor_consent = 1;
+    *unknown_field = 0;
+    dr->root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!dr->root)
+        return apr_psprintf(p, SYNTAX_PREFIX "%s (line %d, column %d)", jerr.text, jerr.line,
+                            jerr.column);
+    if (!json_is_object(dr->root))
+        return apr_psprintf(p, SYNTAX_PREFIX "expected an object, found %s",
+                            json_kind(dr->root));
+    json_object_foreach(dr->root, key, value)
+    {
+        size_t i;
+
+        for (i = 0; i < sizeof(decision_fields) / sizeof(decision_fields[0]); i++)
+            if (strcmp(key, decision_fields[i].snake) == 0 ||
+                strcmp(key, decision_fields[i].camel) == 0)
+                break;
+        if (i == sizeof(decision_fields) / sizeof(decision_fields[0])) {
+            *unknown_field = 1;
+            return apr_psprintf(p, "json body is not valid. unknown field \"%s\"", key);
+        }
+        if (seen[i])
+            return apr_psprintf(p, SYNTAX_PREFIX "duplicate field \"%s\"", key);
+        if (json_is_null(value))
+            continue;
+        seen[i] = value;
+        switch (decision_fields[i].kind) {
+        case FIELD_STRING:
+        case FIELD_IGNORED_STRING:
+            if (!json_is_string(value))
+                return apr_psprintf(p, SYNTAX_PREFIX "field \"%s\": expected a string, found %s",
+                                    key, json_kind(value));
+            break;
+        case FIELD_BOOL:
+            if (!json_is_boolean(value))
+                return apr_psprintf(p, SYNTAX_PREFIX "field \"%s\": expected a bool, found %s", key,
+                                    json_kind(value));
+            break;
+        case FIELD_OBJECT:
+            if (!json_is_object(value))
+                return apr_psprintf(p, SYNTAX_PREFIX "field \"%s\": expected an object, found %s",
+                                    key, json_kind(value));
+            break;
+        }
+    }
+    if (seen[0]) {
+        dr->visitor_id = json_string_value(seen[0]);
+        dr->visitor_id_len = json_string_length(seen[0]);
+        dr->has_visitor_id = 1;
+    } else {
+        dr->visitor_id = "";
+    }
+    if (seen[1]) {
+        dr->anonymous_id = json_string_value(seen[1]);
+        dr->anonymous_id_len = json_string_length(seen[1]);
+        dr->has_anonymous_id = 1;
+    }
+    if (seen[2] && json_string_length(seen[2]) > 0) {
+        dr->decision_group = json_string_value(seen[2]);
+        dr->decision_group_len = json_string_length(seen[2]);
+    }
+    dr->context = seen[3];
+    if ((seen[4] && json_is_false(seen[4])) || (seen[5] && json_is_false(seen[5])))
+        dr->trigger_hit = 0;
+    if (seen[6] && json_is_false(seen[6]))
+        dr->visitor_consent = 0;
+    dr->format_response = seen[7] && json_is_true(seen[7]);
+    return NULL;
+}
+
+static apr_status_t release_json(void *data)
+{
+    json_decref(data);
+    return APR_SUCCESS;
+}
+
+static apr_status_t release_config(void *data)
+{
+    dc_config_unref(data);
+    return APR_SUCCESS;
+}
+
+/* ---- rendering ---------------------------------------------------------- */
+
+static void put_string_or_null(dc_buf_t *b, const char *s)
+{
+    if (s)
+        dc_json_put_string(b, s, strlen(s));
+    else
+        dc_buf_puts(b, "null");
+}
+
+/* Calls put(key, json, null) for each key of the variation's value as the
+ * exposeAllKeys rule shows it: all keys of the group with null for missing
+ * ones, or only the non-null keys. Both lists are sorted: one merge pass. */
+typedef void put_flag_fn(void *baton, const char *key, size_t key_len, const dc_flag_t *flag);
+
+static void each_flag(const dc_variation_group_t *vg, const dc_variation_t *var, int expose_all,
+                      put_flag_fn *fn, void *baton)
+{
+    if (!expose_all) {
+        for (size_t i = 0; i < var->n_flags; i++)
+            if (!var->flags[i].is_null)
+                fn(baton, var->flags[i].key, var->flags[i].key_len, &var->flags[i]);
+        return;
+    }
+    for (size_t k = 0, f = 0; k < vg->n_all_keys; k++) {
+        const dc_flag_t *flag = NULL;
+
+        if (f < var->n_flags && strcmp(var->flags[f].key, vg->all_keys[k]) == 0)
+            flag = &var->flags[f++];
+        fn(baton, vg->all_keys[k], vg->all_key_lens[k], flag);
+    }
+}
+
+typedef struct {
+    dc_buf_t *b;
+    int first;
+} object_writer_t;
+
+static void put_object_member(void *baton, const char *key, size_t key_len, const dc_flag_t *flag)
+{
+    object_writer_t *w = baton;
+
+    if (!w->first)
+        dc_buf_putc(w->b, ',');
+    w->first = 0;
+    dc_json_put_string(w->b, key, key_len);
+    dc_buf_putc(w->b, ':');
+    if (flag)
+        dc_buf_append(w->b, flag->json, flag->json_len);
+    else
+        dc_buf_puts(w->b, "null");
+}
+
+static void put_campaign(dc_buf_t *b, const dc_decision_t *d, int expose_all)
+{
+    const dc_campaign_t *c = d->campaign;
+    const dc_variation_t *v = d->variation;
+
+    dc_buf_puts(b, "{\"id\":");
+    put_string_or_null(b, c->id);
+    dc_buf_puts(b, ",\"name\":");
+    put_string_or_null(b, c->name);
+    dc_buf_puts(b, ",\"slug\":");
+    put_string_or_null(b, c->slug);
+    dc_buf_puts(b, ",\"type\":");
+    put_string_or_null(b, c->type);
+    dc_buf_puts(b, ",\"variationGroupId\":");
+    dc_json_put_string(b, d->group->id, d->group->id_len);
+    dc_buf_puts(b, ",\"variationGroupName\":");
+    put_string_or_null(b, d->group->name);
+    dc_buf_puts(b, ",\"variation\":{\"id\":");
+    dc_json_put_string(b, v->id, v->id_len);
+    dc_buf_puts(b, ",\"name\":");
+    put_string_or_null(b, v->name);
+    dc_buf_puts(b, ",\"modifications\":");
+    if (v->has_modifications) {
+        object_writer_t w = {b, 1};
+
+        dc_buf_puts(b, "{\"type\":");
+        put_string_or_null(b, v->modifications_type);
+        dc_buf_puts(b, ",\"value\":{");
+        each_flag(d->group, v, expose_all, put_object_member, &w);
+        dc_buf_puts(b, "}}");
+    } else {
+        dc_buf_puts(b, "null");
+    }
+    dc_buf_puts(b, v->reference ? ",\"reference\":true}}" : ",\"reference\":false}}");
+}
+
+/* mergedModifications and /v2/flags: later campaigns override earlier keys. */
+typedef struct {
+    const char *key;
+    size_t key_len;
+    const dc_flag_t *flag;
+    const dc_decision_t *decision;
+    size_t order;
+} merged_t;
+
+typedef struct {
+    merged_t *items;
+    size_t n, cap;
+    apr_pool_t *pool;
+    const dc_decision_t *current;
+} merger_t;
+
+static void merge_member(void *baton, const char *key, size_t key_len, const dc_flag_t *flag)
+{
+    merger_t *m = baton;
+
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 32;
+        merged_t *items = apr_palloc(m->pool, cap * sizeof(*items));
+
+        if (m->n)
+            memcpy(items, m->items, m->n * sizeof(*items));
+        m->items = items;
+        m->cap = cap;
+    }
+    m->items[m->n].key = key;
+    m->items[m->n].key_len = key_len;
+    m->items[m->n].flag = flag;
+    m->items[m->n].decision = m->current;
+    m->items[m->n].order = m->n;
+    m->n++;
+}
+
+static int compare_merged(const void *a, const void *b)
+{
+    const merged_t *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+
+    if (c)
+        return c;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* Collects the members and sorts them; for each key the last one wins. */
+static void merge(apr_pool_t *p, const dc_outcome_t *out, int expose_all, merger_t *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->pool = p;
+    for (size_t i = 0; i < out->n_decisions; i++) {
+        const dc_decision_t *d = &out->decisions[i];
+
+        if (!d->variation->has_modifications)
+            continue;
+        m->current = d;
+        each_flag(d->group, d->variation, expose_all, merge_member, m);
+    }
+    if (m->n > 1)
+        qsort(m->items, m->n, sizeof(*m->items), compare_merged);
+}
+
+static int is_last_of_key(const merger_t *m, size_t i)
+{
+    return i + 1 == m->n || strcmp(m->items[i].key, m->items[i + 1].key) != 0;
+}
+
+static void put_merged_modifications(dc_buf_t *b, const merger_t *m)
+{
+    int first = 1;
+
+    dc_buf_putc(b, '{');
+    for (size_t i = 0; i < m->n; i++) {
+        if (!is_last_of_key(m, i))
+            continue;
+        if (!first)
+            dc_buf_putc(b, ',');
+        first = 0;
+        dc_json_put_string(b, m->items[i].key, m->items[i].key_len);
+        dc_buf_putc(b, ':');
+        if (m->items[i].flag)
+            dc_buf_append(b, m->items[i].flag->json, m->items[i].flag->json_len);
+        else
+            dc_buf_puts(b, "null");
+    }
+    dc_buf_putc(b, '}');
+}
+
+static void put_flags(dc_buf_t *b, const merger_t *m)
+{
+    int first = 1;
+
+    dc_buf_putc(b, '{');
+    for (size_t i = 0; i < m->n; i++) {
+        const dc_decision_t *d = m->items[i].decision;
+
+        if (!is_last_of_key(m, i))
+            continue;
+        if (!first)
+            dc_buf_putc(b, ',');
+        first = 0;
+        dc_json_put_string(b, m->items[i].key, m->items[i].key_len);
+        dc_buf_puts(b, ":{\"value\":");
+        if (m->items[i].flag)
+            dc_buf_append(b, m->items[i].flag->json, m->items[i].flag->json_len);
+        else
+            dc_buf_puts(b, "null");
+        dc_buf_puts(b, ",\"metadata\":{\"campaignId\":");
+        put_string_or_null(b, d->campaign->id);
+        dc_buf_puts(b, ",\"campaignName\":");
+        put_string_or_null(b, d->campaign->name);
+        dc_buf_puts(b, ",\"slug\":");
+        put_string_or_null(b, d->campaign->slug);
+        dc_buf_puts(b, ",\"type\":");
+        put_string_or_null(b, d->campaign->type);
+        dc_buf_puts(b, ",\"variationGroupId\":");
+        dc_json_put_string(b, d->group->id, d->group->id_len);
+        dc_buf_puts(b, ",\"variationGroupName\":");
+        put_string_or_null(b, d->group->name);
+        dc_buf_puts(b, ",\"variationId\":");
+        dc_json_put_string(b, d->variation->id, d->variation->id_len);
+        dc_buf_puts(b, ",\"variationName\":");
+        put_string_or_null(b, d->variation->name);
+        dc_buf_puts(b, d->variation->reference ? ",\"reference\":true}}" : ",\"reference\":false}}");
+    }
+    dc_buf_putc(b, '}');
+}
+
+static void put_account_settings(dc_buf_t *b, const dc_config_t *cfg)
+{
+    dc_buf_printf(b,
+                  ",\"extras\":{\"accountSettings\":{\"@type\":\"type.googleapis.com/"
+                  "flagship.protobuf.AccountSettings\",\"enabledXPC\":%s,\"enabled1V1T\":%s,"
+                  "\"troubleshooting\":null}}",
+                  cfg->enabled_xpc ? "true" : "false", cfg->enabled_1v1t ? "true" : "false");
+}
+
+/* ---- the decision routes ------------------------------------------------ */
+
+typedef enum { ROUTE_CAMPAIGNS, ROUTE_CAMPAIGN, ROUTE_FLAGS } decision_route_e;
+typedef enum { MODE_NORMAL, MODE_SIMPLE, MODE_FULL } mode_e;
+
+static void build_context(apr_pool_t *p, const decision_request_t *dr, dc_context_t *ctx,
+                          dc_value_t *visitor)
+{
+    size_t n = dr->context ? json_object_size(dr->context) : 0, i = 0;
+    dc_context_entry_t *entries = n ? apr_palloc(p, n * sizeof(*entries)) : NULL;
+    const char *key;
+    json_t *value;
+
+    if (n) {
+        json_object_foreach(dr->context, key, value)
+        {
+            entries[i].key = key;
+            entries[i].key_len = strlen(key);
+            dc_value_from_json(p, value, &entries[i].value);
+            i++;
+        }
+    }
+    dc_value_set_string(p, visitor, dr->visitor_id, dr->visitor_id_len);
+    ctx->entries = entries;
+    ctx->n_entries = n;
+    ctx->visitor = visitor;
+}
+
+static int64_t ms_of(apr_time_t t)
+{
+    return (int64_t)(t / 1000);
+}
+
+static void emit_decision_hits(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req,
+                               const decision_request_t *dr, const dc_config_t *cfg,
+                               const dc_outcome_t *out, int send_context)
+{
+    size_t cap = out->n_decisions + 1, n = 0;
+    dc_hit_t *hits;
+    int64_t received = ms_of(req->received);
+
+    if (!svc->hit_sink)
+        return;
+    hits = apr_palloc(p, cap * sizeof(*hits));
+    if (send_context && dr->visitor_consent && dr->context && json_object_size(dr->context) > 0) {
+        /* The SEGMENT vid is the anonymous id whenever one was sent (even
+         * with XPC off): the decision-api's rule, kept for the collector. */
+        const char *vid = dr->has_anonymous_id ? dr->anonymous_id : dr->visitor_id;
+        size_t vid_len = dr->has_anonymous_id ? dr->anonymous_id_len : dr->visitor_id_len;
+
+        dc_hit_segment(p, &hits[n++], svc->opt.env_id, vid, vid_len, dr->visitor_id,
+                       dr->visitor_id_len, dr->context, received);
+    }
+    if (dr->trigger_hit) {
+        int xpc = cfg->xpc && dr->anonymous_id_len > 0;
+        const char *vid = xpc ? dr->anonymous_id : dr->visitor_id;
+        size_t vid_len = xpc ? dr->anonymous_id_len : dr->visitor_id_len;
+
+        for (size_t i = 0; i < out->n_decisions; i++) {
+            const dc_decision_t *d = &out->decisions[i];
+
+            dc_hit_campaign(p, &hits[n++], svc->opt.env_id, vid, vid_len, dr->visitor_id,
+                            dr->visitor_id_len, d->group->id, d->group->id_len,
+                            d->variation->id, d->variation->id_len, 0, 0, received);
+        }
+    }
+    if (n && svc->hit_sink(svc->hit_baton, p, hits, n) < 0)
+        dc_log(DC_LOG_DEBUG, DCLOGNO(10201) "api: %zu hit(s) of a decision were refused by the "
+                                            "event spool",
+               n);
+}
+
+/* format_response: the raw value of an IMAGE/TEXT/HTML modification. */
+static int respond_formatted(apr_pool_t *p, dc_response_t *resp, const dc_variation_t *v)
+{
+    const char *type = v->modifications_type, *content_type;
+    const json_t *value;
+
+    if (!v->has_modifications || v->n_flags == 0)
+        return 0;
+    if (strcmp(type, "IMAGE") == 0)
+        content_type = "image";
+    else if (strcmp(type, "TEXT") == 0)
+        content_type = "text/plain";
+    else if (strcmp(type, "HTML") == 0)
+        content_type = "text/html";
+    else
+        return 0;
+    value = v->flags[0].value;
+    if (json_is_string(value)) {
+        respond(resp, 200, content_type, json_string_value(value), json_string_length(value));
+    } else if (json_is_number(value) || json_is_boolean(value)) {
+        respond(resp, 200, content_type, v->flags[0].json, v->flags[0].json_len);
+    } else {
+        respond(resp, 200, content_type, "", 0);
+    }
+    return 1;
+}
+
+static void handle_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req,
+                            dc_response_t *resp, decision_route_e route, const char *campaign_ref,
+                            size_t campaign_ref_len)
+{
+    decision_request_t dr;
+    query_t q;
+    mode_e mode = MODE_NORMAL;
+    int expose_all, send_context, unknown_field;
+    const char *error;
+    dc_config_t *cfg;
+    const dc_campaign_t *only = NULL;
+    dc_context_t ctx;
+    dc_value_t visitor_value;
+    dc_visitor_t visitor;
+    dc_outcome_t out;
+    dc_buf_t b;
+
+    parse_query(p, req->query, &q);
+    if (q.mode && *q.mode) {
+        if (strcmp(q.mode, "simple") == 0)
+            mode = MODE_SIMPLE;
+        else if (strcmp(q.mode, "full") == 0)
+            mode = MODE_FULL;
+        else if (strcmp(q.mode, "normal") != 0) {
+            respond_error(p, resp, 400,
+                          apr_psprintf(p, "unknown mode \"%s\": use simple, normal or full",
+                                       q.mode));
+            return;
+        }
+    }
+    expose_all = q.expose_all_keys ? strcmp(q.expose_all_keys, "true") == 0 : route == ROUTE_FLAGS;
+    send_context = !q.send_context_event || strcmp(q.send_context_event, "false") != 0;
+
+    error = parse_decision_body(p, req->body, req->body_len, &dr, &unknown_field);
+    if (dr.root)
+        apr_pool_cleanup_register(p, dr.root, release_json, apr_pool_cleanup_null);
+    if (error) {
+        respond_error(p, resp, 400, error);
+        return;
+    }
+
+    cfg = dc_slot_acquire(&svc->slot);
+    if (!cfg) {
+        respond_error(p, resp, 503,
+                      "no bucketing configuration is loaded yet; see the server log and /v2/ready");
+        return;
+    }
+    apr_pool_cleanup_register(p, cfg, release_config, apr_pool_cleanup_null);
+
+    if (route == ROUTE_CAMPAIGN && campaign_ref_len > 0) {
+        only = dc_config_find_campaign(cfg, campaign_ref, campaign_ref_len);
+        if (!only) {
+            respond_error(p, resp, 400,
+                          apr_psprintf(p,
+                                       "The campaign %s is paused or doesn\xe2\x80\x99t exist. "
+                                       "Verify your customId or campaignId.",
+                                       campaign_ref));
+            return;
+        }
+    }
+    if (cfg->panic) {
+        dc_buf_init(&b, p, 64);
+        dc_buf_puts(&b, "{\"visitorId\":");
+        if (dr.has_visitor_id)
+            dc_json_put_string(&b, dr.visitor_id, dr.visitor_id_len);
+        else
+            dc_buf_puts(&b, "null");
+        dc_buf_puts(&b, ",\"campaigns\":[],\"panic\":true}");
+        respond_buf(resp, 200, &b);
+        return;
+    }
+
+    build_context(p, &dr, &ctx, &visitor_value);
+    memset(&visitor, 0, sizeof(visitor));
+    visitor.context = &ctx;
+    visitor.visitor_id = dr.visitor_id;
+    visitor.visitor_id_len = dr.visitor_id_len;
+    if (dr.has_anonymous_id) {
+        visitor.anonymous_id = dr.anonymous_id;
+        visitor.anonymous_id_len = dr.anonymous_id_len;
+    }
+    if (dr.decision_group)
+        visitor.decision_group =
+            dc_base64(p, dr.decision_group, dr.decision_group_len, &visitor.decision_group_len);
+    visitor.trigger_hit = dr.trigger_hit;
+
+    out.decisions = apr_palloc(p, (cfg->n_campaigns ? cfg->n_campaigns : 1) * sizeof(dc_decision_t));
+    dc_decide(p, cfg, svc->store, svc->opt.env_id, &visitor, only, &out);
+
+    dc_buf_init(&b, p, 256 + out.n_decisions * 256);
+    if (route == ROUTE_CAMPAIGN && only) {
+        if (out.n_decisions == 0) {
+            if (out.single_error == DC_CHOICE_UNTRACKED)
+                respond_error(p, resp, 400, "Visitor untracked");
+            else if (out.single_error == DC_CHOICE_DELETED_VARIATION)
+                respond_error(p, resp, 400, "visitor ID assigned to deleted variation");
+            else
+                respond(resp, 204, NULL, "", 0);
+        } else if (!(dr.format_response && respond_formatted(p, resp, out.decisions[0].variation))) {
+            put_campaign(&b, &out.decisions[0], expose_all);
+            respond_buf(resp, 200, &b);
+        }
+    } else if (route == ROUTE_CAMPAIGN && out.n_decisions == 0) {
+        respond(resp, 204, NULL, "", 0);
+    } else if (route == ROUTE_FLAGS) {
+        merger_t m;
+
+        merge(p, &out, expose_all, &m);
+        put_flags(&b, &m);
+        respond_buf(resp, 200, &b);
+    } else {
+        int comma = 0;
+
+        dc_buf_putc(&b, '{');
+        if (mode != MODE_SIMPLE) {
+            dc_buf_puts(&b, "\"visitorId\":");
+            dc_json_put_string(&b, dr.visitor_id, dr.visitor_id_len);
+            dc_buf_puts(&b, ",\"campaigns\":[");
+            for (size_t i = 0; i < out.n_decisions; i++) {
+                if (i)
+                    dc_buf_putc(&b, ',');
+                put_campaign(&b, &out.decisions[i], expose_all);
+            }
+            dc_buf_putc(&b, ']');
+            comma = 1;
+        }
+        if (mode != MODE_NORMAL) {
+            merger_t m;
+
+            if (comma)
+                dc_buf_putc(&b, ',');
+            dc_buf_puts(&b, "\"campaignsVariation\":[");
+            for (size_t i = 0; i < out.n_decisions; i++) {
+                if (i)
+                    dc_buf_putc(&b, ',');
+                dc_buf_puts(&b, "{\"campaignId\":");
+                put_string_or_null(&b, out.decisions[i].campaign->id);
+                dc_buf_puts(&b, ",\"variationId\":");
+                dc_json_put_string(&b, out.decisions[i].variation->id,
+                                   out.decisions[i].variation->id_len);
+                dc_buf_putc(&b, '}');
+            }
+            dc_buf_puts(&b, "],\"mergedModifications\":");
+            merge(p, &out, expose_all, &m);
+            put_merged_modifications(&b, &m);
+        }
+        if (q.extras_account_settings)
+            put_account_settings(&b, cfg);
+        dc_buf_putc(&b, '}');
+        respond_buf(resp, 200, &b);
+    }
+
+    if (dc_engine_save(p, svc->store, svc->opt.env_id, &visitor, &out, ms_of(apr_time_now())))
+        dc_log(DC_LOG_DEBUG, DCLOGNO(10202) "api: assignments not saved (store unavailable)");
+    emit_decision_hits(svc, p, req, &dr, cfg, &out, send_context);
+}
+
+/* ---- /v2/activate ------------------------------------------------------- */
+
+typedef struct {
+    const char *cid, *vid, *aid, *caid, *vaid;
+    size_t vid_len, aid_len, caid_len, vaid_len;
+    int64_t qt;
+    int qa;
+} activation_t;
+
+static const char *const activation_fields[] = {"cid", "vid", "aid", "caid", "vaid",
+                                                "cvid", "qt", "qa"};
+
+/* One activation object; batch items may not carry "batch". */
+static const char *parse_activation(apr_pool_t *p, const json_t *obj, activation_t *a)
+{
+    const char *key;
+    json_t *value;
+
+    memset(a, 0, sizeof(*a));
+    if (!json_is_object(obj))
+        return apr_psprintf(p, "expected an object, found %s", json_kind(obj));
+    json_object_foreach((json_t *)obj, key, value)
+    {
+        size_t i;
+
+        for (i = 0; i < sizeof(activation_fields) / sizeof(activation_fields[0]); i++)
+            if (strcmp(key, activation_fields[i]) == 0)
+                break;
+        if (i == sizeof(activation_fields) / sizeof(activation_fields[0]))
+            return apr_psprintf(p, "unknown field \"%s\"", key);
+        if (json_is_null(value))
+            continue;
+        if (i <= 5) {
+            if (!json_is_string(value))
+                return apr_psprintf(p, "field \"%s\": expected a string, found %s", key,
+                                    json_kind(value));
+            switch (i) {
+            case 0: a->cid = json_string_value(value); break;
+            case 1: a->vid = json_string_value(value); a->vid_len = json_string_length(value); break;
+            case 2: a->aid = json_string_value(value); a->aid_len = json_string_length(value); break;
+            case 3: a->caid = json_string_value(value); a->caid_len = json_string_length(value); break;
+            case 4: a->vaid = json_string_value(value); a->vaid_len = json_string_length(value); break;
+            default: break; /* cvid: accepted, unused */
+            }
+        } else if (i == 6) {
+            double qt = json_is_number(value) ? json_number_value(value) : 0.5;
+
+            if (qt != (double)(int64_t)qt)
+                return apr_psprintf(p, "field \"qt\": expected an integer, found %s",
+                                    json_kind(value));
+            a->qt = (int64_t)qt;
+        } else {
+            if (!json_is_boolean(value))
+                return apr_psprintf(p, "field \"qa\": expected a bool, found %s",
+                                    json_kind(value));
+            a->qa = json_is_true(value);
+        }
+    }
+    return NULL;
+}
+
+/* The field errors of one activation, or NULL when it is valid. */
+static json_t *validate_activation(const dc_service_t *svc, const activation_t *a)
+{
+    json_t *errors = json_object();
+
+    if (!a->caid || !*a->caid)
+        json_object_set_new(errors, "caid", json_string("Field is mandatory."));
+    if (!a->cid || !*a->cid)
+        json_object_set_new(errors, "cid", json_string("Field is mandatory."));
+    else if (svc->opt.env_id && strcmp(a->cid, svc->opt.env_id) != 0)
+        json_object_set_new(errors, "cid", json_string("Invalid cid."));
+    if (!a->vaid || !*a->vaid)
+        json_object_set_new(errors, "vaid", json_string("Field is mandatory."));
+    if (!a->vid || !*a->vid)
+        json_object_set_new(errors, "vid", json_string("Field is mandatory."));
+    if (json_object_size(errors) == 0) {
+        json_decref(errors);
+        return NULL;
+    }
+    return errors;
+}
+
+static void handle_activate(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req,
+                            dc_response_t *resp)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    activation_t *items;
+    size_t n = 0;
+    const char *error;
+    dc_config_t *cfg;
+    dc_hit_t *hits;
+
+    if (!root) {
+        respond_error(p, resp, 400,
+                      apr_psprintf(p, "invalid JSON: %s (line %d, column %d)", jerr.text,
+                                   jerr.line, jerr.column));
+        return;
+    }
+    apr_pool_cleanup_register(p, root, release_json, apr_pool_cleanup_null);
+    if (!json_is_object(root)) {
+        respond_error(p, resp, 400, "expected an activation object");
+        return;
+    }
+
+    /* A single activation first; a body with "batch" is the batch form. */
+    if (json_object_get(root, "batch")) {
+        json_t *batch = json_object_get(root, "batch"), *cid = json_object_get(root, "cid");
+        const char *key;
+        json_t *value;
+
+        json_object_foreach(root, key, value)
+        {
+            if (strcmp(key, "batch") != 0 && strcmp(key, "cid") != 0) {
+                respond_error(p, resp, 400, apr_psprintf(p, "unknown field \"%s\"", key));
+                return;
+            }
+        }
+        if (!json_is_array(batch) || (cid && !json_is_string(cid) && !json_is_null(cid))) {
+            respond_error(p, resp, 400, "\"batch\" must be an array and \"cid\" a string");
+            return;
+        }
+        if (json_array_size(batch) == 0 || json_array_size(batch) > 1000) {
+            respond_error(p, resp, 400, "\"batch\" must hold 1 to 1000 activations");
+            return;
+        }
+        n = json_array_size(batch);
+        items = apr_palloc(p, n * sizeof(*items));
+        for (size_t i = 0; i < n; i++) {
+            if ((error = parse_activation(p, json_array_get(batch, i), &items[i]))) {
+                respond_error(p, resp, 400, apr_psprintf(p, "batch[%zu]: %s", i, error));
+                return;
+            }
+            items[i].cid = json_is_string(cid) ? json_string_value(cid) : NULL;
+        }
+    } else {
+        n = 1;
+        items = apr_palloc(p, sizeof(*items));
+        if ((error = parse_activation(p, root, &items[0]))) {
+            respond_error(p, resp, 400, error);
+            return;
+        }
+    }
+
+    for (size_t i = 0; i < n; i++) {
+        json_t *errors = validate_activation(svc, &items[i]);
+
+        if (errors) {
+            /* The decision-api's shape, but as plain JSON rather than a JSON
+             * string inside "message". */
+            json_t *body = json_pack("{s:s,s:s,s:o}", "message", "activation is not valid",
+                                     "status", "error", "errors", errors);
+            dc_buf_t b;
+
+            dc_buf_init(&b, p, 256);
+            dc_json_put_value(&b, body);
+            dc_buf_putc(&b, '\n');
+            json_decref(body);
+            respond_buf(resp, 400, &b);
+            return;
+        }
+    }
+
+    /* One visitor one test needs to know which "ab" test a visitor saw. */
+    cfg = dc_slot_acquire(&svc->slot);
+    if (cfg) {
+        if (cfg->enabled_1v1t && !dc_store_is_none(svc->store)) {
+            for (size_t i = 0; i < n; i++) {
+                dc_assignments_t current, change;
+                const dc_assignment_t *have;
+
+                memset(&change, 0, sizeof(change));
+                if (dc_store_load(svc->store, p, svc->opt.env_id, items[i].vid, items[i].vid_len,
+                                  &current) == DC_STORE_UNAVAILABLE)
+                    memset(&current, 0, sizeof(current));
+                have = dc_assignments_find(&current, items[i].caid, items[i].caid_len);
+                if (have && have->activated && have->variation_id_len == items[i].vaid_len &&
+                    memcmp(have->variation_id, items[i].vaid, items[i].vaid_len) == 0)
+                    continue;
+                dc_assignments_set(p, &change, items[i].caid, items[i].caid_len, items[i].vaid,
+                                   items[i].vaid_len, 1);
+                if (dc_store_save(svc->store, p, svc->opt.env_id, items[i].vid, items[i].vid_len,
+                                  &change, ms_of(apr_time_now())) == DC_STORE_UNAVAILABLE)
+                    dc_log(DC_LOG_DEBUG, DCLOGNO(10203) "activate: assignment not saved (store "
+                                                        "unavailable)");
+            }
+        }
+        dc_config_unref(cfg);
+    }
+
+    if (svc->hit_sink) {
+        hits = apr_palloc(p, n * sizeof(*hits));
+        for (size_t i = 0; i < n; i++) {
+            const activation_t *a = &items[i];
+            int has_aid = a->aid && a->aid_len;
+
+            dc_hit_campaign(p, &hits[i], svc->opt.env_id ? svc->opt.env_id : a->cid,
+                            has_aid ? a->aid : a->vid, has_aid ? a->aid_len : a->vid_len, a->vid,
+                            a->vid_len, a->caid, a->caid_len, a->vaid, a->vaid_len, a->qa, a->qt,
+                            ms_of(req->received));
+        }
+        if (svc->hit_sink(svc->hit_baton, p, hits, n) < 0) {
+            respond_error(p, resp, 503,
+                          "the activation could not be stored for delivery; retry later");
+            return;
+        }
+    }
+    respond(resp, 204, NULL, "", 0);
+}
+
+/* ---- routing ------------------------------------------------------------ */
+
+/* The part of the path after its first "/v2/" segment, or NULL. */
+static const char *after_v2(const char *path)
+{
+    const char *s = path;
+
+    while ((s = strstr(s, "/v2")) != NULL) {
+        if (s[3] == '/')
+            return s + 4;
+        if (s[3] == '\0')
+            return "";
+        s += 3;
+    }
+    return NULL;
+}
+
+int dc_api_owns_path(const char *path)
+{
+    return after_v2(path) != NULL;
+}
+
+static int constant_time_equals(const char *a, const char *b)
+{
+    size_t alen = strlen(a), blen = strlen(b);
+    unsigned char diff = (unsigned char)(alen != blen);
+
+    for (size_t i = 0; i < blen; i++)
+        diff |= (unsigned char)(a[i < alen ? i : 0] ^ b[i]);
+    return alen > 0 && diff == 0;
+}
+
+static int api_key_ok(const dc_service_t *svc, const dc_request_t *req)
+{
+    const char *key = req->x_api_key;
+
+    if (!svc->opt.require_api_key)
+        return 1;
+    if (!svc->opt.api_key || !*svc->opt.api_key)
+        return 0;
+    if (!key && req->authorization && strncasecmp(req->authorization, "Bearer ", 7) == 0) {
+        key = req->authorization + 7;
+        while (*key == ' ')
+            key++;
+    }
+    return key && constant_time_equals(key, svc->opt.api_key);
+}
+
+static void method_not_allowed(apr_pool_t *p, dc_response_t *resp)
+{
+    apr_table_setn(resp->headers, "Allow", "POST, OPTIONS");
+    respond_error(p, resp, 405, "only POST http method is allowed");
+}
+
+void dc_api_handle(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req, dc_response_t *resp)
+{
+    const char *rest = after_v2(req->path ? req->path : "");
+    const char *slash, *ref;
+    size_t ref_len;
+    enum { R_NONE, R_CAMPAIGNS, R_CAMPAIGN, R_FLAGS, R_ACTIVATE } route = R_NONE;
+
+    memset(resp, 0, sizeof(*resp));
+    resp->headers = apr_table_make(p, 4);
+
+    if (rest) {
+        if (strcmp(rest, "campaigns") == 0)
+            route = R_CAMPAIGNS;
+        else if (strncmp(rest, "campaigns/", 10) == 0)
+            route = R_CAMPAIGN, ref = rest + 10;
+        else if (strcmp(rest, "flags") == 0)
+            route = R_FLAGS;
+        else if (strcmp(rest, "activate") == 0)
+            route = R_ACTIVATE;
+        else if ((slash = strchr(rest, '/')) != NULL && slash > rest &&
+                 (strcmp(slash, "/campaigns") == 0 || strncmp(slash, "/campaigns/", 11) == 0 ||
+                  strcmp(slash, "/flags") == 0)) {
+            /* /v2/{envId}/campaigns: the Flagship cloud path SDKs call. */
+            char *env = url_decode(p, rest, (size_t)(slash - rest), 0, NULL);
+
+            if (svc->opt.env_id && strcmp(env, svc->opt.env_id) != 0) {
+                if (svc->opt.cors_enabled) {
+                    apr_table_setn(resp->headers, "Access-Control-Allow-Origin", svc->opt.cors_origins);
+                    apr_table_setn(resp->headers, "Access-Control-Allow-Headers", svc->opt.cors_headers);
+                }
+                respond_error(p, resp, 404,
+                              apr_psprintf(p, "environment %s is not served here", env));
+                return;
+            }
+            if (strcmp(slash, "/campaigns") == 0)
+                route = R_CAMPAIGNS;
+            else if (strcmp(slash, "/flags") == 0)
+                route = R_FLAGS;
+            else
+                route = R_CAMPAIGN, ref = slash + 11;
+        }
+    }
+    if (route == R_NONE) {
+        respond_error(p, resp, 404, "not found");
+        return;
+    }
+
+    if (svc->opt.cors_enabled) {
+        apr_table_setn(resp->headers, "Access-Control-Allow-Origin", svc->opt.cors_origins);
+        apr_table_setn(resp->headers, "Access-Control-Allow-Headers", svc->opt.cors_headers);
+        if (strcmp(req->method, "OPTIONS") == 0) {
+            apr_table_setn(resp->headers, "Access-Control-Allow-Methods", "POST, OPTIONS");
+            apr_table_setn(resp->headers, "Access-Control-Max-Age", "600");
+            respond(resp, 204, NULL, "", 0);
+            return;
+        }
+    }
+    if (strcmp(req->method, "POST") != 0) {
+        method_not_allowed(p, resp);
+        return;
+    }
+    if (!api_key_ok(svc, req)) {
+        apr_table_setn(resp->headers, "WWW-Authenticate", "Bearer");
+        respond_error(p, resp, 401, "missing or invalid API key (X-API-Key or Authorization: Bearer)");
+        return;
+    }
+    if (req->body_too_large || req->body_len > svc->opt.max_body_size) {
+        respond_error(p, resp, 413,
+                      apr_psprintf(p, "request body too large (limit %" APR_SIZE_T_FMT " bytes)",
+                                   svc->opt.max_body_size));
+        return;
+    }
+
+    switch (route) {
+    case R_CAMPAIGNS:
+        handle_decision(svc, p, req, resp, ROUTE_CAMPAIGNS, NULL, 0);
+        break;
+    case R_CAMPAIGN:
+        ref = url_decode(p, ref, strlen(ref), 0, &ref_len);
+        handle_decision(svc, p, req, resp, ROUTE_CAMPAIGN, ref, ref_len);
+        break;
+    case R_FLAGS:
+        handle_decision(svc, p, req, resp, ROUTE_FLAGS, NULL, 0);
+        break;
+    default:
+        handle_activate(svc, p, req, resp);
+    }
+}

@@ -1,0 +1,94 @@
+/*
+ * dc_api: the decision HTTP API, independent of any web server.
+ *
+ *     (method, path, query, headers, body)  →  (status, headers, body)
+ *
+ * Both front ends (the httpd module and decision-fcgi) translate their
+ * server's request into a dc_request_t, call dc_api_handle(), and write the
+ * dc_response_t back. Routing, JSON parsing and validation, error bodies,
+ * CORS and the API key check live here once.
+ *
+ * Routes (under a "/v2" path segment, wherever the API is mounted):
+ *   POST /v2/campaigns[?mode=simple|normal|full&exposeAllKeys&sendContextEvent&extras]
+ *   POST /v2/campaigns/{id or slug}
+ *   POST /v2/flags
+ *   POST /v2/activate
+ *   POST /v2/{envId}/campaigns   (what Flagship SDKs call with decisionApiUrl)
+ */
+#ifndef DC_API_H
+#define DC_API_H
+
+#include "dc_config.h"
+#include "dc_slot.h"
+#include "dc_store.h"
+
+#include <apr_pools.h>
+#include <apr_tables.h>
+#include <apr_time.h>
+
+/* One event for the data collection, as produced by a request. The JSON
+ * object lacks "qt" (queue time): whoever sends it adds qt_base plus the
+ * milliseconds between received_ms and the send. */
+typedef struct {
+    const char *json;
+    size_t json_len;
+    int64_t received_ms;
+    int64_t qt_base;
+} dc_hit_t;
+
+/* Where hits go. Returns 0 when every hit is durably accepted, -1 otherwise. */
+typedef int dc_hit_sink_fn(void *baton, apr_pool_t *p, const dc_hit_t *hits, size_t n);
+
+#define DC_DEFAULT_MAX_BODY_SIZE (1024 * 1024)
+#define DC_DEFAULT_CORS_HEADERS \
+    "Content-Type,Authorization,X-Api-Key,X-Sdk-Client,X-Sdk-Version,X-Pop"
+
+typedef struct {
+    const char *env_id;          /* NULL: any cid is accepted on /v2/activate */
+    const char *api_key;         /* checked when require_api_key */
+    int require_api_key;
+    int cors_enabled;            /* default on */
+    const char *cors_origins;    /* default "*" */
+    const char *cors_headers;
+    apr_size_t max_body_size;    /* default 1 MiB */
+} dc_api_options_t;
+
+typedef struct dc_service {
+    dc_api_options_t opt;
+    dc_slot_t slot;             /* the current config snapshot */
+    dc_store_t *store;          /* NULL = none */
+    dc_hit_sink_fn *hit_sink;   /* NULL = hits are not collected */
+    void *hit_baton;
+} dc_service_t;
+
+void dc_api_options_default(dc_api_options_t *opt);
+int dc_service_init(dc_service_t *svc, apr_pool_t *p);
+
+typedef struct {
+    const char *method;
+    const char *path;           /* the request path, percent-encoded as received */
+    const char *query;          /* without '?', NULL when none */
+    const char *body;
+    size_t body_len;
+    int body_too_large;         /* the front end stopped reading at max_body_size */
+    const char *origin;
+    const char *x_api_key;
+    const char *authorization;
+    apr_time_t received;
+} dc_request_t;
+
+typedef struct {
+    int status;
+    const char *content_type;   /* NULL for no body */
+    const char *body;
+    size_t body_len;
+    apr_table_t *headers;       /* extra headers (CORS, Allow) */
+} dc_response_t;
+
+/* Handles one request; everything is allocated in p. Never fails: errors are responses. */
+void dc_api_handle(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req, dc_response_t *resp);
+
+/* Whether a path belongs to the API (has a "/v2" segment), for front ends that share a URL space. */
+int dc_api_owns_path(const char *path);
+
+#endif

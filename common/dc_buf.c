@@ -1,0 +1,239 @@
+#include "dc_buf.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void dc_buf_init(dc_buf_t *b, apr_pool_t *p, size_t initial)
+{
+    b->pool = p;
+    b->cap = initial < 64 ? 64 : initial;
+    b->data = apr_palloc(p, b->cap);
+    b->len = 0;
+}
+
+static void reserve(dc_buf_t *b, size_t extra)
+{
+    size_t need = b->len + extra + 1;
+    size_t cap;
+    char *data;
+
+    if (need <= b->cap)
+        return;
+    cap = b->cap * 2;
+    while (cap < need)
+        cap *= 2;
+    data = apr_palloc(b->pool, cap);
+    memcpy(data, b->data, b->len);
+    b->data = data;
+    b->cap = cap;
+}
+
+void dc_buf_append(dc_buf_t *b, const void *data, size_t len)
+{
+    reserve(b, len);
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+}
+
+void dc_buf_putc(dc_buf_t *b, char c)
+{
+    reserve(b, 1);
+    b->data[b->len++] = c;
+}
+
+void dc_buf_puts(dc_buf_t *b, const char *s)
+{
+    dc_buf_append(b, s, strlen(s));
+}
+
+void dc_buf_printf(dc_buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    reserve(b, (size_t)n);
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+const char *dc_buf_cstr(dc_buf_t *b)
+{
+    reserve(b, 0);
+    b->data[b->len] = '\0';
+    return b->data;
+}
+
+static size_t utf8_valid_len(const unsigned char *s, size_t len)
+{
+    unsigned char c = s[0];
+    size_t n;
+    unsigned lo = 0x80, hi = 0xbf;
+
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2;
+    else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        if (c == 0xe0)
+            lo = 0xa0;
+        else if (c == 0xed)
+            hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        if (c == 0xf0)
+            lo = 0x90;
+        else if (c == 0xf4)
+            hi = 0x8f;
+    } else
+        return 0;
+    if (len < n || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    return n;
+}
+
+void dc_json_put_string(dc_buf_t *b, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, run = 0;
+
+    reserve(b, len + 2);
+    dc_buf_putc(b, '"');
+    while (i < len) {
+        unsigned char c = p[i];
+
+        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+            run++;
+            i++;
+            continue;
+        }
+        if (run) {
+            dc_buf_append(b, p + i - run, run);
+            run = 0;
+        }
+        if (c >= 0x80) {
+            size_t n = utf8_valid_len(p + i, len - i);
+
+            if (n) {
+                dc_buf_append(b, p + i, n);
+                i += n;
+            } else {
+                dc_buf_append(b, "\xef\xbf\xbd", 3);
+                i++;
+            }
+            continue;
+        }
+        switch (c) {
+        case '"': dc_buf_append(b, "\\\"", 2); break;
+        case '\\': dc_buf_append(b, "\\\\", 2); break;
+        case '\n': dc_buf_append(b, "\\n", 2); break;
+        case '\r': dc_buf_append(b, "\\r", 2); break;
+        case '\t': dc_buf_append(b, "\\t", 2); break;
+        case '\b': dc_buf_append(b, "\\b", 2); break;
+        case '\f': dc_buf_append(b, "\\f", 2); break;
+        default: {
+            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            dc_buf_append(b, esc, 6);
+        }
+        }
+        i++;
+    }
+    if (run)
+        dc_buf_append(b, p + i - run, run);
+    dc_buf_putc(b, '"');
+}
+
+void dc_json_put_number(dc_buf_t *b, double d)
+{
+    char tmp[40];
+
+    if (!isfinite(d)) {
+        dc_buf_puts(b, "null");
+        return;
+    }
+    if (d == floor(d) && fabs(d) < 1e15) {
+        snprintf(tmp, sizeof(tmp), "%.0f", d);
+        if (strcmp(tmp, "-0") == 0)
+            strcpy(tmp, "0");
+    } else {
+        for (int prec = 15; prec <= 17; prec++) {
+            snprintf(tmp, sizeof(tmp), "%.*g", prec, d);
+            if (strtod(tmp, NULL) == d)
+                break;
+        }
+    }
+    dc_buf_puts(b, tmp);
+}
+
+static int compare_keys(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+void dc_json_put_value(dc_buf_t *b, const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        size_t n = json_object_size(v), i = 0;
+        const char **keys;
+        const char *key;
+        json_t *item;
+
+        if (n == 0) {
+            dc_buf_puts(b, "{}");
+            break;
+        }
+        keys = apr_palloc(b->pool, n * sizeof(*keys));
+        json_object_foreach((json_t *)v, key, item) keys[i++] = key;
+        qsort(keys, n, sizeof(*keys), compare_keys);
+        dc_buf_putc(b, '{');
+        for (i = 0; i < n; i++) {
+            if (i)
+                dc_buf_putc(b, ',');
+            dc_json_put_string(b, keys[i], strlen(keys[i]));
+            dc_buf_putc(b, ':');
+            dc_json_put_value(b, json_object_get(v, keys[i]));
+        }
+        dc_buf_putc(b, '}');
+        break;
+    }
+    case JSON_ARRAY:
+        dc_buf_putc(b, '[');
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            if (i)
+                dc_buf_putc(b, ',');
+            dc_json_put_value(b, json_array_get(v, i));
+        }
+        dc_buf_putc(b, ']');
+        break;
+    case JSON_STRING:
+        dc_json_put_string(b, json_string_value(v), json_string_length(v));
+        break;
+    case JSON_INTEGER:
+        dc_buf_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        break;
+    case JSON_REAL:
+        dc_json_put_number(b, json_real_value(v));
+        break;
+    case JSON_TRUE:
+        dc_buf_puts(b, "true");
+        break;
+    case JSON_FALSE:
+        dc_buf_puts(b, "false");
+        break;
+    default:
+        dc_buf_puts(b, "null");
+    }
+}

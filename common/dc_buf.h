@@ -1,0 +1,36 @@
+/*
+ * dc_buf: an append-only byte buffer in an APR pool, and the JSON writing
+ * helpers built on it. Responses are written straight into one buffer from
+ * pre-rendered pieces of the config, instead of building a jansson tree per
+ * request and dumping it.
+ */
+#ifndef DC_BUF_H
+#define DC_BUF_H
+
+#include <apr_pools.h>
+#include <jansson.h>
+#include <stddef.h>
+
+typedef struct {
+    apr_pool_t *pool;
+    char *data;
+    size_t len;
+    size_t cap;
+} dc_buf_t;
+
+void dc_buf_init(dc_buf_t *b, apr_pool_t *p, size_t initial);
+void dc_buf_append(dc_buf_t *b, const void *data, size_t len);
+void dc_buf_putc(dc_buf_t *b, char c);
+void dc_buf_puts(dc_buf_t *b, const char *s);
+void dc_buf_printf(dc_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* NUL-terminates and returns the data (the NUL is not counted in len). */
+const char *dc_buf_cstr(dc_buf_t *b);
+
+/* A JSON string literal (quotes included); invalid UTF-8 bytes become U+FFFD. */
+void dc_json_put_string(dc_buf_t *b, const char *s, size_t len);
+/* A JSON number, shortest text that reads back as the same double. */
+void dc_json_put_number(dc_buf_t *b, double d);
+/* Any jansson value, object keys sorted, numbers shortest. */
+void dc_json_put_value(dc_buf_t *b, const json_t *v);
+
+#endif

@@ -1,0 +1,167 @@
+/*
+ * dc_config: the bucketing file (environment configuration) as an immutable,
+ * reference-counted snapshot.
+ *
+ * A snapshot owns one APR pool holding every campaign, variation group,
+ * targeting and variation, with targeting values pre-typed (dc_value_t) and
+ * modification values pre-rendered as JSON text. It never changes after
+ * dc_config_parse() returns, so any number of threads decide against it with
+ * no lock; dc_config_ref()/dc_config_unref() keep it alive while they do.
+ *
+ * The parser accepts the CDN's camelCase keys and snake_case keys, ignores
+ * unknown keys, and rejects a malformed file with an error naming the JSON
+ * path of the problem ("campaigns[3].variationGroups[0].variations[1].
+ * allocation: expected a number"), like json_error_t does for syntax.
+ */
+#ifndef DC_CONFIG_H
+#define DC_CONFIG_H
+
+#include "dc_value.h"
+
+#include <apr_pools.h>
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    DC_OP_UNKNOWN = 0, /* "NULL" or an operator this build does not know: never matches */
+    DC_OP_EQUALS,
+    DC_OP_NOT_EQUALS,
+    DC_OP_CONTAINS,
+    DC_OP_NOT_CONTAINS,
+    DC_OP_GREATER_THAN,
+    DC_OP_LOWER_THAN,
+    DC_OP_GREATER_THAN_OR_EQUALS,
+    DC_OP_LOWER_THAN_OR_EQUALS,
+    DC_OP_STARTS_WITH,
+    DC_OP_ENDS_WITH,
+    DC_OP_EXISTS,
+    DC_OP_NOT_EXISTS,
+    DC_OP_SEMVER_EQUALS,
+    DC_OP_SEMVER_NOT_EQUALS,
+    DC_OP_SEMVER_GREATER_THAN,
+    DC_OP_SEMVER_LOWER_THAN,
+    DC_OP_SEMVER_GREATER_THAN_OR_EQUALS,
+    DC_OP_SEMVER_LOWER_THAN_OR_EQUALS
+} dc_operator_e;
+
+const char *dc_operator_name(dc_operator_e op);
+dc_operator_e dc_operator_from_name(const char *name);
+
+typedef enum {
+    DC_KEY_CONTEXT = 0, /* look the key up in the visitor context */
+    DC_KEY_ALL_USERS,   /* fs_all_users: neutral, always true */
+    DC_KEY_USERS,       /* fs_users: compare the visitor id */
+    DC_KEY_PROVIDER     /* a third-party provider's key: never present when self-hosted */
+} dc_key_kind_e;
+
+typedef struct {
+    dc_operator_e op;
+    dc_key_kind_e key_kind;
+    const char *key;
+    size_t key_len;
+    dc_value_t value;
+} dc_targeting_t;
+
+typedef struct {
+    const dc_targeting_t *targetings;
+    size_t n_targetings;
+} dc_targeting_group_t;
+
+/* One key of a variation's modifications.value, rendered once at load. */
+typedef struct {
+    const char *key;
+    size_t key_len;
+    const char *json; /* the value as JSON text */
+    size_t json_len;
+    int is_null;
+    const json_t *value; /* borrowed from the snapshot's document */
+} dc_flag_t;
+
+typedef struct {
+    const char *id;
+    size_t id_len;
+    const char *name;
+    int reference;
+    double allocation;
+    int has_modifications;
+    const char *modifications_type;
+    const dc_flag_t *flags; /* sorted by key */
+    size_t n_flags;
+} dc_variation_t;
+
+typedef struct dc_campaign dc_campaign_t;
+
+typedef struct {
+    const char *id;
+    size_t id_len;
+    const char *name;
+    const dc_campaign_t *campaign;
+    const dc_targeting_group_t *groups;
+    size_t n_groups;
+    const dc_variation_t *variations;
+    size_t n_variations;
+    /* Every flag key of any variation of the group, sorted: exposeAllKeys adds
+     * the ones a variation lacks as null. */
+    const char *const *all_keys;
+    const size_t *all_key_lens;
+    size_t n_all_keys;
+} dc_variation_group_t;
+
+typedef struct {
+    double from, to;
+} dc_bucket_range_t;
+
+struct dc_campaign {
+    const char *id;
+    const char *name;
+    const char *slug; /* NULL when the file has none */
+    const char *type;
+    int is_ab;
+    const dc_bucket_range_t *ranges;
+    size_t n_ranges;
+    const dc_variation_group_t *groups;
+    size_t n_groups;
+};
+
+typedef struct dc_config dc_config_t;
+struct dc_config {
+    apr_pool_t *pool;
+    volatile uint32_t refs;
+    int panic;
+    int enabled_xpc;         /* accountSettings.enabledXPC */
+    int enabled_1v1t;        /* accountSettings.enabled1V1T */
+    int visitor_consolidation;
+    int xpc;                 /* enabledXPC || visitorConsolidation */
+    const dc_campaign_t *campaigns;
+    size_t n_campaigns;
+    size_t n_unknown_operators;
+    json_t *document;        /* the parsed file, kept for flag values */
+    char digest[17];         /* hex of a 64-bit hash of the file bytes */
+    size_t source_len;
+};
+
+typedef struct {
+    char path[256]; /* JSON path of the problem, "" for the document */
+    char text[256];
+} dc_config_error_t;
+
+/*
+ * Parses a bucketing file. On success *out holds a snapshot with one
+ * reference; on failure returns -1 and fills err. Warnings (campaigns without
+ * bucket ranges, fractional allocations, unknown operators, duplicate ids) go
+ * to the log once, here, never per request.
+ */
+int dc_config_parse(const char *data, size_t len, dc_config_t **out, dc_config_error_t *err);
+int dc_config_load_file(const char *path, dc_config_t **out, dc_config_error_t *err);
+
+dc_config_t *dc_config_ref(dc_config_t *cfg);
+void dc_config_unref(dc_config_t *cfg);
+
+/* The first campaign whose id or slug is name, or NULL. */
+const dc_campaign_t *dc_config_find_campaign(const dc_config_t *cfg, const char *name, size_t len);
+
+/* Upper bound on a bucketing file we accept (64 MiB): a larger one is refused unread. */
+#define DC_CONFIG_MAX_BYTES (64u * 1024u * 1024u)
+
+#endif

@@ -1,0 +1,238 @@
+#include "dc_engine.h"
+#include "dc_hash.h"
+#include "dc_log.h"
+
+#include <apr_base64.h>
+#include <string.h>
+
+const dc_variation_t *dc_allocate(const dc_variation_group_t *vg, unsigned z)
+{
+    double sum = 0;
+
+    if (vg->n_variations == 1 && vg->variations[0].allocation == 100)
+        return &vg->variations[0];
+    for (size_t i = 0; i < vg->n_variations; i++) {
+        sum += vg->variations[i].allocation;
+        if ((double)z < sum)
+            return &vg->variations[i];
+    }
+    return NULL;
+}
+
+int dc_in_bucket_ranges(const dc_campaign_t *c, unsigned bucket)
+{
+    for (size_t i = 0; i < c->n_ranges; i++)
+        if (c->ranges[i].from <= (double)bucket && (double)bucket < c->ranges[i].to)
+            return 1;
+    return 0;
+}
+
+char *dc_base64(apr_pool_t *p, const char *data, size_t len, size_t *out_len)
+{
+    char *out = apr_palloc(p, (size_t)apr_base64_encode_len((int)len));
+    int n = apr_base64_encode(out, data, (int)len);
+
+    *out_len = n > 0 ? (size_t)n - 1 : 0; /* the count includes the NUL */
+    return out;
+}
+
+static const dc_variation_t *variation_by_id(const dc_variation_group_t *vg,
+                                             const dc_assignment_t *a)
+{
+    if (!a)
+        return NULL;
+    for (size_t i = 0; i < vg->n_variations; i++)
+        if (vg->variations[i].id_len == a->variation_id_len &&
+            memcmp(vg->variations[i].id, a->variation_id, a->variation_id_len) == 0)
+            return &vg->variations[i];
+    return NULL;
+}
+
+typedef struct {
+    dc_assignments_t visitor, anonymous, group;
+} loaded_t;
+
+static void load_assignments(apr_pool_t *p, dc_store_t *store, const char *env_id,
+                             const dc_visitor_t *v, int xpc, loaded_t *l, dc_outcome_t *out)
+{
+    struct {
+        const char *id;
+        size_t len;
+        dc_assignments_t *into;
+    } loads[3] = {
+        {v->visitor_id, v->visitor_id_len, &l->visitor},
+        {xpc ? v->anonymous_id : NULL, v->anonymous_id_len, &l->anonymous},
+        {v->decision_group, v->decision_group_len, &l->group},
+    };
+
+    for (int i = 0; i < 3; i++) {
+        if (!loads[i].id || loads[i].len == 0)
+            continue;
+        if (dc_store_load(store, p, env_id, loads[i].id, loads[i].len, loads[i].into) ==
+            DC_STORE_UNAVAILABLE) {
+            /* Decide from the hash alone rather than fail the request: the
+             * store's own health and log say it is degraded. */
+            memset(loads[i].into, 0, sizeof(*loads[i].into));
+            out->store_degraded = 1;
+        }
+    }
+}
+
+void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const char *env_id,
+               const dc_visitor_t *v, const dc_campaign_t *only, dc_outcome_t *out)
+{
+    const dc_variation_group_t *selected_stack[64];
+    const dc_variation_group_t **selected = selected_stack;
+    size_t n_selected = 0, n_candidates = only ? 1 : cfg->n_campaigns;
+    int multi_variation = 0, ab_added = 0, xpc, any_prev_ab = 0;
+    unsigned visitor_bucket;
+    const char *alloc_key;
+    size_t alloc_key_len;
+    loaded_t l;
+
+    out->n_decisions = 0;
+    out->single_error = DC_CHOICE_OK;
+    out->cache_on = 0;
+    out->store_degraded = 0;
+    memset(&out->save_visitor, 0, sizeof(out->save_visitor));
+    memset(&out->save_anonymous, 0, sizeof(out->save_anonymous));
+    memset(&out->save_group, 0, sizeof(out->save_group));
+    memset(&l, 0, sizeof(l));
+
+    if (n_candidates > sizeof(selected_stack) / sizeof(selected_stack[0]))
+        selected = apr_palloc(p, n_candidates * sizeof(*selected));
+
+    /* 1. Targeting: the first matching variation group of each campaign. */
+    for (size_t i = 0; i < n_candidates; i++) {
+        const dc_campaign_t *c = only ? only : &cfg->campaigns[i];
+
+        for (size_t g = 0; g < c->n_groups; g++) {
+            if (dc_targeting_match(&c->groups[g], v->context)) {
+                selected[n_selected++] = &c->groups[g];
+                multi_variation |= c->groups[g].n_variations > 1;
+                break;
+            }
+        }
+    }
+    if (n_selected == 0)
+        return;
+
+    /* 2. Sticky assignments, when they can change anything. */
+    xpc = cfg->xpc && v->anonymous_id && v->anonymous_id_len > 0;
+    out->cache_on = !dc_store_is_none(store) && (multi_variation || cfg->enabled_1v1t || cfg->xpc);
+    if (out->cache_on)
+        load_assignments(p, store, env_id, v, xpc, &l, out);
+    if (cfg->enabled_1v1t) {
+        for (size_t i = 0; i < n_selected; i++) {
+            const dc_assignment_t *a;
+
+            if (!selected[i]->campaign->is_ab)
+                continue;
+            a = dc_assignments_find(&l.visitor, selected[i]->id, selected[i]->id_len);
+            if (a && a->activated)
+                any_prev_ab = 1;
+        }
+    }
+
+    visitor_bucket = dc_bucket(v->visitor_id, v->visitor_id_len);
+    alloc_key = v->decision_group ? v->decision_group : v->visitor_id;
+    alloc_key_len = v->decision_group ? v->decision_group_len : v->visitor_id_len;
+
+    for (size_t i = 0; i < n_selected; i++) {
+        const dc_variation_group_t *vg = selected[i];
+        const dc_campaign_t *c = vg->campaign;
+        const dc_assignment_t *s = NULL, *a = NULL, *d = NULL;
+        const dc_variation_t *chosen = NULL;
+        int is_new = 0, is_new_anonymous = 0;
+
+        /* 3. One visitor one test: at most one "ab" campaign, the activated one first. */
+        if (cfg->enabled_1v1t && c->is_ab) {
+            const dc_assignment_t *prev = dc_assignments_find(&l.visitor, vg->id, vg->id_len);
+            int in_prev = prev && prev->activated;
+
+            if ((any_prev_ab && !in_prev) || ab_added)
+                continue;
+        }
+        /* 4. Campaign traffic. */
+        if (!dc_in_bucket_ranges(c, visitor_bucket))
+            continue;
+
+        /* 5. The variation: an assignment wins over the hash. */
+        if (out->cache_on) {
+            s = dc_assignments_find(&l.visitor, vg->id, vg->id_len);
+            a = dc_assignments_find(&l.anonymous, vg->id, vg->id_len);
+            d = dc_assignments_find(&l.group, vg->id, vg->id_len);
+        }
+        if (s || a || d) {
+            const dc_variation_t *sv = variation_by_id(vg, s);
+            const dc_variation_t *dv = variation_by_id(vg, d);
+            const dc_variation_t *av = variation_by_id(vg, a);
+
+            if (dv)
+                sv = dv;
+            if (sv) {
+                chosen = sv;
+            } else if (av) {
+                chosen = av;
+                is_new = 1; /* copied from the anonymous id to the visitor id */
+            } else {
+                if (only)
+                    out->single_error = DC_CHOICE_DELETED_VARIATION;
+                continue;
+            }
+        } else {
+            chosen = dc_allocate(vg, dc_bucket2(vg->id, vg->id_len, alloc_key, alloc_key_len));
+            if (!chosen) {
+                if (only)
+                    out->single_error = DC_CHOICE_UNTRACKED;
+                continue;
+            }
+            is_new = is_new_anonymous = 1;
+        }
+
+        /* 6. What to remember (saved after the answer is built). */
+        if (out->cache_on) {
+            int hit = v->trigger_hit;
+
+            if ((hit && !(s && s->activated)) || is_new) {
+                dc_assignments_set(p, &out->save_visitor, vg->id, vg->id_len, chosen->id,
+                                   chosen->id_len, hit);
+                if (v->decision_group)
+                    dc_assignments_set(p, &out->save_group, vg->id, vg->id_len, chosen->id,
+                                       chosen->id_len, hit);
+            }
+            if (v->anonymous_id && v->anonymous_id_len &&
+                ((hit && !(a && a->activated)) || is_new_anonymous))
+                dc_assignments_set(p, &out->save_anonymous, vg->id, vg->id_len, chosen->id,
+                                   chosen->id_len, hit);
+        }
+        out->decisions[out->n_decisions].campaign = c;
+        out->decisions[out->n_decisions].group = vg;
+        out->decisions[out->n_decisions].variation = chosen;
+        out->n_decisions++;
+        if (c->is_ab)
+            ab_added = 1;
+    }
+}
+
+int dc_engine_save(apr_pool_t *p, dc_store_t *store, const char *env_id, const dc_visitor_t *v,
+                   const dc_outcome_t *out, int64_t now_ms)
+{
+    int failed = 0;
+
+    if (!out->cache_on)
+        return 0;
+    if (out->save_visitor.n &&
+        dc_store_save(store, p, env_id, v->visitor_id, v->visitor_id_len, &out->save_visitor,
+                      now_ms) == DC_STORE_UNAVAILABLE)
+        failed++;
+    if (out->save_anonymous.n && v->anonymous_id &&
+        dc_store_save(store, p, env_id, v->anonymous_id, v->anonymous_id_len,
+                      &out->save_anonymous, now_ms) == DC_STORE_UNAVAILABLE)
+        failed++;
+    if (out->save_group.n && v->decision_group &&
+        dc_store_save(store, p, env_id, v->decision_group, v->decision_group_len,
+                      &out->save_group, now_ms) == DC_STORE_UNAVAILABLE)
+        failed++;
+    return failed;
+}

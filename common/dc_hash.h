@@ -1,0 +1,23 @@
+/*
+ * dc_hash: the bucketing hash. MurmurHash3 x86 32-bit, seed 0, over the
+ * bytes given (the UTF-8 of ids), reduced modulo 100. Every server computes
+ * the same bucket for the same visitor, which is what lets any number of
+ * servers agree without talking to each other.
+ */
+#ifndef DC_HASH_H
+#define DC_HASH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+uint32_t dc_murmur3_32(const void *data, size_t len, uint32_t seed);
+
+/* Bucket 0..99 of the concatenation a + b (either may be empty). */
+unsigned dc_bucket2(const char *a, size_t alen, const char *b, size_t blen);
+
+static inline unsigned dc_bucket(const char *s, size_t len)
+{
+    return dc_murmur3_32(s, len, 0) % 100u;
+}
+
+#endif

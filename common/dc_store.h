@@ -1,0 +1,123 @@
+/*
+ * dc_store: where sticky visitor assignments live.
+ *
+ * An assignment says "for variation group G this visitor (or anonymous id,
+ * or decision group) got variation V, and it was / was not activated". The
+ * engine loads a visitor's assignments before deciding and saves the ones
+ * that changed after. Backends sit behind one small vtable, like httpd's
+ * providers: none, memory (bounded, in-process), dbm (apr_dbm file, locked
+ * for writers) and redis (hiredis, the Flagship decision-api's layout); the
+ * httpd module adds a store in shared memory of its own through the same
+ * table. A URI picks the backend everywhere (dc_store_open()).
+ *
+ * Contract for every backend:
+ * - thread-safe: load/save may be called from many threads at once;
+ * - bounded: no call blocks longer than the backend's timeout;
+ * - save merges: entries for other variation groups are kept;
+ * - failures are reported as DC_STORE_UNAVAILABLE, never fatal: the engine
+ *   then decides from the hash alone and the store's health says degraded.
+ */
+#ifndef DC_STORE_H
+#define DC_STORE_H
+
+#include <apr_pools.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    const char *vg_id;
+    size_t vg_id_len;
+    const char *variation_id;
+    size_t variation_id_len;
+    int activated;
+} dc_assignment_t;
+
+typedef struct {
+    dc_assignment_t *items;
+    size_t n;
+    size_t cap;
+    int64_t ts_ms; /* when last saved (Unix ms), 0 if unknown */
+} dc_assignments_t;
+
+/* Limits on what a store keeps for one id, so no visitor can grow a record without bound. */
+#define DC_STORE_MAX_ID_LEN 1024
+#define DC_STORE_MAX_ASSIGNMENTS 1024
+#define DC_STORE_MAX_FIELD_LEN 256
+
+const dc_assignment_t *dc_assignments_find(const dc_assignments_t *a, const char *vg_id,
+                                           size_t vg_id_len);
+/* Adds or replaces the entry for vg_id; strings are copied into p. */
+void dc_assignments_set(apr_pool_t *p, dc_assignments_t *a, const char *vg_id, size_t vg_id_len,
+                        const char *variation_id, size_t variation_id_len, int activated);
+
+/* The record format shared by memory, dbm and the Redis field values:
+ * {"Timestamp":ms,"Assignments":{"vg":{"VariationID":"v","Activated":true}}}
+ * (the Flagship decision-api's "local" cache format). Parsing garbage fails
+ * cleanly (returns -1) and never reads out of bounds. */
+char *dc_assignments_encode(apr_pool_t *p, const dc_assignments_t *a, size_t *len);
+int dc_assignments_decode(apr_pool_t *p, const char *data, size_t len, dc_assignments_t *out);
+/* One Redis hash field value: {"VariationID":"v","Activated":bool}. */
+char *dc_assignment_encode_field(apr_pool_t *p, const dc_assignment_t *a, size_t *len);
+int dc_assignment_decode_field(apr_pool_t *p, const char *vg_id, size_t vg_id_len,
+                               const char *data, size_t len, dc_assignment_t *out);
+
+typedef enum {
+    DC_STORE_OK = 0,
+    DC_STORE_NOT_FOUND,
+    DC_STORE_UNAVAILABLE
+} dc_store_status_e;
+
+typedef enum {
+    DC_STORE_HEALTH_OK = 0,
+    DC_STORE_HEALTH_DEGRADED
+} dc_store_health_e;
+
+typedef struct dc_store dc_store_t;
+
+typedef struct {
+    const char *name;
+    /* Loads the record of id into out (allocated in p). */
+    dc_store_status_e (*load)(dc_store_t *s, apr_pool_t *p, const char *env_id, const char *id,
+                              size_t id_len, dc_assignments_t *out);
+    /* Merges changes into the record of id, stamping now_ms. */
+    dc_store_status_e (*save)(dc_store_t *s, apr_pool_t *p, const char *env_id, const char *id,
+                              size_t id_len, const dc_assignments_t *changes, int64_t now_ms);
+    /* Current health and a short operator-facing detail ("connected", "refused: ..."). */
+    dc_store_health_e (*health)(dc_store_t *s, const char **detail);
+    /* Called in a new process (httpd child, after fork) before first use. */
+    void (*child_init)(dc_store_t *s, apr_pool_t *pchild);
+    void (*close)(dc_store_t *s);
+} dc_store_provider_t;
+
+struct dc_store {
+    const dc_store_provider_t *provider;
+    void *impl;
+    const char *uri;     /* as configured, with any password masked */
+    const char *prefix;  /* key prefix, "" by default */
+};
+
+/*
+ * Opens a store from its URI, allocating in p (which must outlive the store):
+ *   none
+ *   memory[?max_entries=N]                 (default 100000 records)
+ *   dbm:PATH | dbm:TYPE:PATH               (TYPE: default, gdbm, sdbm, db)
+ *   redis://[user:password@]host:port[/db][?timeout_ms=50&ttl=7776000&prefix=P]
+ * Returns NULL and fills err on a bad URI or a backend that cannot start.
+ */
+dc_store_t *dc_store_open(apr_pool_t *p, const char *uri, char *err, size_t err_len);
+void dc_store_close(dc_store_t *s);
+void dc_store_child_init(dc_store_t *s, apr_pool_t *pchild);
+
+/* NULL-safe wrappers; a NULL store or "none" behaves as empty. */
+dc_store_status_e dc_store_load(dc_store_t *s, apr_pool_t *p, const char *env_id, const char *id,
+                                size_t id_len, dc_assignments_t *out);
+dc_store_status_e dc_store_save(dc_store_t *s, apr_pool_t *p, const char *env_id, const char *id,
+                                size_t id_len, const dc_assignments_t *changes, int64_t now_ms);
+dc_store_health_e dc_store_health(dc_store_t *s, const char **detail);
+int dc_store_is_none(const dc_store_t *s);
+
+/* Backends (one file each). */
+extern const dc_store_provider_t dc_store_memory_provider;
+void *dc_store_memory_create(apr_pool_t *p, size_t max_entries);
+
+#endif

@@ -1,0 +1,231 @@
+#include "dc_targeting.h"
+#include "dc_semver.h"
+
+#include <string.h>
+
+static int is_and_op(dc_operator_e op)
+{
+    return op == DC_OP_NOT_EQUALS || op == DC_OP_NOT_CONTAINS;
+}
+
+static int is_or_op(dc_operator_e op)
+{
+    return op == DC_OP_EQUALS || op == DC_OP_CONTAINS;
+}
+
+static int bytes_compare(const char *a, size_t alen, const char *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+
+    if (c)
+        return c;
+    return alen < blen ? -1 : alen > blen;
+}
+
+static int contains(const char *hay, size_t hlen, const char *needle, size_t nlen)
+{
+    if (nlen == 0)
+        return 1;
+    while (hlen >= nlen) {
+        const char *p = memchr(hay, needle[0], hlen - nlen + 1);
+
+        if (!p)
+            return 0;
+        if (memcmp(p, needle, nlen) == 0)
+            return 1;
+        hlen -= (size_t)(p - hay) + 1;
+        hay = p + 1;
+    }
+    return 0;
+}
+
+static dc_eval_e result(int b)
+{
+    return b ? DC_EVAL_MATCH : DC_EVAL_NO_MATCH;
+}
+
+static dc_eval_e eval_string(dc_operator_e op, const dc_value_t *t, const dc_value_t *c)
+{
+    int cmp;
+
+    switch (op) {
+    case DC_OP_EQUALS:
+    case DC_OP_NOT_EQUALS: {
+        int eq = t->folded_len == c->folded_len && memcmp(t->folded, c->folded, t->folded_len) == 0;
+        return result(op == DC_OP_EQUALS ? eq : !eq);
+    }
+    case DC_OP_LOWER_THAN:
+        return result(bytes_compare(c->lower, c->lower_len, t->lower, t->lower_len) < 0);
+    case DC_OP_LOWER_THAN_OR_EQUALS:
+        return result(bytes_compare(c->lower, c->lower_len, t->lower, t->lower_len) <= 0);
+    case DC_OP_GREATER_THAN:
+        return result(bytes_compare(c->lower, c->lower_len, t->lower, t->lower_len) > 0);
+    case DC_OP_GREATER_THAN_OR_EQUALS:
+        return result(bytes_compare(c->lower, c->lower_len, t->lower, t->lower_len) >= 0);
+    case DC_OP_STARTS_WITH:
+        return result(c->lower_len >= t->lower_len &&
+                      memcmp(c->lower, t->lower, t->lower_len) == 0);
+    case DC_OP_ENDS_WITH:
+        return result(c->lower_len >= t->lower_len &&
+                      memcmp(c->lower + c->lower_len - t->lower_len, t->lower, t->lower_len) == 0);
+    case DC_OP_CONTAINS:
+        return result(contains(c->lower, c->lower_len, t->lower, t->lower_len));
+    case DC_OP_NOT_CONTAINS:
+        return result(!contains(c->lower, c->lower_len, t->lower, t->lower_len));
+    case DC_OP_SEMVER_EQUALS:
+    case DC_OP_SEMVER_NOT_EQUALS:
+    case DC_OP_SEMVER_GREATER_THAN:
+    case DC_OP_SEMVER_LOWER_THAN:
+    case DC_OP_SEMVER_GREATER_THAN_OR_EQUALS:
+    case DC_OP_SEMVER_LOWER_THAN_OR_EQUALS:
+        if (dc_semver_compare(c->str, c->len, t->str, t->len, &cmp) < 0)
+            return DC_EVAL_NO_MATCH;
+        switch (op) {
+        case DC_OP_SEMVER_EQUALS: return result(cmp == 0);
+        case DC_OP_SEMVER_NOT_EQUALS: return result(cmp != 0);
+        case DC_OP_SEMVER_GREATER_THAN: return result(cmp > 0);
+        case DC_OP_SEMVER_LOWER_THAN: return result(cmp < 0);
+        case DC_OP_SEMVER_GREATER_THAN_OR_EQUALS: return result(cmp >= 0);
+        default: return result(cmp <= 0);
+        }
+    default:
+        return DC_EVAL_ERROR; /* operator not handled for strings */
+    }
+}
+
+static dc_eval_e eval_number(dc_operator_e op, double t, double c)
+{
+    switch (op) {
+    case DC_OP_LOWER_THAN: return result(c < t);
+    case DC_OP_LOWER_THAN_OR_EQUALS: return result(c <= t);
+    case DC_OP_GREATER_THAN: return result(c > t);
+    case DC_OP_GREATER_THAN_OR_EQUALS: return result(c >= t);
+    case DC_OP_EQUALS: return result(c == t);
+    case DC_OP_NOT_EQUALS: return result(c != t);
+    default: return DC_EVAL_ERROR;
+    }
+}
+
+static dc_eval_e eval_bool(dc_operator_e op, int t, int c)
+{
+    switch (op) {
+    case DC_OP_EQUALS: return result(c == t);
+    case DC_OP_NOT_EQUALS: return result(c != t);
+    default: return DC_EVAL_ERROR;
+    }
+}
+
+dc_eval_e dc_targeting_eval(dc_operator_e op, const dc_value_t *t, const dc_value_t *c)
+{
+    int present = c != NULL;
+
+    /* 1. A list in the context: any/every over its elements, errors are plain misses. */
+    if (present && c->kind == DC_KIND_LIST) {
+        int r = is_and_op(op);
+
+        if (c->n_items > 0 && c->items[0].kind != t->kind)
+            return DC_EVAL_ERROR;
+        for (size_t i = 0; i < c->n_items; i++) {
+            dc_eval_e m = dc_targeting_eval(op, t, &c->items[i]);
+
+            if (m == DC_EVAL_ERROR)
+                return DC_EVAL_NO_MATCH;
+            if (is_and_op(op))
+                r = r && m == DC_EVAL_MATCH;
+            else if (is_or_op(op))
+                r = r || m == DC_EVAL_MATCH;
+        }
+        return result(r);
+    }
+
+    /* 2. EXISTS / NOT_EXISTS read only presence; a non-bool value counts as false. */
+    if (op == DC_OP_EXISTS || op == DC_OP_NOT_EXISTS) {
+        int b = t->kind == DC_KIND_BOOL && t->boolean;
+
+        if (op == DC_OP_EXISTS)
+            return result((present && b) || (!present && !b));
+        return result((!present && b) || (present && !b));
+    }
+    if (!present)
+        return DC_EVAL_NO_MATCH;
+
+    /* 3. No coercion between kinds: a mismatch is an error. */
+    if (t->kind != DC_KIND_LIST && t->kind != c->kind)
+        return DC_EVAL_ERROR;
+
+    switch (t->kind) {
+    case DC_KIND_STRING:
+        return eval_string(op, t, c);
+    case DC_KIND_NUMBER:
+        return eval_number(op, t->number, c->number);
+    case DC_KIND_BOOL:
+        return eval_bool(op, t->boolean, c->boolean);
+    case DC_KIND_LIST: {
+        /* 4. A list targeting value: "any of" for EQUALS/CONTAINS, "none of"
+         * for NOT_EQUALS/NOT_CONTAINS, never for other operators. */
+        int r = is_and_op(op);
+
+        for (size_t i = 0; i < t->n_items; i++) {
+            dc_eval_e m = dc_targeting_eval(op, &t->items[i], c);
+
+            if (is_and_op(op))
+                r = r && m == DC_EVAL_MATCH;
+            else if (is_or_op(op))
+                r = r || m == DC_EVAL_MATCH;
+        }
+        return result(r);
+    }
+    default:
+        return DC_EVAL_NO_MATCH;
+    }
+}
+
+const dc_value_t *dc_context_get(const dc_context_t *ctx, const char *key, size_t key_len)
+{
+    for (size_t i = 0; i < ctx->n_entries; i++) {
+        const dc_context_entry_t *e = &ctx->entries[i];
+
+        if (e->key_len == key_len && memcmp(e->key, key, key_len) == 0)
+            return &e->value;
+    }
+    return NULL;
+}
+
+int dc_targeting_match(const dc_variation_group_t *vg, const dc_context_t *ctx)
+{
+    int any = 0;
+
+    for (size_t g = 0; g < vg->n_groups; g++) {
+        const dc_targeting_group_t *group = &vg->groups[g];
+        int matched = group->n_targetings > 0;
+
+        for (size_t i = 0; i < group->n_targetings; i++) {
+            const dc_targeting_t *t = &group->targetings[i];
+            const dc_value_t *c;
+            dc_eval_e m;
+
+            switch (t->key_kind) {
+            case DC_KEY_ALL_USERS:
+                continue;
+            case DC_KEY_USERS:
+                c = ctx->visitor;
+                break;
+            case DC_KEY_PROVIDER:
+                c = NULL;
+                break;
+            default:
+                c = dc_context_get(ctx, t->key, t->key_len);
+            }
+            if (!c && t->op != DC_OP_EXISTS && t->op != DC_OP_NOT_EXISTS) {
+                matched = 0;
+                break;
+            }
+            m = dc_targeting_eval(t->op, &t->value, c);
+            if (m == DC_EVAL_ERROR)
+                return 0;
+            matched = matched && m == DC_EVAL_MATCH;
+        }
+        any = any || matched;
+    }
+    return any;
+}

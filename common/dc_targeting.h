@@ -1,0 +1,39 @@
+/*
+ * dc_targeting: does a visitor match a variation group's targeting?
+ *
+ * The rules are the Flagship decision-api's, including its quirks, so that
+ * our decisions agree with it for the same file, visitor and context (see
+ * spec/DECISION-API.md section 4): groups are OR-ed, targetings inside a
+ * group AND-ed; fs_all_users is neutral, fs_users compares the visitor id; a
+ * missing key fails its group; a type mismatch is an *error* that fails the
+ * whole variation group, even if another group matched.
+ */
+#ifndef DC_TARGETING_H
+#define DC_TARGETING_H
+
+#include "dc_config.h"
+#include "dc_value.h"
+
+typedef struct {
+    const char *key;
+    size_t key_len;
+    dc_value_t value;
+} dc_context_entry_t;
+
+typedef struct {
+    const dc_context_entry_t *entries;
+    size_t n_entries;
+    const dc_value_t *visitor; /* the visitor id as a string value, for fs_users */
+} dc_context_t;
+
+typedef enum { DC_EVAL_NO_MATCH = 0, DC_EVAL_MATCH = 1, DC_EVAL_ERROR = -1 } dc_eval_e;
+
+/* One operator on a targeting value T and a context value C (NULL: key absent). */
+dc_eval_e dc_targeting_eval(dc_operator_e op, const dc_value_t *t, const dc_value_t *c);
+
+/* 1 when the visitor matches the group's targeting, 0 otherwise (errors included). */
+int dc_targeting_match(const dc_variation_group_t *vg, const dc_context_t *ctx);
+
+const dc_value_t *dc_context_get(const dc_context_t *ctx, const char *key, size_t key_len);
+
+#endif

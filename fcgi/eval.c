@@ -1,0 +1,157 @@
+#include "eval.h"
+
+#include "dc_api.h"
+#include "dc_config.h"
+#include "dc_log.h"
+#include "dc_store.h"
+
+#include <apr_general.h>
+#include <apr_getopt.h>
+#include <apr_strings.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void dc_eval_usage(const char *prog)
+{
+    fprintf(stderr,
+            "usage: %s eval --bucketing FILE [--mode simple|normal|full]\n"
+            "           [--store none|memory|dbm:PATH|redis://HOST:PORT[/DB]] [--env-id ID]\n"
+            "           [--path /v2/campaigns|/v2/flags|/v2/campaigns/ID] [--query QUERY]\n"
+            "\n"
+            "Reads one decision request body per line on stdin, e.g.\n"
+            "  {\"visitor_id\":\"v1\",\"context\":{\"age\":30},\"trigger_hit\":false}\n"
+            "and writes the response body for each, one JSON object per line. Sticky\n"
+            "assignments persist across lines with a store. Exits 1 on a bad bucketing\n"
+            "file or store, 2 on bad arguments.\n",
+            prog);
+}
+
+static int read_line(FILE *in, char **buf, size_t *cap, size_t *len, size_t limit, int *too_long)
+{
+    int c;
+
+    *len = 0;
+    *too_long = 0;
+    while ((c = getc(in)) != EOF && c != '\n') {
+        if (*len >= limit) {
+            *too_long = 1;
+            continue; /* drain the rest of the line */
+        }
+        if (*len + 1 >= *cap) {
+            size_t ncap = *cap ? *cap * 2 : 4096;
+            char *nbuf = realloc(*buf, ncap);
+
+            if (!nbuf)
+                return -1;
+            *buf = nbuf;
+            *cap = ncap;
+        }
+        (*buf)[(*len)++] = (char)c;
+    }
+    if (c == EOF && *len == 0 && !*too_long)
+        return -1;
+    return 0;
+}
+
+int dc_eval_main(int argc, const char *const *argv)
+{
+    static const apr_getopt_option_t options[] = {
+        {"bucketing", 'b', 1, "bucketing file"},
+        {"mode", 'm', 1, "response mode"},
+        {"store", 's', 1, "assignment store URI"},
+        {"env-id", 'e', 1, "environment id"},
+        {"path", 'p', 1, "route"},
+        {"query", 'q', 1, "query string"},
+        {"help", 'h', 0, "help"},
+        {NULL, 0, 0, NULL},
+    };
+    const char *bucketing = NULL, *mode = "normal", *store_uri = "none", *path = "/v2/campaigns";
+    const char *query = NULL, *env_id = NULL, *arg;
+    apr_pool_t *pool, *req_pool;
+    apr_getopt_t *opt;
+    apr_status_t rv;
+    dc_service_t svc;
+    dc_config_t *cfg;
+    dc_config_error_t cerr;
+    char err[256], *line = NULL;
+    size_t cap = 0, len;
+    int opt_ch, too_long;
+
+    apr_pool_create(&pool, NULL);
+    apr_getopt_init(&opt, pool, argc, argv);
+    while ((rv = apr_getopt_long(opt, options, &opt_ch, &arg)) == APR_SUCCESS) {
+        switch (opt_ch) {
+        case 'b': bucketing = arg; break;
+        case 'm': mode = arg; break;
+        case 's': store_uri = arg; break;
+        case 'e': env_id = arg; break;
+        case 'p': path = arg; break;
+        case 'q': query = arg; break;
+        case 'h': dc_eval_usage(argv[0]); return 0;
+        }
+    }
+    if (rv != APR_EOF || !bucketing || opt->ind != argc) {
+        dc_eval_usage(argv[0]);
+        return 2;
+    }
+    if (strcmp(mode, "simple") && strcmp(mode, "normal") && strcmp(mode, "full")) {
+        fprintf(stderr, "%s eval: unknown --mode \"%s\": use simple, normal or full\n", argv[0],
+                mode);
+        return 2;
+    }
+    if (dc_service_init(&svc, pool) < 0) {
+        fprintf(stderr, "%s eval: cannot initialise\n", argv[0]);
+        return 1;
+    }
+    svc.opt.env_id = env_id;
+    if (dc_config_load_file(bucketing, &cfg, &cerr) < 0) {
+        fprintf(stderr, "%s eval: bad bucketing file %s: %s%s%s\n", argv[0], bucketing,
+                cerr.path, cerr.path[0] ? ": " : "", cerr.text);
+        return 1;
+    }
+    dc_slot_publish(&svc.slot, cfg);
+    svc.store = dc_store_open(pool, store_uri, err, sizeof(err));
+    if (!svc.store) {
+        fprintf(stderr, "%s eval: %s\n", argv[0], err);
+        dc_slot_clear(&svc.slot);
+        return 1;
+    }
+    if (!query)
+        query = apr_pstrcat(pool, "sendContextEvent=false&mode=", mode, NULL);
+
+    apr_pool_create(&req_pool, pool);
+    while (read_line(stdin, &line, &cap, &len, svc.opt.max_body_size, &too_long) == 0) {
+        dc_request_t req;
+        dc_response_t resp;
+        const char *body;
+        size_t body_len;
+
+        memset(&req, 0, sizeof(req));
+        req.method = "POST";
+        req.path = path;
+        req.query = query;
+        req.body = line ? line : "";
+        req.body_len = len;
+        req.body_too_large = too_long;
+        req.received = apr_time_now();
+        dc_api_handle(&svc, req_pool, &req, &resp);
+        body = resp.body;
+        body_len = resp.body_len;
+        while (body_len > 0 && body[body_len - 1] == '\n')
+            body_len--;
+        if (body_len == 0) {
+            body = resp.status == 204 ? "{}" : "{\"message\":\"empty response\"}";
+            body_len = strlen(body);
+        }
+        fwrite(body, 1, body_len, stdout);
+        fputc('\n', stdout);
+        apr_pool_clear(req_pool);
+    }
+    fflush(stdout);
+    free(line);
+    dc_store_close(svc.store);
+    dc_slot_clear(&svc.slot);
+    apr_pool_destroy(pool);
+    return ferror(stdout) ? 1 : 0;
+}
