@@ -1,0 +1,163 @@
+"""Shared helpers for the integration tests: real servers on 127.0.0.1, free
+ports, temporary directories, processes stopped by PID, bounded waits.
+
+Only the remote SaaS is replaced (tests/standin.py). Everything else is the
+real thing: httpd with the built module, redis-server, lighttpd, caddy, nginx.
+"""
+import os
+import signal
+import socket
+import subprocess
+import time
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.environ.get("DC_BUILD_DIR", REPO)
+FIXTURES = os.path.join(REPO, "tests", "fixtures")
+SAMPLE_BUCKETING = os.path.join(REPO, "conf", "sample-bucketing.json")
+DECISION_FCGI = os.environ.get("DECISION_FCGI", os.path.join(BUILD, "fcgi", "decision-fcgi"))
+MODULE_SO = os.environ.get("DC_MODULE_SO", os.path.join(BUILD, "mod_decision", ".libs", "mod_decision.so"))
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10.0, host="127.0.0.1"):
+    """Waits until something accepts on host:port; raises after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError("nothing listens on %s:%d after %.1fs" % (host, port, timeout))
+
+
+def wait_until(predicate, timeout=10.0, interval=0.05, what="condition"):
+    """Polls predicate() until it is truthy; returns its value or raises."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError("%s not reached after %.1fs" % (what, timeout))
+
+
+class Proc:
+    """A child process with its output in a log file, stopped by PID."""
+
+    def __init__(self, args, log_path, env=None, cwd=None, stdin=None):
+        self.args = args
+        self.log_path = log_path
+        self.log = open(log_path, "ab")
+        full_env = dict(os.environ)
+        if env:
+            full_env.update(env)
+        self.popen = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
+                                      env=full_env, cwd=cwd, stdin=stdin or subprocess.DEVNULL,
+                                      start_new_session=True)
+        self.pid = self.popen.pid
+
+    def alive(self):
+        return self.popen.poll() is None
+
+    def signal(self, sig):
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def stop(self, timeout=10.0, sig=signal.SIGTERM):
+        """SIGTERM, then SIGKILL after timeout; returns the exit code."""
+        if self.alive():
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.popen.wait(timeout=5)
+        self.log.close()
+        return self.popen.returncode
+
+    def output(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+
+def stop_pidfile(pidfile, timeout=15.0):
+    """Stops a daemon (httpd) by the PID in its pid file, waiting for it to go."""
+    try:
+        with open(pidfile) as f:
+            pid = int(f.read().strip())
+    except (OSError, ValueError):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+class RedisServer:
+    """A real redis-server on a free loopback port in a temporary directory."""
+
+    def __init__(self, tmpdir, port=None, password=None):
+        self.tmpdir = str(tmpdir)
+        self.port = port or free_port()
+        self.password = password
+        self.proc = None
+
+    def start(self):
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--dir", self.tmpdir]
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.proc = Proc(args, os.path.join(self.tmpdir, "redis-%d.log" % self.port))
+        wait_port(self.port)
+        return self
+
+    def stop(self):
+        if self.proc:
+            self.proc.stop()
+            self.proc = None
+
+    def cli(self, *args):
+        cmd = ["redis-cli", "-p", str(self.port)]
+        if self.password:
+            cmd += ["-a", self.password, "--no-auth-warning"]
+        return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=10).stdout
+
+    @property
+    def uri(self):
+        return "redis://127.0.0.1:%d/0" % self.port
+
+
+def run_eval(lines, bucketing=SAMPLE_BUCKETING, mode="normal", store="none", extra=None,
+             timeout=60):
+    """Runs decision-fcgi eval over request bodies; returns (exit code, output lines, stderr)."""
+    import json
+    args = [DECISION_FCGI, "eval", "--bucketing", bucketing, "--mode", mode, "--store", store]
+    if extra:
+        args += extra
+    body = "".join((l if isinstance(l, str) else json.dumps(l)) + "\n" for l in lines)
+    p = subprocess.run(args, input=body, capture_output=True, text=True, timeout=timeout)
+    return p.returncode, p.stdout.splitlines(), p.stderr
