@@ -229,6 +229,16 @@ static int expect_object(parser_t *ps, const json_t *v)
     return json_is_object(v) ? 0 : fail(ps, "expected an object, found %s", kind_name(v));
 }
 
+/* Operator names come from a remote file: keep control bytes out of the log. */
+static void printable_copy(char *out, size_t cap, const char *in)
+{
+    size_t i = 0;
+
+    for (; in[i] && i + 1 < cap; i++)
+        out[i] = (in[i] >= 0x20 && in[i] < 0x7f) ? in[i] : '?';
+    out[i] = '\0';
+}
+
 static int parse_targeting(parser_t *ps, const json_t *obj, dc_targeting_t *t)
 {
     const char *used;
@@ -252,12 +262,15 @@ static int parse_targeting(parser_t *ps, const json_t *obj, dc_targeting_t *t)
         t->op = DC_OP_UNKNOWN;
     } else if (json_is_string(op)) {
         t->op = dc_operator_from_name(json_string_value(op));
-        if (t->op == DC_OP_UNKNOWN && strcmp(json_string_value(op), "NULL") != 0) {
-            ps->n_unknown_operators++;
+        if (t->op == DC_OP_UNKNOWN && strcmp(json_string_value(op), "NULL") != 0 &&
+            ps->n_unknown_operators++ < 3) {
+            char name[48];
+
+            printable_copy(name, sizeof(name), json_string_value(op));
             dc_log(DC_LOG_WARN,
                    DCLOGNO(10001) "bucketing file: %s: unknown operator \"%s\"; this targeting "
                                   "never matches (upgrade mod_decision if it is new)",
-                   ps->path, json_string_value(op));
+                   ps->path, name);
         }
     } else if (json_is_integer(op)) {
         json_int_t n = json_integer_value(op);
@@ -265,8 +278,7 @@ static int parse_targeting(parser_t *ps, const json_t *obj, dc_targeting_t *t)
         t->op = n >= 0 && (size_t)n < sizeof(operator_numbers) / sizeof(operator_numbers[0])
                     ? operator_numbers[n]
                     : DC_OP_UNKNOWN;
-        if (t->op == DC_OP_UNKNOWN && n != 0) {
-            ps->n_unknown_operators++;
+        if (t->op == DC_OP_UNKNOWN && n != 0 && ps->n_unknown_operators++ < 3) {
             dc_log(DC_LOG_WARN,
                    DCLOGNO(10002) "bucketing file: %s: unknown operator number %" JSON_INTEGER_FORMAT
                                   "; this targeting never matches",
@@ -694,6 +706,11 @@ static int parse_document(parser_t *ps, dc_config_t *cfg, const json_t *root)
                DCLOGNO(10005) "bucketing file: %zu fractional variation allocation(s) accepted; "
                               "the Flagship decision-api would refuse this file",
                ps->n_fractional);
+    if (ps->n_unknown_operators > 3)
+        dc_log(DC_LOG_WARN,
+               DCLOGNO(10006) "bucketing file: %zu targetings use an unknown operator in all "
+                              "(the first 3 are logged above); they never match",
+               ps->n_unknown_operators);
     cfg->n_unknown_operators = ps->n_unknown_operators;
     return 0;
 }
