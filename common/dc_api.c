@@ -1034,7 +1034,7 @@ static void method_not_allowed(apr_pool_t *p, dc_response_t *resp)
 void dc_api_handle(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req, dc_response_t *resp)
 {
     const char *rest = after_v2(req->path ? req->path : "");
-    const char *slash, *ref;
+    const char *slash, *ref = "";
     size_t ref_len;
     enum { R_NONE, R_CAMPAIGNS, R_CAMPAIGN, R_FLAGS, R_ACTIVATE } route = R_NONE;
 
