@@ -45,6 +45,15 @@ static void publish_json(const json_t *doc)
     dc_slot_publish(&svc.slot, cfg);
 }
 
+/* Publishes one of the fixture environments of vectors.json. */
+static void publish_fixture(const char *name)
+{
+    json_t *v = dc_test_vectors();
+
+    publish_json(json_object_get(json_object_get(v, "http_fixture_envs"), name));
+    json_decref(v);
+}
+
 static void call(const char *method, const char *target, const char *body, dc_response_t *resp)
 {
     dc_request_t req;
@@ -159,7 +168,7 @@ START_TEST(error_messages)
     dc_response_t resp;
     json_t *got;
 
-    publish_json(json_object_get(json_object_get(dc_test_vectors(), "http_fixture_envs"), "env1.json"));
+    publish_fixture("env1.json");
     call("POST", "/v2/campaigns", "{\"visitor_id\":\"a\",\"bogus\":1}", &resp);
     got = parse_body(&resp);
     ck_assert_int_eq(resp.status, 400);
@@ -209,7 +218,7 @@ START_TEST(limits_and_auth)
     dc_request_t req;
     char *big;
 
-    publish_json(json_object_get(json_object_get(dc_test_vectors(), "http_fixture_envs"), "env1.json"));
+    publish_fixture("env1.json");
     svc.opt.max_body_size = 64;
     big = apr_palloc(pool, 200);
     memset(big, ' ', 199);
@@ -260,7 +269,7 @@ START_TEST(sdk_cloud_path)
     dc_response_t resp;
     json_t *got;
 
-    publish_json(json_object_get(json_object_get(dc_test_vectors(), "http_fixture_envs"), "env2.json"));
+    publish_fixture("env2.json");
     call("POST", "/v2/env_r/campaigns?exposeAllKeys=true&extras[]=accountSettings",
          "{\"visitorId\":\"sdk-1\",\"context\":{},\"trigger_hit\":false}", &resp);
     ck_assert_int_eq(resp.status, 200);
