@@ -1,0 +1,165 @@
+/*
+ * A service's config feed in httpd: one poller for the whole server, many
+ * readers.
+ *
+ * On forked MPMs the parent cannot run mod_watchdog, so a singleton watchdog
+ * callback runs in exactly one child (another child takes over if it exits).
+ * It refreshes the service's dc_source (conditional GET with libcurl, or a
+ * stat of the local file); dc_source writes every accepted remote config to
+ * the last-known-good file itself (temp file + rename). The poller then bumps
+ * the service's generation counter in a small anonymous shared-memory segment
+ * the parent created in post_config.
+ *
+ * Every request compares that counter with the generation its process serves:
+ * one aligned 32-bit load, no lock. When it moved, one thread of the child
+ * (a compare-and-swap elects it, the others keep serving the current
+ * snapshot) re-reads the file and publishes the snapshot into the service's
+ * dc_slot. A file that does not parse is logged and the current snapshot stays.
+ *
+ * The parent loads the initial config (last-known-good, else the local file)
+ * before forking, so every child starts with a parsed snapshot and generation
+ * 0; any later bump makes it catch up, however late it was forked.
+ */
+#include "mod_decision.h"
+
+#include "dc_log.h"
+
+#include "http_log.h"
+#include "mod_watchdog.h"
+
+#include <apr_atomic.h>
+#include <apr_strings.h>
+#include <string.h>
+
+APLOG_USE_MODULE(decision);
+
+#define DECISION_WATCHDOG_NAME "_decision_"
+
+apr_status_t decision_feed_shm_create(apr_pool_t *pconf, server_rec *s, unsigned n,
+                                      decision_generation_t **gens)
+{
+    apr_shm_t *shm;
+    apr_status_t rv;
+    apr_size_t size = (apr_size_t)(n ? n : 1) * sizeof(decision_generation_t);
+
+    /* Anonymous: inherited by every child, gone with the last process that
+     * maps it; apr_shm_create registers its own pconf cleanup, so each
+     * restart's segment is released with that generation's pconf. */
+    rv = apr_shm_create(&shm, size, NULL, pconf);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                     DCLOGNO(10420) "cannot create %" APR_SIZE_T_FMT
+                                    " bytes of shared memory for the config generations",
+                     size);
+        return rv;
+    }
+    *gens = apr_shm_baseaddr_get(shm);
+    memset(*gens, 0, size);
+    return APR_SUCCESS;
+}
+
+int decision_feed_load_initial(decision_service_t *svc, apr_pool_t *ptemp)
+{
+    dc_config_t *cfg;
+    char err[512];
+
+    if (dc_source_load_initial(svc->source, &cfg, err, sizeof(err)) < 0) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, svc->s,
+                     DCLOGNO(10421) "%s: no configuration to serve yet (%s); decisions answer "
+                                    "503 until the first fetch succeeds",
+                     svc->name, err);
+        return -1;
+    }
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, svc->s,
+                 DCLOGNO(10422) "%s: serving configuration %s (%" APR_SIZE_T_FMT
+                                " campaigns) until the first refresh",
+                 svc->name, cfg->digest, cfg->n_campaigns);
+    apr_cpystrn(svc->shared->digest, cfg->digest, sizeof(svc->shared->digest));
+    dc_slot_publish(&svc->api.slot, cfg);
+    return 0;
+}
+
+static apr_status_t poll_source(int state, void *data, apr_pool_t *p)
+{
+    decision_service_t *svc = data;
+    dc_config_t *cfg = NULL;
+    apr_uint32_t generation;
+
+    if (state == AP_WATCHDOG_STATE_STOPPING)
+        return APR_SUCCESS;
+    if (dc_source_refresh(svc->source, &cfg) != DC_SOURCE_CHANGED || !cfg)
+        return APR_SUCCESS; /* the source logs failures once per streak */
+    apr_cpystrn(svc->shared->digest, cfg->digest, sizeof(svc->shared->digest));
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, svc->s,
+                 DCLOGNO(10423) "%s: new configuration %s (%" APR_SIZE_T_FMT " campaigns)",
+                 svc->name, cfg->digest, cfg->n_campaigns);
+    dc_slot_publish(&svc->api.slot, cfg);
+    /* The file is in place (dc_source renamed it before returning): a child
+     * that sees the new generation reads the new file. apr_atomic_inc32 is a
+     * full barrier, so the digest is visible before the count. */
+    generation = apr_atomic_inc32(&svc->shared->generation) + 1;
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, svc->s,
+                 DCLOGNO(10424) "%s: generation %u published to every child", svc->name,
+                 generation);
+    /* Must stay APR_SUCCESS: mod_watchdog stops calling a callback that fails. */
+    return APR_SUCCESS;
+}
+
+const char *decision_feed_register_poller(decision_service_t *svc, apr_pool_t *pconf)
+{
+    APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) *get_instance =
+        APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance);
+    APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *register_callback =
+        APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_register_callback);
+    ap_watchdog_t *wd;
+    apr_status_t rv;
+
+    if (!get_instance || !register_callback)
+        return "mod_decision needs mod_watchdog to refresh its configuration "
+               "(LoadModule watchdog_module)";
+    rv = get_instance(&wd, DECISION_WATCHDOG_NAME, 0, 1, pconf);
+    if (rv != APR_SUCCESS)
+        return apr_psprintf(pconf, "cannot get the mod_decision watchdog (%pm)", &rv);
+    rv = register_callback(wd, svc->interval, svc, poll_source);
+    if (rv != APR_SUCCESS)
+        return apr_psprintf(pconf, "cannot register the mod_decision poller (%pm)", &rv);
+    return NULL;
+}
+
+void decision_feed_catch_up(decision_service_t *svc)
+{
+    apr_uint32_t generation = __atomic_load_n(&svc->shared->generation, __ATOMIC_ACQUIRE);
+    dc_config_t *cfg;
+    dc_config_error_t err;
+
+    if (generation == __atomic_load_n(&svc->seen, __ATOMIC_RELAXED))
+        return;
+    if (apr_atomic_cas32(&svc->reloading, 1, 0) != 0)
+        return; /* another thread of this child is reading it */
+    generation = __atomic_load_n(&svc->shared->generation, __ATOMIC_ACQUIRE);
+    if (generation != svc->seen) {
+        if (dc_config_load_file(svc->reload_path, &cfg, &err) == 0) {
+            if (strcmp(cfg->digest, svc->shared->digest) != 0 && !svc->digest_warned) {
+                /* Usually a newer generation landed meanwhile; if it stays, the
+                 * poller could not write the file (is its directory writable by
+                 * the User?). */
+                ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, svc->s,
+                             DCLOGNO(10425) "%s: %s holds %s, the poller accepted %s",
+                             svc->name, svc->reload_path, cfg->digest, svc->shared->digest);
+                svc->digest_warned = 1;
+            }
+            dc_slot_publish(&svc->api.slot, cfg);
+            ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, svc->s,
+                         DCLOGNO(10426) "%s: this child now serves %s (generation %u)",
+                         svc->name, cfg->digest, generation);
+        } else {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, svc->s,
+                         DCLOGNO(10427) "%s: cannot re-read %s (%s%s%s); keeping the current "
+                                        "configuration",
+                         svc->name, svc->reload_path, err.path, err.path[0] ? ": " : "",
+                         err.text);
+        }
+        __atomic_store_n(&svc->seen, generation, __ATOMIC_RELEASE);
+    }
+    apr_atomic_set32(&svc->reloading, 0);
+}

@@ -1,0 +1,759 @@
+/*
+ * mod_decision: the Flagship Decision API v2 inside Apache httpd 2.4.
+ *
+ *     LoadModule decision_module modules/mod_decision.so
+ *     DecisionEnvironment my-env-id
+ *     <Location /v2>
+ *         SetHandler decision
+ *     </Location>
+ *
+ * This file is the adapter and nothing more: it turns directives into a
+ * dc_service_t per configuration (server or vhost), a request_rec into a
+ * dc_request_t, and the dc_response_t back into the response; dc_api_handle()
+ * does routing, JSON, validation, CORS, OPTIONS and the API key. Keeping the
+ * config fresh is decision_feed.c, the shared "memory" store
+ * decision_socache.c.
+ *
+ * Lifecycle: directives are checked as they are read (bad numbers, URLs,
+ * store URIs) and again as a whole in check_config, which also runs under
+ * `apachectl configtest` (a bucketing file that does not parse, RequireApiKey
+ * without a key, missing helper modules), so a broken configuration never
+ * reaches a restart. post_config (its second run at start, and once per
+ * restart) builds the services in pconf, loads their initial config in the
+ * parent and registers their pollers; a pconf cleanup releases them in the
+ * parent, so restarts leak nothing.
+ */
+#include "mod_decision.h"
+
+#include "dc_buf.h"
+#include "dc_hash.h"
+#include "dc_log.h"
+#include "dc_store.h"
+
+#include "ap_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "mod_watchdog.h"
+#include "unixd.h"
+#include "util_cookies.h"
+
+#include <apr_file_info.h>
+#include <apr_lib.h>
+#include <apr_strings.h>
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DECISION_HANDLER "decision"
+#define DECISION_MAX_INTERVAL_S (24 * 3600)
+#define DECISION_MAX_BODY_LIMIT DC_CONFIG_MAX_BYTES
+#define DECISION_MAX_ENV_ID_LEN 128
+#define DECISION_READ_CHUNK 8192
+
+/* ---- configuration records ---------------------------------------------- */
+
+static void *create_server_conf(apr_pool_t *p, server_rec *s)
+{
+    decision_srv_conf_t *c = apr_pcalloc(p, sizeof(*c));
+
+    c->cors = -1;
+    c->require_key = -1;
+    return c;
+}
+
+#define MERGE_PTR(field) m->field = add->field ? add->field : base->field
+#define MERGE_NUM(field, unset) m->field = add->field != (unset) ? add->field : base->field
+
+static void *merge_server_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    decision_srv_conf_t *base = basev, *add = addv, *m = apr_pcalloc(p, sizeof(*m));
+
+    MERGE_PTR(env_id);
+    MERGE_PTR(api_key);
+    MERGE_PTR(url);
+    MERGE_PTR(file);
+    MERGE_PTR(lkg);
+    MERGE_PTR(store_uri);
+    MERGE_PTR(cors_origins);
+    MERGE_NUM(interval, 0);
+    MERGE_NUM(max_body, 0);
+    MERGE_NUM(cors, -1);
+    MERGE_NUM(require_key, -1);
+    m->own = add->own;
+    return m;
+}
+
+static void *create_dir_conf(apr_pool_t *p, char *dir)
+{
+    decision_dir_conf_t *c = apr_pcalloc(p, sizeof(*c));
+
+    c->export_flags = -1;
+    return c;
+}
+
+static void *merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    decision_dir_conf_t *base = basev, *add = addv, *m = apr_pcalloc(p, sizeof(*m));
+
+    MERGE_NUM(export_flags, -1);
+    MERGE_PTR(visitor_cookie);
+    MERGE_PTR(visitor_header);
+    return m;
+}
+
+static decision_srv_conf_t *srv_conf(server_rec *s)
+{
+    return ap_get_module_config(s->module_config, &decision_module);
+}
+
+/* A server serves decisions when it names somewhere to get a config from. */
+static int is_configured(const decision_srv_conf_t *c)
+{
+    return c->env_id || c->file || (c->url && strcmp(c->url, "none") != 0);
+}
+
+/* ---- directives ---------------------------------------------------------- */
+
+static decision_srv_conf_t *cmd_conf(cmd_parms *cmd)
+{
+    decision_srv_conf_t *c = srv_conf(cmd->server);
+
+    c->own = 1;
+    return c;
+}
+
+static const char *set_env_id(cmd_parms *cmd, void *dc, const char *arg)
+{
+    size_t len = strlen(arg);
+
+    if (len == 0 || len > DECISION_MAX_ENV_ID_LEN)
+        return apr_psprintf(cmd->pool, "%s: an environment id of 1 to %d characters is needed",
+                            cmd->cmd->name, DECISION_MAX_ENV_ID_LEN);
+    for (const char *c = arg; *c; c++)
+        if (!apr_isalnum(*c) && *c != '-' && *c != '_' && *c != '.')
+            return apr_psprintf(cmd->pool, "%s: \"%s\" is not an environment id (letters, "
+                                           "digits, '-', '_' and '.' only)",
+                                cmd->cmd->name, arg);
+    cmd_conf(cmd)->env_id = arg;
+    return NULL;
+}
+
+static const char *set_api_key(cmd_parms *cmd, void *dc, const char *arg)
+{
+    if (!*arg)
+        return apr_psprintf(cmd->pool, "%s: the key must not be empty", cmd->cmd->name);
+    cmd_conf(cmd)->api_key = arg;
+    return NULL;
+}
+
+static const char *set_url(cmd_parms *cmd, void *dc, const char *arg)
+{
+    apr_uri_t uri;
+
+    if (strcmp(arg, "none") != 0 &&
+        (apr_uri_parse(cmd->pool, arg, &uri) != APR_SUCCESS || !uri.scheme || !uri.hostname ||
+         (strcasecmp(uri.scheme, "http") != 0 && strcasecmp(uri.scheme, "https") != 0)))
+        return apr_psprintf(cmd->pool, "%s: \"%s\" is not an http:// or https:// URL (or none)",
+                            cmd->cmd->name, arg);
+    cmd_conf(cmd)->url = arg;
+    return NULL;
+}
+
+static const char *set_path(cmd_parms *cmd, const char **field, const char *arg)
+{
+    const char *path = ap_server_root_relative(cmd->pool, arg);
+
+    if (!*arg || !path)
+        return apr_psprintf(cmd->pool, "%s: \"%s\" is not a valid path", cmd->cmd->name, arg);
+    *field = path;
+    return NULL;
+}
+
+static const char *set_file(cmd_parms *cmd, void *dc, const char *arg)
+{
+    return set_path(cmd, &cmd_conf(cmd)->file, arg);
+}
+
+static const char *set_lkg(cmd_parms *cmd, void *dc, const char *arg)
+{
+    return set_path(cmd, &cmd_conf(cmd)->lkg, arg);
+}
+
+/* A decimal integer in [min, max], the whole argument. */
+static const char *parse_bounded(cmd_parms *cmd, const char *arg, apr_int64_t min,
+                                 apr_int64_t max, const char *unit, apr_int64_t *out)
+{
+    char *end;
+    apr_int64_t n;
+
+    errno = 0;
+    n = apr_strtoi64(arg, &end, 10);
+    if (!*arg || *end || errno || n < min || n > max)
+        return apr_psprintf(cmd->pool, "%s: \"%s\" is not a number of %s between %" APR_INT64_T_FMT
+                                       " and %" APR_INT64_T_FMT,
+                            cmd->cmd->name, arg, unit, min, max);
+    *out = n;
+    return NULL;
+}
+
+static const char *set_interval(cmd_parms *cmd, void *dc, const char *arg)
+{
+    apr_int64_t n;
+    const char *err = parse_bounded(cmd, arg, 1, DECISION_MAX_INTERVAL_S, "seconds", &n);
+
+    if (!err)
+        cmd_conf(cmd)->interval = apr_time_from_sec(n);
+    return err;
+}
+
+static const char *set_max_body(cmd_parms *cmd, void *dc, const char *arg)
+{
+    apr_int64_t n;
+    const char *err = parse_bounded(cmd, arg, 1, DECISION_MAX_BODY_LIMIT, "bytes", &n);
+
+    if (!err)
+        cmd_conf(cmd)->max_body = (apr_size_t)n;
+    return err;
+}
+
+static const char *check_store_uri(apr_pool_t *p, const char *uri)
+{
+    if (strcmp(uri, "none") == 0)
+        return NULL;
+    if (strcmp(uri, "memory") == 0 || strncmp(uri, "memory?", 7) == 0)
+        return decision_socache_check_uri(p, uri);
+    if (strncmp(uri, "dbm:", 4) == 0)
+        return uri[4] ? NULL : "dbm: needs a path (dbm:PATH or dbm:TYPE:PATH)";
+    if (strncmp(uri, "redis://", 8) == 0 || strncmp(uri, "rediss://", 9) == 0)
+        return NULL; /* checked in full by dc_store_open in check_config */
+    return apr_psprintf(p, "unknown store \"%s\": use none, memory, dbm:PATH or "
+                           "redis://host:port[/db]", uri);
+}
+
+static const char *set_store(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = check_store_uri(cmd->pool, arg);
+
+    if (err)
+        return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
+    cmd_conf(cmd)->store_uri = arg;
+    return NULL;
+}
+
+static const char *set_cors(cmd_parms *cmd, void *dc, int on)
+{
+    cmd_conf(cmd)->cors = on;
+    return NULL;
+}
+
+static const char *add_cors_origin(cmd_parms *cmd, void *dc, const char *arg)
+{
+    decision_srv_conf_t *c = cmd_conf(cmd);
+
+    for (const char *ch = arg; *ch; ch++)
+        if (apr_iscntrl(*ch) || *ch == ',' || *ch == ' ')
+            return apr_psprintf(cmd->pool, "%s: \"%s\" is not an origin", cmd->cmd->name, arg);
+    /* Emitted verbatim, comma-joined, as the decision-api does. */
+    c->cors_origins = c->cors_origins ? apr_pstrcat(cmd->pool, c->cors_origins, ",", arg, NULL)
+                                      : arg;
+    return NULL;
+}
+
+static const char *set_require_key(cmd_parms *cmd, void *dc, int on)
+{
+    cmd_conf(cmd)->require_key = on;
+    return NULL;
+}
+
+static const char *set_export(cmd_parms *cmd, void *dcv, int on)
+{
+    ((decision_dir_conf_t *)dcv)->export_flags = on;
+    return NULL;
+}
+
+static const char *set_visitor_cookie(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    ((decision_dir_conf_t *)dcv)->visitor_cookie = arg;
+    return NULL;
+}
+
+static const char *set_visitor_header(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    ((decision_dir_conf_t *)dcv)->visitor_header = arg;
+    return NULL;
+}
+
+static const command_rec decision_cmds[] = {
+    AP_INIT_TAKE1("DecisionEnvironment", set_env_id, NULL, RSRC_CONF,
+                  "Flagship environment id this server decides for"),
+    AP_INIT_TAKE1("DecisionApiKey", set_api_key, NULL, RSRC_CONF,
+                  "API key callers present in X-API-Key or Authorization: Bearer"),
+    AP_INIT_TAKE1("DecisionBucketingURL", set_url, NULL, RSRC_CONF,
+                  "URL of the bucketing file to poll (default: the Flagship CDN for the "
+                  "environment; none: do not poll)"),
+    AP_INIT_TAKE1("DecisionBucketingFile", set_file, NULL, RSRC_CONF,
+                  "local bucketing file (offline use, re-read when it changes)"),
+    AP_INIT_TAKE1("DecisionPollInterval", set_interval, NULL, RSRC_CONF,
+                  "seconds between two refreshes of the bucketing file (default 60)"),
+    AP_INIT_TAKE1("DecisionStore", set_store, NULL, RSRC_CONF,
+                  "assignment store: none, memory[?size=BYTES], dbm:PATH or redis://host:port[/db]"),
+    AP_INIT_TAKE1("DecisionLastKnownGood", set_lkg, NULL, RSRC_CONF,
+                  "where the last accepted remote config is kept (default: under "
+                  "DefaultRuntimeDir)"),
+    AP_INIT_FLAG("DecisionCORS", set_cors, NULL, RSRC_CONF,
+                 "On to add CORS headers and answer OPTIONS preflights (default On)"),
+    AP_INIT_ITERATE("DecisionCORSOrigins", add_cors_origin, NULL, RSRC_CONF,
+                    "Access-Control-Allow-Origin value(s) (default *)"),
+    AP_INIT_FLAG("DecisionRequireApiKey", set_require_key, NULL, RSRC_CONF,
+                 "On to answer 401 to requests without the DecisionApiKey (default Off)"),
+    AP_INIT_TAKE1("DecisionMaxBodySize", set_max_body, NULL, RSRC_CONF,
+                  "largest request body accepted, in bytes (default 1048576)"),
+    AP_INIT_FLAG("DecisionExport", set_export, NULL, OR_OPTIONS,
+                 "On to put the visitor's flags in DECISION_FLAGS for other handlers"),
+    AP_INIT_TAKE1("DecisionVisitorCookie", set_visitor_cookie, NULL, OR_OPTIONS,
+                  "cookie holding the visitor id for DecisionExport"),
+    AP_INIT_TAKE1("DecisionVisitorHeader", set_visitor_header, NULL, OR_OPTIONS,
+                  "request header holding the visitor id for DecisionExport"),
+    {NULL},
+};
+
+/* ---- logging ------------------------------------------------------------- */
+
+static void log_sink(void *baton, dc_log_level_e level, const char *msg)
+{
+    static const int ap_levels[] = {APLOG_ERR, APLOG_WARNING, APLOG_INFO, APLOG_DEBUG,
+                                    APLOG_TRACE1};
+
+    ap_log_error(APLOG_MARK, ap_levels[level <= DC_LOG_TRACE ? level : DC_LOG_TRACE], 0,
+                 (server_rec *)baton, "%s", msg);
+}
+
+static void install_log_sink(server_rec *s)
+{
+    int ap_level = ap_get_server_module_loglevel(s, APLOG_MODULE_INDEX);
+    dc_log_level_e max = ap_level >= APLOG_TRACE1  ? DC_LOG_TRACE
+                         : ap_level >= APLOG_DEBUG ? DC_LOG_DEBUG
+                         : ap_level >= APLOG_INFO  ? DC_LOG_INFO
+                         : ap_level >= APLOG_WARNING ? DC_LOG_WARN
+                                                     : DC_LOG_ERROR;
+
+    dc_log_set_sink(log_sink, s, max);
+}
+
+/* ---- check_config: what configtest must refuse --------------------------- */
+
+static int fail(server_rec *s, const char *msg)
+{
+    ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, DCLOGNO(10400) "%s", msg);
+    return HTTP_INTERNAL_SERVER_ERROR;
+}
+
+static int check_one(apr_pool_t *ptemp, server_rec *s, decision_srv_conf_t *c)
+{
+    const char *where = apr_psprintf(ptemp, "%s:%u", s->server_hostname ? s->server_hostname : "",
+                                     s->port);
+
+    if (c->require_key == 1 && !c->api_key)
+        return fail(s, apr_psprintf(ptemp, "DecisionRequireApiKey on needs a DecisionApiKey "
+                                           "(server %s)", where));
+    if (!is_configured(c)) {
+        if (c->own && (c->api_key || c->store_uri || c->lkg || c->interval))
+            return fail(s, apr_psprintf(ptemp, "Decision* directives in server %s need "
+                                               "DecisionEnvironment or DecisionBucketingFile",
+                                        where));
+        return OK;
+    }
+    if (c->file) {
+        dc_config_t *cfg;
+        dc_config_error_t err;
+
+        if (dc_config_load_file(c->file, &cfg, &err) < 0)
+            return fail(s, apr_psprintf(ptemp, "DecisionBucketingFile %s: %s%s%s", c->file,
+                                        err.path, err.path[0] ? ": " : "", err.text));
+        dc_config_unref(cfg);
+    }
+    if (c->store_uri && strncmp(c->store_uri, "memory", 6) == 0 &&
+        !decision_socache_is_available())
+        return fail(s, "DecisionStore memory needs mod_socache_shmcb "
+                       "(LoadModule socache_shmcb_module)");
+    if (c->store_uri && strncmp(c->store_uri, "redis", 5) == 0) {
+        char err[512];
+        dc_store_t *st = dc_store_open(ptemp, c->store_uri, err, sizeof(err));
+
+        if (!st)
+            return fail(s, apr_psprintf(ptemp, "DecisionStore: %s", err));
+        dc_store_close(st);
+    }
+    if (!APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance))
+        return fail(s, "mod_decision needs mod_watchdog to keep its configuration fresh "
+                       "(LoadModule watchdog_module)");
+    return OK;
+}
+
+static int decision_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                                 server_rec *main_s)
+{
+    for (server_rec *s = main_s; s; s = s->next) {
+        int rc = check_one(ptemp, s, srv_conf(s));
+
+        if (rc != OK)
+            return rc;
+    }
+    return OK;
+}
+
+/* ---- post_config: build the services ------------------------------------- */
+
+/* The default last-known-good file: DefaultRuntimeDir/decision/, in a
+ * directory the child User owns, so the poller (in a child) can write it. */
+static const char *default_lkg(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
+                               const decision_srv_conf_t *c)
+{
+    const char *dir = ap_runtime_dir_relative(pconf, "decision");
+    const char *identity = apr_psprintf(ptemp, "%s|%s|%s|%s:%u", c->env_id ? c->env_id : "",
+                                        c->url ? c->url : "", c->file ? c->file : "",
+                                        s->server_hostname ? s->server_hostname : "", s->port);
+    apr_status_t rv = apr_dir_make_recursive(dir, APR_FPROT_OS_DEFAULT & 0750, ptemp);
+
+    if (rv != APR_SUCCESS && !APR_STATUS_IS_EEXIST(rv))
+        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s,
+                     DCLOGNO(10401) "cannot create %s for the last-known-good files", dir);
+    if (geteuid() == 0 && chown(dir, ap_unixd_config.user_id, ap_unixd_config.group_id) < 0)
+        ap_log_error(APLOG_MARK, APLOG_WARNING, APR_FROM_OS_ERROR(errno), s,
+                     DCLOGNO(10402) "cannot give %s to the server's User: the last-known-good "
+                                    "file will not be updated",
+                     dir);
+    return apr_psprintf(pconf, "%s/%s-%08x.json", dir, c->env_id ? c->env_id : "local",
+                        dc_murmur3_32(identity, strlen(identity), 0));
+}
+
+typedef struct {
+    decision_service_t *svc;
+    pid_t parent;
+} service_cleanup_t;
+
+static apr_status_t release_service(void *data)
+{
+    service_cleanup_t *sc = data;
+
+    /* Children exit without tearing down what the parent owns. */
+    if (getpid() != sc->parent)
+        return APR_SUCCESS;
+    dc_slot_clear(&sc->svc->api.slot);
+    if (sc->svc->source)
+        dc_source_destroy(sc->svc->source);
+    if (sc->svc->api.store && strcmp(sc->svc->api.store->provider->name, "memory") != 0)
+        dc_store_close(sc->svc->api.store);
+    return APR_SUCCESS;
+}
+
+static int build_service(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
+                         decision_srv_conf_t *c, decision_service_t *svc)
+{
+    dc_source_options_t so;
+    service_cleanup_t *sc;
+    const char *store_uri = c->store_uri ? c->store_uri : "none", *err_msg;
+    char err[512];
+
+    svc->s = s;
+    svc->name = c->env_id ? c->env_id : c->file;
+    svc->interval = c->interval ? c->interval : DC_SOURCE_DEFAULT_INTERVAL;
+    if (dc_service_init(&svc->api, pconf) < 0)
+        return fail(s, "cannot initialise a decision service");
+    sc = apr_pcalloc(pconf, sizeof(*sc));
+    sc->svc = svc;
+    sc->parent = getpid();
+    apr_pool_cleanup_register(pconf, sc, release_service, apr_pool_cleanup_null);
+
+    svc->api.opt.env_id = c->env_id;
+    svc->api.opt.api_key = c->api_key;
+    svc->api.opt.require_api_key = c->require_key == 1;
+    if (c->cors != -1)
+        svc->api.opt.cors_enabled = c->cors;
+    if (c->cors_origins)
+        svc->api.opt.cors_origins = c->cors_origins;
+    if (c->max_body)
+        svc->api.opt.max_body_size = c->max_body;
+
+    memset(&so, 0, sizeof(so));
+    if (c->url && strcmp(c->url, "none") != 0)
+        so.url = c->url;
+    else if (!c->url && c->env_id && !c->file)
+        so.url = apr_psprintf(pconf, DC_SOURCE_DEFAULT_URL_FMT, c->env_id);
+    so.file = c->file;
+    so.last_known_good = svc->lkg = c->lkg ? c->lkg : default_lkg(pconf, ptemp, s, c);
+    svc->reload_path = so.url ? so.last_known_good : so.file;
+    svc->source = dc_source_create(pconf, &so, err, sizeof(err));
+    if (!svc->source)
+        return fail(s, apr_psprintf(ptemp, "%s: %s", svc->name, err));
+
+    if (strncmp(store_uri, "memory", 6) == 0)
+        svc->api.store = decision_socache_open(pconf, ptemp, s, store_uri, err, sizeof(err));
+    else
+        svc->api.store = dc_store_open(pconf, store_uri, err, sizeof(err));
+    if (!svc->api.store)
+        return fail(s, apr_psprintf(ptemp, "DecisionStore %s: %s", store_uri, err));
+
+    decision_feed_load_initial(svc, ptemp);
+    if ((err_msg = decision_feed_register_poller(svc, pconf)) != NULL)
+        return fail(s, err_msg);
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
+                 DCLOGNO(10403) "%s: %s%s%s, every %" APR_TIME_T_FMT "s, last-known-good %s, "
+                                "store %s",
+                 svc->name, so.url ? so.url : "", so.url && so.file ? " + " : "",
+                 so.file ? so.file : "", apr_time_sec(svc->interval), svc->lkg,
+                 svc->api.store->uri);
+    return OK;
+}
+
+static int decision_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                                server_rec *main_s)
+{
+    decision_generation_t *gens;
+    unsigned n = 0, i = 0;
+    int rc;
+
+    install_log_sink(main_s);
+    /* The first of the two start-up runs only checks the configuration. */
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG)
+        return OK;
+
+    for (server_rec *s = main_s; s; s = s->next) {
+        decision_srv_conf_t *c = srv_conf(s);
+
+        if (is_configured(c) && (s == main_s || c->own))
+            n++;
+    }
+    if (n == 0)
+        return OK;
+    if (decision_feed_shm_create(pconf, main_s, n, &gens) != APR_SUCCESS)
+        return HTTP_INTERNAL_SERVER_ERROR;
+
+    for (server_rec *s = main_s; s; s = s->next) {
+        decision_srv_conf_t *c = srv_conf(s);
+
+        if (!is_configured(c))
+            continue;
+        if (s != main_s && !c->own) {
+            c->svc = srv_conf(main_s)->svc; /* nothing of its own: the main server's */
+            continue;
+        }
+        c->svc = apr_pcalloc(pconf, sizeof(*c->svc));
+        c->svc->index = i;
+        c->svc->shared = &gens[i++];
+        if ((rc = build_service(pconf, ptemp, s, c, c->svc)) != OK)
+            return rc;
+    }
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, main_s,
+                 DCLOGNO(10404) "mod_decision: %u decision service(s) ready", n);
+    return OK;
+}
+
+static void decision_child_init(apr_pool_t *pchild, server_rec *main_s)
+{
+    for (server_rec *s = main_s; s; s = s->next) {
+        decision_srv_conf_t *c = srv_conf(s);
+
+        if (c->svc && (s == main_s || c->own))
+            dc_store_child_init(c->svc->api.store, pchild);
+    }
+}
+
+static int decision_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
+{
+    decision_socache_register_mutex(pconf);
+    return OK;
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+/* Reads at most limit bytes of body; *too_large when there was more. */
+static int read_body(request_rec *r, apr_size_t limit, dc_request_t *req)
+{
+    apr_size_t cap, len = 0;
+    char *buf;
+    int rc;
+
+    if ((rc = ap_setup_client_block(r, REQUEST_CHUNKED_DECHUNK)) != OK)
+        return rc;
+    req->body = "";
+    req->body_len = 0;
+    if (!ap_should_client_block(r))
+        return OK;
+    if (r->remaining > (apr_off_t)limit) {
+        req->body_too_large = 1;
+        r->connection->keepalive = AP_CONN_CLOSE; /* the rest is left unread */
+        return OK;
+    }
+    cap = r->remaining > 0 ? (apr_size_t)r->remaining + 1 : DECISION_READ_CHUNK;
+    buf = apr_palloc(r->pool, cap);
+    for (;;) {
+        long n;
+
+        if (len == cap) {
+            apr_size_t ncap = cap * 2 > limit + 1 ? limit + 1 : cap * 2;
+            char *nbuf;
+
+            if (ncap <= cap) {
+                req->body_too_large = 1;
+                r->connection->keepalive = AP_CONN_CLOSE;
+                break;
+            }
+            nbuf = apr_palloc(r->pool, ncap);
+            memcpy(nbuf, buf, len);
+            buf = nbuf;
+            cap = ncap;
+        }
+        n = ap_get_client_block(r, buf + len, cap - len);
+        if (n < 0)
+            return HTTP_BAD_REQUEST; /* the client went away or sent a broken chunk */
+        if (n == 0)
+            break;
+        len += (apr_size_t)n;
+        if (len > limit) {
+            req->body_too_large = 1;
+            r->connection->keepalive = AP_CONN_CLOSE;
+            break;
+        }
+    }
+    req->body = buf;
+    req->body_len = len > limit ? limit : len;
+    return OK;
+}
+
+static int copy_header(void *rv, const char *key, const char *value)
+{
+    apr_table_set(((request_rec *)rv)->headers_out, key, value);
+    return 1;
+}
+
+static int write_response(request_rec *r, const dc_response_t *resp)
+{
+    r->status = resp->status;
+    apr_table_do(copy_header, r, resp->headers, NULL);
+    if (resp->content_type)
+        ap_set_content_type(r, resp->content_type);
+    if (resp->body_len > 0) {
+        ap_set_content_length(r, (apr_off_t)resp->body_len);
+        if (!r->header_only)
+            ap_rwrite(resp->body, (int)resp->body_len, r);
+    }
+    return OK;
+}
+
+static int not_configured(request_rec *r)
+{
+    static const char body[] =
+        "{\"message\":\"mod_decision is not configured for this server: set "
+        "DecisionEnvironment or DecisionBucketingFile\"}\n";
+    dc_response_t resp = {.status = HTTP_SERVICE_UNAVAILABLE,
+                          .content_type = "application/json",
+                          .body = body,
+                          .body_len = sizeof(body) - 1,
+                          .headers = apr_table_make(r->pool, 1)};
+
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                  DCLOGNO(10405) "SetHandler decision in a server without DecisionEnvironment "
+                                 "or DecisionBucketingFile");
+    return write_response(r, &resp);
+}
+
+static int decision_handler(request_rec *r)
+{
+    decision_service_t *svc;
+    dc_request_t req;
+    dc_response_t resp;
+    int rc;
+
+    if (!r->handler || strcmp(r->handler, DECISION_HANDLER) != 0)
+        return DECLINED;
+    svc = srv_conf(r->server)->svc;
+    if (!svc)
+        return not_configured(r);
+    decision_feed_catch_up(svc);
+
+    memset(&req, 0, sizeof(req));
+    req.method = r->method;
+    req.path = r->parsed_uri.path ? r->parsed_uri.path : r->uri;
+    req.query = r->args;
+    req.origin = apr_table_get(r->headers_in, "Origin");
+    req.x_api_key = apr_table_get(r->headers_in, "X-API-Key");
+    req.authorization = apr_table_get(r->headers_in, "Authorization");
+    req.received = r->request_time;
+    if ((rc = read_body(r, svc->api.opt.max_body_size, &req)) != OK)
+        return rc;
+    dc_api_handle(&svc->api, r->pool, &req, &resp);
+    return write_response(r, &resp);
+}
+
+/* DecisionExport: the visitor's /v2/flags answer for the handler that runs
+ * next (PHP, CGI, SSI, mod_rewrite's %{ENV:...}), as DECISION_FLAGS in the
+ * environment and the "decision-flags" note. */
+static int decision_fixups(request_rec *r)
+{
+    decision_dir_conf_t *dc = ap_get_module_config(r->per_dir_config, &decision_module);
+    decision_service_t *svc;
+    const char *vid = NULL;
+    dc_request_t req;
+    dc_response_t resp;
+    dc_buf_t body;
+
+    if (dc->export_flags != 1 || !(svc = srv_conf(r->server)->svc))
+        return DECLINED;
+    if (dc->visitor_cookie)
+        ap_cookie_read(r, dc->visitor_cookie, &vid, 0);
+    if ((!vid || !*vid) && dc->visitor_header)
+        vid = apr_table_get(r->headers_in, dc->visitor_header);
+    if (!vid || !*vid || strlen(vid) > DC_STORE_MAX_ID_LEN)
+        return DECLINED;
+    decision_feed_catch_up(svc);
+
+    dc_buf_init(&body, r->pool, 64 + strlen(vid));
+    dc_buf_puts(&body, "{\"visitor_id\":");
+    dc_json_put_string(&body, vid, strlen(vid));
+    dc_buf_puts(&body, ",\"context\":{},\"trigger_hit\":false}");
+    memset(&req, 0, sizeof(req));
+    req.method = "POST";
+    req.path = "/v2/flags";
+    req.body = dc_buf_cstr(&body);
+    req.body_len = body.len;
+    req.x_api_key = svc->api.opt.api_key; /* an internal call, not a caller's */
+    req.received = r->request_time;
+    dc_api_handle(&svc->api, r->pool, &req, &resp);
+    if (resp.status != HTTP_OK)
+        return DECLINED;
+    while (resp.body_len > 0 && resp.body[resp.body_len - 1] == '\n')
+        resp.body_len--;
+    apr_table_setn(r->subprocess_env, "DECISION_VISITOR_ID", vid);
+    apr_table_setn(r->subprocess_env, "DECISION_FLAGS",
+                   apr_pstrmemdup(r->pool, resp.body, resp.body_len));
+    apr_table_setn(r->notes, "decision-flags", apr_table_get(r->subprocess_env, "DECISION_FLAGS"));
+    return DECLINED;
+}
+
+static void decision_register_hooks(apr_pool_t *p)
+{
+    ap_hook_pre_config(decision_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_check_config(decision_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    /* Before mod_watchdog's (APR_HOOK_LAST), which starts the watchdogs that
+     * have callbacks registered by then. */
+    ap_hook_post_config(decision_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(decision_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(decision_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_fixups(decision_fixups, NULL, NULL, APR_HOOK_MIDDLE);
+}
+
+AP_DECLARE_MODULE(decision) = {
+    STANDARD20_MODULE_STUFF,
+    create_dir_conf,
+    merge_dir_conf,
+    create_server_conf,
+    merge_server_conf,
+    decision_cmds,
+    decision_register_hooks,
+#if defined(AP_MODULE_FLAG_ALWAYS_MERGE)
+    AP_MODULE_FLAG_ALWAYS_MERGE,
+#endif
+};

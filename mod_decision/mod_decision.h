@@ -1,0 +1,99 @@
+/*
+ * mod_decision: what the module's glue files share.
+ *
+ * The module is split by lifetime, not by feature:
+ *   mod_decision.c     directives, per-vhost merge, hooks, the request handler
+ *   decision_feed.c    a service's config feed: the parent's initial load, the
+ *                      watchdog poller (one child for the whole server) and the
+ *                      per-child reload when the shared generation moves
+ *   decision_socache.c the "memory" assignment store over ap_socache (shmcb),
+ *                      shared by every child
+ *
+ * Everything lives in pconf (recreated on every restart: the module is
+ * unloaded and reloaded, so nothing is kept in statics across generations)
+ * or in a child's pool. The only cross-process state is two APR shared memory
+ * segments: the feeds' generation counters, and shmcb's store.
+ */
+#ifndef MOD_DECISION_H
+#define MOD_DECISION_H
+
+#include "httpd.h"
+#include "http_config.h"
+
+#include "dc_api.h"
+#include "dc_source.h"
+
+#include <apr_shm.h>
+
+/* One service per distinct configuration: its API options, config slot,
+ * source and store. Vhosts that set no Decision* directive share the main
+ * server's. */
+typedef struct decision_service decision_service_t;
+
+typedef struct {
+    const char *env_id;
+    const char *api_key;
+    const char *url;            /* "none": do not poll */
+    const char *file;
+    const char *lkg;
+    const char *store_uri;
+    const char *cors_origins;
+    apr_interval_time_t interval; /* 0: unset */
+    apr_size_t max_body;          /* 0: unset */
+    int cors;                     /* -1: unset */
+    int require_key;              /* -1: unset */
+    int own;                      /* a Decision* directive appears in this server's scope */
+    decision_service_t *svc;      /* set in post_config; NULL: not configured */
+} decision_srv_conf_t;
+
+typedef struct {
+    int export_flags;             /* DecisionExport: -1 unset */
+    const char *visitor_cookie;   /* DecisionVisitorCookie */
+    const char *visitor_header;   /* DecisionVisitorHeader */
+} decision_dir_conf_t;
+
+/* The shared generation counters, one cache line per service. */
+typedef struct {
+    volatile apr_uint32_t generation;
+    char digest[20];
+    char pad[64 - sizeof(apr_uint32_t) - 20];
+} decision_generation_t;
+
+struct decision_service {
+    dc_service_t api;
+    dc_source_t *source;
+    server_rec *s;
+    const char *name;             /* for logs: the env id or the file */
+    const char *reload_path;      /* what children re-read: last-known-good, or the local file */
+    const char *lkg;
+    apr_interval_time_t interval;
+    unsigned index;               /* its counter in the shared segment */
+    decision_generation_t *shared;
+    apr_uint32_t seen;            /* the generation this process serves */
+    volatile apr_uint32_t reloading;
+    int digest_warned;
+};
+
+extern module AP_MODULE_DECLARE_DATA decision_module;
+
+/* decision_feed.c */
+/* Creates the generation segment for n services (in the parent, post_config). */
+apr_status_t decision_feed_shm_create(apr_pool_t *pconf, server_rec *s, unsigned n,
+                                      decision_generation_t **gens);
+/* Loads the initial config into svc's slot (parent). 0 on success. */
+int decision_feed_load_initial(decision_service_t *svc, apr_pool_t *ptemp);
+/* Registers the poller with mod_watchdog; NULL or an error message. */
+const char *decision_feed_register_poller(decision_service_t *svc, apr_pool_t *pconf);
+/* On the request path: re-reads the config when the shared generation moved. */
+void decision_feed_catch_up(decision_service_t *svc);
+
+/* decision_socache.c */
+void decision_socache_register_mutex(apr_pool_t *pconf);
+/* Validates a "memory[?size=BYTES|max_entries=N]" URI; NULL or an error. */
+const char *decision_socache_check_uri(apr_pool_t *p, const char *uri);
+/* Opens the server-wide shared store (once per generation). */
+dc_store_t *decision_socache_open(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
+                                  const char *uri, char *err, size_t err_len);
+int decision_socache_is_available(void);
+
+#endif
