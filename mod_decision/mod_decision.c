@@ -415,7 +415,7 @@ static const char *default_lkg(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec 
     const char *identity = apr_psprintf(ptemp, "%s|%s|%s|%s:%u", c->env_id ? c->env_id : "",
                                         c->url ? c->url : "", c->file ? c->file : "",
                                         s->server_hostname ? s->server_hostname : "", s->port);
-    apr_status_t rv = apr_dir_make_recursive(dir, APR_FPROT_OS_DEFAULT & 0750, ptemp);
+    apr_status_t rv = apr_dir_make_recursive(dir, APR_FPROT_UREAD | APR_FPROT_UWRITE | APR_FPROT_UEXECUTE | APR_FPROT_GREAD | APR_FPROT_GEXECUTE, ptemp);
 
     if (rv != APR_SUCCESS && !APR_STATUS_IS_EEXIST(rv))
         ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s,

@@ -161,3 +161,223 @@ def run_eval(lines, bucketing=SAMPLE_BUCKETING, mode="normal", store="none", ext
     body = "".join((l if isinstance(l, str) else json.dumps(l)) + "\n" for l in lines)
     p = subprocess.run(args, input=body, capture_output=True, text=True, timeout=timeout)
     return p.returncode, p.stdout.splitlines(), p.stderr
+
+
+# --- Apache httpd with the built module ---------------------------------------
+
+APACHE_BIN = os.environ.get("APACHE_BIN", "/usr/sbin/apache2")
+APACHE_MODULES = os.environ.get("APACHE_MODULES", "/usr/lib/apache2/modules")
+MPMS = ("event", "worker", "prefork")
+
+MPM_TUNING = {
+    # small pools, so a test sees several children and restarts are quick
+    "prefork": "StartServers 4\nMinSpareServers 4\nMaxSpareServers 8\nServerLimit 8\n"
+               "MaxRequestWorkers 8\n",
+    "worker": "StartServers 2\nServerLimit 4\nThreadsPerChild 8\nMaxRequestWorkers 32\n"
+              "MinSpareThreads 8\nMaxSpareThreads 32\n",
+    "event": "StartServers 2\nServerLimit 4\nThreadsPerChild 8\nMaxRequestWorkers 32\n"
+             "MinSpareThreads 8\nMaxSpareThreads 32\n",
+}
+
+
+def _apache_builtin_modules():
+    out = subprocess.run([APACHE_BIN, "-l"], capture_output=True, text=True, timeout=30).stdout
+    return {line.strip() for line in out.splitlines() if line.strip().endswith(".c")}
+
+
+def _sanitizer_preload(module_so):
+    """The sanitizer runtimes a module built with -fsanitize needs preloaded into httpd."""
+    try:
+        out = subprocess.run(["ldd", module_so], capture_output=True, text=True, timeout=30).stdout
+    except OSError:
+        return ""
+    libs = []
+    for line in out.splitlines():
+        parts = line.split("=>")
+        if len(parts) == 2 and ("libasan" in parts[0] or "libubsan" in parts[0]):
+            path = parts[1].split("(")[0].strip()
+            if path:
+                libs.append(path)
+    return ":".join(libs)
+
+
+def make_world_readable_dir(prefix):
+    """A temporary directory the httpd children (User www-data) can enter and read."""
+    import tempfile
+    d = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(d, 0o755)
+    return d
+
+
+class Httpd:
+    """The distribution's httpd on a free loopback port with the built module.
+
+    The whole configuration is generated in rundir (pid file, error log,
+    DefaultRuntimeDir, access log "%P %U %>s" so tests can tell children apart).
+    `body` is appended inside the main server; `extra_modules` are loaded from
+    the distribution's module directory. Stopped by the PID in its pid file.
+    """
+
+    def __init__(self, rundir, body="", mpm="event", port=None, extra_modules=(),
+                 log_level="decision:debug"):
+        self.rundir = str(rundir)
+        self.mpm = mpm
+        self.port = port or free_port()
+        self.body = body
+        self.extra_modules = list(extra_modules)
+        self.log_level = log_level
+        self.conf = os.path.join(self.rundir, "httpd.conf")
+        self.pidfile = os.path.join(self.rundir, "httpd.pid")
+        self.error_log = os.path.join(self.rundir, "error.log")
+        self.access_log = os.path.join(self.rundir, "access.log")
+        self.asan_log = os.path.join(self.rundir, "sanitizer")
+        self.env = dict(os.environ)
+        preload = _sanitizer_preload(MODULE_SO)
+        if preload:
+            # httpd itself is not instrumented: its own leaks at exit are not ours
+            self.env["LD_PRELOAD"] = preload
+            self.env["ASAN_OPTIONS"] = "detect_leaks=0:log_path=%s" % self.asan_log
+            self.env["UBSAN_OPTIONS"] = "print_stacktrace=1:log_path=%s" % self.asan_log
+        self.write_config()
+
+    @property
+    def base_url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def config_text(self, body=None):
+        builtin = _apache_builtin_modules()
+        lines = [
+            "ServerRoot %s" % self.rundir,
+            "DefaultRuntimeDir %s" % self.rundir,
+            "PidFile %s" % self.pidfile,
+            "ErrorLog %s" % self.error_log,
+            "LogLevel warn %s" % self.log_level,
+            "Listen 127.0.0.1:%d" % self.port,
+            "ServerName 127.0.0.1",
+            "LogFormat \"%P %U %>s\" pids",
+            "CustomLog %s pids" % self.access_log,
+            "KeepAlive On",
+            "MaxKeepAliveRequests 0",
+            "Timeout 20",
+            "GracefulShutdownTimeout 15",
+        ]
+        if os.getuid() == 0:
+            lines += ["User www-data", "Group www-data"]
+        mods = [("mpm_%s_module" % self.mpm, "mod_mpm_%s.so" % self.mpm),
+                ("authz_core_module", "mod_authz_core.so"),
+                ("watchdog_module", "mod_watchdog.so"),
+                ("socache_shmcb_module", "mod_socache_shmcb.so")]
+        mods += [("%s_module" % m, "mod_%s.so" % m) for m in self.extra_modules]
+        for name, so in mods:
+            if "mod_%s.c" % name[:-len("_module")] in builtin:
+                continue
+            lines.append("LoadModule %s %s/%s" % (name, APACHE_MODULES, so))
+        lines.append("LoadModule decision_module %s" % MODULE_SO)
+        lines.append(MPM_TUNING[self.mpm])
+        lines.append(self.body if body is None else body)
+        return "\n".join(lines) + "\n"
+
+    def write_config(self, body=None):
+        if body is not None:
+            self.body = body
+        with open(self.conf, "w") as f:
+            f.write(self.config_text())
+
+    def _ctl(self, *args, timeout=60):
+        return subprocess.run([APACHE_BIN, "-f", self.conf] + list(args), capture_output=True,
+                              text=True, timeout=timeout, env=self.env)
+
+    def configtest(self):
+        """(exit code, stdout + stderr) of `apache2 -t`."""
+        p = self._ctl("-t")
+        return p.returncode, p.stdout + p.stderr
+
+    def start(self, wait=True):
+        p = self._ctl("-k", "start")
+        if p.returncode != 0:
+            raise RuntimeError("httpd did not start (%d): %s%s\n%s" % (
+                p.returncode, p.stdout, p.stderr, self.log()))
+        if wait:
+            wait_port(self.port, timeout=20)
+            wait_until(lambda: self.pid() is not None, timeout=10, what="httpd pid file")
+        return self
+
+    def pid(self):
+        try:
+            with open(self.pidfile) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def children(self):
+        """PIDs of the current children of the parent."""
+        pid = self.pid()
+        if pid is None:
+            return []
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
+                             text=True, timeout=10).stdout
+        return [int(x) for x in out.split()]
+
+    def graceful(self):
+        p = self._ctl("-k", "graceful")
+        assert p.returncode == 0, p.stdout + p.stderr
+
+    def restart(self):
+        p = self._ctl("-k", "restart")
+        assert p.returncode == 0, p.stdout + p.stderr
+
+    def stop(self):
+        stop_pidfile(self.pidfile, timeout=20)
+
+    def log(self):
+        try:
+            with open(self.error_log, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def access_pids(self):
+        """[(pid, path, status)] from the access log, in order."""
+        out = []
+        try:
+            with open(self.access_log) as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) == 3:
+                        out.append((int(parts[0]), parts[1], int(parts[2])))
+        except OSError:
+            pass
+        return out
+
+    def sanitizer_reports(self):
+        """Text of every ASan/UBSan report the processes wrote (empty when clean)."""
+        out = []
+        d = os.path.dirname(self.asan_log)
+        for name in sorted(os.listdir(d)):
+            if name.startswith(os.path.basename(self.asan_log) + "."):
+                with open(os.path.join(d, name), errors="replace") as f:
+                    out.append(f.read())
+        return "\n".join(out)
+
+
+def http_request(base_url, path, body=None, method="POST", headers=None, timeout=10, conn=None):
+    """One HTTP request; returns (status, {lower-case header: value}, body bytes).
+
+    With conn (an http.client.HTTPConnection) the request reuses that connection."""
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+    own = conn is None
+    if own:
+        u = urlsplit(base_url)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+    if body is not None and not isinstance(body, (bytes, str)):
+        body = json.dumps(body)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+    finally:
+        if own:
+            conn.close()

@@ -1,0 +1,495 @@
+"""mod_decision in the distribution's Apache httpd (event, worker, prefork).
+
+Every test starts a real /usr/sbin/apache2 from a generated configuration on a
+free loopback port (User/Group www-data when run as root) with the built
+mod_decision.so. Only the remote config CDN is the stand-in (tests/standin.py).
+Answers are compared with `decision-fcgi eval` on the same input: both front
+ends stand on the same dc_api_handle(), so they must say the same.
+"""
+import copy
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+
+from harness import (APACHE_BIN, MODULE_SO, MPMS, SAMPLE_BUCKETING, Httpd, http_request,
+                     free_port, make_world_readable_dir, run_eval, wait_until)
+from standin import StandIn
+
+pytestmark = pytest.mark.skipif(not os.path.exists(APACHE_BIN),
+                                reason="no %s: install the Debian package apache2" % APACHE_BIN)
+
+ENV = "env-http"
+VIP = {"visitor_id": "bob", "context": {"isVIP": True}, "trigger_hit": False}
+
+
+def sample():
+    with open(SAMPLE_BUCKETING) as f:
+        return json.load(f)
+
+
+def with_vip_discount(doc, discount):
+    doc = copy.deepcopy(doc)
+    for c in doc["campaigns"]:
+        if c["id"] == "c_vip":
+            c["variation_groups"][0]["variations"][0]["modifications"]["value"]["discount"] = discount
+    return doc
+
+
+def with_ab_allocation(doc, ref, red, padding=0):
+    doc = copy.deepcopy(doc)
+    for c in doc["campaigns"]:
+        if c["id"] == "c_ab":
+            ref_v, red_v = c["variation_groups"][0]["variations"]
+            ref_v["allocation"], red_v["allocation"] = ref, red
+    doc["_padding"] = " " * padding  # a different size, whatever the file system's mtime grain
+    return doc
+
+
+def write_json(path, doc):
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    os.chmod(path, 0o644)
+
+
+@pytest.fixture
+def rundir():
+    d = make_world_readable_dir("dc-httpd-")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def servers():
+    """Starts httpd instances; stops them and checks their logs at the end."""
+    started = []
+
+    def start(rundir, body, **kw):
+        h = Httpd(rundir, body, **kw)
+        started.append(h)
+        return h.start()
+
+    yield start
+    for h in started:
+        h.stop()
+    for h in started:
+        log = h.log()
+        assert "Segmentation fault" not in log and "exit signal" not in log, log[-3000:]
+        assert h.sanitizer_reports() == ""
+
+
+def location(extra=""):
+    return "<Location /v2>\n  SetHandler decision\n%s</Location>\n" % extra
+
+
+def sample_conf(extra_server="", extra_location=""):
+    return ("DecisionEnvironment %s\nDecisionBucketingFile %s\n%s\n" %
+            (ENV, SAMPLE_BUCKETING, extra_server)) + location(extra_location)
+
+
+def post(base, path, body, headers=None, method="POST"):
+    status, hdrs, data = http_request(base, path, body, method=method, headers=headers)
+    return status, hdrs, data
+
+
+# --- every endpoint answers as decision-fcgi eval does -------------------------
+
+CASES = [
+    # (path, query, body)
+    ("/v2/campaigns", "sendContextEvent=false", VIP),
+    ("/v2/campaigns", "sendContextEvent=false&mode=simple", VIP),
+    ("/v2/campaigns", "sendContextEvent=false&mode=full", {"visitor_id": "eve", "context": {
+        "age": 30, "country": "FR"}, "trigger_hit": False}),
+    ("/v2/campaigns", "exposeAllKeys=true", {"visitor_id": "v7", "context": {}}),
+    ("/v2/campaigns/c_ab", None, {"visitor_id": "v1", "context": {}}),
+    ("/v2/campaigns/ab-button", None, {"visitor_id": "v2", "context": {}}),
+    ("/v2/campaigns/nope", None, {"visitor_id": "v2", "context": {}}),
+    ("/v2/flags", None, {"visitor_id": "carol", "context": {"isVIP": True}}),
+    ("/v2/%s/campaigns" % ENV, None, VIP),
+    ("/v2/activate", None, {"cid": ENV, "vid": "bob", "caid": "vg_ab", "vaid": "v_ab_red"}),
+    ("/v2/activate", None, {"vid": "bob"}),
+    ("/v2/campaigns", None, "not json"),
+    ("/v2/campaigns", None, {"visitor_id": 5}),
+    ("/v2/campaigns", None, {"visitor_id": "a", "bogus": 1}),
+    ("/v2/campaigns", "mode=weird", VIP),
+]
+
+
+def eval_answer(path, query, body):
+    extra = ["--path", path, "--env-id", ENV]
+    if query:
+        extra += ["--query", query]
+    rc, out, err = run_eval([body if isinstance(body, str) else json.dumps(body)],
+                            extra=extra)
+    assert rc == 0, err
+    return json.loads(out[0])
+
+
+@pytest.mark.parametrize("mpm", MPMS)
+def test_every_endpoint_answers_as_eval_does(mpm, rundir, servers):
+    h = servers(rundir, sample_conf(), mpm=mpm)
+    for path, query, body in CASES:
+        url = path + ("?" + query if query else "")
+        status, hdrs, data = post(h.base_url, url, body)
+        expected = eval_answer(path, query, body)
+        got = json.loads(data) if data else {}
+        assert got == expected, (url, body, status)
+        if status != 204:
+            assert hdrs["content-type"] == "application/json"
+        assert hdrs["access-control-allow-origin"] == "*" or status == 404
+    # statuses eval cannot show
+    assert post(h.base_url, "/v2/campaigns", VIP)[0] == 200
+    assert post(h.base_url, "/v2/activate", CASES[9][2])[0] == 204
+    assert post(h.base_url, "/v2/campaigns", "not json")[0] == 400
+    assert post(h.base_url, "/v2/nothing-here", VIP)[0] == 404
+    status, hdrs, data = post(h.base_url, "/v2/campaigns", None, method="GET")
+    assert status == 405 and hdrs["allow"] == "POST, OPTIONS" and "message" in json.loads(data)
+    status, hdrs, data = post(h.base_url, "/v2/campaigns", None, method="OPTIONS",
+                              headers={"Origin": "https://app.example",
+                                       "Access-Control-Request-Method": "POST"})
+    assert status == 204 and data == b""
+    assert hdrs["access-control-allow-origin"] == "*"
+    assert "X-Api-Key" in hdrs["access-control-allow-headers"]
+    # chunked bodies are read like any other
+    conn = http.client.HTTPConnection("127.0.0.1", h.port, timeout=10)
+    conn.putrequest("POST", "/v2/campaigns?sendContextEvent=false")
+    conn.putheader("Transfer-Encoding", "chunked")
+    conn.endheaders()
+    raw = json.dumps(VIP).encode()
+    conn.send(b"%x\r\n%s\r\n0\r\n\r\n" % (len(raw), raw))
+    resp = conn.getresponse()
+    assert resp.status == 200
+    assert json.loads(resp.read()) == eval_answer("/v2/campaigns", "sendContextEvent=false", VIP)
+    conn.close()
+
+
+def test_body_size_limit_cors_options_and_api_key(rundir, servers):
+    h = servers(rundir, sample_conf(
+        "DecisionMaxBodySize 200\nDecisionApiKey s3cret\nDecisionRequireApiKey on\n"
+        "DecisionCORSOrigins https://a.example\n"))
+    key = {"X-API-Key": "s3cret"}
+    status, hdrs, data = post(h.base_url, "/v2/campaigns", VIP)
+    assert status == 401 and "API key" in json.loads(data)["message"]
+    assert post(h.base_url, "/v2/campaigns", VIP, {"X-API-Key": "s3creT"})[0] == 401
+    assert post(h.base_url, "/v2/campaigns", VIP, {"Authorization": "Bearer nope"})[0] == 401
+    assert post(h.base_url, "/v2/campaigns", VIP, key)[0] == 200
+    assert post(h.base_url, "/v2/campaigns", VIP, {"Authorization": "Bearer s3cret"})[0] == 200
+    status, hdrs, _ = post(h.base_url, "/v2/campaigns", VIP, key)
+    assert hdrs["access-control-allow-origin"] == "https://a.example"
+    big = {"visitor_id": "x" * 300, "context": {}}
+    status, _, data = post(h.base_url, "/v2/campaigns", big, key)
+    assert status == 413 and "too large" in json.loads(data)["message"]
+    # exactly at the limit is accepted
+    body = json.dumps({"visitor_id": "y", "context": {"k": ""}})
+    body = body.replace('""', '"' + "z" * (200 - len(body)) + '"')
+    assert len(body) == 200
+    assert post(h.base_url, "/v2/campaigns", body, key)[0] == 200
+
+
+def test_cors_off_lets_options_reach_the_api(rundir, servers):
+    h = servers(rundir, sample_conf("DecisionCORS off\n"))
+    status, hdrs, _ = post(h.base_url, "/v2/campaigns", VIP)
+    assert status == 200 and "access-control-allow-origin" not in hdrs
+    assert post(h.base_url, "/v2/campaigns", None, method="OPTIONS")[0] == 405
+
+
+def test_vhosts_serve_their_own_environment(rundir, servers):
+    other = os.path.join(rundir, "other.json")
+    write_json(other, with_vip_discount(sample(), 0.5))
+    port = free_port()
+    body = ("DecisionEnvironment main-env\nDecisionBucketingFile %s\n%s"
+            "<VirtualHost 127.0.0.1:%d>\n  ServerName a.test\n</VirtualHost>\n"
+            "<VirtualHost 127.0.0.1:%d>\n  ServerName b.test\n  DecisionEnvironment env-b\n"
+            "  DecisionBucketingFile %s\n  DecisionApiKey kb\n  DecisionRequireApiKey on\n"
+            "</VirtualHost>\n" % (SAMPLE_BUCKETING, location(), port, port, other))
+    h = servers(rundir, body, port=port)
+
+    def discount(host, headers=None):
+        hdrs = {"Host": host}
+        hdrs.update(headers or {})
+        status, _, data = post(h.base_url, "/v2/flags", VIP, hdrs)
+        return status, json.loads(data)
+
+    status, flags = discount("a.test")
+    assert status == 200 and flags["discount"]["value"] == 0.15
+    assert discount("b.test")[0] == 401
+    status, flags = discount("b.test", {"X-API-Key": "kb"})
+    assert status == 200 and flags["discount"]["value"] == 0.5
+    assert post(h.base_url, "/v2/env-b/campaigns", VIP, {"Host": "b.test", "X-API-Key": "kb"})[0] == 200
+    assert post(h.base_url, "/v2/main-env/campaigns", VIP,
+                {"Host": "b.test", "X-API-Key": "kb"})[0] == 404
+
+
+def test_export_hands_flags_to_the_next_handler(rundir, servers):
+    htdocs = os.path.join(rundir, "htdocs")
+    os.mkdir(htdocs)
+    os.chmod(htdocs, 0o755)
+    with open(os.path.join(htdocs, "page.txt"), "w") as f:
+        f.write("hello\n")
+    os.chmod(os.path.join(htdocs, "page.txt"), 0o644)
+    body = sample_conf() + (
+        "DocumentRoot %s\n<Directory %s>\n  Require all granted\n</Directory>\n"
+        "<Location /page.txt>\n  DecisionExport on\n  DecisionVisitorCookie vid\n"
+        "  DecisionVisitorHeader X-Visitor\n"
+        "  Header set X-Flags \"%%{DECISION_FLAGS}e\"\n"
+        "  Header set X-Vid \"%%{DECISION_VISITOR_ID}e\"\n</Location>\n" % (htdocs, htdocs))
+    h = servers(rundir, body, extra_modules=["headers"])
+    expected = eval_answer("/v2/flags", None, {"visitor_id": "carol", "context": {}})
+    status, hdrs, data = post(h.base_url, "/page.txt", None, method="GET",
+                              headers={"Cookie": "a=b; vid=carol"})
+    assert status == 200 and data == b"hello\n"
+    assert hdrs["x-vid"] == "carol"
+    assert json.loads(hdrs["x-flags"]) == expected
+    status, hdrs, _ = post(h.base_url, "/page.txt", None, method="GET",
+                           headers={"X-Visitor": "carol"})
+    assert json.loads(hdrs["x-flags"]) == expected
+    status, hdrs, _ = post(h.base_url, "/page.txt", None, method="GET")
+    assert status == 200 and hdrs.get("x-flags", "(null)") == "(null)"
+
+
+# --- the poller and the last-known-good file -----------------------------------
+
+def vip_discounts(base, n=8):
+    """The VIP discount n fresh connections see (spread over children)."""
+    out = set()
+    for _ in range(n):
+        status, _, data = post(base, "/v2/flags", VIP)
+        out.add(json.loads(data)["discount"]["value"] if status == 200 else status)
+    return out
+
+
+@pytest.fixture
+def cdn():
+    s = StandIn().start()
+    yield s
+    s.stop()
+
+
+def poll_conf(cdn, lkg, interval=1):
+    return ("DecisionEnvironment %s\nDecisionBucketingURL %s\nDecisionPollInterval %d\n"
+            "DecisionLastKnownGood %s\n" % (ENV, cdn.bucketing_url(ENV), interval, lkg)
+            ) + location()
+
+
+@pytest.mark.parametrize("mpm", ["event", "prefork"])
+def test_poller_follows_the_cdn_and_keeps_the_last_good_config(mpm, rundir, servers, cdn):
+    lkg = os.path.join(rundir, "lkg", "bucketing.json")
+    os.mkdir(os.path.dirname(lkg))
+    if os.getuid() == 0:
+        shutil.chown(os.path.dirname(lkg), "www-data", "www-data")
+    cdn.set_bucketing(ENV, with_vip_discount(sample(), 0.25))
+    h = servers(rundir, poll_conf(cdn, lkg), mpm=mpm)
+    wait_until(lambda: vip_discounts(h.base_url) == {0.25}, timeout=15, what="first fetch")
+    with open(lkg) as f:
+        assert json.load(f) == with_vip_discount(sample(), 0.25)
+
+    # unchanged: conditional GETs answered 304
+    time.sleep(2.5)
+    conditional = [r for r in cdn.cdn_requests if r[2] == 304]
+    assert conditional, cdn.cdn_requests
+    assert all(r[1].get("If-None-Match") for r in conditional)
+
+    # changed: every child serves the new file within one interval (plus a re-read)
+    cdn.set_bucketing(ENV, with_vip_discount(sample(), 0.5))
+    t0 = time.monotonic()
+    wait_until(lambda: vip_discounts(h.base_url) == {0.5}, timeout=10, interval=0.1,
+               what="new config")
+    assert time.monotonic() - t0 < 3.0
+
+    # 500s and garbage keep the current config
+    cdn.cdn_status = 500
+    time.sleep(2.5)
+    assert vip_discounts(h.base_url) == {0.5}
+    cdn.cdn_status = None
+    cdn.cdn_garbage = True
+    time.sleep(2.5)
+    assert vip_discounts(h.base_url) == {0.5}
+    with open(lkg) as f:
+        assert json.load(f)["campaigns"] == with_vip_discount(sample(), 0.5)["campaigns"]
+    cdn.cdn_garbage = False
+    statuses = [r[2] for r in cdn.cdn_requests]
+    assert 500 in statuses and 200 in statuses
+    assert "DC10423" in h.log()
+
+
+def test_starts_from_last_known_good_with_the_cdn_down(rundir, servers, cdn):
+    lkg = os.path.join(rundir, "lkg", "bucketing.json")
+    os.mkdir(os.path.dirname(lkg))
+    if os.getuid() == 0:
+        shutil.chown(os.path.dirname(lkg), "www-data", "www-data")
+    # nothing anywhere: 503 until the CDN answers, then served
+    cdn.cdn_status = 503
+    h = servers(rundir, poll_conf(cdn, lkg))
+    status, _, data = post(h.base_url, "/v2/campaigns", VIP)
+    assert status == 503 and "message" in json.loads(data)
+    cdn.set_bucketing(ENV, with_vip_discount(sample(), 0.75))
+    cdn.cdn_status = None
+    wait_until(lambda: vip_discounts(h.base_url) == {0.75}, timeout=10, what="recovery")
+    wait_until(lambda: os.path.exists(lkg), timeout=5, what="last-known-good file")
+    h.stop()
+
+    # CDN down at start: the first request already has the last good config
+    cdn.cdn_status = 503
+    h2 = servers(rundir, poll_conf(cdn, lkg), port=h.port)
+    assert vip_discounts(h2.base_url) == {0.75}
+    time.sleep(2.5)
+    assert vip_discounts(h2.base_url) == {0.75}
+    assert [r for r in cdn.cdn_requests if r[2] == 503]
+
+
+def test_default_last_known_good_is_writable_by_the_children(rundir, servers, cdn):
+    cdn.set_bucketing(ENV, with_vip_discount(sample(), 0.25))
+    body = ("DecisionEnvironment %s\nDecisionBucketingURL %s\nDecisionPollInterval 1\n" %
+            (ENV, cdn.bucketing_url(ENV))) + location()
+    h = servers(rundir, body, mpm="worker")
+    wait_until(lambda: vip_discounts(h.base_url) == {0.25}, timeout=15, what="first fetch")
+    lkg_dir = os.path.join(rundir, "decision")
+    files = wait_until(lambda: [f for f in os.listdir(lkg_dir) if f.endswith(".json")],
+                       timeout=5, what="default last-known-good file")
+    assert files[0].startswith(ENV + "-")
+    cdn.set_bucketing(ENV, with_vip_discount(sample(), 0.5))
+    wait_until(lambda: vip_discounts(h.base_url) == {0.5}, timeout=10, what="second config")
+    with open(os.path.join(lkg_dir, files[0])) as f:
+        assert json.load(f) == with_vip_discount(sample(), 0.5)
+
+
+# --- the memory store, shared by every child ----------------------------------
+
+def test_memory_store_is_shared_across_prefork_children(rundir, servers):
+    path = os.path.join(rundir, "bucketing.json")
+    write_json(path, with_ab_allocation(sample(), 100, 0))
+    body = ("LogFormat \"%%P %%{X-Probe}i %%>s\" probes\nCustomLog %s/probes.log probes\n"
+            "KeepAliveTimeout 60\n"
+            "DecisionEnvironment %s\nDecisionBucketingFile %s\nDecisionPollInterval 1\n"
+            "DecisionStore memory\n" % (rundir, ENV, path)) + location()
+    h = servers(rundir, body, mpm="prefork")
+    # one kept-alive connection per prefork child: four connections, four children
+    conns = [http.client.HTTPConnection("127.0.0.1", h.port, timeout=10) for _ in range(4)]
+
+    def variation(i, vid):
+        status, _, data = http_request(None, "/v2/campaigns/c_ab", {"visitor_id": vid},
+                                       headers={"X-Probe": str(i)}, conn=conns[i])
+        assert status == 200, data
+        return json.loads(data)["variation"]["id"]
+
+    try:
+        for i in range(4):
+            variation(i, "warm-up")
+        old = ["sticky-%d" % n for n in range(10)]
+        assert [variation(0, v) for v in old] == ["v_ab_ref"] * 10
+
+        write_json(path, with_ab_allocation(sample(), 0, 100, padding=8))
+        for i in range(4):
+            fresh = iter("fresh-%d-%d" % (i, n) for n in range(1000))
+            wait_until(lambda: variation(i, next(fresh)) == "v_ab_red", timeout=10,
+                       interval=0.2, what="child %d on the new file" % i)
+        # the hash now says red; the shared store says what child 0 assigned
+        for i in (1, 2, 3):
+            assert [variation(i, v) for v in old] == ["v_ab_ref"] * 10
+    finally:
+        for c in conns:
+            c.close()
+    pids = {}
+    with open(os.path.join(rundir, "probes.log")) as f:
+        for line in f:
+            pid, probe, _ = line.split()
+            pids.setdefault(probe, set()).add(int(pid))
+    assert all(len(p) == 1 for p in pids.values()), pids
+    assert len(set.union(*pids.values())) == 4, pids
+
+
+# --- lifecycle ---------------------------------------------------------------
+
+def ipc_snapshot():
+    out = subprocess.run(["ipcs", "-m", "-s"], capture_output=True, text=True).stdout
+    shm = sorted(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else []
+    return sorted(l for l in out.splitlines() if l[:2] == "0x"), shm
+
+
+def load(base, stop, results, lock):
+    body = json.dumps(VIP)
+    while not stop.is_set():
+        try:
+            status, _, data = http_request(base, "/v2/campaigns", body,
+                                           headers={"Connection": "close"}, timeout=20)
+            ok = status == 200 and json.loads(data)["visitorId"] == "bob"
+        except Exception as e:  # a dropped request is what this test looks for
+            ok = False
+            status = repr(e)
+        with lock:
+            results.append(ok if ok else status)
+
+
+@pytest.mark.parametrize("mpm", ["event", "prefork"])
+def test_graceful_under_load_drops_nothing_and_restarts_leak_nothing(mpm, rundir, servers):
+    before = ipc_snapshot()
+    h = servers(rundir, sample_conf("DecisionStore memory\n"), mpm=mpm)
+    stop, lock, results = threading.Event(), threading.Lock(), []
+    threads = [threading.Thread(target=load, args=(h.base_url, stop, results, lock))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.0)
+        for _ in range(3):
+            h.graceful()
+            time.sleep(1.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    failures = [r for r in results if r is not True]
+    assert len(results) > 100, len(results)
+    assert failures == [], failures[:5]
+    assert h.log().count("DC10404") >= 4  # one set of services per generation
+
+    # hard restarts: the server comes back serving; at most the in-flight requests fail
+    for _ in range(2):
+        h.restart()
+        wait_until(lambda: post(h.base_url, "/v2/campaigns", VIP)[0] == 200, timeout=15,
+                   what="serving after restart")
+    h.stop()
+    wait_until(lambda: ipc_snapshot() == before, timeout=10, what="no leftover shm or semaphores")
+    assert "[decision:emerg]" not in h.log() and "[decision:crit]" not in h.log()
+
+
+# --- configtest refuses what cannot work ---------------------------------------
+
+BAD_CONFIGS = [
+    ("DecisionPollInterval soon", "DecisionPollInterval"),
+    ("DecisionPollInterval 0", "DecisionPollInterval"),
+    ("DecisionMaxBodySize -5", "DecisionMaxBodySize"),
+    ("DecisionMaxBodySize 10k", "DecisionMaxBodySize"),
+    ("DecisionStore bogus://x", "DecisionStore"),
+    ("DecisionStore memory?size=tiny", "DecisionStore"),
+    ("DecisionStore memory?colour=red", "DecisionStore"),
+    ("DecisionStore dbm:", "DecisionStore"),
+    ("DecisionBucketingURL ftp://cdn.example/x.json", "DecisionBucketingURL"),
+    ("DecisionEnvironment a/b", "DecisionEnvironment"),
+    ("DecisionCORS maybe", "DecisionCORS"),
+    ("DecisionRequireApiKey on", "DecisionRequireApiKey"),
+    ("DecisionBucketingFile {bad}", "DecisionBucketingFile"),
+    ("DecisionBucketingFile {missing}", "DecisionBucketingFile"),
+]
+
+
+def test_configtest_names_the_bad_directive(rundir):
+    bad = os.path.join(rundir, "bad.json")
+    with open(bad, "w") as f:
+        f.write('{"campaigns":[{"id":"c","bucketRanges":[{"r":[1]}]}]}')
+    h = Httpd(rundir, sample_conf())
+    rc, out = h.configtest()
+    assert rc == 0 and "Syntax OK" in out, out
+    for line, directive in BAD_CONFIGS:
+        line = line.format(bad=bad, missing=os.path.join(rundir, "missing.json"))
+        h.write_config(("DecisionEnvironment %s\n%s\n" % (ENV, line)) + location())
+        rc, out = h.configtest()
+        assert rc != 0, (line, out)
+        assert directive in out, (line, out)
+    assert "campaigns[0].bucketRanges[0].r" in Httpd(rundir, "DecisionBucketingFile %s\n" % bad
+                                                     ).configtest()[1]
