@@ -429,6 +429,34 @@ static const char *default_lkg(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec 
                         dc_murmur3_32(identity, strlen(identity), 0));
 }
 
+/* The poller runs in a child, as User: say so at start when it could not
+ * replace the last-known-good file, rather than at the first change. */
+static void check_lkg_writable(apr_pool_t *ptemp, server_rec *s, const char *lkg)
+{
+    char *dir = ap_make_dirstr_parent(ptemp, lkg);
+    apr_finfo_t fi;
+    int writable;
+
+    if (geteuid() != 0)
+        return; /* children run as this user: dc_source reports what fails */
+    if (apr_stat(&fi, dir, APR_FINFO_USER | APR_FINFO_GROUP | APR_FINFO_PROT, ptemp) !=
+        APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     DCLOGNO(10406) "DecisionLastKnownGood %s: directory %s does not exist", lkg,
+                     dir);
+        return;
+    }
+    writable = (fi.user == ap_unixd_config.user_id && (fi.protection & APR_FPROT_UWRITE)) ||
+               (fi.group == ap_unixd_config.group_id && (fi.protection & APR_FPROT_GWRITE)) ||
+               (fi.protection & APR_FPROT_WWRITE);
+    if (!writable)
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     DCLOGNO(10407) "DecisionLastKnownGood %s: the server's User cannot write "
+                                    "in %s, so new configurations will not be kept for the next "
+                                    "start nor reach the other children",
+                     lkg, dir);
+}
+
 typedef struct {
     decision_service_t *svc;
     pid_t parent;
@@ -485,6 +513,8 @@ static int build_service(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
     so.file = c->file;
     so.last_known_good = svc->lkg = c->lkg ? c->lkg : default_lkg(pconf, ptemp, s, c);
     svc->reload_path = so.url ? so.last_known_good : so.file;
+    if (so.url && c->lkg)
+        check_lkg_writable(ptemp, s, c->lkg);
     svc->source = dc_source_create(pconf, &so, err, sizeof(err));
     if (!svc->source)
         return fail(s, apr_psprintf(ptemp, "%s: %s", svc->name, err));
