@@ -298,7 +298,8 @@ static const command_rec decision_cmds[] = {
     AP_INIT_TAKE1("DecisionPollInterval", set_interval, NULL, RSRC_CONF,
                   "seconds between two refreshes of the bucketing file (default 60)"),
     AP_INIT_TAKE1("DecisionStore", set_store, NULL, RSRC_CONF,
-                  "assignment store: none, memory[?size=BYTES], dbm:PATH or redis://host:port[/db]"),
+                  "assignment store: none, memory[?size=BYTES], dbm:PATH or "
+                  "redis://host:port[/db]"),
     AP_INIT_TAKE1("DecisionLastKnownGood", set_lkg, NULL, RSRC_CONF,
                   "where the last accepted remote config is kept (default: under "
                   "DefaultRuntimeDir)"),
@@ -415,7 +416,10 @@ static const char *default_lkg(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec 
     const char *identity = apr_psprintf(ptemp, "%s|%s|%s|%s:%u", c->env_id ? c->env_id : "",
                                         c->url ? c->url : "", c->file ? c->file : "",
                                         s->server_hostname ? s->server_hostname : "", s->port);
-    apr_status_t rv = apr_dir_make_recursive(dir, APR_FPROT_UREAD | APR_FPROT_UWRITE | APR_FPROT_UEXECUTE | APR_FPROT_GREAD | APR_FPROT_GEXECUTE, ptemp);
+    apr_status_t rv = apr_dir_make_recursive(dir, APR_FPROT_UREAD | APR_FPROT_UWRITE |
+                                                      APR_FPROT_UEXECUTE | APR_FPROT_GREAD |
+                                                      APR_FPROT_GEXECUTE,
+                                             ptemp);
 
     if (rv != APR_SUCCESS && !APR_STATUS_IS_EEXIST(rv))
         ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s,

@@ -37,7 +37,8 @@ def with_vip_discount(doc, discount):
     doc = copy.deepcopy(doc)
     for c in doc["campaigns"]:
         if c["id"] == "c_vip":
-            c["variation_groups"][0]["variations"][0]["modifications"]["value"]["discount"] = discount
+            variation = c["variation_groups"][0]["variations"][0]
+            variation["modifications"]["value"]["discount"] = discount
     return doc
 
 
@@ -220,7 +221,8 @@ def test_vhosts_serve_their_own_environment(rundir, servers):
     assert discount("b.test")[0] == 401
     status, flags = discount("b.test", {"X-API-Key": "kb"})
     assert status == 200 and flags["discount"]["value"] == 0.5
-    assert post(h.base_url, "/v2/env-b/campaigns", VIP, {"Host": "b.test", "X-API-Key": "kb"})[0] == 200
+    assert post(h.base_url, "/v2/env-b/campaigns", VIP,
+                {"Host": "b.test", "X-API-Key": "kb"})[0] == 200
     assert post(h.base_url, "/v2/main-env/campaigns", VIP,
                 {"Host": "b.test", "X-API-Key": "kb"})[0] == 404
 
@@ -524,7 +526,9 @@ def test_shipped_configurations_pass_configtest(rundir):
     path = os.path.join(rundir, "standalone.conf")
     with open(path, "w") as f:
         f.write(text)
-    p = subprocess.run([APACHE_BIN, "-f", path, "-t"], capture_output=True, text=True, timeout=60)
+    h = Httpd(rundir, "")
+    p = subprocess.run([APACHE_BIN, "-f", path, "-t"], capture_output=True, text=True, timeout=60,
+                       env=h.env)
     assert p.returncode == 0, p.stdout + p.stderr
 
     with open(os.path.join(conf_dir, "decision.load")) as f:
@@ -532,7 +536,6 @@ def test_shipped_configurations_pass_configtest(rundir):
     assert "# Depends: socache_shmcb" in load
     with open(os.path.join(conf_dir, "decision.conf")) as f:
         snippet = f.read()
-    h = Httpd(rundir, "")
     text = h.config_text().replace("LoadModule decision_module %s\n" % MODULE_SO, "")
     with open(h.conf, "w") as f:
         f.write(text + load + snippet + "DecisionBucketingFile %s\n" % SAMPLE_BUCKETING)
