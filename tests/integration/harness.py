@@ -219,13 +219,14 @@ class Httpd:
     """
 
     def __init__(self, rundir, body="", mpm="event", port=None, extra_modules=(),
-                 log_level="decision:debug"):
+                 log_level="decision:debug", access_log=True):
         self.rundir = str(rundir)
         self.mpm = mpm
         self.port = port or free_port()
         self.body = body
         self.extra_modules = list(extra_modules)
         self.log_level = log_level
+        self.with_access_log = access_log
         self.conf = os.path.join(self.rundir, "httpd.conf")
         self.pidfile = os.path.join(self.rundir, "httpd.pid")
         self.error_log = os.path.join(self.rundir, "error.log")
@@ -255,7 +256,7 @@ class Httpd:
             "Listen 127.0.0.1:%d" % self.port,
             "ServerName 127.0.0.1",
             "LogFormat \"%P %U %>s\" pids",
-            "CustomLog %s pids" % self.access_log,
+            "CustomLog %s pids" % self.access_log if self.with_access_log else "",
             "KeepAlive On",
             "MaxKeepAliveRequests 0",
             "Timeout 20",

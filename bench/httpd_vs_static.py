@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""mod_decision's request rate next to httpd serving a small static file.
+
+Starts the distribution's httpd (event MPM, no access log) with the built
+module and the sample bucketing file, then runs wrk (-t2 -c64 by default)
+alternately against a 20-byte static file and POST /v2/campaigns (a rotating
+set of 10 000 visitors), and prints both rates, the ratio and the p99
+latencies. The best of the rounds is kept for each, so a noisy neighbour on
+the machine hurts both figures alike. Not a test: figures depend on the
+machine; compare runs made together.
+
+    python3 bench/httpd_vs_static.py [--duration 10] [--rounds 2] [--mpm event]
+"""
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                                "integration"))
+from harness import SAMPLE_BUCKETING, Httpd, make_world_readable_dir  # noqa: E402
+
+WRK_SCRIPT = """
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("POST", "/v2/campaigns?sendContextEvent=false",
+    {["Content-Type"] = "application/json"},
+    '{"visitor_id":"v' .. (n % 10000) .. '","context":{"isVIP":true,"age":30},"trigger_hit":false}')
+end
+"""
+
+TUNING = {
+    "event": "ServerLimit 2\nStartServers 2\nThreadsPerChild 64\nMaxRequestWorkers 128\n"
+             "MinSpareThreads 64\nMaxSpareThreads 128\n",
+    "worker": "ServerLimit 2\nStartServers 2\nThreadsPerChild 64\nMaxRequestWorkers 128\n"
+              "MinSpareThreads 64\nMaxSpareThreads 128\n",
+    "prefork": "StartServers 64\nMinSpareServers 64\nMaxSpareServers 80\nServerLimit 80\n"
+               "MaxRequestWorkers 80\n",
+}
+
+
+def wrk(url, threads, conns, duration, script=None):
+    args = ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % duration, "--latency"]
+    if script:
+        args += ["-s", script]
+    out = subprocess.run(args + [url], capture_output=True, text=True, timeout=duration + 60).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rate, float(p99.group(1)) * scale, int(errors.group(1)) if errors else 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--mpm", default="event", choices=sorted(TUNING))
+    args = ap.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk not found: install the Debian package wrk")
+
+    rundir = make_world_readable_dir("dc-bench-")
+    try:
+        htdocs = os.path.join(rundir, "htdocs")
+        os.mkdir(htdocs)
+        os.chmod(htdocs, 0o755)
+        with open(os.path.join(htdocs, "static.txt"), "w") as f:
+            f.write("a small static file\n")
+        os.chmod(os.path.join(htdocs, "static.txt"), 0o644)
+        script = os.path.join(rundir, "campaigns.lua")
+        with open(script, "w") as f:
+            f.write(WRK_SCRIPT)
+        body = (TUNING[args.mpm] +
+                "DocumentRoot %s\n<Directory %s>\n  Require all granted\n</Directory>\n"
+                "DecisionEnvironment bench\nDecisionBucketingFile %s\n"
+                "<Location /v2>\n  SetHandler decision\n</Location>\n"
+                % (htdocs, htdocs, SAMPLE_BUCKETING))
+        h = Httpd(rundir, body, mpm=args.mpm, log_level="decision:warn", access_log=False)
+        h.start()
+        try:
+            static, module = [], []
+            for _ in range(args.rounds):
+                static.append(wrk(h.base_url + "/static.txt", args.threads, args.connections,
+                                  args.duration))
+                module.append(wrk(h.base_url, args.threads, args.connections, args.duration,
+                                  script))
+        finally:
+            h.stop()
+    finally:
+        shutil.rmtree(rundir, ignore_errors=True)
+    s = max(static)
+    m = max(module)
+    print("wrk -t%d -c%d -d%ds, %s MPM, best of %d rounds" % (
+        args.threads, args.connections, args.duration, args.mpm, args.rounds))
+    print("static file         %9.0f req/s  p99 %6.2f ms" % (s[0], s[1]))
+    print("POST /v2/campaigns  %9.0f req/s  p99 %6.2f ms  (non-2xx: %d)" % (m[0], m[1], m[2]))
+    print("ratio               %9.1f %%" % (100.0 * m[0] / s[0]))
+
+
+if __name__ == "__main__":
+    main()
