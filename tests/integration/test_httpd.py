@@ -317,6 +317,10 @@ def test_poller_follows_the_cdn_and_keeps_the_last_good_config(mpm, rundir, serv
     statuses = [r[2] for r in cdn.cdn_requests]
     assert 500 in statuses and 200 in statuses
     assert "DC10423" in h.log()
+    # one failure streak (500s, then garbage): one warning, then one line when it recovers
+    wait_until(lambda: "DC10601" in h.log(), timeout=5, what="recovery logged")
+    warnings = [l for l in h.log().splitlines() if "DC10602" in l and "[decision:warn]" in l]
+    assert len(warnings) == 1, warnings
 
 
 def test_starts_from_last_known_good_with_the_cdn_down(rundir, servers, cdn):
