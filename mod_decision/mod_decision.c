@@ -232,10 +232,29 @@ static const char *check_store_uri(apr_pool_t *p, const char *uri)
                            "redis://host:port[/db]", uri);
 }
 
+/* "dbm:[TYPE:]PATH" with PATH made absolute (relative to ServerRoot, as
+ * every other path in httpd's configuration is). */
+static const char *dbm_uri_absolute(apr_pool_t *p, const char *uri)
+{
+    static const char *const types[] = {"default:", "gdbm:", "sdbm:", "db:", NULL};
+    const char *rest = uri + 4, *type = "";
+
+    for (int i = 0; types[i]; i++)
+        if (strncmp(rest, types[i], strlen(types[i])) == 0) {
+            type = types[i];
+            rest += strlen(type);
+            break;
+        }
+    rest = ap_server_root_relative(p, rest);
+    return rest ? apr_pstrcat(p, "dbm:", type, rest, NULL) : NULL;
+}
+
 static const char *set_store(cmd_parms *cmd, void *dc, const char *arg)
 {
     const char *err = check_store_uri(cmd->pool, arg);
 
+    if (!err && strncmp(arg, "dbm:", 4) == 0 && !(arg = dbm_uri_absolute(cmd->pool, arg)))
+        err = "dbm: the path is not valid";
     if (err)
         return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
     cmd_conf(cmd)->store_uri = arg;
@@ -461,6 +480,36 @@ static void check_lkg_writable(apr_pool_t *ptemp, server_rec *s, const char *lkg
                      lkg, dir);
 }
 
+/* A dbm store opened here, as root, has just created its files (the DBM
+ * file or files, and any sidecar such as a lock file, all named PATH*): the
+ * children run as User and must write them. */
+static void give_dbm_files_to_user(apr_pool_t *ptemp, server_rec *s, const char *uri)
+{
+    const char *path = strchr(uri + 4, '/'), *base; /* absolute since set_store */
+    char *dir;
+    apr_dir_t *d;
+    apr_finfo_t fi;
+
+    if (geteuid() != 0 || !path)
+        return;
+    dir = ap_make_dirstr_parent(ptemp, path);
+    base = path + strlen(dir);
+    if (!*base || apr_dir_open(&d, dir, ptemp) != APR_SUCCESS)
+        return;
+    while (apr_dir_read(&fi, APR_FINFO_NAME | APR_FINFO_TYPE, d) == APR_SUCCESS) {
+        const char *file;
+
+        if (fi.filetype != APR_REG || strncmp(fi.name, base, strlen(base)) != 0)
+            continue;
+        file = apr_pstrcat(ptemp, dir, fi.name, NULL);
+        if (chown(file, ap_unixd_config.user_id, ap_unixd_config.group_id) < 0)
+            ap_log_error(APLOG_MARK, APLOG_WARNING, APR_FROM_OS_ERROR(errno), s,
+                         DCLOGNO(10408) "DecisionStore %s: cannot give %s to the server's User",
+                         uri, file);
+    }
+    apr_dir_close(d);
+}
+
 typedef struct {
     decision_service_t *svc;
     pid_t parent;
@@ -529,6 +578,8 @@ static int build_service(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
         svc->api.store = dc_store_open(pconf, store_uri, err, sizeof(err));
     if (!svc->api.store)
         return fail(s, apr_psprintf(ptemp, "DecisionStore %s: %s", store_uri, err));
+    if (strncmp(store_uri, "dbm:", 4) == 0)
+        give_dbm_files_to_user(ptemp, s, store_uri);
 
     decision_feed_load_initial(svc, ptemp);
     if ((err_msg = decision_feed_register_poller(svc, pconf)) != NULL)
