@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from harness import (APACHE_BIN, MODULE_SO, MPMS, SAMPLE_BUCKETING, Httpd, http_request,
+from harness import (APACHE_BIN, MODULE_SO, MPMS, SAMPLE_BUCKETING, Httpd, RedisServer,
+                     http_request,
                      free_port, make_world_readable_dir, run_eval, wait_until)
 from standin import StandIn
 
@@ -366,13 +367,40 @@ def test_default_last_known_good_is_writable_by_the_children(rundir, servers, cd
 
 # --- the memory store, shared by every child ----------------------------------
 
-def test_memory_store_is_shared_across_prefork_children(rundir, servers):
+def store_backend_built(scheme):
+    """Whether this build's dc_store_open() knows the scheme (dbm and redis are common/'s)."""
+    uri = {"dbm": "dbm:/nonexistent-dir/x", "redis": "redis://127.0.0.1:1/0"}[scheme]
+    rc, _, err = run_eval(["{}"], store=uri)
+    return "unknown store" not in err
+
+
+@pytest.mark.parametrize("backend", ["memory", "dbm", "redis"])
+def test_store_is_shared_across_prefork_children(backend, rundir, servers, tmp_path):
+    if backend != "memory" and not store_backend_built(backend):
+        pytest.skip("this build has no %s store" % backend)
+    redis = None
+    if backend == "memory":
+        uri = "memory"
+    elif backend == "dbm":
+        uri = "dbm:%s/assignments" % rundir  # created by the parent, as root when root
+    else:
+        redis = RedisServer(tmp_path).start()
+        uri = redis.uri
     path = os.path.join(rundir, "bucketing.json")
     write_json(path, with_ab_allocation(sample(), 100, 0))
     body = ("LogFormat \"%%P %%{X-Probe}i %%>s\" probes\nCustomLog %s/probes.log probes\n"
             "KeepAliveTimeout 60\n"
             "DecisionEnvironment %s\nDecisionBucketingFile %s\nDecisionPollInterval 1\n"
-            "DecisionStore memory\n" % (rundir, ENV, path)) + location()
+            "DecisionStore %s\n" % (rundir, ENV, path, uri)) + location()
+    try:
+        shared_assignments_check(rundir, servers, body)
+    finally:
+        if redis:
+            redis.stop()
+
+
+def shared_assignments_check(rundir, servers, body):
+    path = os.path.join(rundir, "bucketing.json")
     h = servers(rundir, body, mpm="prefork")
     # one kept-alive connection per prefork child: four connections, four children
     conns = [http.client.HTTPConnection("127.0.0.1", h.port, timeout=10) for _ in range(4)]
