@@ -22,6 +22,11 @@ from harness import (APACHE_BIN, MODULE_SO, MPMS, SAMPLE_BUCKETING, Httpd, Redis
                      free_port, make_world_readable_dir, run_eval, wait_until)
 from standin import StandIn
 
+try:  # the suite every front end shares (tests/integration/endpoints.py)
+    import endpoints
+except ImportError:
+    endpoints = None
+
 pytestmark = pytest.mark.skipif(not os.path.exists(APACHE_BIN),
                                 reason="no %s: install the Debian package apache2" % APACHE_BIN)
 
@@ -168,6 +173,24 @@ def test_every_endpoint_answers_as_eval_does(mpm, rundir, servers):
     assert resp.status == 200
     assert json.loads(resp.read()) == eval_answer("/v2/campaigns", "sendContextEvent=false", VIP)
     conn.close()
+
+
+@pytest.mark.parametrize("mpm", MPMS)
+@pytest.mark.parametrize("api_key", [None, "k3y"])
+def test_shared_endpoint_suite(mpm, api_key, rundir, servers):
+    if endpoints is None:
+        pytest.skip("tests/integration/endpoints.py is not in this tree yet")
+    conf = "DecisionEnvironment %s\nDecisionBucketingFile %s\n" % (endpoints.ENV_ID,
+                                                                   SAMPLE_BUCKETING)
+    if api_key:
+        conf += "DecisionApiKey %s\nDecisionRequireApiKey on\n" % api_key
+    h = servers(rundir, conf + location(), mpm=mpm)
+    endpoints.check_all_endpoints(h.base_url, api_key=api_key)
+    # mounted under a prefix, as the suite allows
+    h.stop()
+    h2 = servers(rundir, conf + "<Location /some/prefix/v2>\n  SetHandler decision\n"
+                 "</Location>\n", mpm=mpm, port=h.port)
+    endpoints.check_all_endpoints(h2.base_url + "/some/prefix", api_key=api_key)
 
 
 def test_body_size_limit_cors_options_and_api_key(rundir, servers):
