@@ -385,6 +385,9 @@ static int check_one(apr_pool_t *ptemp, server_rec *s, decision_srv_conf_t *c)
                                         where));
         return OK;
     }
+    if (!c->file && c->url && strcmp(c->url, "none") == 0)
+        return fail(s, apr_psprintf(ptemp, "DecisionBucketingURL none needs a "
+                                           "DecisionBucketingFile (server %s)", where));
     if (c->file) {
         dc_config_t *cfg;
         dc_config_error_t err;
@@ -787,6 +790,8 @@ static int decision_fixups(request_rec *r)
 
     if (dc->export_flags != 1 || !(svc = srv_conf(r->server)->svc))
         return DECLINED;
+    if (r->main && apr_table_get(r->subprocess_env, "DECISION_FLAGS"))
+        return DECLINED; /* a subrequest inherits its main request's answer */
     if (dc->visitor_cookie)
         ap_cookie_read(r, dc->visitor_cookie, &vid, 0);
     if ((!vid || !*vid) && dc->visitor_header)

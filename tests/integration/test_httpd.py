@@ -553,6 +553,7 @@ BAD_CONFIGS = [
     ("DecisionEnvironment a/b", "DecisionEnvironment"),
     ("DecisionCORS maybe", "DecisionCORS"),
     ("DecisionRequireApiKey on", "DecisionRequireApiKey"),
+    ("DecisionBucketingURL none", "DecisionBucketingURL"),
     ("DecisionBucketingFile {bad}", "DecisionBucketingFile"),
     ("DecisionBucketingFile {missing}", "DecisionBucketingFile"),
 ]
