@@ -397,13 +397,17 @@ def store_backend_built(scheme):
     return "unknown store" not in err
 
 
-@pytest.mark.parametrize("backend", ["memory", "dbm", "redis"])
+@pytest.mark.parametrize("backend", ["memory", "memory+fcntl", "memory+sysvsem", "dbm", "redis"])
 def test_store_is_shared_across_prefork_children(backend, rundir, servers, tmp_path):
-    if backend != "memory" and not store_backend_built(backend):
+    if backend in ("dbm", "redis") and not store_backend_built(backend):
         pytest.skip("this build has no %s store" % backend)
     redis = None
-    if backend == "memory":
-        uri = "memory"
+    mutex = ""
+    if backend.startswith("memory"):
+        uri = "memory?size=4000000"
+        if "+" in backend:  # the lock file or semaphore must be usable by the children
+            mutex = "Mutex %s%s decision-store\n" % (
+                backend.split("+")[1], ":" + rundir if "fcntl" in backend else "")
     elif backend == "dbm":
         uri = "dbm:%s/assignments" % rundir  # created by the parent, as root when root
     else:
@@ -414,7 +418,7 @@ def test_store_is_shared_across_prefork_children(backend, rundir, servers, tmp_p
     body = ("LogFormat \"%%P %%{X-Probe}i %%>s\" probes\nCustomLog %s/probes.log probes\n"
             "KeepAliveTimeout 60\n"
             "DecisionEnvironment %s\nDecisionBucketingFile %s\nDecisionPollInterval 1\n"
-            "DecisionStore %s\n" % (rundir, ENV, path, uri)) + location()
+            "DecisionStore %s\n%s" % (rundir, ENV, path, uri, mutex)) + location()
     try:
         shared_assignments_check(rundir, servers, body)
     finally:
