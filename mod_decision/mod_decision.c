@@ -228,8 +228,8 @@ static const char *check_store_uri(apr_pool_t *p, const char *uri)
         return uri[4] ? NULL : "dbm: needs a path (dbm:PATH or dbm:TYPE:PATH)";
     if (strncmp(uri, "redis://", 8) == 0 || strncmp(uri, "rediss://", 9) == 0)
         return NULL; /* checked in full by dc_store_open in check_config */
-    return apr_psprintf(p, "unknown store \"%s\": use none, memory, dbm:PATH or "
-                           "redis://host:port[/db]", uri);
+    /* not echoed: a mistyped redis URI may hold a password */
+    return "unknown store: use none, memory, dbm:PATH or redis://host:port[/db]";
 }
 
 /* "dbm:[TYPE:]PATH" with PATH made absolute (relative to ServerRoot, as
@@ -580,7 +580,7 @@ static int build_service(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
     else
         svc->api.store = dc_store_open(pconf, store_uri, err, sizeof(err));
     if (!svc->api.store)
-        return fail(s, apr_psprintf(ptemp, "DecisionStore %s: %s", store_uri, err));
+        return fail(s, apr_psprintf(ptemp, "DecisionStore: %s", err)); /* err masks secrets */
     if (strncmp(store_uri, "dbm:", 4) == 0)
         give_dbm_files_to_user(ptemp, s, store_uri);
 

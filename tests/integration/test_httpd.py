@@ -214,6 +214,7 @@ def test_body_size_limit_cors_options_and_api_key(rundir, servers):
     body = body.replace('""', '"' + "z" * (200 - len(body)) + '"')
     assert len(body) == 200
     assert post(h.base_url, "/v2/campaigns", body, key)[0] == 200
+    assert "s3cret" not in h.log()  # LogLevel decision:debug, and still never the key
 
 
 def test_cors_off_lets_options_reach_the_api(rundir, servers):
@@ -578,6 +579,15 @@ def test_configtest_names_the_bad_directive(rundir):
         assert directive in out, (line, out)
     assert "campaigns[0].bucketRanges[0].r" in Httpd(rundir, "DecisionBucketingFile %s\n" % bad
                                                      ).configtest()[1]
+    # a store URI with a password is never echoed
+    uris = ["rediz://u:hunter2@127.0.0.1/0"]
+    if store_backend_built("redis"):  # then common/ parses (and masks) redis URIs
+        uris.append("redis://u:hunter2@127.0.0.1:6379/0?bogus=1")
+    for uri in uris:
+        h.write_config(sample_conf("DecisionStore %s\n" % uri))
+        rc, out = h.configtest()
+        assert rc != 0 and "DecisionStore" in out, out
+        assert "hunter2" not in out, out
 
 
 def test_shipped_configurations_pass_configtest(rundir):
