@@ -20,7 +20,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                                 "integration"))
-from harness import SAMPLE_BUCKETING, Httpd, make_world_readable_dir  # noqa: E402
+from harness import SAMPLE_BUCKETING, Httpd, make_htdocs, make_world_readable_dir  # noqa: E402
 
 WRK_SCRIPT = """
 local n = 0
@@ -67,12 +67,7 @@ def main():
 
     rundir = make_world_readable_dir("dc-bench-")
     try:
-        htdocs = os.path.join(rundir, "htdocs")
-        os.mkdir(htdocs)
-        os.chmod(htdocs, 0o755)
-        with open(os.path.join(htdocs, "static.txt"), "w") as f:
-            f.write("a small static file\n")
-        os.chmod(os.path.join(htdocs, "static.txt"), 0o644)
+        htdocs = make_htdocs(rundir, {"static.txt": "a small static file\n"})
         script = os.path.join(rundir, "campaigns.lua")
         with open(script, "w") as f:
             f.write(WRK_SCRIPT)

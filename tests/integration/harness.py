@@ -382,3 +382,16 @@ def http_request(base_url, path, body=None, method="POST", headers=None, timeout
     finally:
         if own:
             conn.close()
+
+
+def make_htdocs(rundir, files):
+    """rundir/htdocs holding {name: text}, readable by the httpd children; returns its path."""
+    htdocs = os.path.join(str(rundir), "htdocs")
+    os.makedirs(htdocs, exist_ok=True)
+    os.chmod(htdocs, 0o755)
+    for name, text in files.items():
+        path = os.path.join(htdocs, name)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o644)
+    return htdocs

@@ -19,7 +19,7 @@ import pytest
 
 from harness import (APACHE_BIN, MODULE_SO, MPMS, SAMPLE_BUCKETING, Httpd, RedisServer,
                      http_request,
-                     free_port, make_world_readable_dir, run_eval, wait_until)
+                     free_port, make_htdocs, make_world_readable_dir, run_eval, wait_until)
 from standin import StandIn
 
 try:  # the suite every front end shares (tests/integration/endpoints.py)
@@ -253,12 +253,7 @@ def test_vhosts_serve_their_own_environment(rundir, servers):
 
 
 def test_export_hands_flags_to_the_next_handler(rundir, servers):
-    htdocs = os.path.join(rundir, "htdocs")
-    os.mkdir(htdocs)
-    os.chmod(htdocs, 0o755)
-    with open(os.path.join(htdocs, "page.txt"), "w") as f:
-        f.write("hello\n")
-    os.chmod(os.path.join(htdocs, "page.txt"), 0o644)
+    htdocs = make_htdocs(rundir, {"page.txt": "hello\n"})
     body = sample_conf() + (
         "DocumentRoot %s\n<Directory %s>\n  Require all granted\n</Directory>\n"
         "<Location /page.txt>\n  DecisionExport on\n  DecisionVisitorCookie vid\n"
@@ -477,6 +472,22 @@ def parent_resources(h):
     return shared, len(os.listdir("/proc/%d/fd" % pid))
 
 
+def under_load(base, action, clients=4):
+    """Runs action() while clients loop on POST /v2/campaigns; returns every outcome."""
+    stop, lock, results = threading.Event(), threading.Lock(), []
+    threads = [threading.Thread(target=load, args=(base, stop, results, lock))
+               for _ in range(clients)]
+    for t in threads:
+        t.start()
+    try:
+        action()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    return results
+
+
 def load(base, stop, results, lock):
     body = json.dumps(VIP)
     while not stop.is_set():
@@ -495,20 +506,14 @@ def load(base, stop, results, lock):
 def test_graceful_under_load_drops_nothing_and_restarts_leak_nothing(mpm, rundir, servers):
     h = servers(rundir, sample_conf("DecisionStore memory\n"), mpm=mpm)
     before = parent_resources(h)
-    stop, lock, results = threading.Event(), threading.Lock(), []
-    threads = [threading.Thread(target=load, args=(h.base_url, stop, results, lock))
-               for _ in range(4)]
-    for t in threads:
-        t.start()
-    try:
+
+    def graceful_restarts():
         time.sleep(1.0)
         for _ in range(3):
             h.graceful()
             time.sleep(1.5)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(30)
+
+    results = under_load(h.base_url, graceful_restarts)
     failures = [r for r in results if r is not True]
     assert len(results) > 100, len(results)
     assert failures == [], failures[:5]
@@ -516,21 +521,13 @@ def test_graceful_under_load_drops_nothing_and_restarts_leak_nothing(mpm, rundir
 
     # hard restarts under the same load: httpd aborts what is in flight at that instant,
     # and serves again right after
-    stop.clear()
-    results.clear()
-    threads = [threading.Thread(target=load, args=(h.base_url, stop, results, lock))
-               for _ in range(4)]
-    for t in threads:
-        t.start()
-    try:
+    def hard_restarts():
         for _ in range(2):
             time.sleep(1.0)
             h.restart()
         time.sleep(1.5)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(30)
+
+    results = under_load(h.base_url, hard_restarts)
     failures = [r for r in results if r is not True]
     # never a wrong answer; a few connections cut (a retry can meet another dying child)
     assert all(f[0] == "dropped" for f in failures), failures[:10]
