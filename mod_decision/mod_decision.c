@@ -533,6 +533,16 @@ static apr_status_t release_service(void *data)
     return APR_SUCCESS;
 }
 
+/* A URL without its password, for the log. */
+static const char *url_for_log(apr_pool_t *p, const char *url)
+{
+    apr_uri_t uri;
+
+    if (apr_uri_parse(p, url, &uri) != APR_SUCCESS)
+        return "(unparsable URL)";
+    return apr_uri_unparse(p, &uri, APR_URI_UNP_OMITPASSWORD);
+}
+
 static int build_service(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
                          decision_srv_conf_t *c, decision_service_t *svc)
 {
@@ -590,7 +600,8 @@ static int build_service(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
                  DCLOGNO(10403) "%s: %s%s%s, every %" APR_TIME_T_FMT "s, last-known-good %s, "
                                 "store %s",
-                 svc->name, so.url ? so.url : "", so.url && so.file ? " + " : "",
+                 svc->name, so.url ? url_for_log(ptemp, so.url) : "",
+                 so.url && so.file ? " + " : "",
                  so.file ? so.file : "", apr_time_sec(svc->interval), svc->lkg,
                  svc->api.store->uri);
     return OK;
