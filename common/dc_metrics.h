@@ -30,12 +30,13 @@
  *   - eval and tests: dc_metrics_create(pool, 1).
  *
  * Latency histograms have fixed bounds in microseconds, a 1-1.25-1.5-2-2.5-
- * 3-4-5-6-8 series per decade from 50 us to 10 s (54 bounds plus an overflow
- * bucket). A quantile read from them (linear interpolation inside the bucket
+ * 3-4-5-6-8 series per decade from 10 us to 10 s (61 bounds plus an overflow
+ * bucket; 12 stands for 12.5 in the first decade). An in-process decision
+ * takes tens of microseconds, so the scale starts well below 1 ms. A quantile read from them (linear interpolation inside the bucket
  * that holds it) stays inside that bucket, so it is off by at most the
  * bucket's width: neighbouring bounds differ by a factor of at most 4/3, so
- * the error is at most a third of the true value between 50 us and 10 s.
- * Below 50 us everything reads as 0..50 us; above 10 s as 10 s.
+ * the error is at most a third of the true value between 10 us and 10 s.
+ * Below 10 us everything reads as 0..10 us; above 10 s as 10 s.
  *
  * Distinct visitors (for /iserver/nsessions) are counted with HyperLogLog:
  * one set of 2^12 one-byte registers per minute in a ring of 30 minutes,
@@ -77,7 +78,7 @@ typedef enum {
 /* Status classes: index 0 = 1xx and anything unusual, 1 = 2xx ... 4 = 5xx. */
 #define DC_STATUS_CLASSES 5
 
-#define DC_LATENCY_BOUNDS 54
+#define DC_LATENCY_BOUNDS 61
 #define DC_LATENCY_BUCKETS (DC_LATENCY_BOUNDS + 1) /* the last one is "above 10 s" */
 /* Upper bounds (inclusive, microseconds) of the buckets, ascending. */
 extern const uint32_t dc_latency_bounds_us[DC_LATENCY_BOUNDS];

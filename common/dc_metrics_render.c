@@ -19,7 +19,34 @@
 #include <apr_strings.h>
 #include <math.h>
 #include <stdlib.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
+
+/* printf into p with the C library's formats (apr_psprintf lacks %llu). */
+static const char *pfmt(apr_pool_t *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static const char *pfmt(apr_pool_t *p, const char *fmt, ...)
+{
+    va_list ap;
+    char small[256];
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(small, sizeof(small), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return "";
+    if ((size_t)n < sizeof(small))
+        return apr_pstrmemdup(p, small, (size_t)n);
+    {
+        char *big = apr_palloc(p, (size_t)n + 1);
+
+        va_start(ap, fmt);
+        vsnprintf(big, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+        return big;
+    }
+}
 
 /* ---- /v2/metrics ---------------------------------------------------------- */
 
@@ -148,7 +175,7 @@ void dc_metrics_render_flagship(const dc_service_t *svc, const dc_status_snapsho
     dc_status_put_spool_json(&one, s);
     expvar_add(&v, "spool", dc_buf_cstr(&one));
 
-    expvar_add(&v, "hits", apr_psprintf(p, "{\"accepted\":%llu,\"refused\":%llu}",
+    expvar_add(&v, "hits", pfmt(p, "{\"accepted\":%llu,\"refused\":%llu}",
                                         (unsigned long long)t->hits_accepted,
                                         (unsigned long long)t->hits_refused));
     expvar_add(&v, "visitors",
@@ -226,7 +253,9 @@ static void prom_uint(dc_buf_t *b, uint64_t n)
 
 static void prom_double(dc_buf_t *b, double d)
 {
-    dc_buf_printf(b, " %.17g\n", isfinite(d) ? d : 0);
+    dc_buf_putc(b, ' ');
+    dc_json_put_number(b, isfinite(d) ? d : 0); /* shortest text that reads back the same */
+    dc_buf_putc(b, '\n');
 }
 
 /* Microseconds as decimal seconds, exactly ("0.00005", "1.25", "10"). */
