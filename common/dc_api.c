@@ -1221,7 +1221,8 @@ void dc_api_handle(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req, dc
         route_request(svc, p, req, resp, svc->store, NULL, &route);
         return;
     }
-    start = apr_time_now();
+    /* The front end's arrival time when it gave one: one clock read less. */
+    start = req->received ? req->received : apr_time_now();
     route_request(svc, p, req, resp, dc_metrics_meter_store(&metered, svc->store, svc->metrics, slot),
                   slot, &route);
     end = apr_time_now();

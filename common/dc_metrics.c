@@ -153,11 +153,11 @@ static unsigned bucket_of(uint64_t us)
     return lo;
 }
 
+/* No count: it is the sum of the buckets, one atomic add less per request. */
 static void histogram_add(dc_histogram_t *h, apr_interval_time_t duration)
 {
     uint64_t us = duration > 0 ? (uint64_t)duration : 0;
 
-    add64(&h->count, 1);
     add64(&h->sum_us, us);
     add64(&h->buckets[bucket_of(us)], 1);
 }
@@ -209,7 +209,9 @@ void dc_metrics_observe_store(dc_metrics_slot_t *slot, dc_backend_e backend, dc_
         return;
     if ((unsigned)backend >= DC_BACKEND_COUNT)
         backend = DC_BACKEND_OTHER;
-    histogram_add(&slot->store_latency[backend][op], duration);
+    add64(&slot->store_ops[backend][op], 1);
+    if (duration >= 0)
+        histogram_add(&slot->store_latency[backend][op], duration);
     if (result == DC_STORE_UNAVAILABLE)
         add64(&slot->store_errors[backend][op], 1);
 }
@@ -220,14 +222,10 @@ void dc_metrics_observe_hits(dc_metrics_slot_t *slot, size_t n, int accepted)
         add64(accepted ? &slot->hits_accepted : &slot->hits_refused, n);
 }
 
-static uint64_t hash64(const char *id, size_t len)
-{
-    return (uint64_t)dc_murmur3_32(id, len, 0x9747b28cu) << 32 | dc_murmur3_32(id, len, 0x5bd1e995u);
-}
-
 void dc_metrics_observe_visitor(dc_metrics_t *m, const char *id, size_t len, apr_time_t now)
 {
-    uint64_t minute = minute_of(now), seen, h, rest;
+    uint64_t minute = minute_of(now), seen;
+    uint32_t h, rest;
     hll_minute_t *e;
     uint8_t rank, cur;
     unsigned index;
@@ -247,11 +245,13 @@ void dc_metrics_observe_visitor(dc_metrics_t *m, const char *id, size_t len, apr
             return;
         }
     }
-    h = hash64(id, len);
-    index = (unsigned)(h >> (64 - DC_HLL_PRECISION));
+    /* One 32-bit hash: 12 bits pick the register, the other 20 give the
+     * rank (at most 21). That is plenty below a few hundred million
+     * distinct ids, far above what 30 minutes of one site brings. */
+    h = dc_murmur3_32(id, len, 0x9747b28cu);
+    index = h >> (32 - DC_HLL_PRECISION);
     rest = h << DC_HLL_PRECISION;
-    /* Rank of the first 1 bit among the remaining 64 - p bits. */
-    rank = rest ? (uint8_t)(__builtin_clzll(rest) + 1) : (uint8_t)(64 - DC_HLL_PRECISION + 1);
+    rank = rest ? (uint8_t)(__builtin_clz(rest) + 1) : (uint8_t)(32 - DC_HLL_PRECISION + 1);
     cur = __atomic_load_n(&e->registers[index], __ATOMIC_RELAXED);
     while (cur < rank && !__atomic_compare_exchange_n(&e->registers[index], &cur, rank, 1,
                                                       __ATOMIC_RELAXED, __ATOMIC_RELAXED))
@@ -262,10 +262,13 @@ void dc_metrics_observe_visitor(dc_metrics_t *m, const char *id, size_t len, apr
 
 static void histogram_accumulate(dc_histogram_t *into, const dc_histogram_t *h)
 {
-    into->count += load64(&h->count);
     into->sum_us += load64(&h->sum_us);
-    for (unsigned i = 0; i < DC_LATENCY_BUCKETS; i++)
-        into->buckets[i] += load64(&h->buckets[i]);
+    for (unsigned i = 0; i < DC_LATENCY_BUCKETS; i++) {
+        uint64_t n = load64(&h->buckets[i]);
+
+        into->buckets[i] += n;
+        into->count += n;
+    }
 }
 
 void dc_metrics_sum(const dc_metrics_t *m, dc_metrics_slot_t *out)
@@ -281,6 +284,7 @@ void dc_metrics_sum(const dc_metrics_t *m, dc_metrics_slot_t *out)
         }
         for (unsigned b = 0; b < DC_BACKEND_COUNT; b++) {
             for (unsigned o = 0; o < DC_STORE_OP_COUNT; o++) {
+                out->store_ops[b][o] += load64(&slot->store_ops[b][o]);
                 out->store_errors[b][o] += load64(&slot->store_errors[b][o]);
                 histogram_accumulate(&out->store_latency[b][o], &slot->store_latency[b][o]);
             }
@@ -418,10 +422,11 @@ static dc_store_status_e metered_load(dc_store_t *s, apr_pool_t *p, const char *
                                       const char *id, size_t id_len, dc_assignments_t *out)
 {
     dc_metered_store_t *ms = s->impl;
-    apr_time_t start = apr_time_now();
+    apr_time_t start = ms->timed ? apr_time_now() : 0;
     dc_store_status_e rc = dc_store_load(ms->inner, p, env_id, id, id_len, out);
 
-    dc_metrics_observe_store(ms->slot, ms->backend, DC_STORE_OP_LOAD, rc, apr_time_now() - start);
+    dc_metrics_observe_store(ms->slot, ms->backend, DC_STORE_OP_LOAD, rc,
+                             ms->timed ? apr_time_now() - start : -1);
     dc_metrics_note_store_result(ms->metrics, ms->inner, rc);
     return rc;
 }
@@ -431,10 +436,11 @@ static dc_store_status_e metered_save(dc_store_t *s, apr_pool_t *p, const char *
                                       const dc_assignments_t *changes, int64_t now_ms)
 {
     dc_metered_store_t *ms = s->impl;
-    apr_time_t start = apr_time_now();
+    apr_time_t start = ms->timed ? apr_time_now() : 0;
     dc_store_status_e rc = dc_store_save(ms->inner, p, env_id, id, id_len, changes, now_ms);
 
-    dc_metrics_observe_store(ms->slot, ms->backend, DC_STORE_OP_SAVE, rc, apr_time_now() - start);
+    dc_metrics_observe_store(ms->slot, ms->backend, DC_STORE_OP_SAVE, rc,
+                             ms->timed ? apr_time_now() - start : -1);
     dc_metrics_note_store_result(ms->metrics, ms->inner, rc);
     return rc;
 }
@@ -459,6 +465,7 @@ dc_store_t *dc_metrics_meter_store(dc_metered_store_t *ms, dc_store_t *inner, dc
     ms->metrics = m;
     ms->slot = slot;
     ms->backend = dc_backend_of(inner->provider->name);
+    ms->timed = ms->backend != DC_BACKEND_MEMORY && ms->backend != DC_BACKEND_SOCACHE;
     ms->store.provider = &metered_provider;
     ms->store.impl = ms;
     ms->store.uri = inner->uri;

@@ -103,7 +103,7 @@ dc_backend_e dc_backend_of(const char *provider_name);
 #define DC_HLL_REGISTERS (1u << DC_HLL_PRECISION)
 
 typedef struct {
-    uint64_t count;
+    uint64_t count;   /* the sum of the buckets, filled by dc_metrics_sum (writers skip it) */
     uint64_t sum_us;
     uint64_t buckets[DC_LATENCY_BUCKETS];
 } dc_histogram_t;
@@ -120,8 +120,9 @@ typedef struct {
 typedef struct {
     uint64_t requests[DC_EP_COUNT][DC_STATUS_CLASSES];
     dc_histogram_t latency[DC_EP_COUNT];
+    uint64_t store_ops[DC_BACKEND_COUNT][DC_STORE_OP_COUNT];
     uint64_t store_errors[DC_BACKEND_COUNT][DC_STORE_OP_COUNT]; /* DC_STORE_UNAVAILABLE */
-    dc_histogram_t store_latency[DC_BACKEND_COUNT][DC_STORE_OP_COUNT]; /* count = operations */
+    dc_histogram_t store_latency[DC_BACKEND_COUNT][DC_STORE_OP_COUNT]; /* timed backends only */
     uint64_t hits_accepted, hits_refused;
     dc_minute_t minutes[DC_METRICS_MINUTES];
 } __attribute__((aligned(64))) dc_metrics_slot_t;
@@ -146,6 +147,7 @@ apr_time_t dc_metrics_started(const dc_metrics_t *m);
 
 void dc_metrics_observe_request(dc_metrics_slot_t *slot, dc_endpoint_e ep, int status,
                                 apr_interval_time_t duration, apr_time_t now);
+/* duration < 0: counted, not timed (see dc_metered_store_t). */
 void dc_metrics_observe_store(dc_metrics_slot_t *slot, dc_backend_e backend, dc_store_op_e op,
                               dc_store_status_e result, apr_interval_time_t duration);
 void dc_metrics_observe_hits(dc_metrics_slot_t *slot, size_t n, int accepted);
@@ -168,8 +170,11 @@ double dc_metrics_visitors_error(void);
 
 /* ---- the assignment store, measured ---------------------------------------
  * dc_api wraps the service's store in one of these for the length of a
- * request (on the stack: no allocation), so every load and save is timed
- * into the request's slot. State changes ok <-> degraded are tracked per
+ * request (on the stack: no allocation), so every load and save is counted
+ * into the request's slot, and timed when the backend is out of process
+ * (redis, dbm, other): an in-process backend (memory, socache) answers in
+ * less time than the two clock reads would cost, so it is counted only.
+ * State changes ok <-> degraded are tracked per
  * region, so that however many children see a Redis outage, one line is
  * logged when it starts and one when it ends. */
 typedef struct {
@@ -178,6 +183,7 @@ typedef struct {
     dc_metrics_t *metrics;
     dc_metrics_slot_t *slot;
     dc_backend_e backend;
+    int timed;
 } dc_metered_store_t;
 
 dc_store_t *dc_metrics_meter_store(dc_metered_store_t *ms, dc_store_t *inner, dc_metrics_t *m,

@@ -155,15 +155,18 @@ void dc_metrics_render_flagship(const dc_service_t *svc, const dc_status_snapsho
         for (int o = 0; o < DC_STORE_OP_COUNT; o++) {
             const dc_histogram_t *h = &t->store_latency[k][o];
 
-            if (h->count == 0)
+            if (t->store_ops[k][o] == 0)
                 continue;
-            dc_buf_printf(&one, "%s\"%s.%s\":{\"count\":%llu,\"errors\":%llu,\"p50\":",
-                          first ? "" : ",", dc_backend_name((dc_backend_e)k),
-                          o == DC_STORE_OP_LOAD ? "load" : "save", (unsigned long long)h->count,
+            dc_buf_printf(&one, "%s\"%s.%s\":{\"count\":%llu,\"errors\":%llu", first ? "" : ",",
+                          dc_backend_name((dc_backend_e)k), o == DC_STORE_OP_LOAD ? "load" : "save",
+                          (unsigned long long)t->store_ops[k][o],
                           (unsigned long long)t->store_errors[k][o]);
-            dc_json_put_number(&one, ms_of_us(dc_histogram_quantile(h, 0.5)));
-            dc_buf_puts(&one, ",\"p99\":");
-            dc_json_put_number(&one, ms_of_us(dc_histogram_quantile(h, 0.99)));
+            if (h->count) { /* timed backends only */
+                dc_buf_puts(&one, ",\"p50\":");
+                dc_json_put_number(&one, ms_of_us(dc_histogram_quantile(h, 0.5)));
+                dc_buf_puts(&one, ",\"p99\":");
+                dc_json_put_number(&one, ms_of_us(dc_histogram_quantile(h, 0.99)));
+            }
             dc_buf_putc(&one, '}');
             first = 0;
         }
@@ -348,25 +351,28 @@ void dc_metrics_render_prometheus(const dc_service_t *svc, const dc_status_snaps
                     "Assignment store operations, by backend and operation.");
         for (int k = 0; k < DC_BACKEND_COUNT; k++)
             for (int o = 0; o < DC_STORE_OP_COUNT; o++)
-                if (t->store_latency[k][o].count || (k == (int)own && !dc_store_is_none(svc->store))) {
+                if (t->store_ops[k][o] || (k == (int)own && !dc_store_is_none(svc->store))) {
                     prom_series(b, "decision_store_operations_total", "", "backend",
                                 dc_backend_name((dc_backend_e)k), "op", ops[o]);
-                    prom_uint(b, t->store_latency[k][o].count);
+                    prom_uint(b, t->store_ops[k][o]);
                 }
         prom_family(b, "decision_store_errors_total", "counter",
                     "Assignment store operations that failed (backend unavailable).");
         for (int k = 0; k < DC_BACKEND_COUNT; k++)
             for (int o = 0; o < DC_STORE_OP_COUNT; o++)
-                if (t->store_latency[k][o].count || (k == (int)own && !dc_store_is_none(svc->store))) {
+                if (t->store_ops[k][o] || (k == (int)own && !dc_store_is_none(svc->store))) {
                     prom_series(b, "decision_store_errors_total", "", "backend",
                                 dc_backend_name((dc_backend_e)k), "op", ops[o]);
                     prom_uint(b, t->store_errors[k][o]);
                 }
         prom_family(b, "decision_store_operation_duration_seconds", "histogram",
-                    "Time of one assignment store operation, by backend and operation.");
+                    "Time of one assignment store operation, by backend and operation "
+                    "(out-of-process backends: redis, dbm).");
         for (int k = 0; k < DC_BACKEND_COUNT; k++)
             for (int o = 0; o < DC_STORE_OP_COUNT; o++)
-                if (t->store_latency[k][o].count || (k == (int)own && !dc_store_is_none(svc->store)))
+                if (t->store_latency[k][o].count ||
+                    (k == (int)own && k != DC_BACKEND_MEMORY && k != DC_BACKEND_SOCACHE &&
+                     !dc_store_is_none(svc->store)))
                     prom_histogram(b, "decision_store_operation_duration_seconds",
                                    &t->store_latency[k][o], "backend",
                                    dc_backend_name((dc_backend_e)k), "op", ops[o]);

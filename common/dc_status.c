@@ -407,17 +407,40 @@ static void put_chart(dc_buf_t *b, const dc_status_snapshot_t *s)
                   "<rect x=\"%d\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"#f6f6f6\" "
                   "stroke=\"#999\"/>"
                   "<text x=\"4\" y=\"14\" font-size=\"12\">%.3f ms</text>"
-                  "<text x=\"4\" y=\"%d\" font-size=\"12\">0</text>"
-                  "<polyline fill=\"none\" stroke=\"#c0392b\" stroke-width=\"2\" points=\"",
+                  "<text x=\"4\" y=\"%d\" font-size=\"12\">0</text>",
                   W, H + 20, W, H + 20, N, LEFT, W - LEFT, H, max_ms, H);
-    for (int i = 0; i < N; i++) {
-        double ms = minutes[i].requests ? minutes[i].sum_us / 1000.0 / minutes[i].requests : 0;
-        double y = max_ms > 0 ? H - (H - 2) * ms / max_ms : H;
+    /* A minute without requests has no latency: the line skips it, and each
+     * minute that has one gets a dot, so a lone minute still shows. */
+    for (int i = 0, open = 0; i <= N; i++) {
+        double ms, y;
 
-        dc_buf_printf(b, "%s%.1f,%.1f", i ? " " : "", LEFT + (i + 0.5) * bar, y);
+        if (i == N || minutes[i].requests == 0) {
+            if (open)
+                dc_buf_puts(b, "\"/>");
+            open = 0;
+            continue;
+        }
+        ms = minutes[i].sum_us / 1000.0 / minutes[i].requests;
+        y = max_ms > 0 ? H - (H - 4) * ms / max_ms : H;
+        if (!open)
+            dc_buf_puts(b, "<polyline fill=\"none\" stroke=\"#c0392b\" stroke-width=\"2\" "
+                           "points=\"");
+        dc_buf_printf(b, "%s%.1f,%.1f", open ? " " : "", LEFT + (i + 0.5) * bar, y);
+        open = 1;
+    }
+    for (int i = 0; i < N; i++) {
+        double ms;
+
+        if (minutes[i].requests == 0)
+            continue;
+        ms = minutes[i].sum_us / 1000.0 / minutes[i].requests;
+        dc_buf_printf(b,
+                      "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"#c0392b\"><title>%.3f ms "
+                      "mean</title></circle>",
+                      LEFT + (i + 0.5) * bar, max_ms > 0 ? H - (H - 4) * ms / max_ms : H, ms);
     }
     dc_buf_printf(b,
-                  "\"/><text x=\"%d\" y=\"%d\" font-size=\"12\">-%d min</text>"
+                  "<text x=\"%d\" y=\"%d\" font-size=\"12\">-%d min</text>"
                   "<text x=\"%d\" y=\"%d\" font-size=\"12\" text-anchor=\"end\">now</text></svg>\n",
                   LEFT, H + 16, N, W, H + 16);
 }
@@ -465,17 +488,17 @@ static void put_store_table(dc_buf_t *b, apr_pool_t *p, const dc_status_snapshot
         for (int o = 0; o < DC_STORE_OP_COUNT; o++) {
             const dc_histogram_t *h = &s->totals->store_latency[k][o];
 
-            if (h->count == 0)
+            if (s->totals->store_ops[k][o] == 0)
                 continue;
             dc_buf_printf(b,
                           "<tr><td>%s</td><td>%s</td><td class=\"n\">%llu</td><td "
                           "class=\"n\">%llu</td><td class=\"n\">%s</td><td "
                           "class=\"n\">%s</td></tr>\n",
                           dc_backend_name((dc_backend_e)k), ops[o],
-                          (unsigned long long)h->count,
+                          (unsigned long long)s->totals->store_ops[k][o],
                           (unsigned long long)s->totals->store_errors[k][o],
-                          ms_text(p, dc_histogram_quantile(h, 0.5)),
-                          ms_text(p, dc_histogram_quantile(h, 0.99)));
+                          h->count ? ms_text(p, dc_histogram_quantile(h, 0.5)) : "not timed",
+                          h->count ? ms_text(p, dc_histogram_quantile(h, 0.99)) : "not timed");
         }
     }
     dc_buf_puts(b, "</table>\n");

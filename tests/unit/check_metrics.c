@@ -89,7 +89,13 @@ START_TEST(counts_are_exact)
     ck_assert_uint_eq(sum.latency[DC_EP_CAMPAIGNS].count, 1000);
     ck_assert_uint_eq(sum.latency[DC_EP_CAMPAIGNS].sum_us, 1000 * 1000 + 999 * 1000 / 2);
     ck_assert_uint_eq(sum.requests[DC_EP_OTHER][1], 1); /* an unknown endpoint is "other" */
+    ck_assert_uint_eq(sum.store_ops[DC_BACKEND_REDIS][DC_STORE_OP_LOAD], 2);
     ck_assert_uint_eq(sum.store_latency[DC_BACKEND_REDIS][DC_STORE_OP_LOAD].count, 2);
+    dc_metrics_observe_store(dc_metrics_slot(m, 1), DC_BACKEND_MEMORY, DC_STORE_OP_SAVE,
+                             DC_STORE_OK, -1); /* counted, not timed */
+    dc_metrics_sum(m, &sum);
+    ck_assert_uint_eq(sum.store_ops[DC_BACKEND_MEMORY][DC_STORE_OP_SAVE], 1);
+    ck_assert_uint_eq(sum.store_latency[DC_BACKEND_MEMORY][DC_STORE_OP_SAVE].count, 0);
     ck_assert_uint_eq(sum.store_errors[DC_BACKEND_REDIS][DC_STORE_OP_LOAD], 1);
     ck_assert_uint_eq(sum.hits_accepted, 7);
     ck_assert_uint_eq(sum.hits_refused, 2);
@@ -213,18 +219,20 @@ static void run_threads(int shared)
         apr_thread_join(&rv, threads[i]);
     dc_metrics_sum(m, &sum);
     for (int e = 0; e < DC_EP_COUNT; e++) {
-        uint64_t in_buckets = 0;
+        uint64_t of_endpoint = 0;
 
         for (int c = 0; c < DC_STATUS_CLASSES; c++)
-            total += sum.requests[e][c];
-        for (int k = 0; k < DC_LATENCY_BUCKETS; k++)
-            in_buckets += sum.latency[e].buckets[k];
-        ck_assert_uint_eq(in_buckets, sum.latency[e].count);
+            of_endpoint += sum.requests[e][c];
+        /* every request is in its status class and in the histogram, exactly once */
+        ck_assert_uint_eq(of_endpoint, sum.latency[e].count);
+        total += of_endpoint;
     }
     ck_assert_uint_eq(total, (uint64_t)THREADS * PER_THREAD);
     ck_assert_uint_eq(sum.requests[0][4] + sum.requests[1][4] + sum.requests[2][4] +
                           sum.requests[3][4] + sum.requests[4][4] + sum.requests[5][4],
                       (uint64_t)THREADS * PER_THREAD / 2);
+    ck_assert_uint_eq(sum.store_ops[DC_BACKEND_MEMORY][DC_STORE_OP_SAVE],
+                      (uint64_t)THREADS * PER_THREAD);
     ck_assert_uint_eq(sum.store_latency[DC_BACKEND_MEMORY][DC_STORE_OP_SAVE].count,
                       (uint64_t)THREADS * PER_THREAD);
     ck_assert_uint_eq(sum.store_latency[DC_BACKEND_MEMORY][DC_STORE_OP_SAVE].sum_us,
@@ -636,6 +644,83 @@ START_TEST(prometheus_figures)
 }
 END_TEST
 
+
+static void spool_figures(void *baton, dc_metrics_extra_t *out)
+{
+    (void)baton;
+    out->has_spool = 1;
+    out->spool.pending_records = 12;
+    out->spool.oldest_unsent = apr_time_now() - apr_time_from_sec(90);
+    out->spool.delivered = 1000;
+    out->spool.dead_lettered = 2;
+    out->spool.degraded = 1;
+    snprintf(out->spool.last_error, sizeof(out->spool.last_error), "collector answered 503");
+}
+
+START_TEST(source_and_spool_figures)
+{
+    char path[512], err[256];
+    dc_source_options_t o;
+    dc_source_t *src;
+    dc_config_t *cfg = NULL;
+    dc_response_t resp;
+    json_t *doc, *source, *spool;
+
+    snprintf(path, sizeof(path), "%s/missing-%d.json", P_tmpdir, (int)getpid());
+    memset(&o, 0, sizeof(o));
+    o.file = path;
+    src = dc_source_create(pool, &o, err, sizeof(err));
+    ck_assert_ptr_nonnull(src);
+    svc.source = src;
+    svc.metrics_extra = spool_figures;
+    ck_assert_int_eq(dc_source_refresh(src, &cfg), DC_SOURCE_FAILED);
+    call("GET", "/v2/ready", NULL, NULL, &resp);
+    ck_assert_int_eq(resp.status, 503);
+    doc = body_json(&resp);
+    ck_assert_msg(strstr(json_string_value(json_object_get(doc, "reason")), "last fetch failed"),
+                  "%s", json_string_value(json_object_get(doc, "reason")));
+    source = json_object_get(json_object_get(doc, "config"), "source");
+    ck_assert_str_eq(json_string_value(json_object_get(source, "last_fetch")), "error");
+    ck_assert_ptr_nonnull(json_string_value(json_object_get(source, "last_error")));
+    spool = json_object_get(doc, "spool");
+    ck_assert_str_eq(json_string_value(json_object_get(spool, "state")), "degraded");
+    ck_assert_int_eq(json_integer_value(json_object_get(spool, "pending_records")), 12);
+    ck_assert(json_number_value(json_object_get(spool, "oldest_unsent_age_seconds")) >= 89);
+    json_decref(doc);
+
+    /* the file appears: the next refresh publishes it */
+    {
+        FILE *in = fopen(DC_SAMPLE_BUCKETING, "rb"), *out = fopen(path, "wb");
+        char buf[4096];
+        size_t n;
+
+        ck_assert(in && out);
+        while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+            fwrite(buf, 1, n, out);
+        fclose(in);
+        fclose(out);
+    }
+    ck_assert_int_eq(dc_source_refresh(src, &cfg), DC_SOURCE_CHANGED);
+    dc_slot_publish(&svc.slot, cfg);
+    call("GET", "/v2/ready", NULL, NULL, &resp);
+    ck_assert_int_eq(resp.status, 200);
+    doc = body_json(&resp);
+    source = json_object_get(json_object_get(doc, "config"), "source");
+    ck_assert_str_eq(json_string_value(json_object_get(source, "origin")), "file");
+    ck_assert_str_eq(json_string_value(json_object_get(source, "last_fetch")), "ok");
+    ck_assert(json_is_null(json_object_get(source, "last_error")));
+    json_decref(doc);
+    call("GET", "/metrics", NULL, NULL, &resp);
+    ck_assert_double_eq(prom_value(&resp, "decision_spool_pending_records"), 12);
+    ck_assert_double_eq(prom_value(&resp, "decision_spool_up"), 0);
+    ck_assert_double_eq(prom_value(&resp, "decision_events_total{outcome=\"dead_lettered\"}"), 2);
+    ck_assert_double_eq(prom_value(&resp, "decision_config_fetches_total{result=\"error\"}"), 1);
+    ck_assert_double_eq(prom_value(&resp, "decision_config_fetches_total{result=\"changed\"}"), 1);
+    unlink(path);
+    dc_source_destroy(src);
+}
+END_TEST
+
 START_TEST(store_state_changes_are_logged_once_without_secrets)
 {
     log_capture_t logs;
@@ -681,6 +766,7 @@ START_TEST(store_state_changes_are_logged_once_without_secrets)
             ck_assert_ptr_nonnull(strstr(logs.lines[i], "redis://app:***@"));
     dc_metrics_sum(svc.metrics, &sum);
     ck_assert_uint_eq(sum.store_errors[DC_BACKEND_REDIS][DC_STORE_OP_LOAD], 5);
+    ck_assert_uint_eq(sum.store_ops[DC_BACKEND_REDIS][DC_STORE_OP_LOAD], 9);
     ck_assert_uint_eq(sum.store_latency[DC_BACKEND_REDIS][DC_STORE_OP_LOAD].count, 9);
 }
 END_TEST
@@ -741,6 +827,7 @@ static Suite *metrics_suite(void)
     tcase_add_test(api, flagship_metrics_move);
     tcase_add_test(api, prometheus_figures);
     tcase_add_test(api, store_state_changes_are_logged_once_without_secrets);
+    tcase_add_test(api, source_and_spool_figures);
     tcase_add_test(api, status_page_escapes_and_lists_campaigns);
     suite_add_tcase(s, api);
     return s;
