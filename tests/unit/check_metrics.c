@@ -490,6 +490,9 @@ START_TEST(api_key_rules)
         ck_assert_msg(resp.status == 200, "%s: %d", keyed[i], resp.status);
         ck_assert_ptr_nonnull(apr_table_get(resp.headers, "Access-Control-Allow-Origin"));
     }
+    ck_assert(dc_api_owns_path("/decision/iserver/nsessions"));
+    ck_assert(dc_api_owns_path("/v2/ready"));
+    ck_assert(!dc_api_owns_path("/iserver/nsessions/x"));
     /* liveness is open */
     call("GET", "/v2/health", NULL, NULL, &resp);
     ck_assert_int_eq(resp.status, 200);
