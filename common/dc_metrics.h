@@ -20,13 +20,18 @@
  * Front ends:
  *   - httpd: in post_config, size = dc_metrics_region_size(ServerLimit);
  *     create an apr_shm segment of that size; m = dc_metrics_attach(base,
- *     ServerLimit). Each child uses dc_metrics_slot(m, child_slot_number)
- *     (ap_scoreboard's child number, stable for the child's life) and puts
- *     it in dc_request_t.metrics_slot. dc_metrics_attach() keeps the counters
+ *     ServerLimit). Each child uses dc_metrics_slot(m, i) where i is its
+ *     scoreboard slot (the i with ap_scoreboard_image->parent[i].pid ==
+ *     getpid(); the parent records it just after the fork, so look it up at
+ *     the child's first request and keep it), and puts it in
+ *     dc_request_t.metrics_slot for every request (the threads of a child
+ *     share the slot). dc_metrics_attach() keeps the counters
  *     of a region that already carries this layout (graceful restart), and
  *     a child that starts in an old slot adds to it: totals stay monotonic.
  *   - decision-fcgi: dc_metrics_create(pool, n_threads) and one slot per
- *     worker thread (plus one for the main thread if it serves requests).
+ *     worker thread (plus one for the main thread if it serves requests);
+ *     set svc->cmdline = argv, svc->source when it polls, and route its
+ *     status path to dc_status_handle() (dc_status.h).
  *   - eval and tests: dc_metrics_create(pool, 1).
  *
  * Latency histograms have fixed bounds in microseconds, a 1-1.25-1.5-2-2.5-
@@ -39,7 +44,8 @@
  * Below 10 us everything reads as 0..10 us; above 10 s as 10 s.
  *
  * Distinct visitors (for /iserver/nsessions) are counted with HyperLogLog:
- * one set of 2^12 one-byte registers per minute in a ring of 30 minutes,
+ * one set of 2^12 one-byte registers per minute in a ring of 30 minutes
+ * (a 32-bit MurmurHash3 of the id: 12 bits pick the register, 20 the rank),
  * shared by every writer of the region (not per slot). A register only ever
  * grows, by compare-and-swap, and after the first few thousand visitors of
  * a minute almost every update is a read that finds the register large
