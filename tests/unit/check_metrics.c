@@ -599,6 +599,10 @@ START_TEST(flagship_metrics_move)
     json_decref(doc);
     call("GET", "/iserver/nsessions", NULL, NULL, &resp);
     ck_assert_int_eq(resp.status, 503);
+    call("GET", "/metrics", NULL, NULL, &resp);
+    ck_assert_int_eq(resp.status, 200);
+    ck_assert_ptr_null(strstr(resp.body, "decision_requests_total"));
+    ck_assert_ptr_nonnull(strstr(resp.body, "\ndecision_config_loaded 1\n"));
 }
 END_TEST
 
