@@ -3,6 +3,7 @@
 #include "dc_api.h"
 #include "dc_config.h"
 #include "dc_log.h"
+#include "dc_spool.h"
 #include "dc_store.h"
 
 #include <apr_general.h>
@@ -18,12 +19,15 @@ void dc_eval_usage(const char *prog)
             "usage: %s eval --bucketing FILE [--mode simple|normal|full]\n"
             "           [--store none|memory|dbm:PATH|redis://HOST:PORT[/DB]] [--env-id ID]\n"
             "           [--path /v2/campaigns|/v2/flags|/v2/campaigns/ID] [--query QUERY]\n"
+            "           [--spool DIR [--spool-options fsync=always,max-bytes=1m,...]]\n"
             "\n"
             "Reads one decision request body per line on stdin, e.g.\n"
             "  {\"visitor_id\":\"v1\",\"context\":{\"age\":30},\"trigger_hit\":false}\n"
             "and writes the response body for each, one JSON object per line. Sticky\n"
             "assignments persist across lines with a store. Exits 1 on a bad bucketing\n"
-            "file or store, 2 on bad arguments.\n",
+            "file or store, 2 on bad arguments. With --spool, each line's hits are\n"
+            "appended to the event spool in DIR before its answer is written (and\n"
+            "flushed), for `decision-fcgi ship` to deliver.\n",
             prog);
 }
 
@@ -63,11 +67,15 @@ int dc_eval_main(int argc, const char *const *argv)
         {"env-id", 'e', 1, "environment id"},
         {"path", 'p', 1, "route"},
         {"query", 'q', 1, "query string"},
+        {"spool", 'S', 1, "event spool directory"},
+        {"spool-options", 'O', 1, "event spool options"},
         {"help", 'h', 0, "help"},
         {NULL, 0, 0, NULL},
     };
     const char *bucketing = NULL, *mode = "normal", *store_uri = "none", *path = "/v2/campaigns";
-    const char *query = NULL, *env_id = NULL, *arg;
+    const char *query = NULL, *env_id = NULL, *arg, *spool_dir = NULL, *spool_spec = NULL;
+    dc_spool_options_t spool_opt;
+    dc_spool_t *spool = NULL;
     apr_pool_t *pool, *req_pool;
     apr_getopt_t *opt;
     apr_status_t rv;
@@ -88,6 +96,8 @@ int dc_eval_main(int argc, const char *const *argv)
         case 'e': env_id = arg; break;
         case 'p': path = arg; break;
         case 'q': query = arg; break;
+        case 'S': spool_dir = arg; break;
+        case 'O': spool_spec = arg; break;
         case 'h': dc_eval_usage(argv[0]); return 0;
         }
     }
@@ -116,6 +126,19 @@ int dc_eval_main(int argc, const char *const *argv)
         fprintf(stderr, "%s eval: %s\n", argv[0], err);
         dc_slot_clear(&svc.slot);
         return 1;
+    }
+    if (spool_dir) {
+        dc_spool_options_default(&spool_opt);
+        spool_opt.dir = spool_dir;
+        if (dc_spool_options_parse(&spool_opt, spool_spec, err, sizeof(err)) < 0 ||
+            !(spool = dc_spool_open(pool, &spool_opt, err, sizeof(err)))) {
+            fprintf(stderr, "%s eval: %s\n", argv[0], err);
+            dc_store_close(svc.store);
+            dc_slot_clear(&svc.slot);
+            return 1;
+        }
+        svc.hit_sink = dc_spool_sink;
+        svc.hit_baton = spool;
     }
     if (!query)
         query = apr_pstrcat(pool, "sendContextEvent=false&mode=", mode, NULL);
@@ -146,10 +169,22 @@ int dc_eval_main(int argc, const char *const *argv)
         }
         fwrite(body, 1, body_len, stdout);
         fputc('\n', stdout);
+        if (spool) /* an answer seen means its events are in the spool */
+            fflush(stdout);
         apr_pool_clear(req_pool);
     }
     fflush(stdout);
     free(line);
+    if (spool) {
+        dc_spool_stats_t st;
+
+        dc_spool_close(spool);
+        dc_spool_stats(spool, &st);
+        fprintf(stderr,
+                "spool: %" APR_UINT64_T_FMT " record(s) accepted, %" APR_UINT64_T_FMT
+                " refused, %" APR_UINT64_T_FMT " dropped\n",
+                st.accepted, st.refused, st.dropped);
+    }
     dc_store_close(svc.store);
     dc_slot_clear(&svc.slot);
     apr_pool_destroy(pool);
