@@ -48,6 +48,7 @@ struct dc_shipper {
     int file_fd;
     char file_path[PATH_MAX];
     apr_off_t file_bytes;
+    unsigned file_seq;
 
     unsigned failures;          /* in a row */
     apr_time_t retry_after;     /* from the last 429 */
@@ -244,8 +245,9 @@ static int file_open_next(dc_shipper_t *sh)
 {
     if (sh->file_fd >= 0)
         close(sh->file_fd);
-    snprintf(sh->file_path, sizeof(sh->file_path), "%s/events-%013" PRId64 "-%ld.jsonl",
-             sh->file_dir, (int64_t)apr_time_as_msec(apr_time_now()), (long)getpid());
+    snprintf(sh->file_path, sizeof(sh->file_path), "%s/events-%013" PRId64 "-%ld-%u.jsonl",
+             sh->file_dir, (int64_t)apr_time_as_msec(apr_time_now()), (long)getpid(),
+             sh->file_seq++);
     sh->file_fd = open(sh->file_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     sh->file_bytes = 0;
     if (sh->file_fd >= 0) {

@@ -26,7 +26,7 @@
  *
  * Sinks, chosen by the collector setting: "http://..." / "https://..." (TLS
  * verified; default https://ariane.abtasty.com), or "file:/dir": batches as
- * JSON lines in dir/events-<ms>-<pid>.jsonl, a new file past
+ * JSON lines in dir/events-<ms>-<pid>-<seq>.jsonl, a new file past
  * file_rotate_bytes, each batch written with one write() and fdatasync'd
  * before its segment progress moves on. Each sink makes a test at creation
  * (HTTP: a HEAD to the collector; file: a probe file) and logs a clear error
