@@ -330,8 +330,17 @@ dc_shipper_t *dc_shipper_create(apr_pool_t *p, const dc_shipper_options_t *opt, 
 {
     dc_shipper_t *sh = apr_pcalloc(p, sizeof(*sh));
     apr_status_t rv;
+    apr_allocator_t *allocator;
 
-    sh->pool = p;
+    /* A pool of our own (own allocator): the shipper's thread allocates
+     * while the creator's threads may use p. */
+    if (apr_allocator_create(&allocator) != APR_SUCCESS ||
+        apr_pool_create_ex(&sh->pool, p, NULL, allocator) != APR_SUCCESS) {
+        snprintf(err, errlen, "cannot create the shipper's pool");
+        return NULL;
+    }
+    apr_allocator_owner_set(allocator, sh->pool);
+    p = sh->pool;
     sh->opt = *opt;
     fill_defaults(&sh->opt);
     sh->file_fd = -1;

@@ -18,7 +18,9 @@
 #include <apr_file_io.h>
 #include <apr_general.h>
 #include <apr_strings.h>
+#include <apr_thread_cond.h>
 #include <apr_thread_mutex.h>
+#include <apr_thread_proc.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -52,6 +54,11 @@ struct dc_spool {
     apr_time_t seg_created;
     apr_time_t last_sync;
     int dirty;                  /* written since the last fdatasync */
+
+    apr_thread_t *syncer;       /* background fdatasync and age rotation */
+    apr_thread_cond_t *syncer_wake;
+    pid_t syncer_pid;           /* the process it runs in (none in a fork's child) */
+    int syncer_stop;
 
     apr_off_t scanned_bytes;    /* the directory at scanned_at ... */
     apr_time_t scanned_at;
@@ -627,6 +634,86 @@ static int drop_oldest(dc_spool_t *s)
     return rc;
 }
 
+/* How often the syncer wakes: the fsync interval, and often enough to close
+ * a segment near its age bound. */
+static apr_interval_time_t syncer_period(const dc_spool_t *s)
+{
+    apr_interval_time_t period = s->opt.segment_max_age / 4;
+
+    if (s->opt.fsync == DC_SPOOL_FSYNC_INTERVAL && s->opt.fsync_interval < period)
+        period = s->opt.fsync_interval;
+    if (period > apr_time_from_sec(1))
+        period = apr_time_from_sec(1);
+    return period < apr_time_from_msec(1) ? apr_time_from_msec(1) : period;
+}
+
+/* Under s->lock; may drop and retake it for the fdatasync. */
+static void background_work(dc_spool_t *s)
+{
+    apr_time_t now = apr_time_now();
+    int fd;
+
+    if (s->fd < 0 || s->pid != getpid())
+        return;
+    if (now - s->seg_created >= s->opt.segment_max_age) {
+        close_segment(s);
+        return;
+    }
+    if (!s->dirty || s->opt.fsync != DC_SPOOL_FSYNC_INTERVAL ||
+        now - s->last_sync < s->opt.fsync_interval)
+        return;
+    s->dirty = 0;
+    s->last_sync = now;
+    /* The sync runs without the lock (requests keep appending); a dup keeps
+     * the file open if the segment is closed meanwhile. */
+    if ((fd = dup(s->fd)) < 0) {
+        (void)fdatasync(s->fd);
+        return;
+    }
+    apr_thread_mutex_unlock(s->lock);
+    (void)fdatasync(fd);
+    close(fd);
+    apr_thread_mutex_lock(s->lock);
+}
+
+static void *APR_THREAD_FUNC syncer_main(apr_thread_t *t, void *data)
+{
+    dc_spool_t *s = data;
+
+    apr_thread_mutex_lock(s->lock);
+    while (!s->syncer_stop) {
+        apr_thread_cond_timedwait(s->syncer_wake, s->lock, syncer_period(s));
+        if (!s->syncer_stop)
+            background_work(s);
+    }
+    apr_thread_mutex_unlock(s->lock);
+    return NULL; /* not apr_thread_exit: see dc_shipper.c */
+}
+
+/* Under s->lock. Without a syncer (it could not start), appends and
+ * dc_spool_tick do its work inline. */
+static void start_syncer(dc_spool_t *s)
+{
+    apr_threadattr_t *attr;
+
+    s->syncer = NULL;
+    s->syncer_stop = 0;
+    if (apr_threadattr_create(&attr, s->pool) != APR_SUCCESS ||
+        apr_thread_create(&s->syncer, attr, syncer_main, s, s->pool) != APR_SUCCESS) {
+        s->syncer = NULL;
+        dc_log(DC_LOG_WARN,
+               DCLOGNO(10708) "spool: cannot start the background sync thread; syncing "
+                              "on the request path instead");
+        return;
+    }
+    s->syncer_pid = getpid();
+}
+
+static int have_syncer(const dc_spool_t *s)
+{
+    return s->syncer && s->syncer_pid == getpid();
+}
+
 dc_spool_t *dc_spool_open(apr_pool_t *p, const dc_spool_options_t *opt, char *err,
                           size_t errlen)
 {
@@ -634,6 +721,7 @@ dc_spool_t *dc_spool_open(apr_pool_t *p, const dc_spool_options_t *opt, char *er
     char probe[PATH_MAX];
     int fd;
     apr_status_t rv;
+    apr_allocator_t *allocator;
 
     if (!opt->dir || !*opt->dir) {
         snprintf(err, errlen, "no spool directory");
@@ -663,34 +751,58 @@ dc_spool_t *dc_spool_open(apr_pool_t *p, const dc_spool_options_t *opt, char *er
     unlink(probe);
 
     s = apr_pcalloc(p, sizeof(*s));
-    s->pool = p;
     s->opt = *opt;
     s->opt.dir = apr_pstrdup(p, opt->dir);
     s->fd = -1;
-    if (apr_thread_mutex_create(&s->lock, APR_THREAD_MUTEX_DEFAULT, p) != APR_SUCCESS) {
+    /* A pool of our own (own allocator), used only under s->lock: the
+     * caller's pool may be used by other threads meanwhile. */
+    if (apr_allocator_create(&allocator) != APR_SUCCESS ||
+        apr_pool_create_ex(&s->pool, p, NULL, allocator) != APR_SUCCESS) {
+        snprintf(err, errlen, "cannot create the spool's pool");
+        return NULL;
+    }
+    apr_allocator_owner_set(allocator, s->pool);
+    if (apr_thread_mutex_create(&s->lock, APR_THREAD_MUTEX_DEFAULT, s->pool) != APR_SUCCESS ||
+        apr_thread_cond_create(&s->syncer_wake, s->pool) != APR_SUCCESS) {
         snprintf(err, errlen, "cannot create the spool mutex");
         return NULL;
     }
     new_identity(s);
     /* No segment of ours exists yet, so a .open one with our pid is a previous
      * life's (pid reuse after a crash). */
-    adopt(s->opt.dir, p, 1);
+    adopt(s->opt.dir, s->pool, 1);
+    apr_thread_mutex_lock(s->lock);
+    start_syncer(s);
+    apr_thread_mutex_unlock(s->lock);
     return s;
 }
 
 void dc_spool_close(dc_spool_t *s)
 {
+    apr_thread_t *syncer = NULL;
+    apr_status_t rv;
+
     if (!s)
         return;
     apr_thread_mutex_lock(s->lock);
-    if (s->pid == getpid())
-        close_segment(s);
+    if (s->syncer && s->syncer_pid == getpid()) {
+        syncer = s->syncer;
+        s->syncer_stop = 1;
+        apr_thread_cond_signal(s->syncer_wake);
+    }
+    s->syncer = NULL;
     apr_thread_mutex_unlock(s->lock);
+    if (syncer)
+        apr_thread_join(&rv, syncer);
+    dc_spool_rotate(s);
 }
 
 void dc_spool_rotate(dc_spool_t *s)
 {
-    dc_spool_close(s);
+    apr_thread_mutex_lock(s->lock);
+    if (s->pid == getpid())
+        close_segment(s);
+    apr_thread_mutex_unlock(s->lock);
 }
 
 static void put_u64(char **w, uint64_t v)
@@ -737,7 +849,7 @@ int dc_spool_append(dc_spool_t *s, apr_pool_t *p, const dc_hit_t *hits, size_t n
     uint32_t crc;
     ssize_t written;
     size_t len;
-    int rc = -1;
+    int rc = -1, sync_fd = -1;
 
     if (n == 0)
         return 0;
@@ -753,6 +865,7 @@ int dc_spool_append(dc_spool_t *s, apr_pool_t *p, const dc_hit_t *hits, size_t n
             close(s->fd);
         s->fd = -1;
         new_identity(s);
+        start_syncer(s);
     }
     if (s->fd >= 0 && now - s->seg_created >= s->opt.segment_max_age)
         close_segment(s);
@@ -824,8 +937,15 @@ int dc_spool_append(dc_spool_t *s, apr_pool_t *p, const dc_hit_t *hits, size_t n
     s->accepted++;
     s->accepted_hits += n;
     s->dirty = 1;
-    if (s->opt.fsync == DC_SPOOL_FSYNC_ALWAYS ||
-        (s->opt.fsync == DC_SPOOL_FSYNC_INTERVAL && now - s->last_sync >= s->opt.fsync_interval)) {
+    if (s->opt.fsync == DC_SPOOL_FSYNC_ALWAYS) {
+        /* Synced after the lock is released, so threads sync side by side
+         * (the kernel merges them) instead of one after the other. */
+        if ((sync_fd = dup(s->fd)) < 0)
+            (void)fdatasync(s->fd);
+        s->last_sync = now;
+        s->dirty = 0;
+    } else if (s->opt.fsync == DC_SPOOL_FSYNC_INTERVAL && !have_syncer(s) &&
+               now - s->last_sync >= s->opt.fsync_interval) {
         (void)fdatasync(s->fd);
         s->last_sync = now;
         s->dirty = 0;
@@ -839,6 +959,10 @@ int dc_spool_append(dc_spool_t *s, apr_pool_t *p, const dc_hit_t *hits, size_t n
     rc = 0;
 out:
     apr_thread_mutex_unlock(s->lock);
+    if (sync_fd >= 0) {
+        (void)fdatasync(sync_fd);
+        close(sync_fd);
+    }
     return rc;
 }
 
@@ -849,20 +973,8 @@ int dc_spool_sink(void *spool, apr_pool_t *p, const dc_hit_t *hits, size_t n)
 
 void dc_spool_tick(dc_spool_t *s)
 {
-    apr_time_t now;
-
     apr_thread_mutex_lock(s->lock);
-    now = apr_time_now();
-    if (s->fd >= 0 && s->pid == getpid()) {
-        if (s->dirty && s->opt.fsync == DC_SPOOL_FSYNC_INTERVAL &&
-            now - s->last_sync >= s->opt.fsync_interval) {
-            (void)fdatasync(s->fd);
-            s->last_sync = now;
-            s->dirty = 0;
-        }
-        if (now - s->seg_created >= s->opt.segment_max_age)
-            close_segment(s);
-    }
+    background_work(s);
     apr_thread_mutex_unlock(s->lock);
 }
 

@@ -26,8 +26,12 @@
  * as a header by the shipper for deduplication.
  *
  * A segment is closed (renamed to .ready) when it reaches segment_max_bytes,
- * when its first record is older than segment_max_age (checked on append and
- * by dc_spool_tick), and on dc_spool_close. A .open segment whose pid is gone
+ * when its first record is older than segment_max_age, and on dc_spool_close.
+ * Each handle runs a small background thread (started at open, and again in
+ * a forked child on its first append) that does the interval fdatasync
+ * without holding the request path's lock and closes segments past their
+ * age, so an idle process's events still reach the shipper. With
+ * fsync=always the record's fdatasync also runs after the lock is released. A .open segment whose pid is gone
  * (a crash, kill -9) is adopted as ready by dc_spool_adopt_dead, which every
  * open and every shipper run call. The total size of the directory is bounded:
  * at the bound new events are refused (default; counted, logged once per
@@ -108,8 +112,9 @@ int dc_spool_append(dc_spool_t *s, apr_pool_t *p, const dc_hit_t *hits, size_t n
 /* The dc_hit_sink_fn over a spool: svc.hit_sink = dc_spool_sink; svc.hit_baton = spool. */
 int dc_spool_sink(void *spool, apr_pool_t *p, const dc_hit_t *hits, size_t n);
 
-/* Periodic work of the owning process: the interval fdatasync and closing a
- * segment older than segment_max_age. Cheap; call it every second or so. */
+/* The background thread's work, done now: the interval fdatasync and
+ * closing a segment older than segment_max_age. Only needed where that
+ * thread could not start (logged); harmless otherwise. */
 void dc_spool_tick(dc_spool_t *s);
 /* Closes the current segment now (so the shipper can take it). */
 void dc_spool_rotate(dc_spool_t *s);

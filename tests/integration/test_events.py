@@ -269,6 +269,12 @@ def test_disk_bound_keeps_answering_decisions(tmp_path, collector, on_full):
     if on_full == "refuse":
         assert refused > 50 and dropped == 0 and accepted + refused == 100
         assert err.count("DC10705") == 1  # once per streak
+        # an activation is nothing but its event: refused, it says so (503, retry later)
+        activation = {"cid": ENV, "batch": [{"vid": "v%d" % i, "caid": "vg_ab",
+                                             "vaid": "v_ab_red"} for i in range(20)]}
+        answers_act, _ = eval_spool([activation], spool, path="/v2/activate",
+                                    options="max-bytes=8k,segment-bytes=2k")
+        assert "could not be stored" in answers_act[0]["message"]
     else:
         assert refused == 0 and dropped > 50 and accepted == 100
         assert "DC10704" in err
