@@ -21,6 +21,7 @@
 #include <apr_thread_proc.h>
 #include <curl/curl.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -650,6 +651,30 @@ static int ship_segment(dc_shipper_t *sh, const char *name, apr_time_t deadline,
     return 0;
 }
 
+/* Progress files whose segment is gone (deleted by drop-oldest while the
+ * shipper was in it) would otherwise stay forever. */
+static void remove_orphan_progress(dc_shipper_t *sh, const char **names, size_t n, apr_pool_t *p)
+{
+    DIR *d = opendir(sh->opt.spool_dir);
+    struct dirent *e;
+
+    if (!d)
+        return;
+    while ((e = readdir(d)) != NULL) {
+        size_t stem_len;
+        int live = 0;
+
+        if (strncmp(e->d_name, "seg-", 4) != 0 || !strstr(e->d_name, ".progress"))
+            continue;
+        stem_len = (size_t)(strstr(e->d_name, ".progress") - e->d_name);
+        for (size_t i = 0; i < n && !live; i++)
+            live = strncmp(names[i], e->d_name, stem_len) == 0 && names[i][stem_len] == '-';
+        if (!live)
+            unlink(apr_pstrcat(p, sh->opt.spool_dir, "/", e->d_name, NULL));
+    }
+    closedir(d);
+}
+
 dc_ship_result_e dc_shipper_run_once(dc_shipper_t *sh, apr_time_t deadline)
 {
     apr_pool_t *p, *seg_pool;
@@ -666,6 +691,7 @@ dc_ship_result_e dc_shipper_run_once(dc_shipper_t *sh, apr_time_t deadline)
     apr_pool_create(&p, sh->pool);
     dc_spool_adopt_dead(sh->opt.spool_dir, p);
     if (dc_spool_list_ready(sh->opt.spool_dir, p, &names, &n) == 0) {
+        remove_orphan_progress(sh, names, n, p);
         for (size_t i = 0; i < n; i++) {
             int r;
 

@@ -176,8 +176,14 @@ START_TEST(delivers_and_counts)
     apr_time_t before = apr_time_now();
 
     dc_spool_close(s);
+    /* the progress of a segment that drop-oldest deleted: cleaned up */
+    fclose(fopen(apr_pstrcat(pool, dir, "/seg-0000000000001-1-0-deadbeef.progress", NULL), "w"));
     sh = shipper(collect_url, 5);
     ck_assert_int_eq(dc_shipper_run_once(sh, far()), DC_SHIP_DONE);
+    ck_assert_int_ne(access(apr_pstrcat(pool, dir, "/seg-0000000000001-1-0-deadbeef.progress",
+                                        NULL),
+                            F_OK),
+                     0);
     dc_shipper_stats(sh, &st);
     ck_assert_int_eq(st.state, DC_SHIPPER_OK);
     ck_assert_uint_eq(st.batches_sent, 3); /* 12 hits in fives */

@@ -237,6 +237,12 @@ START_TEST(records_read_back_exactly)
     ck_assert_uint_eq(st.depth_records, 3);
     dc_spool_close(s);
     ck_assert_int_eq(count_suffix(".open"), 0);
+    apr_sleep(apr_time_from_msec(30));
+    dc_spool_stats(s, &st);
+    ck_assert_uint_eq(st.segments, 1);
+    ck_assert_uint_eq(st.depth_records, 3); /* now from the .ready name */
+    ck_assert_int_ge(st.oldest_age, apr_time_from_msec(30));
+    ck_assert_int_lt(st.oldest_age, apr_time_from_sec(30));
     ck_assert_int_eq(dc_spool_list_ready(dir, pool, &names, &n), 0);
     ck_assert_uint_eq(n, 1);
     ck_assert_ptr_nonnull(strstr(names[0], "-n3.ready"));
