@@ -100,8 +100,10 @@ int dc_spool_options_parse(dc_spool_options_t *opt, const char *spec, char *err,
 
 /* Opens the spool of this process (adopting dead processes' segments). Its
  * memory lives in p; call dc_spool_close before p goes. NULL + err on failure.
- * One handle per process and directory (open it in each child after a fork;
- * a handle inherited across a fork starts a new segment on its own). */
+ * One handle per process and directory: open it in each process that
+ * appends (httpd: child_init), not before a fork; a fork's child must not
+ * use its parent's handle (its mutex may have been held by the parent's
+ * background thread at the fork). */
 dc_spool_t *dc_spool_open(apr_pool_t *p, const dc_spool_options_t *opt, char *err,
                           size_t errlen);
 /* Closes the current segment (renames it .ready) and releases the handle. */
