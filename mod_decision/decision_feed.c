@@ -79,15 +79,50 @@ int decision_feed_load_initial(decision_service_t *svc, apr_pool_t *ptemp)
     return 0;
 }
 
+/* A seqlock: readers (any child rendering a page) retry while it is odd. */
+static void share_status(decision_service_t *svc)
+{
+    decision_generation_t *g = svc->shared;
+
+    apr_atomic_inc32(&g->status_seq);
+    dc_source_status(svc->source, &g->status);
+    g->has_status = 1;
+    apr_atomic_inc32(&g->status_seq);
+}
+
+void decision_feed_status(void *baton, dc_metrics_extra_t *out)
+{
+    decision_service_t *svc = baton;
+    decision_generation_t *g = svc->shared;
+
+    for (int tries = 0; tries < 100; tries++) {
+        apr_uint32_t seq = __atomic_load_n(&g->status_seq, __ATOMIC_ACQUIRE);
+
+        if (seq & 1)
+            continue;
+        if (!g->has_status)
+            return; /* no refresh yet: the page shows the parent's initial load */
+        memcpy(&out->source, &g->status, sizeof(out->source));
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&g->status_seq, __ATOMIC_RELAXED) == seq) {
+            out->has_source = 1;
+            return;
+        }
+    }
+}
+
 static apr_status_t poll_source(int state, void *data, apr_pool_t *p)
 {
     decision_service_t *svc = data;
     dc_config_t *cfg = NULL;
     apr_uint32_t generation;
+    dc_source_result_e result;
 
     if (state == AP_WATCHDOG_STATE_STOPPING)
         return APR_SUCCESS;
-    if (dc_source_refresh(svc->source, &cfg) != DC_SOURCE_CHANGED || !cfg)
+    result = dc_source_refresh(svc->source, &cfg);
+    share_status(svc);
+    if (result != DC_SOURCE_CHANGED || !cfg)
         return APR_SUCCESS; /* the source logs failures once per streak */
     apr_cpystrn(svc->shared->digest, cfg->digest, sizeof(svc->shared->digest));
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, svc->s,

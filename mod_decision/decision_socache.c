@@ -252,7 +252,7 @@ static void socache_child_init(dc_store_t *s, apr_pool_t *pchild)
 }
 
 static const dc_store_provider_t socache_provider = {
-    .name = "memory",
+    .name = "socache", /* counted apart from the in-process memory store (dc_metrics) */
     .load = socache_load,
     .save = socache_save,
     .health = socache_health,

@@ -28,6 +28,7 @@
 #include "dc_buf.h"
 #include "dc_hash.h"
 #include "dc_log.h"
+#include "dc_status.h"
 #include "dc_store.h"
 
 #include "ap_config.h"
@@ -36,6 +37,8 @@
 #include "http_protocol.h"
 #include "http_request.h"
 #include "mod_watchdog.h"
+#include "ap_mpm.h"
+#include "scoreboard.h"
 #include "unixd.h"
 #include "util_cookies.h"
 
@@ -47,6 +50,7 @@
 #include <unistd.h>
 
 #define DECISION_HANDLER "decision"
+#define DECISION_STATUS_HANDLER "decision-status"
 #define DECISION_MAX_INTERVAL_S (24 * 3600)
 #define DECISION_MAX_BODY_LIMIT DC_CONFIG_MAX_BYTES
 #define DECISION_MAX_ENV_ID_LEN 128
@@ -60,6 +64,7 @@ static void *create_server_conf(apr_pool_t *p, server_rec *s)
 
     c->cors = -1;
     c->require_key = -1;
+    c->metrics = -1;
     return c;
 }
 
@@ -77,6 +82,8 @@ static void *merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     MERGE_PTR(lkg);
     MERGE_PTR(store_uri);
     MERGE_PTR(cors_origins);
+    MERGE_PTR(prometheus_path);
+    MERGE_NUM(metrics, -1);
     MERGE_NUM(interval, 0);
     MERGE_NUM(max_body, 0);
     MERGE_NUM(cors, -1);
@@ -286,6 +293,21 @@ static const char *set_require_key(cmd_parms *cmd, void *dc, int on)
     return NULL;
 }
 
+static const char *set_metrics(cmd_parms *cmd, void *dc, int on)
+{
+    cmd_conf(cmd)->metrics = on;
+    return NULL;
+}
+
+static const char *set_prometheus_path(cmd_parms *cmd, void *dc, const char *arg)
+{
+    if (strcmp(arg, "none") != 0 && (arg[0] != '/' || strpbrk(arg, "?# \t")))
+        return apr_psprintf(cmd->pool, "%s: \"%s\" is not a path (/metrics) or none",
+                            cmd->cmd->name, arg);
+    cmd_conf(cmd)->prometheus_path = arg;
+    return NULL;
+}
+
 static const char *set_export(cmd_parms *cmd, void *dcv, int on)
 {
     ((decision_dir_conf_t *)dcv)->export_flags = on;
@@ -330,6 +352,12 @@ static const command_rec decision_cmds[] = {
                  "On to answer 401 to requests without the DecisionApiKey (default Off)"),
     AP_INIT_TAKE1("DecisionMaxBodySize", set_max_body, NULL, RSRC_CONF,
                   "largest request body accepted, in bytes (default 1048576)"),
+    AP_INIT_FLAG("DecisionMetrics", set_metrics, NULL, RSRC_CONF,
+                 "On to count requests, latencies and store operations for /v2/metrics, "
+                 "Prometheus and the status page (default On)"),
+    AP_INIT_TAKE1("DecisionPrometheusPath", set_prometheus_path, NULL, RSRC_CONF,
+                  "path ending a request for the Prometheus text format (default /metrics; "
+                  "none: off)"),
     AP_INIT_FLAG("DecisionExport", set_export, NULL, OR_OPTIONS,
                  "On to put the visitor's flags in DECISION_FLAGS for other handlers"),
     AP_INIT_TAKE1("DecisionVisitorCookie", set_visitor_cookie, NULL, OR_OPTIONS,
@@ -429,15 +457,22 @@ static int decision_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t
 
 /* ---- post_config: build the services ------------------------------------- */
 
+/* What tells a service apart across restarts (its default file names, its
+ * retained metrics). */
+static const char *service_identity(apr_pool_t *p, server_rec *s, const decision_srv_conf_t *c)
+{
+    return apr_psprintf(p, "%s|%s|%s|%s:%u", c->env_id ? c->env_id : "", c->url ? c->url : "",
+                        c->file ? c->file : "", s->server_hostname ? s->server_hostname : "",
+                        s->port);
+}
+
 /* The default last-known-good file: DefaultRuntimeDir/decision/, in a
  * directory the child User owns, so the poller (in a child) can write it. */
 static const char *default_lkg(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
                                const decision_srv_conf_t *c)
 {
     const char *dir = ap_runtime_dir_relative(pconf, "decision");
-    const char *identity = apr_psprintf(ptemp, "%s|%s|%s|%s:%u", c->env_id ? c->env_id : "",
-                                        c->url ? c->url : "", c->file ? c->file : "",
-                                        s->server_hostname ? s->server_hostname : "", s->port);
+    const char *identity = service_identity(ptemp, s, c);
     apr_status_t rv = apr_dir_make_recursive(dir, APR_FPROT_UREAD | APR_FPROT_UWRITE |
                                                       APR_FPROT_UEXECUTE | APR_FPROT_GREAD |
                                                       APR_FPROT_GEXECUTE,
@@ -528,9 +563,50 @@ static apr_status_t release_service(void *data)
     dc_slot_clear(&sc->svc->api.slot);
     if (sc->svc->source)
         dc_source_destroy(sc->svc->source);
-    if (sc->svc->api.store && strcmp(sc->svc->api.store->provider->name, "memory") != 0)
+    if (sc->svc->api.store && strcmp(sc->svc->api.store->provider->name, "socache") != 0)
         dc_store_close(sc->svc->api.store);
     return APR_SUCCESS;
+}
+
+/* The service's metrics region: APR shared memory kept in retained data (it
+ * outlives restarts, so counters stay monotonic across graceful restarts, as
+ * dc_metrics_attach() expects), one slot per scoreboard slot. Recreated only
+ * when ServerLimit changes. */
+typedef struct {
+    apr_shm_t *shm;
+    size_t n_slots;
+} retained_metrics_t;
+
+static dc_metrics_t *metrics_region(server_rec *s, const char *identity, apr_pool_t *ptemp)
+{
+    const char *key = apr_psprintf(ptemp, "mod_decision:metrics:%08x",
+                                   dc_murmur3_32(identity, strlen(identity), 0));
+    retained_metrics_t *rm = ap_retained_data_get(key);
+    int limit = 0;
+    size_t n_slots;
+    apr_status_t rv;
+
+    ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &limit);
+    n_slots = limit > 0 ? (size_t)limit : 1;
+    if (!rm)
+        rm = ap_retained_data_create(key, sizeof(*rm));
+    if (rm->shm && rm->n_slots != n_slots) {
+        apr_shm_destroy(rm->shm);
+        rm->shm = NULL;
+    }
+    if (!rm->shm) {
+        rv = apr_shm_create(&rm->shm, dc_metrics_region_size(n_slots), NULL, s->process->pool);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, rv, s,
+                         DCLOGNO(10409) "cannot create the metrics region (%" APR_SIZE_T_FMT
+                                        " slots); metrics are off",
+                         n_slots);
+            rm->shm = NULL;
+            return NULL;
+        }
+        rm->n_slots = n_slots;
+    }
+    return dc_metrics_attach(apr_shm_baseaddr_get(rm->shm), n_slots);
 }
 
 /* A URL without its password, for the log. */
@@ -561,6 +637,13 @@ static int build_service(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
     sc->parent = getpid();
     apr_pool_cleanup_register(pconf, sc, release_service, apr_pool_cleanup_null);
 
+    if (c->metrics != 0) {
+        svc->api.metrics = metrics_region(s, service_identity(ptemp, s, c), ptemp);
+    }
+    svc->api.cmdline = s->process->argv;
+    if (c->prometheus_path)
+        svc->api.opt.prometheus_path = strcmp(c->prometheus_path, "none") ? c->prometheus_path
+                                                                          : NULL;
     svc->api.opt.env_id = c->env_id;
     svc->api.opt.api_key = c->api_key;
     svc->api.opt.require_api_key = c->require_key == 1;
@@ -584,6 +667,9 @@ static int build_service(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
     svc->source = dc_source_create(pconf, &so, err, sizeof(err));
     if (!svc->source)
         return fail(s, apr_psprintf(ptemp, "%s: %s", svc->name, err));
+    svc->api.source = svc->source;
+    svc->api.metrics_extra = decision_feed_status;
+    svc->api.metrics_extra_baton = svc;
 
     if (strncmp(store_uri, "memory", 6) == 0)
         svc->api.store = decision_socache_open(pconf, ptemp, s, store_uri, err, sizeof(err));
@@ -759,14 +845,37 @@ static int not_configured(request_rec *r)
     return write_response(r, &resp);
 }
 
+/* This child's metrics slot: the one of its scoreboard slot, which the
+ * parent records just after the fork, so it is looked up at the first
+ * request rather than in child_init. Until found, dc_api counts in slot 0. */
+static dc_metrics_slot_t *metrics_slot(decision_service_t *svc)
+{
+    dc_metrics_slot_t *slot = svc->metrics_slot;
+    pid_t me;
+
+    if (slot || !svc->api.metrics || !ap_scoreboard_image)
+        return slot;
+    me = getpid();
+    for (size_t i = 0; i < dc_metrics_n_slots(svc->api.metrics); i++)
+        if (ap_scoreboard_image->parent[i].pid == me) {
+            slot = dc_metrics_slot(svc->api.metrics, i);
+            svc->metrics_slot = slot;
+            break;
+        }
+    return slot;
+}
+
 static int decision_handler(request_rec *r)
 {
     decision_service_t *svc;
     dc_request_t req;
     dc_response_t resp;
-    int rc;
+    int rc, status_page;
 
-    if (!r->handler || strcmp(r->handler, DECISION_HANDLER) != 0)
+    if (!r->handler)
+        return DECLINED;
+    status_page = strcmp(r->handler, DECISION_STATUS_HANDLER) == 0;
+    if (!status_page && strcmp(r->handler, DECISION_HANDLER) != 0)
         return DECLINED;
     svc = srv_conf(r->server)->svc;
     if (!svc)
@@ -781,9 +890,13 @@ static int decision_handler(request_rec *r)
     req.x_api_key = apr_table_get(r->headers_in, "X-API-Key");
     req.authorization = apr_table_get(r->headers_in, "Authorization");
     req.received = r->request_time;
+    req.metrics_slot = metrics_slot(svc);
     if ((rc = read_body(r, svc->api.opt.max_body_size, &req)) != OK)
         return rc;
-    dc_api_handle(&svc->api, r->pool, &req, &resp);
+    if (status_page)
+        dc_status_handle(&svc->api, r->pool, &req, &resp);
+    else
+        dc_api_handle(&svc->api, r->pool, &req, &resp);
     return write_response(r, &resp);
 }
 
@@ -822,6 +935,7 @@ static int decision_fixups(request_rec *r)
     req.body_len = body.len;
     req.x_api_key = svc->api.opt.api_key; /* an internal call, not a caller's */
     req.received = r->request_time;
+    req.metrics_slot = metrics_slot(svc);
     dc_api_handle(&svc->api, r->pool, &req, &resp);
     if (resp.status != HTTP_OK)
         return DECLINED;

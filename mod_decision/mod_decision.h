@@ -42,6 +42,8 @@ typedef struct {
     apr_size_t max_body;          /* 0: unset */
     int cors;                     /* -1: unset */
     int require_key;              /* -1: unset */
+    int metrics;                  /* DecisionMetrics: -1 unset */
+    const char *prometheus_path;  /* DecisionPrometheusPath; "none" = off */
     int own;                      /* a Decision* directive appears in this server's scope */
     decision_service_t *svc;      /* set in post_config; NULL: not configured */
 } decision_srv_conf_t;
@@ -52,12 +54,17 @@ typedef struct {
     const char *visitor_header;   /* DecisionVisitorHeader */
 } decision_dir_conf_t;
 
-/* The shared generation counters, one cache line per service. */
+/* What one service shares between processes: its config generation, and the
+ * poller's source status for the pages every child renders (the poller runs
+ * in one child; the strings of dc_source_status_t are arrays or literals of
+ * this module, valid in every process forked from the same parent). */
 typedef struct {
     volatile apr_uint32_t generation;
     char digest[20];
-    char pad[64 - sizeof(apr_uint32_t) - 20];
-} decision_generation_t;
+    volatile apr_uint32_t status_seq; /* odd while the poller writes status */
+    int has_status;
+    dc_source_status_t status;
+} __attribute__((aligned(64))) decision_generation_t;
 
 struct decision_service {
     dc_service_t api;
@@ -72,6 +79,7 @@ struct decision_service {
     apr_uint32_t seen;            /* the generation this process serves */
     volatile apr_uint32_t reloading;
     int digest_warned;
+    dc_metrics_slot_t *volatile metrics_slot; /* this child's, found at its first request */
 };
 
 extern module AP_MODULE_DECLARE_DATA decision_module;
@@ -86,6 +94,8 @@ int decision_feed_load_initial(decision_service_t *svc, apr_pool_t *ptemp);
 const char *decision_feed_register_poller(decision_service_t *svc, apr_pool_t *pconf);
 /* On the request path: re-reads the config when the shared generation moved. */
 void decision_feed_catch_up(decision_service_t *svc);
+/* dc_metrics_extra_fn: the poller's source status, from shared memory. */
+void decision_feed_status(void *svc, dc_metrics_extra_t *out);
 
 /* decision_socache.c */
 void decision_socache_register_mutex(apr_pool_t *pconf);

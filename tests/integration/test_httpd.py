@@ -619,3 +619,68 @@ def test_shipped_configurations_pass_configtest(rundir):
         f.write(text + load + snippet + "DecisionBucketingFile %s\n" % SAMPLE_BUCKETING)
     rc, out = h.configtest()
     assert rc == 0, out
+
+
+# --- metrics, health and the status page ---------------------------------------
+
+def expvar(base, headers=None):
+    status, _, data = post(base, "/v2/metrics", None, method="GET", headers=headers)
+    assert status == 200, data
+    return json.loads(data)
+
+
+@pytest.mark.parametrize("mpm", ["prefork", "event"])
+def test_metrics_are_summed_over_children_and_survive_graceful(mpm, rundir, servers, cdn):
+    cdn.set_bucketing(ENV, sample())
+    body = ("DecisionEnvironment %s\nDecisionBucketingURL %s\nDecisionPollInterval 1\n"
+            "DecisionStore memory\n" % (ENV, cdn.bucketing_url(ENV)) + location() + "<Location /metrics>\n  SetHandler decision\n</Location>\n"
+            "<Location /decision-status>\n  SetHandler decision-status\n</Location>\n")
+    h = servers(rundir, body, mpm=mpm)
+    wait_until(lambda: post(h.base_url, "/v2/campaigns", VIP)[0] == 200, timeout=15,
+               what="first fetch")
+    base = expvar(h.base_url)["handlers.campaigns.requests.2xx"]
+    for n in range(20):  # fresh connections: spread over the children
+        assert post(h.base_url, "/v2/campaigns", {"visitor_id": "m%d" % n})[0] == 200
+    m = expvar(h.base_url)
+    assert m["handlers.campaigns.requests.2xx"] == base + 20
+    assert m["cmdline"][0] == APACHE_BIN
+    # the poller's status, seen from whichever child answers
+    wait_until(lambda: all(json.loads(post(h.base_url, "/v2/ready", None, method="GET")[2])
+                           ["config"]["source"]["fetches"] >= 1 for _ in range(6)),
+               timeout=10, what="the poller's status in every child")
+    status, hdrs, data = post(h.base_url, "/v2/ready", None, method="GET")
+    ready = json.loads(data)
+    assert status == 200 and ready["store"]["backend"] == "socache", ready
+    status, hdrs, data = post(h.base_url, "/metrics", None, method="GET")
+    assert status == 200 and hdrs["content-type"].startswith("text/plain; version=0.0.4")
+    assert ('decision_requests_total{endpoint="campaigns",status="2xx"} %d' % (base + 20)
+            ).encode() in data
+    status, hdrs, data = post(h.base_url, "/decision-status", None, method="GET")
+    assert status == 200 and hdrs["content-type"].startswith("text/html")
+    assert b"c_vip" in data or b"VIP toggle" in data
+
+    h.graceful()
+    wait_until(lambda: post(h.base_url, "/v2/campaigns", VIP)[0] == 200, timeout=15,
+               what="serving after graceful")
+    assert expvar(h.base_url)["handlers.campaigns.requests.2xx"] >= base + 21
+
+
+def test_metrics_off_and_status_page_behind_the_api_key(rundir, servers):
+    body = sample_conf("DecisionMetrics off\nDecisionPrometheusPath none\n"
+                       "DecisionApiKey k\nDecisionRequireApiKey on\n") + (
+        "<Location /decision-status>\n  SetHandler decision-status\n</Location>\n")
+    h = servers(rundir, body)
+    key = {"X-API-Key": "k"}
+    assert post(h.base_url, "/v2/campaigns", VIP, key)[0] == 200
+    assert expvar(h.base_url, key)["handlers.campaigns.requests.2xx"] == 0
+    assert post(h.base_url, "/decision-status", None, method="GET")[0] == 401
+    assert post(h.base_url, "/decision-status", None, method="GET", headers=key)[0] == 200
+    assert post(h.base_url, "/v2/metrics", None, method="GET")[0] == 401
+    assert post(h.base_url, "/v2/health", None, method="GET")[0] == 200  # liveness: no key
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="the children run as the same user otherwise")
+def test_unwritable_last_known_good_directory_is_reported_at_start(rundir, servers, cdn):
+    cdn.set_bucketing(ENV, sample())
+    h = servers(rundir, poll_conf(cdn, os.path.join(rundir, "lkg.json")))  # rundir is root's
+    assert "DC10407" in h.log() and "cannot write" in h.log()
