@@ -33,8 +33,6 @@
 
 APLOG_USE_MODULE(decision);
 
-#define DECISION_WATCHDOG_NAME "_decision_"
-
 apr_status_t decision_feed_shm_create(apr_pool_t *pconf, server_rec *s, unsigned n,
                                       decision_generation_t **gens)
 {
@@ -94,21 +92,30 @@ void decision_feed_status(void *baton, dc_metrics_extra_t *out)
 {
     decision_service_t *svc = baton;
     decision_generation_t *g = svc->shared;
+    dc_source_status_t status;
+    dc_shipper_stats_t ship;
+    int has_status = 0, has_ship = 0;
 
     for (int tries = 0; tries < 100; tries++) {
         apr_uint32_t seq = __atomic_load_n(&g->status_seq, __ATOMIC_ACQUIRE);
 
         if (seq & 1)
             continue;
-        if (!g->has_status)
-            return; /* no refresh yet: the page shows the parent's initial load */
-        memcpy(&out->source, &g->status, sizeof(out->source));
+        has_status = g->has_status;
+        has_ship = g->has_ship;
+        memcpy(&status, &g->status, sizeof(status));
+        memcpy(&ship, &g->ship, sizeof(ship));
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
-        if (__atomic_load_n(&g->status_seq, __ATOMIC_RELAXED) == seq) {
-            out->has_source = 1;
-            return;
-        }
+        if (__atomic_load_n(&g->status_seq, __ATOMIC_RELAXED) == seq)
+            break;
+        has_status = has_ship = 0;
     }
+    /* before the poller's first refresh, the page shows the parent's initial load */
+    if (has_status) {
+        out->source = status;
+        out->has_source = 1;
+    }
+    decision_events_figures(svc, &ship, has_ship, out);
 }
 
 static apr_status_t poll_source(int state, void *data, apr_pool_t *p)

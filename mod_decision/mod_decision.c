@@ -43,6 +43,7 @@
 #include "util_cookies.h"
 
 #include <apr_file_info.h>
+#include <apr_hash.h>
 #include <apr_lib.h>
 #include <apr_strings.h>
 #include <errno.h>
@@ -83,6 +84,9 @@ static void *merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     MERGE_PTR(store_uri);
     MERGE_PTR(cors_origins);
     MERGE_PTR(prometheus_path);
+    MERGE_PTR(spool_dir);
+    MERGE_PTR(spool_options);
+    MERGE_PTR(collector);
     MERGE_NUM(metrics, -1);
     MERGE_NUM(interval, 0);
     MERGE_NUM(max_body, 0);
@@ -308,6 +312,36 @@ static const char *set_prometheus_path(cmd_parms *cmd, void *dc, const char *arg
     return NULL;
 }
 
+static const char *set_spool(cmd_parms *cmd, void *dc, const char *arg)
+{
+    return set_path(cmd, &cmd_conf(cmd)->spool_dir, arg);
+}
+
+static const char *set_spool_options(cmd_parms *cmd, void *dc, const char *arg)
+{
+    dc_spool_options_t opt;
+    char err[256];
+
+    dc_spool_options_default(&opt);
+    if (dc_spool_options_parse(&opt, arg, err, sizeof(err)) < 0)
+        return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
+    cmd_conf(cmd)->spool_options = arg;
+    return NULL;
+}
+
+static const char *set_collector(cmd_parms *cmd, void *dc, const char *arg)
+{
+    apr_uri_t uri;
+
+    if (strncmp(arg, "file:/", 6) != 0 &&
+        (apr_uri_parse(cmd->pool, arg, &uri) != APR_SUCCESS || !uri.scheme || !uri.hostname ||
+         (strcasecmp(uri.scheme, "http") != 0 && strcasecmp(uri.scheme, "https") != 0)))
+        return apr_psprintf(cmd->pool, "%s: not an http:// or https:// URL, nor file:/DIR",
+                            cmd->cmd->name);
+    cmd_conf(cmd)->collector = arg;
+    return NULL;
+}
+
 static const char *set_export(cmd_parms *cmd, void *dcv, int on)
 {
     ((decision_dir_conf_t *)dcv)->export_flags = on;
@@ -358,6 +392,14 @@ static const command_rec decision_cmds[] = {
     AP_INIT_TAKE1("DecisionPrometheusPath", set_prometheus_path, NULL, RSRC_CONF,
                   "path ending a request for the Prometheus text format (default /metrics; "
                   "none: off)"),
+    AP_INIT_TAKE1("DecisionSpool", set_spool, NULL, RSRC_CONF,
+                  "directory of the durable event spool; events (hits) are collected only "
+                  "with it"),
+    AP_INIT_TAKE1("DecisionSpoolOptions", set_spool_options, NULL, RSRC_CONF,
+                  "event spool settings: fsync=always|never|100ms,max-bytes=1g,..."),
+    AP_INIT_TAKE1("DecisionCollector", set_collector, NULL, RSRC_CONF,
+                  "where the shipper sends events (default https://ariane.abtasty.com; "
+                  "file:/DIR writes JSON lines)"),
     AP_INIT_FLAG("DecisionExport", set_export, NULL, OR_OPTIONS,
                  "On to put the visitor's flags in DECISION_FLAGS for other handlers"),
     AP_INIT_TAKE1("DecisionVisitorCookie", set_visitor_cookie, NULL, OR_OPTIONS,
@@ -446,11 +488,22 @@ static int check_one(apr_pool_t *ptemp, server_rec *s, decision_srv_conf_t *c)
 static int decision_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                                  server_rec *main_s)
 {
+    apr_hash_t *spools = apr_hash_make(ptemp);
+
     for (server_rec *s = main_s; s; s = s->next) {
-        int rc = check_one(ptemp, s, srv_conf(s));
+        decision_srv_conf_t *c = srv_conf(s);
+        int rc = check_one(ptemp, s, c);
 
         if (rc != OK)
             return rc;
+        /* one shipper per directory: two would send the same segments */
+        if (c->spool_dir && is_configured(c) && (s == main_s || c->own)) {
+            if (apr_hash_get(spools, c->spool_dir, APR_HASH_KEY_STRING))
+                return fail(s, apr_psprintf(ptemp, "DecisionSpool %s: already the spool of "
+                                                   "another configuration; give each its own",
+                                            c->spool_dir));
+            apr_hash_set(spools, c->spool_dir, APR_HASH_KEY_STRING, c);
+        }
     }
     return OK;
 }
@@ -680,8 +733,17 @@ static int build_service(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
     if (strncmp(store_uri, "dbm:", 4) == 0)
         give_dbm_files_to_user(ptemp, s, store_uri);
 
+    if (c->spool_dir) {
+        dc_spool_options_default(&svc->spool_opt);
+        dc_spool_options_parse(&svc->spool_opt, c->spool_options, err, sizeof(err));
+        svc->spool_opt.dir = c->spool_dir;
+        dc_shipper_options_default(&svc->ship_opt);
+        svc->ship_opt.collector = c->collector;
+    }
+
     decision_feed_load_initial(svc, ptemp);
-    if ((err_msg = decision_feed_register_poller(svc, pconf)) != NULL)
+    if ((err_msg = decision_feed_register_poller(svc, pconf)) != NULL ||
+        (err_msg = decision_events_prepare(svc, pconf, ptemp)) != NULL)
         return fail(s, err_msg);
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
                  DCLOGNO(10403) "%s: %s%s%s, every %" APR_TIME_T_FMT "s, last-known-good %s, "
@@ -741,8 +803,10 @@ static void decision_child_init(apr_pool_t *pchild, server_rec *main_s)
     for (server_rec *s = main_s; s; s = s->next) {
         decision_srv_conf_t *c = srv_conf(s);
 
-        if (c->svc && (s == main_s || c->own))
+        if (c->svc && (s == main_s || c->own)) {
             dc_store_child_init(c->svc->api.store, pchild);
+            decision_events_child_init(c->svc, pchild);
+        }
     }
 }
 

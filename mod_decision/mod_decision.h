@@ -8,6 +8,7 @@
  *                      per-child reload when the shared generation moves
  *   decision_socache.c the "memory" assignment store over ap_socache (shmcb),
  *                      shared by every child
+ *   decision_events.c  the event spool of each child and the one shipper
  *
  * Everything lives in pconf (recreated on every restart: the module is
  * unloaded and reloaded, so nothing is kept in statics across generations)
@@ -21,7 +22,9 @@
 #include "http_config.h"
 
 #include "dc_api.h"
+#include "dc_shipper.h"
 #include "dc_source.h"
+#include "dc_spool.h"
 
 #include <apr_shm.h>
 
@@ -44,6 +47,9 @@ typedef struct {
     int require_key;              /* -1: unset */
     int metrics;                  /* DecisionMetrics: -1 unset */
     const char *prometheus_path;  /* DecisionPrometheusPath; "none" = off */
+    const char *spool_dir;        /* DecisionSpool: events on; NULL = not collected */
+    const char *spool_options;    /* DecisionSpoolOptions */
+    const char *collector;        /* DecisionCollector */
     int own;                      /* a Decision* directive appears in this server's scope */
     decision_service_t *svc;      /* set in post_config; NULL: not configured */
 } decision_srv_conf_t;
@@ -61,9 +67,10 @@ typedef struct {
 typedef struct {
     volatile apr_uint32_t generation;
     char digest[20];
-    volatile apr_uint32_t status_seq; /* odd while the poller writes status */
-    int has_status;
+    volatile apr_uint32_t status_seq; /* odd while the poller or the shipper writes */
+    int has_status, has_ship;
     dc_source_status_t status;
+    dc_shipper_stats_t ship;
 } __attribute__((aligned(64))) decision_generation_t;
 
 struct decision_service {
@@ -80,7 +87,14 @@ struct decision_service {
     volatile apr_uint32_t reloading;
     int digest_warned;
     dc_metrics_slot_t *volatile metrics_slot; /* this child's, found at its first request */
+    dc_spool_options_t spool_opt;             /* .dir NULL: events are not collected */
+    dc_shipper_options_t ship_opt;
+    dc_spool_t *spool;                        /* this child's handle */
+    dc_shipper_t *shipper;                    /* in the watchdog's child only */
+    apr_pool_t *ship_pool;
 };
+
+#define DECISION_WATCHDOG_NAME "_decision_"
 
 extern module AP_MODULE_DECLARE_DATA decision_module;
 
@@ -96,6 +110,15 @@ const char *decision_feed_register_poller(decision_service_t *svc, apr_pool_t *p
 void decision_feed_catch_up(decision_service_t *svc);
 /* dc_metrics_extra_fn: the poller's source status, from shared memory. */
 void decision_feed_status(void *svc, dc_metrics_extra_t *out);
+
+/* decision_events.c */
+/* Parent, post_config: the spool directory and the shipper's callback. */
+const char *decision_events_prepare(decision_service_t *svc, apr_pool_t *pconf,
+                                    apr_pool_t *ptemp);
+void decision_events_child_init(decision_service_t *svc, apr_pool_t *pchild);
+/* The spool figures of the pages: this child's spool, the shipper's shared stats. */
+void decision_events_figures(decision_service_t *svc, const dc_shipper_stats_t *ship,
+                             int has_ship, dc_metrics_extra_t *out);
 
 /* decision_socache.c */
 void decision_socache_register_mutex(apr_pool_t *pconf);

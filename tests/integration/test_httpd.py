@@ -684,3 +684,68 @@ def test_unwritable_last_known_good_directory_is_reported_at_start(rundir, serve
     cdn.set_bucketing(ENV, sample())
     h = servers(rundir, poll_conf(cdn, os.path.join(rundir, "lkg.json")))  # rundir is root's
     assert "DC10407" in h.log() and "cannot write" in h.log()
+
+
+# --- events: every child spools, one child ships ------------------------------
+
+def campaign_hits(cdn):
+    return [h for h in cdn.hits() if h.get("t") == "CAMPAIGN"]
+
+
+@pytest.mark.parametrize("mpm", ["prefork", "event"])
+def test_events_are_spooled_by_every_child_and_shipped_once(mpm, rundir, servers, cdn):
+    spool = os.path.join(rundir, "spool")
+    body = sample_conf("DecisionSpool %s\nDecisionSpoolOptions segment-age=1s\n"
+                       "DecisionCollector %s\n" % (spool, cdn.collector_url))
+    h = servers(rundir, body, mpm=mpm)
+
+    def activate(vids):
+        for vid in vids:  # fresh connections: spread over the children
+            status, _, data = post(h.base_url, "/v2/activate", {
+                "cid": ENV, "vid": vid, "caid": "vg_ab", "vaid": "v_ab_red"})
+            assert status == 204, data
+
+    first = ["ev-%d" % n for n in range(12)]
+    activate(first)
+    wait_until(lambda: {x["vid"] for x in campaign_hits(cdn)} >= set(first), timeout=20,
+               what="every activation at the collector")
+
+    # the collector down: nothing lost, delivered when it is back
+    cdn.collector_default = 503
+    later = ["late-%d" % n for n in range(6)]
+    activate(later)
+    time.sleep(3)
+    assert not {x["vid"] for x in campaign_hits(cdn)} & set(later)
+    assert any(r[1] == 503 for r in cdn.collector_requests)
+    cdn.collector_default = 200
+    wait_until(lambda: {x["vid"] for x in campaign_hits(cdn)} >= set(later), timeout=90,
+               interval=0.5, what="the held events after the outage")
+
+    # a graceful restart loses nothing either
+    after = ["grace-%d" % n for n in range(6)]
+    activate(after)
+    h.graceful()
+    wait_until(lambda: {x["vid"] for x in campaign_hits(cdn)} >= set(after), timeout=30,
+               what="events spooled just before a graceful restart")
+    m = expvar(h.base_url)
+    assert "spool" in m, sorted(m)
+    log = h.log()
+    assert "DC10432" in log  # one child ships
+    if os.getuid() == 0:
+        assert os.stat(spool).st_uid == shutil._get_uid("www-data")
+
+
+def test_bad_event_settings_fail_configtest(rundir):
+    h = Httpd(rundir, "")
+    for line, directive in [("DecisionSpoolOptions fsync=sometimes", "DecisionSpoolOptions"),
+                            ("DecisionCollector gopher://x", "DecisionCollector")]:
+        h.write_config(sample_conf(line + "\n"))
+        rc, out = h.configtest()
+        assert rc != 0 and directive in out, (line, out)
+    two = os.path.join(rundir, "spool")
+    port = h.port
+    h.write_config(sample_conf("DecisionSpool %s\n" % two) +
+                   "<VirtualHost 127.0.0.1:%d>\n  ServerName b.test\n  DecisionEnvironment b\n"
+                   "  DecisionSpool %s\n</VirtualHost>\n" % (port, two))
+    rc, out = h.configtest()
+    assert rc != 0 and "DecisionSpool" in out and "another configuration" in out, out
