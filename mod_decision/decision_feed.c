@@ -29,6 +29,7 @@
 
 #include <apr_atomic.h>
 #include <apr_strings.h>
+#include <stdint.h>
 #include <string.h>
 
 APLOG_USE_MODULE(decision);
@@ -39,11 +40,12 @@ apr_status_t decision_feed_shm_create(apr_pool_t *pconf, server_rec *s, unsigned
     apr_shm_t *shm;
     apr_status_t rv;
     apr_size_t size = (apr_size_t)(n ? n : 1) * sizeof(decision_generation_t);
+    uintptr_t base;
 
     /* Anonymous: inherited by every child, gone with the last process that
      * maps it; apr_shm_create registers its own pconf cleanup, so each
      * restart's segment is released with that generation's pconf. */
-    rv = apr_shm_create(&shm, size, NULL, pconf);
+    rv = apr_shm_create(&shm, size + 64, NULL, pconf); /* + room to align the base */
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
                      DCLOGNO(10420) "cannot create %" APR_SIZE_T_FMT
@@ -51,7 +53,9 @@ apr_status_t decision_feed_shm_create(apr_pool_t *pconf, server_rec *s, unsigned
                      size);
         return rv;
     }
-    *gens = apr_shm_baseaddr_get(shm);
+    /* APR keeps its own header at the start of an anonymous segment */
+    base = ((uintptr_t)apr_shm_baseaddr_get(shm) + 63) & ~(uintptr_t)63;
+    *gens = (decision_generation_t *)base;
     memset(*gens, 0, size);
     return APR_SUCCESS;
 }
