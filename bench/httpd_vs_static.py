@@ -3,8 +3,10 @@
 
 Starts the distribution's httpd (event MPM, no access log) with the built
 module and the sample bucketing file, then runs wrk (-t2 -c64 by default)
-alternately against a 20-byte static file and POST /v2/campaigns (a rotating
-set of 10 000 visitors), and prints both rates, the ratio and the p99
+alternately against a 20-byte static file, POST /v2/campaigns (a rotating
+set of 10 000 visitors) with trigger_hit false, and the same with
+trigger_hit true (every answer's events go to the spool, a shipper delivers
+them to a file sink), and prints the rates, the ratios and the p99
 latencies. The best of the rounds is kept for each, so a noisy neighbour on
 the machine hurts both figures alike. Not a test: figures depend on the
 machine; compare runs made together.
@@ -28,7 +30,7 @@ request = function()
   n = n + 1
   return wrk.format("POST", "/v2/campaigns?sendContextEvent=false",
     {["Content-Type"] = "application/json"},
-    '{"visitor_id":"v' .. (n % 10000) .. '","context":{"isVIP":true,"age":30},"trigger_hit":false}')
+    '{"visitor_id":"v' .. (n %% 10000) .. '","context":{"isVIP":true,"age":30},"trigger_hit":%s}')
 end
 """
 
@@ -70,32 +72,50 @@ def main():
         htdocs = make_htdocs(rundir, {"static.txt": "a small static file\n"})
         script = os.path.join(rundir, "campaigns.lua")
         with open(script, "w") as f:
-            f.write(WRK_SCRIPT)
+            f.write(WRK_SCRIPT % "false")
+        hits_script = os.path.join(rundir, "campaigns-hits.lua")
+        with open(hits_script, "w") as f:
+            f.write(WRK_SCRIPT % "true")
+        events = os.path.join(rundir, "events")
+        os.mkdir(events)
+        os.chmod(events, 0o777)
         body = (TUNING[args.mpm] +
                 "DocumentRoot %s\n<Directory %s>\n  Require all granted\n</Directory>\n"
                 "DecisionEnvironment bench\nDecisionBucketingFile %s\n"
+                "DecisionSpool %s/spool\nDecisionCollector file:%s\n"
                 "<Location /v2>\n  SetHandler decision\n</Location>\n"
-                % (htdocs, htdocs, SAMPLE_BUCKETING))
+                % (htdocs, htdocs, SAMPLE_BUCKETING, rundir, events))
         h = Httpd(rundir, body, mpm=args.mpm, log_level="decision:warn", access_log=False)
         h.start()
         try:
-            static, module = [], []
+            static, module, hits = [], [], []
             for _ in range(args.rounds):
                 static.append(wrk(h.base_url + "/static.txt", args.threads, args.connections,
                                   args.duration))
                 module.append(wrk(h.base_url, args.threads, args.connections, args.duration,
                                   script))
+                hits.append(wrk(h.base_url, args.threads, args.connections, args.duration,
+                                hits_script))
         finally:
             h.stop()
+        batches = 0
+        for name in os.listdir(events):
+            with open(os.path.join(events, name)) as f:
+                batches += sum(1 for _ in f)
     finally:
         shutil.rmtree(rundir, ignore_errors=True)
     s = max(static)
     m = max(module)
+    e = max(hits)
     print("wrk -t%d -c%d -d%ds, %s MPM, best of %d rounds" % (
         args.threads, args.connections, args.duration, args.mpm, args.rounds))
     print("static file         %9.0f req/s  p99 %6.2f ms" % (s[0], s[1]))
     print("POST /v2/campaigns  %9.0f req/s  p99 %6.2f ms  (non-2xx: %d)" % (m[0], m[1], m[2]))
-    print("ratio               %9.1f %%" % (100.0 * m[0] / s[0]))
+    print("  with trigger_hit   %9.0f req/s  p99 %6.2f ms  (non-2xx: %d; events spooled, "
+          "shipped to a file)" % (e[0], e[1], e[2]))
+    print("event batches at the file sink when stopped: %d" % batches)
+    print("ratio to static     %9.1f %%" % (100.0 * m[0] / s[0]))
+    print("cost of events      %9.1f %% of the rate" % (100.0 * (m[0] - e[0]) / m[0]))
 
 
 if __name__ == "__main__":
