@@ -10,9 +10,12 @@
  * This file is the adapter and nothing more: it turns directives into a
  * dc_service_t per configuration (server or vhost), a request_rec into a
  * dc_request_t, and the dc_response_t back into the response; dc_api_handle()
- * does routing, JSON, validation, CORS, OPTIONS and the API key. Keeping the
- * config fresh is decision_feed.c, the shared "memory" store
- * decision_socache.c.
+ * does routing, JSON, validation, CORS, OPTIONS and the API key, and
+ * dc_status_handle() the status page (SetHandler decision-status). Keeping
+ * the config fresh is decision_feed.c, the shared "memory" store
+ * decision_socache.c, events decision_events.c. Metrics live in a shared
+ * region per service kept in ap_retained_data (so counters survive graceful
+ * restarts), one slot per scoreboard slot, summed when a page is read.
  *
  * Lifecycle: directives are checked as they are read (bad numbers, URLs,
  * store URIs) and again as a whole in check_config, which also runs under
