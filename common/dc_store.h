@@ -119,5 +119,32 @@ int dc_store_is_none(const dc_store_t *s);
 /* Backends (one file each). */
 extern const dc_store_provider_t dc_store_memory_provider;
 void *dc_store_memory_create(apr_pool_t *p, size_t max_entries);
+extern const dc_store_provider_t dc_store_dbm_provider;
+/* spec: what follows "dbm:" ([TYPE:]PATH). Fills s, or err and returns -1. */
+int dc_store_dbm_open(dc_store_t *s, apr_pool_t *p, const char *spec, char *err, size_t err_len);
+extern const dc_store_provider_t dc_store_redis_provider;
+/* uri: the whole redis:// or rediss:// URI. Fills s (uri masked), or err and returns -1. */
+int dc_store_redis_open(dc_store_t *s, apr_pool_t *p, const char *uri, char *err,
+                        size_t err_len);
+
+/*
+ * The store URI for the Flagship decision-api's cache settings, so a
+ * configuration written for that server works here. get(baton, name) returns
+ * the setting or NULL; names are the decision-api's environment variable names:
+ *   CACHE_TYPE                none (or unset) | memory | local | redis
+ *   CACHE_OPTIONS_DBPATH      local: the DBM file (default "cache_data")
+ *   CACHE_OPTIONS_REDISHOST   host:port (default localhost:6379)
+ *   CACHE_OPTIONS_REDISUSERNAME, CACHE_OPTIONS_REDISPASSWORD, CACHE_OPTIONS_REDISDB,
+ *   CACHE_OPTIONS_REDISTLS    (true/false), CACHE_OPTIONS_REDISTTL (Go duration, e.g. 2160h)
+ * get == NULL reads the process environment. Returns the URI (in p), or NULL
+ * with err filled for a bad or unsupported value (dynamo). User and password
+ * are %-escaped into the URI; the URI holds the password, so log s->uri of
+ * the opened store, never this string.
+ */
+typedef const char *dc_store_setting_fn(void *baton, const char *name);
+const char *dc_store_uri_from_flagship(apr_pool_t *p, dc_store_setting_fn *get, void *baton,
+                                       char *err, size_t err_len);
+/* A Go duration ("2160h", "1h30m", "90s", "1.5h") in whole seconds, rounded up; -1 if bad. */
+long long dc_store_parse_go_duration_s(const char *s);
 
 #endif
