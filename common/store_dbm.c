@@ -19,16 +19,18 @@
  * is not safe for concurrent writers, and a DBM handle caches pages, so a
  * handle kept open would not see other processes' writes. Every operation
  * therefore opens the file, works and closes it, under two locks:
- *   - an fcntl lock (apr_file_lock) on a sidecar file PATH.lock, shared for a
- *     load and exclusive for a save's read-modify-write, between processes;
- *   - a thread mutex within the process, because fcntl locks belong to the
- *     process: two threads of one process would both "own" the file lock and
- *     one thread's unlock would release the other's.
- * The lock file descriptor survives fork() correctly (fcntl locks are not
- * inherited, so a child starts holding none); child_init still reopens it so
- * a platform where apr_file_lock uses flock() does not share lock state with
- * the parent. Lock waits are bounded (DBM_LOCK_TIMEOUT): a process stuck
- * while holding the lock makes the others report DC_STORE_UNAVAILABLE
+ *   - apr_file_lock on a sidecar file PATH.lock, shared for a load and
+ *     exclusive for a save's read-modify-write, between processes;
+ *   - a thread mutex within the process, because the file lock does not
+ *     separate threads: apr_file_lock is flock() on Debian's APR (a lock of
+ *     the open file description) and fcntl() elsewhere (a lock of the
+ *     process); either way two threads of one process would share it.
+ * With flock(), a descriptor inherited over fork() shares its lock with the
+ * parent and every sibling, so each process must lock through a descriptor
+ * of its own: child_init reopens it, and so does the first operation in a
+ * process whose pid differs from the opener's (for callers that fork without
+ * calling child_init). Lock waits are bounded (DBM_LOCK_TIMEOUT): a process
+ * stuck while holding the lock makes the others report DC_STORE_UNAVAILABLE
  * instead of hanging requests.
  *
  * Failures. A file that cannot be opened (corrupt, unreadable, driver
@@ -53,6 +55,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Longest a request waits for another process's DBM operation. */
 #define DBM_LOCK_TIMEOUT apr_time_from_msec(1000)
@@ -67,6 +70,7 @@ typedef struct {
     const char *lock_path;
     apr_pool_t *pool;        /* the store's lifetime */
     apr_file_t *lock_file;
+    pid_t lock_pid;          /* the process that opened lock_file */
     apr_thread_mutex_t *mutex;
     /* Under mutex: */
     int failing;             /* the last operation could not use the file */
@@ -118,13 +122,33 @@ static apr_status_t lock_bounded(apr_file_t *f, int type)
     }
 }
 
-/* Takes both locks; on failure nothing is held. */
-static apr_status_t lock_store(dbm_store_t *d, int type)
+/* Read and write: an fcntl() shared lock needs a descriptor open for reading. */
+static apr_status_t open_lock_file(dbm_store_t *d)
 {
     apr_status_t rv;
 
+    if (d->lock_file)
+        apr_file_close(d->lock_file);
+    d->lock_file = NULL;
+    rv = apr_file_open(&d->lock_file, d->lock_path,
+                       APR_FOPEN_READ | APR_FOPEN_WRITE | APR_FOPEN_CREATE | APR_FOPEN_BINARY,
+                       DBM_FILE_PERMS, d->pool);
+    if (rv != APR_SUCCESS)
+        d->lock_file = NULL;
+    d->lock_pid = getpid();
+    return rv;
+}
+
+/* Takes both locks; on failure nothing is held. */
+static apr_status_t lock_store(dbm_store_t *d, int type)
+{
+    apr_status_t rv = APR_SUCCESS;
+
     apr_thread_mutex_lock(d->mutex);
-    rv = d->lock_file ? lock_bounded(d->lock_file, type) : APR_EBADF;
+    if (d->lock_pid != getpid())
+        rv = open_lock_file(d); /* forked without child_init */
+    if (rv == APR_SUCCESS)
+        rv = d->lock_file ? lock_bounded(d->lock_file, type) : APR_EBADF;
     if (rv != APR_SUCCESS) {
         note_failure(d, "cannot lock", rv, d->lock_path);
         apr_thread_mutex_unlock(d->mutex);
@@ -176,8 +200,8 @@ static char *fetch_record(apr_pool_t *p, apr_dbm_t *db, char *key, size_t key_le
     if (*rv != APR_SUCCESS || !v.dptr)
         return NULL;
     if (v.dsize > DBM_MAX_RECORD) {
-        *len = v.dsize;
         apr_dbm_freedatum(db, v);
+        *len = 0;
         return apr_pstrdup(p, ""); /* decodes as garbage */
     }
     copy = apr_pmemdup(p, v.dptr, v.dsize);
@@ -320,12 +344,6 @@ static dc_store_health_e dbm_health(dc_store_t *s, const char **detail)
     return failing ? DC_STORE_HEALTH_DEGRADED : DC_STORE_HEALTH_OK;
 }
 
-static apr_status_t open_lock_file(dbm_store_t *d, apr_pool_t *p)
-{
-    return apr_file_open(&d->lock_file, d->lock_path,
-                         APR_FOPEN_WRITE | APR_FOPEN_CREATE | APR_FOPEN_BINARY, DBM_FILE_PERMS, p);
-}
-
 /* The parent must not be using the store while it forks (httpd's parent serves no
  * requests), so the mutex is free here. The new descriptor lives in the store's pool,
  * which is this process's copy. */
@@ -335,14 +353,11 @@ static void dbm_child_init(dc_store_t *s, apr_pool_t *pchild)
     apr_status_t rv;
 
     (void)pchild;
-    if (d->lock_file)
-        apr_file_close(d->lock_file);
-    d->lock_file = NULL;
-    rv = open_lock_file(d, d->pool);
-    if (rv != APR_SUCCESS) {
-        d->lock_file = NULL;
+    apr_thread_mutex_lock(d->mutex);
+    rv = open_lock_file(d);
+    if (rv != APR_SUCCESS)
         note_failure(d, "cannot open the lock file", rv, d->lock_path);
-    }
+    apr_thread_mutex_unlock(d->mutex);
 }
 
 static void dbm_close(dc_store_t *s)
@@ -399,7 +414,7 @@ int dc_store_dbm_open(dc_store_t *s, apr_pool_t *p, const char *spec, char *err,
         snprintf(err, err_len, "store \"dbm:%s\": cannot create a mutex", spec);
         return -1;
     }
-    rv = open_lock_file(d, p);
+    rv = open_lock_file(d);
     if (rv != APR_SUCCESS) {
         snprintf(err, err_len, "store \"dbm:%s\": cannot create the lock file %s: %s", spec,
                  d->lock_path, apr_strerror(rv, msg, sizeof(msg)));
