@@ -39,7 +39,7 @@
  *
  * Untrusted replies. Every reply's type is checked; HGETALL is read up to
  * DC_STORE_MAX_ASSIGNMENTS fields; fields whose name or value is not a valid
- * assignment are skipped with one log line per load. hiredis 0.14 itself does
+ * assignment are skipped with a log line (at most one a minute). hiredis 0.14 itself does
  * not bound the size of one bulk reply: the Redis server is the operator's.
  */
 #include "dc_store.h"
@@ -99,7 +99,14 @@ typedef struct {
     apr_time_t retry_at;
     apr_interval_time_t backoff;
     char error[160];
+    apr_time_t data_logged_at; /* last bad-data line, for the rate limit */
+    unsigned data_suppressed;  /* bad-data lines not written since */
 } redis_store_t;
+
+/* Bad data (garbage fields, wrong key types) is logged at most once a minute,
+ * with a count of what was left out: one hot visitor with a broken hash must
+ * not flood the log. */
+#define REDIS_DATA_LOG_INTERVAL apr_time_from_sec(60)
 
 static void free_conns(conn_t *c)
 {
@@ -140,6 +147,38 @@ static void fail(redis_store_t *r, const char *fmt, ...)
                r->where, r->error);
     apr_thread_mutex_unlock(r->mutex);
     free_conns(stale);
+}
+
+static void log_bad_data(redis_store_t *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void log_bad_data(redis_store_t *r, const char *fmt, ...)
+{
+    apr_time_t now = apr_time_now();
+    unsigned suppressed = 0;
+    char msg[400];
+    va_list ap;
+    int write_it;
+
+    apr_thread_mutex_lock(r->mutex);
+    write_it = r->data_logged_at == 0 || now - r->data_logged_at >= REDIS_DATA_LOG_INTERVAL;
+    if (write_it) {
+        suppressed = r->data_suppressed;
+        r->data_suppressed = 0;
+        r->data_logged_at = now;
+    } else {
+        r->data_suppressed++;
+    }
+    apr_thread_mutex_unlock(r->mutex);
+    if (!write_it)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (suppressed)
+        dc_log(DC_LOG_WARN, "%s (%u similar line(s) left out in the last minute)", msg,
+               suppressed);
+    else
+        dc_log(DC_LOG_WARN, "%s", msg);
 }
 
 static void succeed(redis_store_t *r)
@@ -361,7 +400,7 @@ static dc_store_status_e redis_load(dc_store_t *s, apr_pool_t *p, const char *en
     succeed(r);
 
     if (reply->type == REDIS_REPLY_ERROR || reply->type != REDIS_REPLY_ARRAY) {
-        dc_log(DC_LOG_WARN,
+        log_bad_data(r,
                DCLOGNO(10332) "store redis %s: HGETALL of a %zu-byte key answered %s; the key "
                               "is not a decision-api assignment hash, ignored",
                r->where, key_len,
@@ -398,7 +437,7 @@ static dc_store_status_e redis_load(dc_store_t *s, apr_pool_t *p, const char *en
     }
     freeReplyObject(reply);
     if (garbage)
-        dc_log(DC_LOG_WARN,
+        log_bad_data(r,
                DCLOGNO(10333) "store redis %s: %zu field(s) of a visitor hash are not valid "
                               "assignments (or over the limit of %d); ignored",
                r->where, garbage, DC_STORE_MAX_ASSIGNMENTS);
@@ -454,7 +493,7 @@ static dc_store_status_e redis_save(dc_store_t *s, apr_pool_t *p, const char *en
             return DC_STORE_UNAVAILABLE;
         }
         if (reply->type != REDIS_REPLY_INTEGER && !refused) {
-            dc_log(DC_LOG_WARN,
+            log_bad_data(r,
                    DCLOGNO(10334) "store redis %s: %s of a %zu-byte key refused: %.80s", r->where,
                    i == 0 ? "HSET" : "EXPIRE", key_len,
                    reply->type == REDIS_REPLY_ERROR && reply->str ? reply->str

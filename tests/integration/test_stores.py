@@ -219,4 +219,5 @@ def test_stalled_redis_costs_at_most_the_timeout(redis, tmp_path):
         assert answers == hashed
     finally:
         redis.proc.send_signal(signal.SIGCONT)
-        ev.close()
+        rc, err = ev.close()
+    assert rc == 0, err
