@@ -144,6 +144,27 @@ int dc_assignments_decode(apr_pool_t *p, const char *data, size_t len, dc_assign
     return rc;
 }
 
+void dc_store_log_limited(dc_store_log_limit_t *l, dc_log_level_e level, const char *fmt, ...)
+{
+    apr_time_t now = apr_time_now();
+    char msg[600];
+    va_list ap;
+
+    if (l->last && now - l->last < apr_time_from_sec(60)) {
+        l->suppressed++;
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (l->suppressed)
+        dc_log(level, "%s (and %u more like it in the last minute)", msg, l->suppressed);
+    else
+        dc_log(level, "%s", msg);
+    l->last = now;
+    l->suppressed = 0;
+}
+
 static dc_store_status_e none_load(dc_store_t *s, apr_pool_t *p, const char *env_id,
                                    const char *id, size_t id_len, dc_assignments_t *out)
 {

@@ -20,7 +20,10 @@
 #ifndef DC_STORE_H
 #define DC_STORE_H
 
+#include "dc_log.h"
+
 #include <apr_pools.h>
+#include <apr_time.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -115,6 +118,16 @@ dc_store_status_e dc_store_save(dc_store_t *s, apr_pool_t *p, const char *env_id
                                 size_t id_len, const dc_assignments_t *changes, int64_t now_ms);
 dc_store_health_e dc_store_health(dc_store_t *s, const char **detail);
 int dc_store_is_none(const dc_store_t *s);
+
+/* For backends: data problems that can repeat on every request (the broken
+ * record of a hot visitor) are logged at most once a minute, with the count of
+ * lines left out. The caller holds the lock that guards l. */
+typedef struct {
+    apr_time_t last;
+    unsigned suppressed;
+} dc_store_log_limit_t;
+void dc_store_log_limited(dc_store_log_limit_t *l, dc_log_level_e level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Backends (one file each). */
 extern const dc_store_provider_t dc_store_memory_provider;

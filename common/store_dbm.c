@@ -29,9 +29,12 @@
  * parent and every sibling, so each process must lock through a descriptor
  * of its own: child_init reopens it, and so does the first operation in a
  * process whose pid differs from the opener's (for callers that fork without
- * calling child_init). Lock waits are bounded (DBM_LOCK_TIMEOUT): a process
- * stuck while holding the lock makes the others report DC_STORE_UNAVAILABLE
- * instead of hanging requests.
+ * calling child_init). A lock wait is as long as the other processes' DBM
+ * operations on a local file (a process that dies releases its lock). A wait
+ * with a timeout (non-blocking tries and naps) was tried and rejected: under
+ * contention the sleepers starve behind processes that re-lock at once, and
+ * every timeout is a returning visitor decided without their assignment.
+ * Keep the file on a local file system.
  *
  * Failures. A file that cannot be opened (corrupt, unreadable, driver
  * missing) makes the operation return DC_STORE_UNAVAILABLE, and the engine
@@ -57,8 +60,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Longest a request waits for another process's DBM operation. */
-#define DBM_LOCK_TIMEOUT apr_time_from_msec(1000)
 /* Bigger records are garbage: DC_STORE_MAX_ASSIGNMENTS entries of bounded fields fit well below. */
 #define DBM_MAX_RECORD (4 * 1024 * 1024)
 #define DBM_FILE_PERMS                                                                             \
@@ -75,6 +76,7 @@ typedef struct {
     /* Under mutex: */
     int failing;             /* the last operation could not use the file */
     int garbage_logged;      /* a bad record was logged and no good one decoded since */
+    dc_store_log_limit_t too_big_log;
     char error[200];         /* why it failed, for health() */
 } dbm_store_t;
 
@@ -84,7 +86,12 @@ static void note_failure(dbm_store_t *d, const char *what, apr_status_t rv, cons
 {
     char msg[120];
 
-    apr_strerror(rv, msg, sizeof(msg));
+    /* DBM libraries answer with codes of their own (Berkeley DB's are negative) */
+    if (rv > 0 && rv < APR_OS_START_ERROR)
+        apr_strerror(rv, msg, sizeof(msg));
+    else
+        snprintf(msg, sizeof(msg), "not a readable %s DBM file (corrupt, another format or no "
+                                   "permission)", d->type);
     snprintf(d->error, sizeof(d->error), "%s: %s%s%s", what, msg, extra ? ": " : "",
              extra ? extra : "");
     if (!d->failing)
@@ -100,26 +107,6 @@ static void note_success(dbm_store_t *d)
     if (d->failing)
         dc_log(DC_LOG_INFO, DCLOGNO(10301) "store dbm:%s:%s: working again", d->type, d->path);
     d->failing = 0;
-}
-
-static apr_status_t lock_bounded(apr_file_t *f, int type)
-{
-    apr_time_t deadline = apr_time_now() + DBM_LOCK_TIMEOUT;
-    apr_interval_time_t nap = 50;
-
-    for (;;) {
-        apr_status_t rv = apr_file_lock(f, type | APR_FLOCK_NONBLOCK);
-
-        if (rv == APR_SUCCESS)
-            return rv;
-        if (!APR_STATUS_IS_EAGAIN(rv) && rv != APR_FROM_OS_ERROR(EACCES))
-            return rv;
-        if (apr_time_now() >= deadline)
-            return APR_TIMEUP;
-        apr_sleep(nap);
-        if (nap < 2000)
-            nap *= 2;
-    }
 }
 
 /* Read and write: an fcntl() shared lock needs a descriptor open for reading. */
@@ -148,7 +135,7 @@ static apr_status_t lock_store(dbm_store_t *d, int type)
     if (d->lock_pid != getpid())
         rv = open_lock_file(d); /* forked without child_init */
     if (rv == APR_SUCCESS)
-        rv = d->lock_file ? lock_bounded(d->lock_file, type) : APR_EBADF;
+        rv = d->lock_file ? apr_file_lock(d->lock_file, type) : APR_EBADF;
     if (rv != APR_SUCCESS) {
         note_failure(d, "cannot lock", rv, d->lock_path);
         apr_thread_mutex_unlock(d->mutex);
@@ -315,9 +302,10 @@ static dc_store_status_e dbm_save(dc_store_t *s, apr_pool_t *p, const char *env_
         apr_dbm_close(db);
         /* sdbm refuses a key + value over about 1000 bytes: that record cannot be kept, but
          * the file is fine, so this is not a failure streak. */
-        dc_log(DC_LOG_WARN,
-               DCLOGNO(10304) "store dbm:%s:%s: record of %zu + %zu bytes not stored: %s",
-               d->type, d->path, key_len, value_len, why);
+        dc_store_log_limited(&d->too_big_log, DC_LOG_WARN,
+                             DCLOGNO(10304) "store dbm:%s:%s: record of %zu + %zu bytes not "
+                                            "stored: %s",
+                             d->type, d->path, key_len, value_len, why);
         unlock_store(d);
         return DC_STORE_UNAVAILABLE;
     }

@@ -49,6 +49,7 @@
 #include <apr_thread_mutex.h>
 #include <apr_time.h>
 #include <ctype.h>
+#include <errno.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +71,7 @@ struct conn {
     conn_t *next;
     redisContext *ctx;
     apr_uint32_t generation;
+    int reused; /* taken from the idle pool, not connected for this call */
 };
 
 typedef struct {
@@ -99,14 +101,8 @@ typedef struct {
     apr_time_t retry_at;
     apr_interval_time_t backoff;
     char error[160];
-    apr_time_t data_logged_at; /* last bad-data line, for the rate limit */
-    unsigned data_suppressed;  /* bad-data lines not written since */
+    dc_store_log_limit_t bad_data_log; /* garbage fields, wrong key types */
 } redis_store_t;
-
-/* Bad data (garbage fields, wrong key types) is logged at most once a minute,
- * with a count of what was left out: one hot visitor with a broken hash must
- * not flood the log. */
-#define REDIS_DATA_LOG_INTERVAL apr_time_from_sec(60)
 
 static void free_conns(conn_t *c)
 {
@@ -153,32 +149,15 @@ static void log_bad_data(redis_store_t *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void log_bad_data(redis_store_t *r, const char *fmt, ...)
 {
-    apr_time_t now = apr_time_now();
-    unsigned suppressed = 0;
     char msg[400];
     va_list ap;
-    int write_it;
 
-    apr_thread_mutex_lock(r->mutex);
-    write_it = r->data_logged_at == 0 || now - r->data_logged_at >= REDIS_DATA_LOG_INTERVAL;
-    if (write_it) {
-        suppressed = r->data_suppressed;
-        r->data_suppressed = 0;
-        r->data_logged_at = now;
-    } else {
-        r->data_suppressed++;
-    }
-    apr_thread_mutex_unlock(r->mutex);
-    if (!write_it)
-        return;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    if (suppressed)
-        dc_log(DC_LOG_WARN, "%s (%u similar line(s) left out in the last minute)", msg,
-               suppressed);
-    else
-        dc_log(DC_LOG_WARN, "%s", msg);
+    apr_thread_mutex_lock(r->mutex);
+    dc_store_log_limited(&r->bad_data_log, DC_LOG_WARN, "%s", msg);
+    apr_thread_mutex_unlock(r->mutex);
 }
 
 static void succeed(redis_store_t *r)
@@ -274,8 +253,9 @@ static redisContext *connect_one(redis_store_t *r, char *why, size_t why_len)
     return c;
 }
 
-/* A connection for one command, or NULL while Redis is failing (then at once). */
-static conn_t *acquire(redis_store_t *r)
+/* A connection for one command, or NULL while Redis is failing (then at once).
+ * fresh: connect a new one even when idle ones are pooled. */
+static conn_t *acquire(redis_store_t *r, int fresh)
 {
     conn_t *c = NULL, *stale = NULL;
     apr_uint32_t generation;
@@ -294,10 +274,11 @@ static conn_t *acquire(redis_store_t *r)
         free_conns(stale);
         return NULL;
     }
-    if (r->idle) {
+    if (r->idle && !fresh) {
         c = r->idle;
         r->idle = c->next;
         r->n_idle--;
+        c->reused = 1;
     } else if (r->failing) {
         /* This request probes; the others keep skipping until it reports. */
         r->retry_at = apr_time_now() + r->backoff;
@@ -335,6 +316,21 @@ static void release(redis_store_t *r, conn_t *c)
         redisFree(c->ctx);
         free(c);
     }
+}
+
+static void discard(conn_t *c)
+{
+    redisFree(c->ctx);
+    free(c);
+}
+
+/* A pooled connection that the server (its "timeout" setting) or a proxy closed
+ * while it sat idle is no outage: the caller retries once on a fresh one. A
+ * timeout is never retried, so a stalled Redis still costs one timeout. */
+static int closed_while_idle(const conn_t *c, int err_no)
+{
+    return c->reused && (c->ctx->err == REDIS_ERR_EOF ||
+                         (c->ctx->err == REDIS_ERR_IO && (err_no == ECONNRESET || err_no == EPIPE)));
 }
 
 /* The connection broke or timed out: drop it and back off. */
@@ -388,11 +384,21 @@ static dc_store_status_e redis_load(dc_store_t *s, apr_pool_t *p, const char *en
     (void)env_id;
     argv[1] = make_key(p, r, id, id_len, &key_len);
     lens[1] = key_len;
-    c = acquire(r);
-    if (!c)
-        return DC_STORE_UNAVAILABLE;
-    reply = redisCommandArgv(c->ctx, 2, argv, lens);
-    if (!reply) {
+    for (int attempt = 0;; attempt++) {
+        int err_no;
+
+        c = acquire(r, attempt > 0);
+        if (!c)
+            return DC_STORE_UNAVAILABLE;
+        errno = 0;
+        reply = redisCommandArgv(c->ctx, 2, argv, lens);
+        err_no = errno;
+        if (reply)
+            break;
+        if (attempt == 0 && closed_while_idle(c, err_no)) {
+            discard(c);
+            continue;
+        }
         broken(r, c, "HGETALL");
         return DC_STORE_UNAVAILABLE;
     }
@@ -474,33 +480,48 @@ static dc_store_status_e redis_save(dc_store_t *s, apr_pool_t *p, const char *en
     argv[argc] = ts;
     lens[argc++] = (size_t)snprintf(ts, sizeof(ts), "%lld", (long long)now_ms);
 
-    c = acquire(r);
-    if (!c)
-        return DC_STORE_UNAVAILABLE;
-    redisAppendCommandArgv(c->ctx, argc, argv, lens);
-    if (r->ttl_s > 0) {
-        const char *eargv[3] = {"EXPIRE", key, ttl};
-        size_t elens[3] = {6, key_len, 0};
+    for (int attempt = 0;; attempt++) {
+        int err_no = 0, failed_at = -1;
 
-        elens[2] = (size_t)snprintf(ttl, sizeof(ttl), "%ld", r->ttl_s);
-        redisAppendCommandArgv(c->ctx, 3, eargv, elens);
-    }
-    for (int i = 0; i < n_replies; i++) {
-        redisReply *reply = NULL;
-
-        if (redisGetReply(c->ctx, (void **)&reply) != REDIS_OK || !reply) {
-            broken(r, c, i == 0 ? "HSET" : "EXPIRE");
+        c = acquire(r, attempt > 0);
+        if (!c)
             return DC_STORE_UNAVAILABLE;
+        redisAppendCommandArgv(c->ctx, argc, argv, lens);
+        if (r->ttl_s > 0) {
+            const char *eargv[3] = {"EXPIRE", key, ttl};
+            size_t elens[3] = {6, key_len, 0};
+
+            elens[2] = (size_t)snprintf(ttl, sizeof(ttl), "%ld", r->ttl_s);
+            redisAppendCommandArgv(c->ctx, 3, eargv, elens);
         }
-        if (reply->type != REDIS_REPLY_INTEGER && !refused) {
-            log_bad_data(r,
-                   DCLOGNO(10334) "store redis %s: %s of a %zu-byte key refused: %.80s", r->where,
-                   i == 0 ? "HSET" : "EXPIRE", key_len,
-                   reply->type == REDIS_REPLY_ERROR && reply->str ? reply->str
-                                                                  : "unexpected reply");
-            refused = 1;
+        for (int i = 0; i < n_replies && failed_at < 0; i++) {
+            redisReply *reply = NULL;
+
+            errno = 0;
+            if (redisGetReply(c->ctx, (void **)&reply) != REDIS_OK || !reply) {
+                err_no = errno;
+                failed_at = i;
+                break;
+            }
+            if (reply->type != REDIS_REPLY_INTEGER && !refused) {
+                log_bad_data(r,
+                             DCLOGNO(10334) "store redis %s: %s of a %zu-byte key refused: %.80s",
+                             r->where, i == 0 ? "HSET" : "EXPIRE", key_len,
+                             reply->type == REDIS_REPLY_ERROR && reply->str ? reply->str
+                                                                            : "unexpected reply");
+                refused = 1;
+            }
+            freeReplyObject(reply);
         }
-        freeReplyObject(reply);
+        if (failed_at < 0)
+            break;
+        /* HSET and EXPIRE may be sent twice: both are idempotent */
+        if (attempt == 0 && failed_at == 0 && closed_while_idle(c, err_no)) {
+            discard(c);
+            continue;
+        }
+        broken(r, c, failed_at == 0 ? "HSET" : "EXPIRE");
+        return DC_STORE_UNAVAILABLE;
     }
     release(r, c);
     succeed(r);

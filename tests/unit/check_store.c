@@ -805,6 +805,43 @@ START_TEST(redis_down_then_back)
 }
 END_TEST
 
+static int log_lines_10330;
+
+static void outage_sink(void *baton, dc_log_level_e level, const char *msg)
+{
+    if (strstr(msg, "DC10330"))
+        log_lines_10330++;
+}
+
+/* Redis closes idle clients after "timeout" seconds: a pooled connection it closed is
+ * replaced without calling it an outage. */
+START_TEST(redis_idle_connection_closed_by_server)
+{
+    dc_store_t *s;
+    dc_assignments_t a = one("vg", "v", 0), out;
+    const char *detail;
+    redisReply *reply;
+
+    NEED_REDIS();
+    freeReplyObject(raw(NULL, 0, "CONFIG SET timeout 1"));
+    s = open_ok(redis_uri(""));
+    ck_assert_int_eq(dc_store_save(s, pool, "env", "vis", 3, &a, 1), DC_STORE_OK);
+    ck_assert_int_eq(dc_store_load(s, pool, "env", "vis", 3, &out), DC_STORE_OK);
+    apr_sleep(apr_time_from_msec(2500));
+    reply = raw(NULL, 0, "INFO clients");
+    ck_assert_ptr_nonnull(strstr(reply->str, "connected_clients:1\r\n")); /* only this one */
+    freeReplyObject(reply);
+    dc_log_set_sink(outage_sink, NULL, DC_LOG_WARN);
+    ck_assert_int_eq(dc_store_load(s, pool, "env", "vis", 3, &out), DC_STORE_OK);
+    apr_sleep(apr_time_from_msec(2500));
+    ck_assert_int_eq(dc_store_save(s, pool, "env", "vis", 3, &a, 2), DC_STORE_OK);
+    ck_assert_int_eq(dc_store_health(s, &detail), DC_STORE_HEALTH_OK);
+    ck_assert_int_eq(log_lines_10330, 0);
+    dc_log_set_sink(NULL, NULL, DC_LOG_ERROR);
+    dc_store_close(s);
+}
+END_TEST
+
 START_TEST(redis_stalled_is_bounded)
 {
     dc_store_t *s;
@@ -1040,7 +1077,7 @@ static Suite *store_suite(void)
     TCase *tc = tcase_create("memory and dbm");
     TCase *tr = tcase_create("redis");
 
-    dc_log_set_sink(NULL, NULL, DC_LOG_ERROR); /* the cases provoke warnings on purpose */
+    dc_log_set_sink(NULL, NULL, getenv("DC_TEST_LOG") ? DC_LOG_WARN : DC_LOG_ERROR); /* the cases provoke warnings on purpose */
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, memory_contract);
@@ -1063,6 +1100,7 @@ static Suite *store_suite(void)
     tcase_add_test(tr, redis_garbage_ignored);
     tcase_add_test(tr, redis_down_then_back);
     tcase_add_test(tr, redis_stalled_is_bounded);
+    tcase_add_test(tr, redis_idle_connection_closed_by_server);
     tcase_add_test(tr, redis_many_threads);
     suite_add_tcase(s, tr);
     return s;
