@@ -103,9 +103,15 @@ struct dc_store {
  * Opens a store from its URI, allocating in p (which must outlive the store):
  *   none
  *   memory[?max_entries=N]                 (default 100000 records)
- *   dbm:PATH | dbm:TYPE:PATH               (TYPE: default, gdbm, sdbm, db)
- *   redis://[user:password@]host:port[/db][?timeout_ms=50&ttl=7776000&prefix=P]
+ *   dbm:PATH | dbm:TYPE:PATH               (TYPE: default, gdbm, sdbm, db; store_dbm.c)
+ *   redis://[user:password@ | :password@]host[:port][/db][?options]   (store_redis.c)
+ *   rediss://...                           (TLS, only when built with hiredis_ssl)
+ *     options: timeout_ms=50, connect_timeout_ms, ttl=7776000 (s, 0 = none), prefix=P,
+ *              max_backoff_ms=5000, tls_ca=FILE
  * Returns NULL and fills err on a bad URI or a backend that cannot start.
+ * A process using a Redis store must ignore SIGPIPE (httpd does): hiredis
+ * writes to its sockets with write(), and a socket the server has reset would
+ * otherwise kill the process.
  */
 dc_store_t *dc_store_open(apr_pool_t *p, const char *uri, char *err, size_t err_len);
 void dc_store_close(dc_store_t *s);
