@@ -5,6 +5,7 @@
 #include "dc_buf.h"
 #include "dc_log.h"
 
+#include <apr_file_info.h>
 #include <apr_strings.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -404,8 +405,14 @@ const char *dc_store_uri_from_flagship(apr_pool_t *p, dc_store_setting_fn *get, 
         return "memory";
     if (strcmp(type, "local") == 0) {
         const char *path = setting(get, baton, "CACHE_OPTIONS_DBPATH");
+        apr_finfo_t fi;
 
-        return apr_pstrcat(p, "dbm:", path ? path : "cache_data", NULL);
+        if (!path)
+            path = "cache_data";
+        /* The decision-api's local cache is a directory (bitcask): our file goes inside it. */
+        if (apr_stat(&fi, path, APR_FINFO_TYPE, p) == APR_SUCCESS && fi.filetype == APR_DIR)
+            path = apr_pstrcat(p, path, "/decision-assignments", NULL);
+        return apr_pstrcat(p, "dbm:", path, NULL);
     }
     if (strcmp(type, "redis") != 0) {
         snprintf(err, err_len,

@@ -151,7 +151,8 @@ int dc_store_redis_open(dc_store_t *s, apr_pool_t *p, const char *uri, char *err
  * configuration written for that server works here. get(baton, name) returns
  * the setting or NULL; names are the decision-api's environment variable names:
  *   CACHE_TYPE                none (or unset) | memory | local | redis
- *   CACHE_OPTIONS_DBPATH      local: the DBM file (default "cache_data")
+ *   CACHE_OPTIONS_DBPATH      local: the DBM file (default "cache_data"); when it is an
+ *                             existing directory (the decision-api's), DIR/decision-assignments
  *   CACHE_OPTIONS_REDISHOST   host:port (default localhost:6379)
  *   CACHE_OPTIONS_REDISUSERNAME, CACHE_OPTIONS_REDISPASSWORD, CACHE_OPTIONS_REDISDB,
  *   CACHE_OPTIONS_REDISTLS    (true/false), CACHE_OPTIONS_REDISTTL (Go duration, e.g. 2160h)

@@ -64,7 +64,7 @@
 #define REDIS_DEFAULT_TTL_S 7776000L /* 2160h, the decision-api's default */
 #define REDIS_MIN_BACKOFF apr_time_from_msec(100)
 #define REDIS_DEFAULT_MAX_BACKOFF_MS 5000
-#define REDIS_MAX_IDLE 64
+#define REDIS_MAX_IDLE 256 /* more than any server's threads: excess ones are closed */
 
 typedef struct conn conn_t;
 struct conn {

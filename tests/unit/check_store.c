@@ -1042,6 +1042,13 @@ START_TEST(flagship_settings)
     ck_assert_str_eq(uri_of(memory, err, sizeof(err)), "memory");
     ck_assert_str_eq(uri_of(local, err, sizeof(err)), "dbm:cache_data");
     ck_assert_str_eq(uri_of(local_path, err, sizeof(err)), "dbm:/var/lib/x/cache");
+    {
+        const char *local_dir[] = {"CACHE_TYPE", "local", "CACHE_OPTIONS_DBPATH", tmpdir, NULL};
+
+        ck_assert_str_eq(uri_of(local_dir, err, sizeof(err)),
+                         apr_pstrcat(pool, "dbm:", tmpdir, "/decision-assignments", NULL));
+        open_ok(uri_of(local_dir, err, sizeof(err)));
+    }
     ck_assert_str_eq(uri_of(redis_default, err, sizeof(err)),
                      "redis://localhost:6379/0?ttl=7776000");
     uri = uri_of(redis_full, err, sizeof(err));
@@ -1071,6 +1078,49 @@ START_TEST(flagship_settings)
 }
 END_TEST
 
+/* Every truncation and byte corruption of a real record, decoded from an exact-size heap copy so
+ * the sanitizer sees any read past the end. */
+START_TEST(record_codec_survives_garbage)
+{
+    dc_assignments_t a, out;
+    size_t len, flen;
+    char *rec, *field;
+
+    memset(&a, 0, sizeof(a));
+    dc_assignments_set(pool, &a, "vg1", 3, "v\"1", 3, 1);
+    dc_assignments_set(pool, &a, "vg\xc3\xa9", 4, "v2", 2, 0);
+    a.ts_ms = 1700000000000LL;
+    rec = dc_assignments_encode(pool, &a, &len);
+    ck_assert_int_eq(dc_assignments_decode(pool, rec, len, &out), 0);
+    ck_assert_int_eq(out.n, 2);
+    expect_assignment(&out, "vg1", "v\"1", 1);
+    ck_assert_int_eq(out.ts_ms, a.ts_ms);
+    field = dc_assignment_encode_field(pool, &a.items[0], &flen);
+    ck_assert_str_eq(field, "{\"VariationID\":\"v\\\"1\",\"Activated\":true}");
+
+    for (size_t cut = 0; cut <= len; cut++) {
+        char *copy = malloc(cut ? cut : 1);
+
+        memcpy(copy, rec, cut);
+        dc_assignments_decode(pool, copy, cut, &out);
+        ck_assert_int_le(out.n, DC_STORE_MAX_ASSIGNMENTS);
+        for (int flip = 0; flip < 256 && cut == len; flip += 37)
+            for (size_t at = 0; at < len; at++) {
+                char saved = copy[at];
+                dc_assignment_t one_out;
+
+                copy[at] = (char)(saved ^ (flip | 1));
+                if (dc_assignments_decode(pool, copy, len, &out) == 0)
+                    for (size_t i = 0; i < out.n; i++)
+                        ck_assert_int_le(out.items[i].variation_id_len, DC_STORE_MAX_FIELD_LEN);
+                dc_assignment_decode_field(pool, "vg", 2, copy, len, &one_out);
+                copy[at] = saved;
+            }
+        free(copy);
+    }
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -1080,6 +1130,7 @@ static Suite *store_suite(void)
     dc_log_set_sink(NULL, NULL, getenv("DC_TEST_LOG") ? DC_LOG_WARN : DC_LOG_ERROR); /* the cases provoke warnings on purpose */
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, record_codec_survives_garbage);
     tcase_add_test(tc, memory_contract);
     tcase_add_loop_test(tc, dbm_contract, 0, N_DBM_TYPES);
     tcase_add_test(tc, dbm_bad_uris);
