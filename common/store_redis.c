@@ -37,6 +37,12 @@
  * streak, recovery once. Error replies (such as WRONGTYPE) keep the
  * connection: the server is fine, the data is not.
  *
+ * Saves that find Redis unreachable are kept (up to REDIS_MAX_PENDING, 1 MB)
+ * and sent by the first call that reaches Redis again, as HSETNX: they only
+ * fill fields Redis lacks, so a newer assignment another server made during
+ * the outage always wins. That one call pays for the pipelined replay (a few
+ * milliseconds for a full queue), once per outage.
+ *
  * Untrusted replies. Every reply's type is checked; HGETALL is read up to
  * DC_STORE_MAX_ASSIGNMENTS fields; fields whose name or value is not a valid
  * assignment are skipped with a log line (at most one a minute). hiredis 0.14 itself does
@@ -65,6 +71,18 @@
 #define REDIS_MIN_BACKOFF apr_time_from_msec(100)
 #define REDIS_DEFAULT_MAX_BACKOFF_MS 5000
 #define REDIS_MAX_IDLE 256 /* more than any server's threads: excess ones are closed */
+
+/* Saves that found Redis unreachable, replayed when it answers again. */
+#define REDIS_MAX_PENDING 1000
+#define REDIS_MAX_PENDING_BYTES (1024 * 1024)
+
+typedef struct pending pending_t;
+struct pending {
+    pending_t *next;
+    int n_commands;
+    size_t len;
+    char commands[]; /* RESP, as redisFormatCommandArgv makes it */
+};
 
 typedef struct conn conn_t;
 struct conn {
@@ -102,7 +120,20 @@ typedef struct {
     apr_interval_time_t backoff;
     char error[160];
     dc_store_log_limit_t bad_data_log; /* garbage fields, wrong key types */
+    pending_t *pending, *pending_tail;
+    size_t n_pending, pending_bytes;
+    unsigned pending_dropped;
 } redis_store_t;
+
+static void free_pending(pending_t *p)
+{
+    while (p) {
+        pending_t *next = p->next;
+
+        free(p);
+        p = next;
+    }
+}
 
 static void free_conns(conn_t *c)
 {
@@ -160,14 +191,66 @@ static void log_bad_data(redis_store_t *r, const char *fmt, ...)
     apr_thread_mutex_unlock(r->mutex);
 }
 
+static conn_t *acquire(redis_store_t *r, int fresh);
+static void release(redis_store_t *r, conn_t *c);
+static void broken(redis_store_t *r, conn_t *c, const char *what);
+
+/* Sends the saves queued during an outage on the connection that just worked. */
+static void replay(redis_store_t *r, pending_t *list, size_t n, unsigned dropped)
+{
+    conn_t *c = acquire(r, 0);
+    int n_commands = 0, failed = 0;
+
+    if (!c) {
+        free_pending(list);
+        return;
+    }
+    for (pending_t *p = list; p; p = p->next) {
+        redisAppendFormattedCommand(c->ctx, p->commands, p->len);
+        n_commands += p->n_commands;
+    }
+    for (int i = 0; i < n_commands; i++) {
+        redisReply *reply = NULL;
+
+        if (redisGetReply(c->ctx, (void **)&reply) != REDIS_OK || !reply) {
+            failed = 1;
+            break;
+        }
+        freeReplyObject(reply);
+    }
+    free_pending(list);
+    if (failed) {
+        broken(r, c, "replaying saves");
+        return;
+    }
+    release(r, c);
+    dc_log(DC_LOG_INFO,
+           DCLOGNO(10335) "store redis %s: %zu save(s) made while it was unreachable written "
+                          "(fields Redis already had were kept)%s",
+           r->where, n, dropped ? ", more were left out (queue full)" : "");
+}
+
 static void succeed(redis_store_t *r)
 {
+    pending_t *list = NULL;
+    size_t n = 0;
+    unsigned dropped = 0;
+
     apr_thread_mutex_lock(r->mutex);
-    if (r->failing)
+    if (r->failing) {
         dc_log(DC_LOG_INFO, DCLOGNO(10331) "store redis %s: connected again", r->where);
+        list = r->pending;
+        n = r->n_pending;
+        dropped = r->pending_dropped;
+        r->pending = r->pending_tail = NULL;
+        r->n_pending = r->pending_bytes = 0;
+        r->pending_dropped = 0;
+    }
     r->failing = 0;
     r->backoff = 0;
     apr_thread_mutex_unlock(r->mutex);
+    if (list)
+        replay(r, list, n, dropped);
 }
 
 /* Sends the pipelined commands already appended and checks that each reply is
@@ -450,6 +533,74 @@ static dc_store_status_e redis_load(dc_store_t *s, apr_pool_t *p, const char *en
     return out->n ? DC_STORE_OK : DC_STORE_NOT_FOUND;
 }
 
+/*
+ * Keeps a save that found Redis unreachable, for replay when it answers. It is
+ * written with HSETNX, so it only fills fields Redis does not have: a newer
+ * assignment another server saved meanwhile is never overwritten by it.
+ */
+static void queue_for_replay(redis_store_t *r, const char **hset_argv, const size_t *hset_lens,
+                             int hset_argc)
+{
+    char *cmds[DC_STORE_MAX_ASSIGNMENTS + 2];
+    int lens[DC_STORE_MAX_ASSIGNMENTS + 2], n_commands = 0;
+    const char *key = hset_argv[1];
+    size_t total = 0, key_len = hset_lens[1];
+    pending_t *entry = NULL;
+    char ttl[24];
+
+    /* HSET key f1 v1 f2 v2 ... ts ms  →  HSETNX key f v, for each pair */
+    for (int i = 2; i + 1 < hset_argc; i += 2) {
+        const char *argv[4] = {"HSETNX", key, hset_argv[i], hset_argv[i + 1]};
+        size_t argl[4] = {6, key_len, hset_lens[i], hset_lens[i + 1]};
+
+        lens[n_commands] = redisFormatCommandArgv(&cmds[n_commands], 4, argv, argl);
+        if (lens[n_commands] < 0)
+            goto out;
+        total += (size_t)lens[n_commands++];
+    }
+    if (r->ttl_s > 0) {
+        const char *argv[3] = {"EXPIRE", key, ttl};
+        size_t argl[3] = {6, key_len, 0};
+
+        argl[2] = (size_t)snprintf(ttl, sizeof(ttl), "%ld", r->ttl_s);
+        lens[n_commands] = redisFormatCommandArgv(&cmds[n_commands], 3, argv, argl);
+        if (lens[n_commands] < 0)
+            goto out;
+        total += (size_t)lens[n_commands++];
+    }
+    entry = malloc(sizeof(*entry) + total);
+    if (entry) {
+        char *o = entry->commands;
+
+        for (int i = 0; i < n_commands; i++) {
+            memcpy(o, cmds[i], (size_t)lens[i]);
+            o += lens[i];
+        }
+        entry->next = NULL;
+        entry->n_commands = n_commands;
+        entry->len = total;
+    }
+out:
+    for (int i = 0; i < n_commands; i++)
+        redisFreeCommand(cmds[i]);
+    apr_thread_mutex_lock(r->mutex);
+    if (!entry || r->n_pending >= REDIS_MAX_PENDING ||
+        r->pending_bytes + total > REDIS_MAX_PENDING_BYTES || r->pid != getpid()) {
+        r->pending_dropped++;
+    } else {
+        if (r->pending_tail)
+            r->pending_tail->next = entry;
+        else
+            r->pending = entry;
+        r->pending_tail = entry;
+        r->n_pending++;
+        r->pending_bytes += total;
+        entry = NULL;
+    }
+    apr_thread_mutex_unlock(r->mutex);
+    free(entry);
+}
+
 static dc_store_status_e redis_save(dc_store_t *s, apr_pool_t *p, const char *env_id,
                                     const char *id, size_t id_len, const dc_assignments_t *changes,
                                     int64_t now_ms)
@@ -484,8 +635,10 @@ static dc_store_status_e redis_save(dc_store_t *s, apr_pool_t *p, const char *en
         int err_no = 0, failed_at = -1;
 
         c = acquire(r, attempt > 0);
-        if (!c)
+        if (!c) {
+            queue_for_replay(r, argv, lens, argc);
             return DC_STORE_UNAVAILABLE;
+        }
         redisAppendCommandArgv(c->ctx, argc, argv, lens);
         if (r->ttl_s > 0) {
             const char *eargv[3] = {"EXPIRE", key, ttl};
@@ -521,6 +674,8 @@ static dc_store_status_e redis_save(dc_store_t *s, apr_pool_t *p, const char *en
             continue;
         }
         broken(r, c, failed_at == 0 ? "HSET" : "EXPIRE");
+        if (failed_at == 0)
+            queue_for_replay(r, argv, lens, argc);
         return DC_STORE_UNAVAILABLE;
     }
     release(r, c);
@@ -556,6 +711,9 @@ static void redis_child_init(dc_store_t *s, apr_pool_t *pchild)
     redis_store_t *r = s->impl;
 
     (void)pchild;
+    free_pending(r->pending); /* the parent replays its own */
+    r->pending = r->pending_tail = NULL;
+    r->n_pending = r->pending_bytes = 0;
     free_conns(r->idle);
     r->idle = NULL;
     r->n_idle = 0;
@@ -573,6 +731,9 @@ static void redis_close(dc_store_t *s)
     r->idle = NULL;
     r->n_idle = 0;
     r->generation++;
+    free_pending(r->pending);
+    r->pending = r->pending_tail = NULL;
+    r->n_pending = r->pending_bytes = 0;
     apr_thread_mutex_unlock(r->mutex);
 #ifdef DC_HAVE_HIREDIS_SSL
     if (r->ssl) {

@@ -842,6 +842,60 @@ START_TEST(redis_idle_connection_closed_by_server)
 }
 END_TEST
 
+/* Saves made while Redis was down reach it when it is back, without overwriting what it has. */
+START_TEST(redis_outage_saves_replayed)
+{
+    dc_store_t *s;
+    dc_assignments_t a, out;
+    apr_time_t deadline;
+    redisReply *reply;
+
+    NEED_REDIS();
+    s = open_ok(redis_uri("?max_backoff_ms=200&prefix=p:"));
+    a = one("vg", "v", 0);
+    ck_assert_int_eq(dc_store_save(s, pool, "env", "warm", 4, &a, 1), DC_STORE_OK);
+    redis_stop(&srv);
+    for (int i = 0; i < 5; i++) {
+        char id[16];
+
+        snprintf(id, sizeof(id), "down-%d", i);
+        a = one("vg_new", "x", i % 2);
+        ck_assert_int_eq(dc_store_save(s, pool, "env", id, strlen(id), &a, 100 + i),
+                         DC_STORE_UNAVAILABLE);
+    }
+    memset(&a, 0, sizeof(a));
+    dc_assignments_set(pool, &a, "vg_old", 6, "stale", 5, 0);
+    dc_assignments_set(pool, &a, "vg_more", 7, "m", 1, 1);
+    ck_assert_int_eq(dc_store_save(s, pool, "env", "down-0", 6, &a, 200), DC_STORE_UNAVAILABLE);
+
+    redis_start(&srv);
+    /* meanwhile another server saved a newer assignment for down-0 */
+    freeReplyObject(raw(NULL, 0, "HSET %s %s %s", "p:down-0", "vg_old",
+                        "{\"VariationID\":\"newer\",\"Activated\":true}"));
+    deadline = apr_time_now() + apr_time_from_sec(10);
+    while (dc_store_load(s, pool, "env", "nobody", 6, &out) == DC_STORE_UNAVAILABLE) {
+        ck_assert_msg(apr_time_now() < deadline, "no reconnect after Redis restarted");
+        apr_sleep(apr_time_from_msec(20));
+    }
+    for (int i = 0; i < 5; i++) {
+        char id[16];
+
+        snprintf(id, sizeof(id), "down-%d", i);
+        ck_assert_int_eq(dc_store_load(s, pool, "env", id, strlen(id), &out), DC_STORE_OK);
+        expect_assignment(&out, "vg_new", "x", i % 2);
+        if (i)
+            ck_assert_int_eq(out.ts_ms, 100 + i);
+    }
+    ck_assert_int_eq(dc_store_load(s, pool, "env", "down-0", 6, &out), DC_STORE_OK);
+    expect_assignment(&out, "vg_old", "newer", 1); /* kept, not replaced by the replay */
+    expect_assignment(&out, "vg_more", "m", 1);
+    reply = raw(NULL, 0, "TTL %s", "p:down-3");
+    ck_assert_int_gt(reply->integer, 7776000 - 60);
+    freeReplyObject(reply);
+    dc_store_close(s);
+}
+END_TEST
+
 START_TEST(redis_stalled_is_bounded)
 {
     dc_store_t *s;
@@ -1151,6 +1205,7 @@ static Suite *store_suite(void)
     tcase_add_test(tr, redis_garbage_ignored);
     tcase_add_test(tr, redis_down_then_back);
     tcase_add_test(tr, redis_stalled_is_bounded);
+    tcase_add_test(tr, redis_outage_saves_replayed);
     tcase_add_test(tr, redis_idle_connection_closed_by_server);
     tcase_add_test(tr, redis_many_threads);
     suite_add_tcase(s, tr);
