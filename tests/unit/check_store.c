@@ -856,7 +856,7 @@ START_TEST(redis_outage_saves_replayed)
     ck_assert_int_eq(dc_store_save(s, pool, "env", "warm", 4, &a, 1), DC_STORE_OK);
     redis_stop(&srv);
     for (int i = 0; i < 5; i++) {
-        char id[16];
+        char id[32];
 
         snprintf(id, sizeof(id), "down-%d", i);
         a = one("vg_new", "x", i % 2);
@@ -878,7 +878,7 @@ START_TEST(redis_outage_saves_replayed)
         apr_sleep(apr_time_from_msec(20));
     }
     for (int i = 0; i < 5; i++) {
-        char id[16];
+        char id[32];
 
         snprintf(id, sizeof(id), "down-%d", i);
         ck_assert_int_eq(dc_store_load(s, pool, "env", id, strlen(id), &out), DC_STORE_OK);
