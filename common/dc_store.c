@@ -449,6 +449,6 @@ const char *dc_store_uri_from_flagship(apr_pool_t *p, dc_store_setting_fn *get, 
     else if (user)
         dc_log(DC_LOG_WARN, DCLOGNO(10370) "CACHE_OPTIONS_REDISUSERNAME is set without "
                                            "CACHE_OPTIONS_REDISPASSWORD: connecting without AUTH");
-    return apr_psprintf(p, "%s://%s%s/%s?ttl=%" APR_INT64_T_FMT, use_tls ? "rediss" : "redis", auth, host,
-                        db ? db : "0", (apr_int64_t)ttl_s);
+    return apr_psprintf(p, "%s://%s%s/%s?ttl=%" APR_INT64_T_FMT, use_tls ? "rediss" : "redis",
+                        auth, host, db ? db : "0", (apr_int64_t)ttl_s);
 }

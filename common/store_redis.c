@@ -35,7 +35,9 @@
  * they are all dead). When the window ends, one request probes with a fresh
  * connection while the others keep skipping. Failures are logged once per
  * streak, recovery once. Error replies (such as WRONGTYPE) keep the
- * connection: the server is fine, the data is not.
+ * connection: the server is fine, the data is not. A pooled connection that
+ * the server closed while idle (its "timeout" setting, a proxy) is no outage:
+ * the call retries once on a fresh connection.
  *
  * Saves that find Redis unreachable are kept (up to REDIS_MAX_PENDING, 1 MB)
  * and sent by the first call that reaches Redis again, as HSETNX: they only
@@ -45,8 +47,9 @@
  *
  * Untrusted replies. Every reply's type is checked; HGETALL is read up to
  * DC_STORE_MAX_ASSIGNMENTS fields; fields whose name or value is not a valid
- * assignment are skipped with a log line (at most one a minute). hiredis 0.14 itself does
- * not bound the size of one bulk reply: the Redis server is the operator's.
+ * assignment are skipped with a log line (at most one a minute). hiredis
+ * 0.14 itself does not bound the size of one bulk reply: the Redis server is
+ * the operator's.
  */
 #include "dc_store.h"
 #include "dc_log.h"
@@ -412,8 +415,9 @@ static void discard(conn_t *c)
  * timeout is never retried, so a stalled Redis still costs one timeout. */
 static int closed_while_idle(const conn_t *c, int err_no)
 {
-    return c->reused && (c->ctx->err == REDIS_ERR_EOF ||
-                         (c->ctx->err == REDIS_ERR_IO && (err_no == ECONNRESET || err_no == EPIPE)));
+    int reset = c->ctx->err == REDIS_ERR_IO && (err_no == ECONNRESET || err_no == EPIPE);
+
+    return c->reused && (c->ctx->err == REDIS_ERR_EOF || reset);
 }
 
 /* The connection broke or timed out: drop it and back off. */
@@ -968,7 +972,8 @@ int dc_store_redis_open(dc_store_t *s, apr_pool_t *p, const char *uri, char *err
         rest = port_end;
     }
     if (rest < end && *rest == '/') {
-        if (end > rest + 1 && parse_long(rest + 1, (size_t)(end - rest - 1), 0, 1 << 20, &r->db) < 0) {
+        if (end > rest + 1 &&
+            parse_long(rest + 1, (size_t)(end - rest - 1), 0, 1 << 20, &r->db) < 0) {
             snprintf(err, err_len, "store redis: bad database number \"%.*s\"",
                      (int)(end - rest - 1), rest + 1);
             return -1;

@@ -1181,7 +1181,8 @@ static Suite *store_suite(void)
     TCase *tc = tcase_create("memory and dbm");
     TCase *tr = tcase_create("redis");
 
-    dc_log_set_sink(NULL, NULL, getenv("DC_TEST_LOG") ? DC_LOG_WARN : DC_LOG_ERROR); /* the cases provoke warnings on purpose */
+    /* the cases provoke warnings on purpose; DC_TEST_LOG=1 shows them */
+    dc_log_set_sink(NULL, NULL, getenv("DC_TEST_LOG") ? DC_LOG_WARN : DC_LOG_ERROR);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, record_codec_survives_garbage);
