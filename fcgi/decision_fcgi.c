@@ -3,6 +3,7 @@
  * and the command-line evaluator (decision-fcgi eval).
  */
 #include "eval.h"
+#include "ship.h"
 
 #include <apr_general.h>
 #include <stdio.h>
@@ -27,6 +28,8 @@ int main(int argc, const char *const *argv)
         rc = dc_eval_main(argc - 1, argv + 1);
         return rc;
     }
+    if (argc >= 2 && strcmp(argv[1], "ship") == 0)
+        return dc_ship_main(argc - 1, argv + 1);
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         usage(argv[0]);
         dc_eval_usage(argv[0]);
