@@ -50,13 +50,15 @@ typedef enum {
     DC_SOURCE_FAILED        /* fetch, HTTP status, size or parse error: keep the current one */
 } dc_source_result_e;
 
-/* What the health and status pages show. Strings live in the source. */
+/* What the health and status pages show (a copy, safe to read while a refresh runs). */
 typedef struct {
-    const char *origin;            /* where the current config came from: "url", "file", "last-known-good" */
+    const char *origin;            /* where the current config came from: "url", "file",
+                                      "last-known-good", or "none" */
+    char digest[17];               /* of the current config's bytes, "" when none */
     apr_time_t last_attempt;       /* 0 before the first refresh */
     apr_time_t last_success;       /* last CHANGED or UNCHANGED */
     apr_time_t last_change;        /* when the current config was accepted */
-    const char *last_error;        /* NULL when the last refresh succeeded */
+    char last_error[256];          /* "" when the last refresh succeeded */
     unsigned failures_in_a_row;
     unsigned long fetches, changes, not_modified, errors;
 } dc_source_status_t;

@@ -9,6 +9,10 @@ Collector: POST / (any path) records the body; answers the next status of a
 
 Used in-process (StandIn(...).start()) by the pytest suites, or standalone:
     python3 tests/standin.py --port 8999 --bucketing conf/sample-bucketing.json
+Standalone, it is steered over HTTP (for the C unit tests):
+    PUT  /_standin/bucketing/{env_id}   body = the file to serve
+    POST /_standin/cdn                  {"status": 500 | null, "garbage": bool, "delay": seconds}
+    GET  /_standin/cdn-requests         [[path, If-None-Match, If-Modified-Since, status], ...]
 """
 import argparse
 import email.utils
@@ -50,12 +54,19 @@ class StandIn:
                     self.wfile.write(body)
 
             def do_GET(self):
+                if self.path.startswith("/_standin/"):
+                    return standin._control(self)
                 standin._cdn(self)
+
+            def do_PUT(self):
+                standin._control(self)
 
             def do_HEAD(self):
                 standin._cdn(self)
 
             def do_POST(self):
+                if self.path.startswith("/_standin/"):
+                    return standin._control(self)
                 standin._collect(self)
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
@@ -135,6 +146,26 @@ class StandIn:
         self.cdn_requests.append((h.path, headers, 200))
         h._send(200, body, {"Content-Type": "application/json", "ETag": etag,
                             "Last-Modified": lm, "Cache-Control": "max-age=30"})
+
+    def _control(self, h):
+        length = int(h.headers.get("Content-Length") or 0)
+        body = h.rfile.read(length) if length else b""
+        if h.command == "PUT" and h.path.startswith("/_standin/bucketing/"):
+            self.set_bucketing(h.path[len("/_standin/bucketing/"):], body)
+        elif h.command == "POST" and h.path == "/_standin/cdn":
+            doc = json.loads(body or b"{}")
+            with self.lock:
+                self.cdn_status = doc.get("status")
+                self.cdn_garbage = bool(doc.get("garbage"))
+                self.cdn_delay = float(doc.get("delay") or 0)
+        elif h.command == "GET" and h.path == "/_standin/cdn-requests":
+            with self.lock:
+                rows = [[p, hd.get("If-None-Match"), hd.get("If-Modified-Since"), st]
+                        for p, hd, st in self.cdn_requests]
+            return h._send(200, json.dumps(rows).encode(), {"Content-Type": "application/json"})
+        else:
+            return h._send(404, b"unknown control path")
+        h._send(204)
 
     def _collect(self, h):
         length = int(h.headers.get("Content-Length") or 0)
