@@ -109,7 +109,7 @@ def check_campaigns_modes(base_url, api_key=None, env_id=ENV_ID):
 
 
 def check_single_campaign(base_url, api_key=None, env_id=ENV_ID):
-    """POST /v2/campaigns/{id} and /{slug}: a match, a 204 for no match or no campaign."""
+    """POST /v2/campaigns/{id} and /{slug}: a match (200), no match (204), no such campaign (400)."""
     for ref in ["c_ab", "ab-button", "c_vip", "nope"]:
         path = "/v2/campaigns/" + ref
         bodies = VISITORS[:2]
@@ -119,13 +119,15 @@ def check_single_campaign(base_url, api_key=None, env_id=ENV_ID):
             if r.status == 204:
                 assert w == {}, (path, body, w)
             else:
-                assert r.status == 200, (path, r)
+                assert r.status == (400 if "message" in w else 200), (path, r)
                 assert got == w, (path, body, got, w)
-    # c_ab serves everyone: both spellings of the reference must answer 200 with the campaign
+    # c_ab serves everyone: both spellings of the reference answer 200 with the campaign
     r, got = _decide(base_url, "/v2/campaigns/ab-button", VISITORS[0], api_key)
     assert r.status == 200 and got["id"] == "c_ab", r
-    r, _ = _decide(base_url, "/v2/campaigns/nope", VISITORS[0], api_key)
+    r, got = _decide(base_url, "/v2/campaigns/c_vip", VISITORS[0], api_key)
     assert r.status == 204, r
+    r, got = _decide(base_url, "/v2/campaigns/nope", VISITORS[0], api_key)
+    assert r.status == 400 and "nope" in got["message"], r
 
 
 def check_flags(base_url, api_key=None, env_id=ENV_ID):
