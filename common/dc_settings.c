@@ -407,6 +407,8 @@ int dc_settings_load_env(dc_settings_t *s, const char *const *envp)
             if (strcmp(name, defs[i].env) == 0)
                 break;
         if (i < S_COUNT) {
+            if (!eq[1])
+                continue; /* empty is unset, as viper has it: it does not hide the file's value */
             s->raw[i] = eq + 1;
             s->origin[i] = "environment";
         } else if (typo_candidate(name)) {

@@ -10,7 +10,8 @@
  *
  * The body is read only up to MAX_BODY_SIZE: a larger CONTENT_LENGTH is
  * answered 413 without reading it, and a body without CONTENT_LENGTH is read
- * until it passes the limit, then flagged as too large.
+ * until it passes the limit, then flagged as too large. (Under FastCGI what
+ * is left is dropped after the answer, see drain_body().)
  */
 #include "request.h"
 
@@ -108,6 +109,20 @@ static void read_body(apr_pool_t *p, const dc_fcgi_io_t *io, apr_size_t max, dc_
     buf[got] = '\0';
     req->body = buf;
     req->body_len = got;
+}
+
+/* FastCGI: the rest of stdin is read and dropped after the answer (up to a bound), so that
+ * closing the connection with unread input does not reset it and lose the answer. */
+#define DRAIN_LIMIT (64 * 1024 * 1024)
+
+static void drain_body(const dc_fcgi_io_t *io)
+{
+    char buf[16384];
+    size_t dropped = 0;
+    int n;
+
+    while (dropped < DRAIN_LIMIT && (n = io->read(io->baton, buf, (int)sizeof(buf))) > 0)
+        dropped += (size_t)n;
 }
 
 static const char *reason(int status)
@@ -232,6 +247,8 @@ void dc_fcgi_handle(dc_fcgi_app_t *app, apr_pool_t *p, const dc_fcgi_io_t *io)
 
     if (write_response(p, io, &resp) < 0)
         dc_log(DC_LOG_DEBUG, DCLOGNO(10520) "the web server went away before the answer was sent");
+    if (io->body_until_eof)
+        drain_body(io);
     if (dc_log_enabled(DC_LOG_INFO)) {
         const char *remote = io->param(io->baton, "REMOTE_ADDR");
         const char *uri = io->param(io->baton, "REQUEST_URI");

@@ -16,8 +16,9 @@
  *      connections are closed after their current request;
  *   3. wait for the workers until SHUTDOWN_TIMEOUT, then exit: 0 when no
  *      request was left unfinished, 1 otherwise.
- * libfcgi's own handling (FCGX_ShutdownPending, SIGUSR1) only stops a
- * worker after its next request, which may never come.
+ * libfcgi's own handling is no help here: FCGX_ShutdownPending() (also what
+ * its SIGUSR1 handler does) makes every later read and write of libfcgi fail,
+ * which would cut the requests in flight, and it stops no blocked accept().
  */
 #include "serve.h"
 
@@ -248,7 +249,6 @@ int dc_fcgi_serve(dc_fcgi_app_t *app)
 
     deadline = apr_time_now() + grace;
     __atomic_store_n(&srv.stopping, 1, __ATOMIC_RELEASE);
-    FCGX_ShutdownPending();
     while (listen_queue_nonempty(srv.listen_fd) && apr_time_now() < deadline)
         sleep_ms(5);
     shutdown(srv.listen_fd, SHUT_RDWR);
