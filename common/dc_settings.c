@@ -199,7 +199,21 @@ static size_t distance(const char *a, const char *b)
     return row[lb];
 }
 
-/* The closest known name (of the same spelling family), when close enough to be a typo. */
+/* The first and last words of a name ("CORS" and "ORIGINS" of CORS_ALLOWED_ORIGINS). */
+static int same_ends(const char *a, const char *b)
+{
+    size_t fa = strcspn(a, "_."), fb = strcspn(b, "_.");
+    const char *la = a + strlen(a), *lb = b + strlen(b);
+
+    while (la > a && la[-1] != '_' && la[-1] != '.')
+        la--;
+    while (lb > b && lb[-1] != '_' && lb[-1] != '.')
+        lb--;
+    return la > a && lb > b && fa == fb && strncasecmp(a, b, fa) == 0 && strcasecmp(la, lb) == 0;
+}
+
+/* The closest known name (of the same spelling family), when close enough to be a typo,
+ * else one with the same first and last words (a word left out). */
 static const char *closest(const char *name, int yaml)
 {
     const char *best = NULL;
@@ -214,6 +228,9 @@ static const char *closest(const char *name, int yaml)
             best = candidate;
         }
     }
+    for (int i = 0; !best && i < S_COUNT; i++)
+        if (same_ends(name, yaml ? defs[i].yaml : defs[i].env))
+            best = yaml ? defs[i].yaml : defs[i].env;
     return best;
 }
 
@@ -464,11 +481,20 @@ int dc_parse_go_duration(const char *text, apr_interval_time_t *out)
         double v;
         size_t best = 0, ulen = 0;
 
-        if (!isdigit((unsigned char)*p) && *p != '.')
+        /* digits [. digits]: Go takes no exponent, sign or hex here */
+        end = (char *)p;
+        while (isdigit((unsigned char)*end))
+            end++;
+        if (*end == '.') {
+            end++;
+            while (isdigit((unsigned char)*end))
+                end++;
+        }
+        if (end == p || (end == p + 1 && *p == '.'))
             return -1;
         errno = 0;
-        v = strtod(p, &end);
-        if (end == p || errno)
+        v = strtod(p, NULL);
+        if (errno)
             return -1;
         p = end;
         for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
