@@ -484,6 +484,11 @@ def test_config_from_yaml_and_env_overrides(workdir):
     assert "from-file" not in responder.output()
 
 
+def test_the_yaml_example_is_valid():
+    rc, err = check_config({}, ["--config", os.path.join(CONF, "decision-fcgi.yaml")])
+    assert rc == 0, err
+
+
 def test_yaml_errors_name_key_and_line(workdir):
     path = os.path.join(workdir, "bad.yaml")
     with open(path, "w") as f:
