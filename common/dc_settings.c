@@ -396,11 +396,13 @@ int dc_settings_load_yaml(dc_settings_t *s, const char *path)
 
 /* ---- environment -------------------------------------------------------- */
 
+/* A variable we take for a misspelling of ours: one of our prefixes and a known name close to
+ * it (LOG_DIR of another program is left alone), or very close to one of our longer names. */
 static int typo_candidate(const char *name)
 {
     for (size_t i = 0; i < sizeof(env_prefixes) / sizeof(env_prefixes[0]); i++)
         if (strncmp(name, env_prefixes[i], strlen(env_prefixes[i])) == 0)
-            return 1;
+            return closest(name, 0) != NULL;
     /* Near misses of our longer names (POLING_INTERVAL); short ones would catch unrelated variables. */
     for (int i = 0; i < S_COUNT; i++)
         if (strlen(defs[i].env) >= 10 && distance(name, defs[i].env) <= 2)
@@ -686,6 +688,10 @@ int dc_settings_finish(dc_settings_t *s)
     s->cors_allowed_origins = s->raw[S_CORS_ORIGINS] ? s->raw[S_CORS_ORIGINS] : "*";
     s->cors_allowed_headers =
         s->raw[S_CORS_HEADERS] ? s->raw[S_CORS_HEADERS] : DC_DEFAULT_CORS_HEADERS;
+    /* They become response header values. */
+    for (int i = S_CORS_ORIGINS; i <= S_CORS_HEADERS; i++)
+        if (s->raw[i] && strpbrk(s->raw[i], "\r\n"))
+            add_error(s, "%s: a header value cannot hold a line break", label(s, i));
     s->bucketing_file = value_of(s, S_BUCKETING_FILE);
     s->last_known_good = value_of(s, S_LAST_KNOWN_GOOD);
     s->listen = value_of(s, S_LISTEN);

@@ -73,7 +73,8 @@ int dc_settings_load_yaml(dc_settings_t *s, const char *path);
 
 /* Takes every known variable of envp (NULL-terminated "NAME=value"), and
  * records an error for an unknown one that starts with one of our prefixes
- * (CACHE_, CORS_, BUCKETING_, LOG_), naming the closest known name. */
+ * (CACHE_, CORS_, BUCKETING_, LOG_) and is close to a known name, naming it. Empty
+ * variables are unset (as viper has it), so they do not hide the file's value. */
 int dc_settings_load_env(dc_settings_t *s, const char *const *envp);
 
 /* Parses and checks everything; returns 0, or -1 with s->errors filled. */

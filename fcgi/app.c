@@ -180,8 +180,10 @@ int dc_fcgi_app_start(dc_fcgi_app_t *app, apr_pool_t *p, const dc_fcgi_args_t *a
     }
     /* Nothing to serve yet (or a stale CGI cache): fetch once now, before the first request,
      * rather than answer 503 until the poller's first round. Bounded by the source timeouts. */
-    if (cgi ? cgi_needs_fetch(settings, have_config) : (!have_config && settings->bucketing_url))
+    if (cgi ? cgi_needs_fetch(settings, have_config) : (!have_config && settings->bucketing_url)) {
         publish_refresh(app);
+        app->fetched_at_start = 1;
+    }
     dc_log(DC_LOG_INFO, DCLOGNO(10505) "started (%s): bucketing %s; store %s; CORS %s; API key %s",
            cgi ? "CGI" : "FastCGI", describe_source(p, settings), app->svc.store->uri,
            settings->cors_enabled ? "on" : "off",
@@ -295,7 +297,10 @@ static struct timespec monotonic_after(apr_interval_time_t us)
 static void *poller_main(void *data)
 {
     dc_fcgi_app_t *app = data;
-    struct timespec next = monotonic_after(app->settings->polling_interval);
+    /* Served from a file at start (last-known-good maybe hours old): ask the URL at once. */
+    struct timespec next = monotonic_after(app->fetched_at_start || !app->settings->bucketing_url
+                                               ? app->settings->polling_interval
+                                               : 0);
 
     pthread_mutex_lock(&app->mutex);
     while (!app->stopping) {

@@ -40,6 +40,7 @@ typedef struct {
     apr_pool_t *source_pool;
     dc_source_t *source;
     int cgi;                     /* one request, no threads */
+    int fetched_at_start;        /* the URL was asked before serving */
 
     /* poller thread */
     pthread_t poller;

@@ -669,3 +669,28 @@ def test_conditional_get_and_poll_not_on_request_threads(workdir):
             assert responder.stop() == 0
     finally:
         standin.stop()
+
+
+def test_started_from_last_known_good_asks_the_cdn_at_once(workdir):
+    standin = StandIn().start()
+    lkg = os.path.join(workdir, "lkg.json")
+    shutil.copy(SAMPLE_BUCKETING, lkg)
+    try:
+        with open(SAMPLE_BUCKETING) as f:
+            doc = json.load(f)
+        for v in doc["campaigns"][0]["variation_groups"][0]["variations"]:
+            v["modifications"]["value"]["btnColor"] = "purple"
+        standin.set_bucketing(ENV_ID, doc)
+        responder = Responder(workdir, env={"BUCKETING_FILE": "", "LAST_KNOWN_GOOD": lkg,
+                                            "BUCKETING_URL": standin.bucketing_url(ENV_ID),
+                                            "POLLING_INTERVAL": "1h"})
+        try:
+            wait_until(lambda: json.loads(responder.call("POST", "/v2/flags", POST_V1)[2])
+                       ["btnColor"]["value"] == "purple", timeout=10,
+                       what="the CDN's file, long before the polling interval")
+        finally:
+            assert responder.stop() == 0
+        with open(lkg) as f:
+            assert "purple" in f.read()
+    finally:
+        standin.stop()

@@ -121,14 +121,15 @@ START_TEST(environment_and_typos)
 {
     const char *env[] = {"ENV_ID=e2", "CORS_ENABLED=false", "MAX_BODY_SIZE=64k",
                          "POLLING_INTERVAL=2m", "PATH=/usr/bin", "LOGNAME=root",
-                         "CORS_ORIGINS=*", "THREADS=", NULL};
+                         "CORS_ORIGINS=*", "THREADS=", "LOG_DIR=/var/log", NULL};
     dc_settings_t *s = dc_settings_create(pool);
 
     ck_assert_int_lt(dc_settings_load_env(s, env), 0);
     ck_assert(has_error(s, "unknown setting CORS_ORIGINS (did you mean CORS_ALLOWED_ORIGINS?)"));
-    ck_assert_int_eq(s->errors->nelts, 1); /* PATH and LOGNAME are not ours */
+    ck_assert_int_eq(s->errors->nelts, 1); /* PATH, LOGNAME, LOG_DIR are not ours */
     s = dc_settings_create(pool);
-    env[6] = NULL;
+    env[6] = "LOG_DIR=/var/log";
+    env[8] = NULL;
     ck_assert_int_eq(dc_settings_load_env(s, env), 0);
     ck_assert_int_eq(dc_settings_finish(s), 0);
     ck_assert_int_eq(s->cors_enabled, 0);
