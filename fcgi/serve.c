@@ -183,7 +183,7 @@ int dc_fcgi_serve(dc_fcgi_app_t *app)
     worker_t *workers;
     sigset_t signals;
     apr_time_t deadline;
-    int started = 0, left, unfinished, rc;
+    int started = 0, left, unfinished, rc, poller_stopped;
 
     memset(&srv, 0, sizeof(srv));
     srv.app = app;
@@ -268,11 +268,13 @@ int dc_fcgi_serve(dc_fcgi_app_t *app)
     left = srv.live_workers;
     pthread_mutex_unlock(&srv.mutex);
     unfinished = __atomic_load_n(&srv.busy, __ATOMIC_ACQUIRE);
-    dc_fcgi_app_stop_poller(app, deadline > apr_time_now() ? deadline : apr_time_now() + 100000);
+    /* The poller has nothing to flush (a last-known-good file is written whole or not at all):
+     * it gets a second to end a fetch, not the whole timeout. */
+    poller_stopped = dc_fcgi_app_stop_poller(app, apr_time_now() + apr_time_from_sec(1)) == 0;
     if (unix_path)
         unlink(unix_path);
 
-    if (left == 0) {
+    if (left == 0 && poller_stopped) {
         for (int i = 0; i < started; i++)
             pthread_join(workers[i].thread, NULL);
         close(srv.listen_fd);
@@ -280,7 +282,8 @@ int dc_fcgi_serve(dc_fcgi_app_t *app)
         dc_log(DC_LOG_INFO, DCLOGNO(10538) "stopped");
         return 0;
     }
-    /* Threads still blocked on idle kept-alive connections are harmless; busy ones are not. */
+    /* Threads still blocked on idle kept-alive connections, or a poller inside a fetch, are
+     * harmless: exit without freeing what they use. Busy request threads are not harmless. */
     rc = unfinished > 0 ? 1 : 0;
     if (rc)
         dc_log(DC_LOG_ERROR, DCLOGNO(10539) "SHUTDOWN_TIMEOUT passed with %d request%s unfinished: "
@@ -288,7 +291,7 @@ int dc_fcgi_serve(dc_fcgi_app_t *app)
                unfinished, unfinished > 1 ? "s" : "");
     else
         dc_log(DC_LOG_INFO, DCLOGNO(10540) "stopped (%d idle kept-alive connection%s closed)", left,
-               left > 1 ? "s" : "");
+               left == 1 ? "" : "s");
     fflush(NULL);
     _exit(rc);
 }

@@ -194,15 +194,17 @@ def _fcgi_nv(name, value):
 class FcgiRequest:
     """One FastCGI request over its own connection; send in parts, then read()."""
 
-    def __init__(self, address, timeout=30.0):
+    def __init__(self, address, timeout=30.0, keep_conn=False):
         import struct
+        self.keep_conn = keep_conn
         if isinstance(address, str):
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         else:
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         self.sock.connect(address)
-        self.sock.sendall(_fcgi_record(FCGI_BEGIN_REQUEST, struct.pack(">HB5x", 1, 0)))
+        self.sock.sendall(_fcgi_record(FCGI_BEGIN_REQUEST,
+                                       struct.pack(">HB5x", 1, 1 if keep_conn else 0)))
 
     def send_params(self, params):
         data = b"".join(_fcgi_nv(k, v) for k, v in params.items())
@@ -230,7 +232,8 @@ class FcgiRequest:
                 stdout += content
             elif rtype == FCGI_END_REQUEST:
                 break
-        self.sock.close()
+        if not self.keep_conn:
+            self.sock.close()
         head, _, body = stdout.partition(b"\r\n\r\n")
         headers = {}
         for line in head.decode("latin-1").split("\r\n"):

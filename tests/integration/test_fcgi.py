@@ -532,6 +532,21 @@ def test_sigterm_finishes_requests_in_flight(workdir):
         FcgiRequest(responder.address, timeout=1)
 
 
+def test_sigterm_with_an_idle_kept_alive_connection(workdir):
+    responder = Responder(workdir, env={"SHUTDOWN_TIMEOUT": "1s", "LOG_LEVEL": "info"})
+    body = POST_V1.encode()
+    r = FcgiRequest(responder.address, keep_conn=True)
+    r.send_params(fcgi_params("POST", "/v2/campaigns", body))
+    r.send_stdin(body)
+    assert r.read()[0] == 200  # the connection stays open, its thread waits on it
+    t0 = time.monotonic()
+    responder.proc.send_signal(signal.SIGTERM)
+    assert responder.proc.wait(timeout=10) == 0, responder.output()
+    assert time.monotonic() - t0 < 3.0
+    assert "DC10540" in responder.output()
+    r.sock.close()
+
+
 def test_sigterm_under_load_through_nginx_loses_nothing(workdir):
     responder = Responder(workdir, threads=3)
     proc, port = start_nginx(workdir, responder)
@@ -664,9 +679,13 @@ def test_conditional_get_and_poll_not_on_request_threads(workdir):
             for _ in range(20):
                 assert responder.call("POST", "/v2/campaigns", POST_V1)[0] == 200
             assert time.monotonic() - t0 < 2.0
-            standin.cdn_delay = 0.0
+            # nor does it hold up SIGTERM for long
+            t0 = time.monotonic()
+            assert responder.stop() == 0, responder.output()
+            assert time.monotonic() - t0 < 3.0
         finally:
-            assert responder.stop() == 0
+            standin.cdn_delay = 0.0
+            responder.stop()
     finally:
         standin.stop()
 
