@@ -287,13 +287,15 @@ def test_apache_cgi(workdir):
         ("/usr/lib/cgi-bin/decision-fcgi", DECISION_FCGI),
         ('"/usr/lib/cgi-bin"', '"%s"' % cgi_dir),
         ("SetEnv ENV_ID your_env_id", "SetEnv ENV_ID %s\n    SetEnv BUCKETING_FILE %s\n"
-         "    SetEnv MAX_BODY_SIZE 64k" % (ENV_ID, SAMPLE_BUCKETING)),
+         "    SetEnv MAX_BODY_SIZE 64k\n    SetEnv API_KEY cgi-key\n    SetEnv REQUIRE_API_KEY yes"
+         % (ENV_ID, SAMPLE_BUCKETING)),
         ("/var/cache/decision-fcgi/bucketing.json", os.path.join(lkg_dir, "bucketing.json")),
     ])
     conf = write_httpd(workdir, port, ["cgi", "alias", "env"], snippet, mpm="prefork")
     proc = start_httpd(workdir, conf, port)
     try:
-        endpoints.check_all_endpoints(base(port), max_body_size=64 * 1024)
+        # CGIPassAuth in the example passes "Authorization: Bearer" on (check_api_key)
+        endpoints.check_all_endpoints(base(port), api_key="cgi-key", max_body_size=64 * 1024)
     finally:
         proc.stop()
 
@@ -323,6 +325,12 @@ def test_unix_socket_and_routing_variables(workdir):
         r.send_stdin(POST_V1.encode())
         status, _, body = r.read()
         assert status == 200 and "btnColor" in json.loads(body)
+        # servers decode SCRIPT_NAME; a '%' in it is a '%', not an escape
+        r = FcgiRequest(responder.address)
+        r.send_params(fcgi_params("POST", "/v2/campaigns/100%41", POST_V1.encode()))
+        r.send_stdin(POST_V1.encode())
+        status, _, body = r.read()
+        assert status == 400 and "campaign 100%41 is" in json.loads(body)["message"], body
     finally:
         assert responder.stop() == 0
     assert not os.path.exists(responder.address)  # the socket is removed at exit
