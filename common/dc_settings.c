@@ -580,10 +580,20 @@ static const char *value_of(const dc_settings_t *s, int i)
     return s->raw[i] && *s->raw[i] ? s->raw[i] : NULL;
 }
 
+/* dc_store_setting_fn over the raw values, by environment name. */
+static const char *cache_setting(void *baton, const char *name)
+{
+    dc_settings_t *s = baton;
+
+    for (int i = S_CACHE_TYPE; i <= S_REDIS_TTL; i++)
+        if (strcmp(name, defs[i].env) == 0)
+            return value_of(s, i);
+    return NULL;
+}
+
 static void finish_store(dc_settings_t *s)
 {
     const char *store = value_of(s, S_STORE), *type = value_of(s, S_CACHE_TYPE);
-    apr_table_t *options;
     char err[256];
 
     if (store && type) {
@@ -595,11 +605,8 @@ static void finish_store(dc_settings_t *s)
         s->store_uri = store;
         return;
     }
-    options = apr_table_make(s->pool, 8);
-    for (int i = S_CACHE_DBPATH; i <= S_REDIS_TTL; i++)
-        if (value_of(s, i))
-            apr_table_setn(options, defs[i].yaml + strlen("cache.options."), s->raw[i]);
-    s->store_uri = dc_store_uri_from_flagship(s->pool, type, options, err, sizeof(err));
+    err[0] = '\0';
+    s->store_uri = dc_store_uri_from_flagship(s->pool, cache_setting, s, err, sizeof(err));
     if (!s->store_uri)
         add_error(s, "%s", err);
 }

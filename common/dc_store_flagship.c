@@ -35,9 +35,14 @@ static char *percent_encode(apr_pool_t *p, const char *s)
     return out;
 }
 
-static const char *option(apr_table_t *options, const char *name)
+typedef struct {
+    dc_store_setting_fn *get;
+    void *baton;
+} settings_t;
+
+static const char *option(const settings_t *o, const char *name)
 {
-    const char *v = options ? apr_table_get(options, name) : NULL;
+    const char *v = o->get(o->baton, name);
 
     return v && *v ? v : NULL;
 }
@@ -50,24 +55,26 @@ static const char *redis_address(apr_pool_t *p, const char *host, char *err, siz
     long port;
 
     if (strpbrk(host, "/@?# \t")) {
-        snprintf(err, err_len, "cache.options.redisHost: expected host:port");
+        snprintf(err, err_len, "CACHE_OPTIONS_REDISHOST: expected host:port");
         return NULL;
     }
     if (!colon || (host[0] == '[' && colon[-1] != ']'))
         return apr_pstrcat(p, host, ":6379", NULL);
     port = strtol(colon + 1, &end, 10);
     if (colon == host || *end || end == colon + 1 || port < 1 || port > 65535) {
-        snprintf(err, err_len, "cache.options.redisHost: expected host:port with a port 1-65535");
+        snprintf(err, err_len, "CACHE_OPTIONS_REDISHOST: expected host:port with a port 1-65535");
         return NULL;
     }
     return host;
 }
 
-static const char *redis_uri(apr_pool_t *p, apr_table_t *options, char *err, size_t err_len)
+static const char *redis_uri(apr_pool_t *p, const settings_t *o, char *err, size_t err_len)
 {
-    const char *host = option(options, "redisHost"), *user = option(options, "redisUsername");
-    const char *password = option(options, "redisPassword"), *db = option(options, "redisDb");
-    const char *tls = option(options, "redisTls"), *ttl = option(options, "redisTtl");
+    const char *host = option(o, "CACHE_OPTIONS_REDISHOST");
+    const char *user = option(o, "CACHE_OPTIONS_REDISUSERNAME");
+    const char *password = option(o, "CACHE_OPTIONS_REDISPASSWORD");
+    const char *db = option(o, "CACHE_OPTIONS_REDISDB"), *tls = option(o, "CACHE_OPTIONS_REDISTLS");
+    const char *ttl = option(o, "CACHE_OPTIONS_REDISTTL");
     const char *address, *userinfo = "";
     apr_interval_time_t ttl_us = apr_time_from_sec(2160 * 3600);
     int use_tls = 0;
@@ -81,18 +88,18 @@ static const char *redis_uri(apr_pool_t *p, apr_table_t *options, char *err, siz
 
         db_index = strtol(db, &end, 10);
         if (*end || db_index < 0 || db_index > 1000000) {
-            snprintf(err, err_len, "cache.options.redisDb: expected a database number, not \"%s\"",
+            snprintf(err, err_len, "CACHE_OPTIONS_REDISDB: expected a database number, not \"%s\"",
                      db);
             return NULL;
         }
     }
     if (tls && dc_parse_bool(tls, &use_tls) < 0) {
-        snprintf(err, err_len, "cache.options.redisTls: expected true or false, not \"%s\"", tls);
+        snprintf(err, err_len, "CACHE_OPTIONS_REDISTLS: expected true or false, not \"%s\"", tls);
         return NULL;
     }
     if (ttl && (dc_parse_go_duration(ttl, &ttl_us) < 0 || ttl_us < apr_time_from_sec(1))) {
         snprintf(err, err_len,
-                 "cache.options.redisTtl: expected a Go duration of at least 1s (\"2160h\"), not "
+                 "CACHE_OPTIONS_REDISTTL: expected a Go duration of at least 1s (\"2160h\"), not "
                  "\"%s\"",
                  ttl);
         return NULL;
@@ -104,15 +111,18 @@ static const char *redis_uri(apr_pool_t *p, apr_table_t *options, char *err, siz
                         userinfo, address, db_index, (apr_int64_t)apr_time_sec(ttl_us));
 }
 
-const char *dc_store_uri_from_flagship(apr_pool_t *p, const char *cache_type,
-                                       apr_table_t *options, char *err, size_t err_len)
+const char *dc_store_uri_from_flagship(apr_pool_t *p, dc_store_setting_fn *get, void *baton,
+                                       char *err, size_t err_len)
 {
+    settings_t o = {get, baton};
+    const char *cache_type = option(&o, "CACHE_TYPE");
+
     if (!cache_type || !*cache_type || strcasecmp(cache_type, "none") == 0)
         return "none";
     if (strcasecmp(cache_type, "memory") == 0)
         return "memory";
     if (strcasecmp(cache_type, "local") == 0) {
-        const char *path = option(options, "dbPath");
+        const char *path = option(&o, "CACHE_OPTIONS_DBPATH");
         apr_finfo_t fi;
 
         if (!path)
@@ -122,13 +132,13 @@ const char *dc_store_uri_from_flagship(apr_pool_t *p, const char *cache_type,
         return apr_pstrcat(p, "dbm:", path, NULL);
     }
     if (strcasecmp(cache_type, "redis") == 0)
-        return redis_uri(p, options, err, err_len);
+        return redis_uri(p, &o, err, err_len);
     if (strcasecmp(cache_type, "dynamo") == 0) {
         snprintf(err, err_len,
-                 "cache.type: dynamo is not supported here: use redis, local, memory or none");
+                 "CACHE_TYPE: dynamo is not supported here: use redis, local, memory or none");
         return NULL;
     }
-    snprintf(err, err_len, "cache.type: unknown cache type \"%s\": use none, memory, local or redis",
+    snprintf(err, err_len, "CACHE_TYPE: unknown cache type \"%s\": use none, memory, local or redis",
              cache_type);
     return NULL;
 }

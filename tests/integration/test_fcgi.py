@@ -409,7 +409,7 @@ def check_config(env=None, args=None):
     ({"THREADS": "0"}, "THREADS (environment): expected a number from 1"),
     ({"REQUIRE_API_KEY": "true"}, "REQUIRE_API_KEY (environment) is on but API_KEY is not set"),
     ({"CACHE_TYPE": "dynamo"}, "dynamo is not supported"),
-    ({"CACHE_TYPE": "redis", "CACHE_OPTIONS_REDISHOST": "h:99999"}, "cache.options.redisHost"),
+    ({"CACHE_TYPE": "redis", "CACHE_OPTIONS_REDISHOST": "h/x"}, "CACHE_OPTIONS_REDISHOST"),
     ({"CACHE_TYPE": "memory", "STORE": "memory"}, "both set"),
     ({"BUCKETING_URL": "ftp://x"}, "BUCKETING_URL (environment): expected an http"),
     ({"ENV_ID": "a/b"}, "ENV_ID (environment)"),
@@ -439,7 +439,7 @@ def test_every_problem_reported_at_once_and_secrets_hidden():
                                 CACHE_OPTIONS_REDISDB="zero"))
     assert rc == 2
     assert "CORS_ENABLED" in err and "LOG_FORMAT" in err and "REQUIRE_API_KEY" in err
-    assert "redisDb" in err
+    assert "REDISDB" in err
     assert "3 configuration errors" in err or "4 configuration errors" in err
     assert "topsecret" not in err and "pw-hidden" not in err
 
