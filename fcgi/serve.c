@@ -106,11 +106,12 @@ static void *worker_main(void *data)
         }
         __atomic_add_fetch(&srv->busy, 1, __ATOMIC_ACQ_REL);
         dc_fcgi_handle(srv->app, pool, &io);
-        FCGX_Finish_r(&req);
-        /* Once stopping, do not wait on a kept-alive connection for a next request. */
+        FCGX_Finish_r(&req); /* the answer is out: the request is done */
+        __atomic_sub_fetch(&srv->busy, 1, __ATOMIC_ACQ_REL);
+        /* Once stopping, do not wait on a kept-alive connection for a next request. (libfcgi's
+         * close waits up to 2 s for the peer to close first, so it is not counted as busy.) */
         if (__atomic_load_n(&srv->stopping, __ATOMIC_ACQUIRE))
             FCGX_Free(&req, 1);
-        __atomic_sub_fetch(&srv->busy, 1, __ATOMIC_ACQ_REL);
         apr_pool_clear(pool);
     }
     FCGX_Free(&req, 1);

@@ -408,7 +408,7 @@ def check_config(env=None, args=None):
     ({"MAX_BODY_SIZE": "1g"}, "MAX_BODY_SIZE (environment)"),
     ({"THREADS": "0"}, "THREADS (environment): expected a number from 1"),
     ({"REQUIRE_API_KEY": "true"}, "REQUIRE_API_KEY (environment) is on but API_KEY is not set"),
-    ({"CACHE_TYPE": "dynamo"}, "dynamo is not supported"),
+    ({"CACHE_TYPE": "dynamo"}, "not supported"),
     ({"CACHE_TYPE": "redis", "CACHE_OPTIONS_REDISHOST": "h/x"}, "CACHE_OPTIONS_REDISHOST"),
     ({"CACHE_TYPE": "memory", "STORE": "memory"}, "both set"),
     ({"BUCKETING_URL": "ftp://x"}, "BUCKETING_URL (environment): expected an http"),
