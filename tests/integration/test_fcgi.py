@@ -21,8 +21,8 @@ import time
 import pytest
 
 import endpoints
-from harness import (DECISION_FCGI, REPO, SAMPLE_BUCKETING, FcgiRequest, Proc, fcgi_call,
-                     fcgi_params, free_port, wait_port, wait_until)
+from harness import (DECISION_FCGI, REPO, SAMPLE_BUCKETING, FcgiRequest, Proc, RedisServer,
+                     fcgi_call, fcgi_params, free_port, wait_port, wait_until)
 from standin import StandIn
 
 CONF = os.path.join(REPO, "conf")
@@ -495,6 +495,32 @@ def test_config_from_yaml_and_env_overrides(workdir):
 def test_the_yaml_example_is_valid():
     rc, err = check_config({}, ["--config", os.path.join(CONF, "decision-fcgi.yaml")])
     assert rc == 0, err
+
+
+def test_flagship_redis_cache_settings(workdir):
+    """CACHE_TYPE=redis + CACHE_OPTIONS_*: assignments land in that Redis, the password in no log."""
+    redis = RedisServer(workdir, password="pw-Secret9").start()
+    try:
+        env = {"CACHE_TYPE": "redis", "CACHE_OPTIONS_REDISHOST": "127.0.0.1:%d" % redis.port,
+               "CACHE_OPTIONS_REDISPASSWORD": "pw-Secret9", "CACHE_OPTIONS_REDISDB": "2",
+               "LOG_LEVEL": "debug"}
+        try:
+            responder = Responder(workdir, env=env)
+        except AssertionError as e:
+            if "unknown store" in str(e):
+                pytest.skip("this build has no Redis store yet")
+            raise
+        try:
+            status, _, body = responder.call("POST", "/v2/campaigns",
+                                             '{"visitor_id":"rv1","context":{}}')
+            assert status == 200, body
+            keys = wait_until(lambda: redis.cli("-n", "2", "KEYS", "*").split(), what="saved")
+            assert any("rv1" in k for k in keys), keys
+        finally:
+            assert responder.stop() == 0
+        assert "pw-Secret9" not in responder.output()
+    finally:
+        redis.stop()
 
 
 def test_yaml_errors_name_key_and_line(workdir):
