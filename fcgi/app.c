@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <utime.h>
 
 extern char **environ;
 
@@ -110,18 +111,21 @@ static const char *describe_source(apr_pool_t *p, const dc_settings_t *s)
                         s->last_known_good ? s->last_known_good : "(none)");
 }
 
-static void publish_refresh(dc_fcgi_app_t *app)
+static dc_source_result_e publish_refresh(dc_fcgi_app_t *app)
 {
     dc_config_t *cfg = NULL;
+    dc_source_result_e rc = dc_source_refresh(app->source, &cfg);
 
-    if (dc_source_refresh(app->source, &cfg) == DC_SOURCE_CHANGED && cfg) {
+    if (rc == DC_SOURCE_CHANGED && cfg) {
         dc_slot_publish(&app->svc.slot, cfg);
         dc_log(DC_LOG_INFO, DCLOGNO(10501) "bucketing file: a new configuration is served");
     }
+    return rc;
 }
 
 /* CGI processes share the last-known-good file as their cache: fetch only when it is older
- * than one polling interval (or missing), so a busy CGI site does not fetch on each request. */
+ * than one polling interval (or missing), so a busy CGI site does not fetch on each request.
+ * Its modification time is the last fetch attempt (see dc_fcgi_app_start). */
 static int cgi_needs_fetch(const dc_settings_t *s, int have_config)
 {
     struct stat st;
@@ -181,7 +185,10 @@ int dc_fcgi_app_start(dc_fcgi_app_t *app, apr_pool_t *p, const dc_fcgi_args_t *a
     /* Nothing to serve yet (or a stale CGI cache): fetch once now, before the first request,
      * rather than answer 503 until the poller's first round. Bounded by the source timeouts. */
     if (cgi ? cgi_needs_fetch(settings, have_config) : (!have_config && settings->bucketing_url)) {
-        publish_refresh(app);
+        /* A CGI process that could not fetch marks the attempt on the shared file, so the
+         * next processes do not each wait for an unreachable CDN within the same interval. */
+        if (publish_refresh(app) == DC_SOURCE_FAILED && cgi && have_config && settings->last_known_good)
+            utime(settings->last_known_good, NULL);
         app->fetched_at_start = 1;
     }
     dc_log(DC_LOG_INFO, DCLOGNO(10505) "started (%s): bucketing %s; store %s; CORS %s; API key %s",

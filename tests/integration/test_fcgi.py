@@ -370,6 +370,26 @@ def test_cgi_mode_answers_one_request():
     assert rc == 0 and head.startswith("Status: 413")
 
 
+def test_cgi_processes_share_the_last_known_good_file(workdir):
+    standin = StandIn().start()
+    try:
+        standin.set_bucketing(ENV_ID, json.load(open(SAMPLE_BUCKETING)))
+        env = {"BUCKETING_FILE": "", "BUCKETING_URL": standin.bucketing_url(ENV_ID),
+               "LAST_KNOWN_GOOD": os.path.join(workdir, "lkg.json"), "POLLING_INTERVAL": "1m"}
+        for _ in range(3):
+            rc, head, body, err = run_cgi(env, POST_V1.encode())
+            assert rc == 0 and head.startswith("Status: 200"), (head, err)
+        assert len(standin.cdn_requests) == 1  # the first process fetched, the others read the file
+        os.utime(env["LAST_KNOWN_GOOD"], (time.time() - 120, time.time() - 120))
+        standin.cdn_status = 503
+        for _ in range(3):  # stale and the CDN fails: the file is served, one attempt made
+            rc, head, body, _ = run_cgi(env, POST_V1.encode())
+            assert rc == 0 and json.loads(body)["visitorId"] == "v1"
+        assert len(standin.cdn_requests) == 2
+    finally:
+        standin.stop()
+
+
 def test_not_started_by_a_web_server_exits_2():
     p = subprocess.run([DECISION_FCGI], env=clean_env(BASE_ENV), stdin=subprocess.DEVNULL,
                        capture_output=True, text=True, timeout=30)
