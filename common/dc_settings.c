@@ -403,7 +403,8 @@ static int typo_candidate(const char *name)
     for (size_t i = 0; i < sizeof(env_prefixes) / sizeof(env_prefixes[0]); i++)
         if (strncmp(name, env_prefixes[i], strlen(env_prefixes[i])) == 0)
             return closest(name, 0) != NULL;
-    /* Near misses of our longer names (POLING_INTERVAL); short ones would catch unrelated variables. */
+    /* Near misses of our longer names (POLING_INTERVAL); short names would catch unrelated
+     * variables. */
     for (int i = 0; i < S_COUNT; i++)
         if (strlen(defs[i].env) >= 10 && distance(name, defs[i].env) <= 2)
             return 1;
@@ -648,7 +649,8 @@ int dc_settings_finish(dc_settings_t *s)
         }
         case K_SIZE:
             if (parse_size(v, &s->max_body_size) < 0 || s->max_body_size == 0)
-                add_error(s, "%s: expected a size from 1 byte to 256m (\"65536\", \"64k\", \"1m\"), "
+                add_error(s,
+                          "%s: expected a size from 1 byte to 256m (\"65536\", \"64k\", \"1m\"), "
                           "not %s",
                           label(s, i), shown(s, i));
             break;

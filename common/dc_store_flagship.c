@@ -138,7 +138,7 @@ const char *dc_store_uri_from_flagship(apr_pool_t *p, dc_store_setting_fn *get, 
                  "CACHE_TYPE: dynamo is not supported here: use redis, local, memory or none");
         return NULL;
     }
-    snprintf(err, err_len, "CACHE_TYPE: unknown cache type \"%s\": use none, memory, local or redis",
-             cache_type);
+    snprintf(err, err_len,
+             "CACHE_TYPE: unknown cache type \"%s\": use none, memory, local or redis", cache_type);
     return NULL;
 }

@@ -45,7 +45,8 @@ dc_settings_t *dc_fcgi_read_settings(apr_pool_t *p, const dc_fcgi_args_t *args)
     if (s->errors->nelts == 0)
         return s;
     for (int i = 0; i < s->errors->nelts; i++)
-        fprintf(stderr, "decision-fcgi: configuration: %s\n", APR_ARRAY_IDX(s->errors, i, const char *));
+        fprintf(stderr, "decision-fcgi: configuration: %s\n",
+                APR_ARRAY_IDX(s->errors, i, const char *));
     fprintf(stderr, "decision-fcgi: %d configuration error%s; see decision-fcgi --help\n",
             s->errors->nelts, s->errors->nelts > 1 ? "s" : "");
     return NULL;
@@ -187,7 +188,8 @@ int dc_fcgi_app_start(dc_fcgi_app_t *app, apr_pool_t *p, const dc_fcgi_args_t *a
     if (cgi ? cgi_needs_fetch(settings, have_config) : (!have_config && settings->bucketing_url)) {
         /* A CGI process that could not fetch marks the attempt on the shared file, so the
          * next processes do not each wait for an unreachable CDN within the same interval. */
-        if (publish_refresh(app) == DC_SOURCE_FAILED && cgi && have_config && settings->last_known_good)
+        if (publish_refresh(app) == DC_SOURCE_FAILED && cgi && have_config &&
+            settings->last_known_good)
             utime(settings->last_known_good, NULL);
         app->fetched_at_start = 1;
     }
@@ -274,7 +276,8 @@ static void reload(dc_fcgi_app_t *app)
     }
     dc_log(DC_LOG_WARN, DCLOGNO(10513) "configuration reloaded%s%s: bucketing %s; store %s; "
                                        "CORS %s; API key %s",
-           app->args.config_file ? " from " : "", app->args.config_file ? app->args.config_file : "",
+           app->args.config_file ? " from " : "",
+           app->args.config_file ? app->args.config_file : "",
            describe_source(gen_pool, s), app->svc.store->uri, s->cors_enabled ? "on" : "off",
            s->require_api_key ? "required" : "not required");
     if (new_source) {

@@ -96,7 +96,8 @@ int main(int argc, const char *const *argv)
     }
     dc_fcgi_log_init(settings->log_format, settings->log_level);
     for (int i = 0; i < settings->warnings->nelts; i++)
-        dc_log(DC_LOG_WARN, DCLOGNO(10541) "%s", APR_ARRAY_IDX(settings->warnings, i, const char *));
+        dc_log(DC_LOG_WARN, DCLOGNO(10541) "%s",
+               APR_ARRAY_IDX(settings->warnings, i, const char *));
 
     if (FCGX_Init() != 0) {
         dc_log(DC_LOG_ERROR, DCLOGNO(10542) "cannot initialise libfcgi");
