@@ -156,8 +156,14 @@ def test_lighttpd_spawns_the_responder_with_api_key(workdir):
         wait_until(lambda: endpoints.request(base(port), "OPTIONS", "/v2/campaigns").status == 204,
                    what="lighttpd → decision-fcgi")
         endpoints.check_all_endpoints(base(port), api_key="s3cret-key")
+        with open("/proc/%d/task/%d/children" % (proc.pid, proc.pid)) as f:
+            spawned = [int(p) for p in f.read().split()]
+        assert len(spawned) == 1  # one process, its own threads
     finally:
         proc.stop()
+    # lighttpd's stop ends the responder it spawned (SIGTERM → graceful exit)
+    wait_until(lambda: not os.path.exists("/proc/%d" % spawned[0]) or
+               open("/proc/%d/stat" % spawned[0]).read().split()[2] == "Z", what="responder gone")
     with open(os.path.join(workdir, "lighttpd-error.log"), errors="replace") as f:
         errlog = f.read() + proc.output()
     # the responder logs on the stderr lighttpd gave it, and never the key
