@@ -112,6 +112,15 @@ def example(name, replacements):
     return text
 
 
+SANITIZER_REPORTS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
+
+
+def assert_no_sanitizer_report(text):
+    """For processes whose exit status the test cannot see (spawned by a web server)."""
+    for needle in SANITIZER_REPORTS:
+        assert needle not in text, text[text.index(needle) - 200:][:3000]
+
+
 def base(port, prefix=""):
     return "http://127.0.0.1:%d%s" % (port, prefix)
 
@@ -168,6 +177,7 @@ def test_lighttpd_spawns_the_responder_with_api_key(workdir):
         errlog = f.read() + proc.output()
     # the responder logs on the stderr lighttpd gave it, and never the key
     assert "DC10505" in errlog and "s3cret-key" not in errlog
+    assert_no_sanitizer_report(errlog)
 
 
 def write_nginx(workdir, snippet):
@@ -304,6 +314,8 @@ def test_apache_cgi(workdir):
         endpoints.check_all_endpoints(base(port), api_key="cgi-key", max_body_size=64 * 1024)
     finally:
         proc.stop()
+    with open(os.path.join(workdir, "httpd-error.log"), errors="replace") as f:
+        assert_no_sanitizer_report(f.read())
 
 
 # ---- the responder itself ----------------------------------------------------
