@@ -12,6 +12,7 @@
 #include "dc_engine.h"
 #include "dc_hits.h"
 #include "dc_log.h"
+#include "dc_status.h"
 
 #include <apr_strings.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@ void dc_api_options_default(dc_api_options_t *opt)
     opt->cors_origins = "*";
     opt->cors_headers = DC_DEFAULT_CORS_HEADERS;
     opt->max_body_size = DC_DEFAULT_MAX_BODY_SIZE;
+    opt->prometheus_path = "/metrics";
 }
 
 int dc_service_init(dc_service_t *svc, apr_pool_t *p)
@@ -544,8 +546,8 @@ static int64_t ms_of(apr_time_t t)
 }
 
 static void emit_decision_hits(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req,
-                               const decision_request_t *dr, const dc_config_t *cfg,
-                               const dc_outcome_t *out, int send_context)
+                               dc_metrics_slot_t *slot, const decision_request_t *dr,
+                               const dc_config_t *cfg, const dc_outcome_t *out, int send_context)
 {
     size_t cap = out->n_decisions + 1, n = 0;
     dc_hit_t *hits;
@@ -576,10 +578,14 @@ static void emit_decision_hits(dc_service_t *svc, apr_pool_t *p, const dc_reques
                             d->variation->id, d->variation->id_len, 0, 0, received);
         }
     }
-    if (n && svc->hit_sink(svc->hit_baton, p, hits, n) < 0)
+    if (n && svc->hit_sink(svc->hit_baton, p, hits, n) < 0) {
+        dc_metrics_observe_hits(slot, n, 0);
         dc_log(DC_LOG_DEBUG, DCLOGNO(10201) "api: %zu hit(s) of a decision were refused by the "
                                             "event spool",
                n);
+    } else {
+        dc_metrics_observe_hits(slot, n, 1);
+    }
 }
 
 /* format_response: the raw value of an IMAGE/TEXT/HTML modification. */
@@ -610,7 +616,8 @@ static int respond_formatted(apr_pool_t *p, dc_response_t *resp, const dc_variat
 }
 
 static void handle_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req,
-                            dc_response_t *resp, decision_route_e route, const char *campaign_ref,
+                            dc_response_t *resp, dc_store_t *store, dc_metrics_slot_t *slot,
+                            decision_route_e route, const char *campaign_ref,
                             size_t campaign_ref_len)
 {
     decision_request_t dr;
@@ -649,6 +656,10 @@ static void handle_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t
         respond_error(p, resp, 400, error);
         return;
     }
+
+    if (slot && dr.visitor_id_len)
+        dc_metrics_observe_visitor(svc->metrics, dr.visitor_id, dr.visitor_id_len,
+                                   req->received ? req->received : apr_time_now());
 
     cfg = dc_slot_acquire(&svc->slot);
     if (!cfg) {
@@ -696,7 +707,7 @@ static void handle_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t
     visitor.trigger_hit = dr.trigger_hit;
 
     out.decisions = apr_palloc(p, (cfg->n_campaigns ? cfg->n_campaigns : 1) * sizeof(dc_decision_t));
-    dc_decide(p, cfg, svc->store, svc->opt.env_id, &visitor, only, &out);
+    dc_decide(p, cfg, store, svc->opt.env_id, &visitor, only, &out);
 
     dc_buf_init(&b, p, 256 + out.n_decisions * 256);
     if (route == ROUTE_CAMPAIGN && only) {
@@ -761,9 +772,9 @@ static void handle_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t
         respond_buf(resp, 200, &b);
     }
 
-    if (dc_engine_save(p, svc->store, svc->opt.env_id, &visitor, &out, ms_of(apr_time_now())))
+    if (dc_engine_save(p, store, svc->opt.env_id, &visitor, &out, ms_of(apr_time_now())))
         dc_log(DC_LOG_DEBUG, DCLOGNO(10202) "api: assignments not saved (store unavailable)");
-    emit_decision_hits(svc, p, req, &dr, cfg, &out, send_context);
+    emit_decision_hits(svc, p, req, slot, &dr, cfg, &out, send_context);
 }
 
 /* ---- /v2/activate ------------------------------------------------------- */
@@ -850,7 +861,7 @@ static json_t *validate_activation(const dc_service_t *svc, const activation_t *
 }
 
 static void handle_activate(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req,
-                            dc_response_t *resp)
+                            dc_response_t *resp, dc_store_t *store, dc_metrics_slot_t *slot)
 {
     json_error_t jerr;
     json_t *root = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
@@ -933,13 +944,13 @@ static void handle_activate(dc_service_t *svc, apr_pool_t *p, const dc_request_t
     /* One visitor one test needs to know which "ab" test a visitor saw. */
     cfg = dc_slot_acquire(&svc->slot);
     if (cfg) {
-        if (cfg->enabled_1v1t && !dc_store_is_none(svc->store)) {
+        if (cfg->enabled_1v1t && !dc_store_is_none(store)) {
             for (size_t i = 0; i < n; i++) {
                 dc_assignments_t current, change;
                 const dc_assignment_t *have;
 
                 memset(&change, 0, sizeof(change));
-                if (dc_store_load(svc->store, p, svc->opt.env_id, items[i].vid, items[i].vid_len,
+                if (dc_store_load(store, p, svc->opt.env_id, items[i].vid, items[i].vid_len,
                                   &current) == DC_STORE_UNAVAILABLE)
                     memset(&current, 0, sizeof(current));
                 have = dc_assignments_find(&current, items[i].caid, items[i].caid_len);
@@ -948,7 +959,7 @@ static void handle_activate(dc_service_t *svc, apr_pool_t *p, const dc_request_t
                     continue;
                 dc_assignments_set(p, &change, items[i].caid, items[i].caid_len, items[i].vaid,
                                    items[i].vaid_len, 1);
-                if (dc_store_save(svc->store, p, svc->opt.env_id, items[i].vid, items[i].vid_len,
+                if (dc_store_save(store, p, svc->opt.env_id, items[i].vid, items[i].vid_len,
                                   &change, ms_of(apr_time_now())) == DC_STORE_UNAVAILABLE)
                     dc_log(DC_LOG_DEBUG, DCLOGNO(10203) "activate: assignment not saved (store "
                                                         "unavailable)");
@@ -969,10 +980,12 @@ static void handle_activate(dc_service_t *svc, apr_pool_t *p, const dc_request_t
                             ms_of(req->received));
         }
         if (svc->hit_sink(svc->hit_baton, p, hits, n) < 0) {
+            dc_metrics_observe_hits(slot, n, 0);
             respond_error(p, resp, 503,
                           "the activation could not be stored for delivery; retry later");
             return;
         }
+        dc_metrics_observe_hits(slot, n, 1);
     }
     respond(resp, 204, NULL, "", 0);
 }
@@ -994,9 +1007,19 @@ static const char *after_v2(const char *path)
     return NULL;
 }
 
+/* Whether path ends with suffix (which starts with '/', so it is whole segments). */
+static int path_ends_with(const char *path, const char *suffix)
+{
+    size_t plen = strlen(path), slen = suffix ? strlen(suffix) : 0;
+
+    return slen > 0 && plen >= slen && strcmp(path + plen - slen, suffix) == 0;
+}
+
+#define NSESSIONS_PATH "/iserver/nsessions"
+
 int dc_api_owns_path(const char *path)
 {
-    return after_v2(path) != NULL;
+    return after_v2(path) != NULL || path_ends_with(path, NSESSIONS_PATH);
 }
 
 static int constant_time_equals(const char *a, const char *b)
@@ -1009,7 +1032,7 @@ static int constant_time_equals(const char *a, const char *b)
     return alen > 0 && diff == 0;
 }
 
-static int api_key_ok(const dc_service_t *svc, const dc_request_t *req)
+int dc_api_authorized(const dc_service_t *svc, const dc_request_t *req)
 {
     const char *key = req->x_api_key;
 
@@ -1031,15 +1054,43 @@ static void method_not_allowed(apr_pool_t *p, dc_response_t *resp)
     respond_error(p, resp, 405, "only POST http method is allowed");
 }
 
-void dc_api_handle(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req, dc_response_t *resp)
+typedef enum {
+    R_NONE,
+    R_CAMPAIGNS,
+    R_CAMPAIGN,
+    R_FLAGS,
+    R_ACTIVATE,
+    /* read-only routes (GET/HEAD) */
+    R_METRICS,
+    R_PROMETHEUS,
+    R_HEALTH,
+    R_READY,
+    R_NSESSIONS
+} route_e;
+
+static dc_endpoint_e endpoint_of(route_e route)
 {
-    const char *rest = after_v2(req->path ? req->path : "");
+    switch (route) {
+    case R_CAMPAIGNS: return DC_EP_CAMPAIGNS;
+    case R_CAMPAIGN: return DC_EP_CAMPAIGN;
+    case R_FLAGS: return DC_EP_FLAGS;
+    case R_ACTIVATE: return DC_EP_ACTIVATE;
+    case R_METRICS:
+    case R_PROMETHEUS: return DC_EP_METRICS;
+    default: return DC_EP_OTHER;
+    }
+}
+
+static void route_request(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req,
+                          dc_response_t *resp, dc_store_t *store, dc_metrics_slot_t *slot,
+                          route_e *routed)
+{
+    const char *path = req->path ? req->path : "";
+    const char *rest = after_v2(path);
     const char *slash, *ref = "";
     size_t ref_len;
-    enum { R_NONE, R_CAMPAIGNS, R_CAMPAIGN, R_FLAGS, R_ACTIVATE } route = R_NONE;
-
-    memset(resp, 0, sizeof(*resp));
-    resp->headers = apr_table_make(p, 4);
+    route_e route = R_NONE;
+    int read_only;
 
     if (rest) {
         if (strcmp(rest, "campaigns") == 0)
@@ -1050,6 +1101,12 @@ void dc_api_handle(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req, dc
             route = R_FLAGS;
         else if (strcmp(rest, "activate") == 0)
             route = R_ACTIVATE;
+        else if (strcmp(rest, "metrics") == 0)
+            route = R_METRICS;
+        else if (strcmp(rest, "health") == 0)
+            route = R_HEALTH;
+        else if (strcmp(rest, "ready") == 0)
+            route = R_READY;
         else if ((slash = strchr(rest, '/')) != NULL && slash > rest &&
                  (strcmp(slash, "/campaigns") == 0 || strncmp(slash, "/campaigns/", 11) == 0 ||
                   strcmp(slash, "/flags") == 0)) {
@@ -1072,27 +1129,42 @@ void dc_api_handle(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req, dc
             else
                 route = R_CAMPAIGN, ref = slash + 11;
         }
+    } else if (path_ends_with(path, NSESSIONS_PATH)) {
+        route = R_NSESSIONS;
+    } else if (path_ends_with(path, svc->opt.prometheus_path)) {
+        route = R_PROMETHEUS;
     }
+    *routed = route;
     if (route == R_NONE) {
         respond_error(p, resp, 404, "not found");
         return;
     }
+    read_only = route >= R_METRICS;
 
     if (svc->opt.cors_enabled) {
         apr_table_setn(resp->headers, "Access-Control-Allow-Origin", svc->opt.cors_origins);
         apr_table_setn(resp->headers, "Access-Control-Allow-Headers", svc->opt.cors_headers);
         if (strcmp(req->method, "OPTIONS") == 0) {
-            apr_table_setn(resp->headers, "Access-Control-Allow-Methods", "POST, OPTIONS");
+            apr_table_setn(resp->headers, "Access-Control-Allow-Methods",
+                           read_only ? "GET, HEAD, OPTIONS" : "POST, OPTIONS");
             apr_table_setn(resp->headers, "Access-Control-Max-Age", "600");
             respond(resp, 204, NULL, "", 0);
             return;
         }
     }
-    if (strcmp(req->method, "POST") != 0) {
+    if (read_only) {
+        if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
+            apr_table_setn(resp->headers, "Allow", "GET, HEAD, OPTIONS");
+            respond_error(p, resp, 405, "only GET and HEAD http methods are allowed");
+            return;
+        }
+    } else if (strcmp(req->method, "POST") != 0) {
         method_not_allowed(p, resp);
         return;
     }
-    if (!api_key_ok(svc, req)) {
+    /* Liveness stays open: it says nothing but "this process answers", and
+     * probes (load balancers, kubelet) often cannot send a key. */
+    if (route != R_HEALTH && !dc_api_authorized(svc, req)) {
         apr_table_setn(resp->headers, "WWW-Authenticate", "Bearer");
         respond_error(p, resp, 401, "missing or invalid API key (X-API-Key or Authorization: Bearer)");
         return;
@@ -1106,16 +1178,53 @@ void dc_api_handle(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req, dc
 
     switch (route) {
     case R_CAMPAIGNS:
-        handle_decision(svc, p, req, resp, ROUTE_CAMPAIGNS, NULL, 0);
+        handle_decision(svc, p, req, resp, store, slot, ROUTE_CAMPAIGNS, NULL, 0);
         break;
     case R_CAMPAIGN:
         ref = url_decode(p, ref, strlen(ref), 0, &ref_len);
-        handle_decision(svc, p, req, resp, ROUTE_CAMPAIGN, ref, ref_len);
+        handle_decision(svc, p, req, resp, store, slot, ROUTE_CAMPAIGN, ref, ref_len);
         break;
     case R_FLAGS:
-        handle_decision(svc, p, req, resp, ROUTE_FLAGS, NULL, 0);
+        handle_decision(svc, p, req, resp, store, slot, ROUTE_FLAGS, NULL, 0);
+        break;
+    case R_ACTIVATE:
+        handle_activate(svc, p, req, resp, store, slot);
+        break;
+    case R_METRICS:
+        dc_status_respond_metrics(svc, p, resp);
+        break;
+    case R_PROMETHEUS:
+        dc_status_respond_prometheus(svc, p, resp);
+        break;
+    case R_HEALTH:
+        dc_status_respond_health(svc, p, resp);
+        break;
+    case R_READY:
+        dc_status_respond_ready(svc, p, resp);
         break;
     default:
-        handle_activate(svc, p, req, resp);
+        dc_status_respond_nsessions(svc, p, resp);
     }
+}
+
+void dc_api_handle(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req, dc_response_t *resp)
+{
+    dc_metrics_slot_t *slot =
+        req->metrics_slot ? req->metrics_slot : dc_metrics_slot(svc->metrics, 0);
+    dc_metered_store_t metered;
+    apr_time_t start, end;
+    route_e route = R_NONE;
+
+    memset(resp, 0, sizeof(*resp));
+    resp->headers = apr_table_make(p, 4);
+    if (!svc->metrics) {
+        route_request(svc, p, req, resp, svc->store, NULL, &route);
+        return;
+    }
+    /* The front end's arrival time when it gave one: one clock read less. */
+    start = req->received ? req->received : apr_time_now();
+    route_request(svc, p, req, resp, dc_metrics_meter_store(&metered, svc->store, svc->metrics, slot),
+                  slot, &route);
+    end = apr_time_now();
+    dc_metrics_observe_request(slot, endpoint_of(route), resp->status, end - start, end);
 }

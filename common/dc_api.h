@@ -14,12 +14,20 @@
  *   POST /v2/flags
  *   POST /v2/activate
  *   POST /v2/{envId}/campaigns   (what Flagship SDKs call with decisionApiUrl)
+ *   GET  /v2/metrics, /v2/health, /v2/ready, /iserver/nsessions and the
+ *        Prometheus path (opt.prometheus_path): see dc_status.h
+ *
+ * Metrics: when svc->metrics is set, every request is timed and counted in
+ * req->metrics_slot (slot 0 when the front end leaves it NULL), and its
+ * store operations too; with svc->metrics NULL nothing is measured.
  */
 #ifndef DC_API_H
 #define DC_API_H
 
 #include "dc_config.h"
+#include "dc_metrics.h"
 #include "dc_slot.h"
+#include "dc_source.h"
 #include "dc_store.h"
 
 #include <apr_pools.h>
@@ -51,6 +59,8 @@ typedef struct {
     const char *cors_origins;    /* default "*" */
     const char *cors_headers;
     apr_size_t max_body_size;    /* default 1 MiB */
+    const char *prometheus_path; /* default "/metrics", matched at the end of the path;
+                                    NULL or "" = not served */
 } dc_api_options_t;
 
 typedef struct dc_service {
@@ -59,6 +69,12 @@ typedef struct dc_service {
     dc_store_t *store;          /* NULL = none */
     dc_hit_sink_fn *hit_sink;   /* NULL = hits are not collected */
     void *hit_baton;
+    /* Observability, all optional (dc_metrics.h, dc_status.h). */
+    dc_metrics_t *metrics;      /* NULL = nothing measured */
+    dc_source_t *source;        /* its status is shown; NULL = none known here */
+    dc_metrics_extra_fn *metrics_extra; /* spool figures (and a source status kept elsewhere) */
+    void *metrics_extra_baton;
+    const char *const *cmdline; /* NULL-terminated, for /v2/metrics "cmdline"; NULL = [] */
 } dc_service_t;
 
 void dc_api_options_default(dc_api_options_t *opt);
@@ -75,6 +91,8 @@ typedef struct {
     const char *x_api_key;
     const char *authorization;
     apr_time_t received;
+    dc_metrics_slot_t *metrics_slot; /* this writer's slot (httpd child, fcgi thread);
+                                        NULL = slot 0 of svc->metrics */
 } dc_request_t;
 
 typedef struct {
@@ -88,7 +106,13 @@ typedef struct {
 /* Handles one request; everything is allocated in p. Never fails: errors are responses. */
 void dc_api_handle(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req, dc_response_t *resp);
 
-/* Whether a path belongs to the API (has a "/v2" segment), for front ends that share a URL space. */
+/* Whether a path belongs to the API (has a "/v2" segment, or ends in
+ * /iserver/nsessions), for front ends that share a URL space. The Prometheus
+ * path is the service's: compare it with opt.prometheus_path. */
 int dc_api_owns_path(const char *path);
+
+/* Whether the request carries the API key the service requires (always
+ * true when it requires none). For handlers outside dc_api_handle. */
+int dc_api_authorized(const dc_service_t *svc, const dc_request_t *req);
 
 #endif

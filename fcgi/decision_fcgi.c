@@ -10,6 +10,7 @@
 #include "app.h"
 #include "eval.h"
 #include "serve.h"
+#include "ship.h"
 
 #include <apr_general.h>
 #include <apr_getopt.h>
@@ -26,6 +27,7 @@ static void usage(FILE *out, const char *prog)
             "                  --listen), or answer one CGI request when run as a CGI script\n"
             "       %s --check [--config FILE]   check the settings and exit (0: valid)\n"
             "       %s eval --bucketing FILE [options]   decide from the command line\n"
+            "       %s ship [options]            deliver an event spool (see ship --help)\n"
             "       %s --help                   this text\n"
             "\n"
             "--config FILE (or CONFIG_FILE=FILE) reads a YAML file with the decision-api's keys;\n"
@@ -33,7 +35,7 @@ static void usage(FILE *out, const char *prog)
             "settings are reported by name and the process exits 2. SIGHUP re-reads the file,\n"
             "SIGTERM/SIGINT finish the requests in flight and exit.\n"
             "\n",
-            prog, prog, prog, prog);
+            prog, prog, prog, prog, prog);
     dc_settings_write_help(out);
     fputc('\n', out);
 }
@@ -61,6 +63,8 @@ int main(int argc, const char *const *argv)
     atexit(apr_terminate);
     if (argc >= 2 && strcmp(argv[1], "eval") == 0)
         return dc_eval_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "ship") == 0)
+        return dc_ship_main(argc - 1, argv + 1);
 
     apr_pool_create(&pool, NULL);
     apr_getopt_init(&opt, pool, argc, argv);

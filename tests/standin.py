@@ -4,8 +4,9 @@ event collector on 127.0.0.1, recording what they receive.
 CDN:       GET /{env_id}/bucketing.json serves the file set with set_bucketing();
            answers 304 to a matching If-None-Match / If-Modified-Since; can be
            told to fail (status), serve garbage, or stall (delay).
-Collector: POST / (any path) records the body; answers the next status of a
-           script (default 200), optionally after a delay.
+Collector: POST / (any path) records the body; answers the next entry of a
+           script (default 200), optionally after a delay. A script entry is a
+           status, or {"status": 200, "delay": seconds} for one slow answer.
 
 Used in-process (StandIn(...).start()) by the pytest suites, or standalone:
     python3 tests/standin.py --port 8999 --bucketing conf/sample-bucketing.json
@@ -13,6 +14,10 @@ Standalone, it is steered over HTTP (for the C unit tests):
     PUT  /_standin/bucketing/{env_id}   body = the file to serve
     POST /_standin/cdn                  {"status": 500 | null, "garbage": bool, "delay": seconds}
     GET  /_standin/cdn-requests         [[path, If-None-Match, If-Modified-Since, status], ...]
+    POST /_standin/collector            {"script": [500, 429, {"status": 200, "delay": 3}],
+                                         "default": 200, "delay": seconds, "reset": bool}
+    GET  /_standin/hits                 every hit of the accepted batches, in order
+    GET  /_standin/collector-requests   [[path, status, X-Decision-Hit-Ids], ...]
 """
 import argparse
 import email.utils
@@ -35,7 +40,7 @@ class StandIn:
         self.collector_default = 200
         self.collector_delay = 0.0
         self.received = []       # (path, headers dict, body bytes) of accepted posts
-        self.collector_requests = []  # (path, status) of every post
+        self.collector_requests = []  # (path, status, hit ids header) of every post
         standin = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -106,6 +111,29 @@ class StandIn:
         with self.lock:
             self.collector_script.extend(statuses)
 
+    def configure_collector(self, script=None, default=None, delay=None, reset=False):
+        with self.lock:
+            if reset:
+                self.collector_script = []
+                self.received = []
+                self.collector_requests = []
+            if script is not None:
+                self.collector_script.extend(script)
+            if default is not None:
+                self.collector_default = int(default)
+            if delay is not None:
+                self.collector_delay = float(delay)
+
+    def hit_ids(self):
+        """The X-Decision-Hit-Ids of every accepted batch, flattened, in order."""
+        with self.lock:
+            headers = [hd for _, hd, _ in self.received]
+        out = []
+        for hd in headers:
+            value = hd.get("X-Decision-Hit-Ids") or ""
+            out.extend(i for i in value.split(",") if i)
+        return out
+
     def hits(self):
         """Every hit received in accepted batches, in order."""
         out = []
@@ -163,6 +191,17 @@ class StandIn:
                 rows = [[p, hd.get("If-None-Match"), hd.get("If-Modified-Since"), st]
                         for p, hd, st in self.cdn_requests]
             return h._send(200, json.dumps(rows).encode(), {"Content-Type": "application/json"})
+        elif h.command == "POST" and h.path == "/_standin/collector":
+            doc = json.loads(body or b"{}")
+            self.configure_collector(doc.get("script"), doc.get("default"), doc.get("delay"),
+                                     bool(doc.get("reset")))
+        elif h.command == "GET" and h.path == "/_standin/hits":
+            return h._send(200, json.dumps(self.hits()).encode(),
+                           {"Content-Type": "application/json"})
+        elif h.command == "GET" and h.path == "/_standin/collector-requests":
+            with self.lock:
+                rows = [list(r) for r in self.collector_requests]
+            return h._send(200, json.dumps(rows).encode(), {"Content-Type": "application/json"})
         else:
             return h._send(404, b"unknown control path")
         h._send(204)
@@ -170,11 +209,18 @@ class StandIn:
     def _collect(self, h):
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else b""
-        if self.collector_delay:
-            time.sleep(self.collector_delay)
         with self.lock:
-            status = self.collector_script.pop(0) if self.collector_script else self.collector_default
-            self.collector_requests.append((h.path, status))
+            entry = self.collector_script.pop(0) if self.collector_script else self.collector_default
+            delay = self.collector_delay
+        if isinstance(entry, dict):
+            status = int(entry.get("status", 200))
+            delay = float(entry.get("delay", delay) or 0)
+        else:
+            status = int(entry)
+        if delay:
+            time.sleep(delay)
+        with self.lock:
+            self.collector_requests.append((h.path, status, h.headers.get("X-Decision-Hit-Ids")))
             if 200 <= status < 300:
                 self.received.append((h.path, dict(h.headers.items()), body))
         h._send(status, b"{}" if status < 300 else b'{"error":"stand-in"}',

@@ -1,0 +1,822 @@
+/*
+ * dc_shipper: see dc_shipper.h for the contract.
+ *
+ * A pass reads one ready segment whole (segments are small, rotated at a few
+ * MiB), walks its intact records from the progress point, and sends batches
+ * in order. A failed batch stops the pass: later batches wait for it, so the
+ * progress file is always one offset ("next record offset, hit index in it")
+ * and never a set of holes. Bodies are rebuilt from the segment on every
+ * attempt, so "qt" is the queue time of the attempt that got through.
+ */
+#include "dc_shipper.h"
+#include "dc_buf.h"
+#include "dc_hits.h"
+#include "dc_log.h"
+
+#include <apr_file_info.h>
+#include <apr_file_io.h>
+#include <apr_strings.h>
+#include <apr_thread_cond.h>
+#include <apr_thread_mutex.h>
+#include <apr_thread_proc.h>
+#include <curl/curl.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FAILING_AFTER 5
+#define IDS_HEADER_MAX (16 * 1024)
+
+typedef enum { SEND_OK, SEND_RETRY, SEND_REJECTED } send_result_e;
+
+struct dc_shipper {
+    apr_pool_t *pool;
+    dc_shipper_options_t opt;
+    const char *dead_dir;
+    const char *file_dir;       /* file sink, else NULL */
+    CURL *curl;
+    int curl_initialised;
+
+    int file_fd;
+    char file_path[PATH_MAX];
+    apr_off_t file_bytes;
+    unsigned file_seq;
+
+    unsigned failures;          /* in a row */
+    apr_time_t retry_after;     /* from the last 429 */
+    unsigned seed;
+
+    apr_thread_mutex_t *lock;   /* stats, stop flag */
+    apr_thread_cond_t *wake;
+    dc_shipper_stats_t stats;
+    apr_thread_t *thread;
+    dc_spool_t *own_spool;
+    int stopping;
+    apr_time_t stop_deadline;
+};
+
+const char *dc_shipper_state_name(dc_shipper_state_e state)
+{
+    return state == DC_SHIPPER_OK ? "ok" : state == DC_SHIPPER_RETRYING ? "retrying" : "failing";
+}
+
+void dc_shipper_options_default(dc_shipper_options_t *opt)
+{
+    memset(opt, 0, sizeof(*opt));
+}
+
+static void fill_defaults(dc_shipper_options_t *o)
+{
+    if (!o->collector || !*o->collector)
+        o->collector = DC_SHIPPER_DEFAULT_COLLECTOR;
+    if (!o->batch_max_hits)
+        o->batch_max_hits = DC_SHIPPER_DEFAULT_BATCH_HITS;
+    if (!o->batch_max_bytes)
+        o->batch_max_bytes = DC_SHIPPER_DEFAULT_BATCH_BYTES;
+    if (o->timeout_ms <= 0)
+        o->timeout_ms = DC_SHIPPER_DEFAULT_TIMEOUT_MS;
+    if (o->connect_timeout_ms <= 0)
+        o->connect_timeout_ms = DC_SHIPPER_DEFAULT_CONNECT_TIMEOUT_MS;
+    if (o->backoff_min <= 0)
+        o->backoff_min = DC_SHIPPER_DEFAULT_BACKOFF_MIN;
+    if (o->backoff_max <= 0)
+        o->backoff_max = DC_SHIPPER_DEFAULT_BACKOFF_MAX;
+    if (o->backoff_max < o->backoff_min)
+        o->backoff_max = o->backoff_min;
+    if (o->interval <= 0)
+        o->interval = DC_SHIPPER_DEFAULT_INTERVAL;
+    if (o->file_rotate_bytes <= 0)
+        o->file_rotate_bytes = DC_SHIPPER_DEFAULT_FILE_ROTATE_BYTES;
+    if (!o->user_agent)
+        o->user_agent = "mod_decision/" PACKAGE_VERSION;
+}
+
+/* ---- state --------------------------------------------------------------------- */
+
+static void set_state(dc_shipper_t *sh, dc_shipper_state_e state, const char *why)
+{
+    dc_shipper_state_e old;
+
+    apr_thread_mutex_lock(sh->lock);
+    old = sh->stats.state;
+    sh->stats.state = state;
+    if (why)
+        snprintf(sh->stats.last_error, sizeof(sh->stats.last_error), "%s", why);
+    apr_thread_mutex_unlock(sh->lock);
+    if (old == state)
+        return;
+    if (state == DC_SHIPPER_OK)
+        dc_log(DC_LOG_WARN, DCLOGNO(10720) "shipper: delivering to %s again (state ok)",
+               sh->opt.collector);
+    else if (state == DC_SHIPPER_RETRYING)
+        dc_log(DC_LOG_WARN,
+               DCLOGNO(10721) "shipper: delivery to %s failed (%s); retrying with backoff, "
+                              "events stay in the spool (state retrying)",
+               sh->opt.collector, why ? why : "?");
+    else
+        dc_log(DC_LOG_ERROR,
+               DCLOGNO(10722) "shipper: delivery to %s failed %u times in a row (%s); check "
+                              "the collector setting and the network; events stay in the "
+                              "spool (state failing)",
+               sh->opt.collector, sh->failures, why ? why : "?");
+}
+
+static void note_success(dc_shipper_t *sh, size_t hits)
+{
+    apr_thread_mutex_lock(sh->lock);
+    sh->stats.batches_sent++;
+    sh->stats.hits_sent += hits;
+    sh->stats.last_success = apr_time_now();
+    sh->stats.next_attempt = 0;
+    apr_thread_mutex_unlock(sh->lock);
+    sh->failures = 0;
+    set_state(sh, DC_SHIPPER_OK, NULL);
+}
+
+static void note_retry(dc_shipper_t *sh, const char *why)
+{
+    apr_interval_time_t cap, delay;
+
+    sh->failures++;
+    /* Exponential with full jitter: uniform in [cap/2, cap]. */
+    cap = sh->opt.backoff_min;
+    for (unsigned i = 1; i < sh->failures && cap < sh->opt.backoff_max; i++)
+        cap *= 2;
+    if (cap > sh->opt.backoff_max)
+        cap = sh->opt.backoff_max;
+    delay = cap / 2 + (apr_interval_time_t)(rand_r(&sh->seed) % (unsigned)(cap / 2 + 1));
+    if (sh->retry_after > delay)
+        delay = sh->retry_after < sh->opt.backoff_max ? sh->retry_after : sh->opt.backoff_max;
+    sh->retry_after = 0;
+    apr_thread_mutex_lock(sh->lock);
+    sh->stats.retries++;
+    sh->stats.next_attempt = apr_time_now() + delay;
+    apr_thread_mutex_unlock(sh->lock);
+    dc_log(DC_LOG_DEBUG, DCLOGNO(10723) "shipper: %s; next attempt in %" APR_TIME_T_FMT " ms",
+           why, apr_time_as_msec(delay));
+    set_state(sh, sh->failures >= FAILING_AFTER ? DC_SHIPPER_FAILING : DC_SHIPPER_RETRYING,
+              why);
+}
+
+/* ---- sinks ------------------------------------------------------------------------ */
+
+static size_t discard_body(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    return size * nmemb;
+}
+
+static void curl_common(dc_shipper_t *sh)
+{
+    curl_easy_reset(sh->curl);
+    curl_easy_setopt(sh->curl, CURLOPT_URL, sh->opt.collector);
+    curl_easy_setopt(sh->curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(sh->curl, CURLOPT_TIMEOUT_MS, sh->opt.timeout_ms);
+    curl_easy_setopt(sh->curl, CURLOPT_CONNECTTIMEOUT_MS, sh->opt.connect_timeout_ms);
+#if LIBCURL_VERSION_NUM >= 0x075500
+    curl_easy_setopt(sh->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+    curl_easy_setopt(sh->curl, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+    curl_easy_setopt(sh->curl, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(sh->curl, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (sh->opt.ca_file)
+        curl_easy_setopt(sh->curl, CURLOPT_CAINFO, sh->opt.ca_file);
+    curl_easy_setopt(sh->curl, CURLOPT_USERAGENT, sh->opt.user_agent);
+    curl_easy_setopt(sh->curl, CURLOPT_WRITEFUNCTION, discard_body);
+}
+
+static send_result_e http_send(dc_shipper_t *sh, const char *body, size_t len, const char *ids,
+                               char *why, size_t whylen)
+{
+    struct curl_slist *headers = NULL;
+    CURLcode cc;
+    long status = 0;
+    char *ids_header = NULL;
+
+    curl_common(sh);
+    /* The decision-api posts without a Content-Type; so do we (libcurl
+     * would add a form type), and without waiting for 100-continue. */
+    headers = curl_slist_append(headers, "Content-Type:");
+    headers = curl_slist_append(headers, "Expect:");
+    if (ids && strlen(ids) < IDS_HEADER_MAX) {
+        ids_header = malloc(strlen(ids) + 32);
+        if (ids_header) {
+            sprintf(ids_header, "X-Decision-Hit-Ids: %s", ids);
+            headers = curl_slist_append(headers, ids_header);
+        }
+    }
+    curl_easy_setopt(sh->curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(sh->curl, CURLOPT_POST, 1L);
+    curl_easy_setopt(sh->curl, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(sh->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    cc = curl_easy_perform(sh->curl);
+    curl_slist_free_all(headers);
+    free(ids_header);
+    if (cc != CURLE_OK) {
+        snprintf(why, whylen, "%s", curl_easy_strerror(cc));
+        return SEND_RETRY;
+    }
+    curl_easy_getinfo(sh->curl, CURLINFO_RESPONSE_CODE, &status);
+    if (status >= 200 && status < 300)
+        return SEND_OK;
+    snprintf(why, whylen, "HTTP %ld", status);
+#if LIBCURL_VERSION_NUM >= 0x074200
+    if (status == 429) {
+        curl_off_t after = 0;
+
+        if (curl_easy_getinfo(sh->curl, CURLINFO_RETRY_AFTER, &after) == CURLE_OK && after > 0)
+            sh->retry_after = apr_time_from_sec(after);
+    }
+#endif
+    if (status == 408 || status == 429 || status >= 500 || status < 400)
+        return SEND_RETRY;
+    return SEND_REJECTED;
+}
+
+static int file_open_next(dc_shipper_t *sh)
+{
+    if (sh->file_fd >= 0)
+        close(sh->file_fd);
+    snprintf(sh->file_path, sizeof(sh->file_path), "%s/events-%013" PRId64 "-%ld-%u.jsonl",
+             sh->file_dir, (int64_t)apr_time_as_msec(apr_time_now()), (long)getpid(),
+             sh->file_seq++);
+    sh->file_fd = open(sh->file_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    sh->file_bytes = 0;
+    if (sh->file_fd >= 0) {
+        struct stat st;
+
+        if (fstat(sh->file_fd, &st) == 0)
+            sh->file_bytes = st.st_size;
+    }
+    return sh->file_fd >= 0 ? 0 : -1;
+}
+
+static send_result_e file_send(dc_shipper_t *sh, const char *body, size_t len, char *why,
+                               size_t whylen)
+{
+    ssize_t w;
+
+    if ((sh->file_fd < 0 || sh->file_bytes >= sh->opt.file_rotate_bytes) &&
+        file_open_next(sh) < 0) {
+        snprintf(why, whylen, "cannot open %.96s: %s", sh->file_path, strerror(errno));
+        return SEND_RETRY;
+    }
+    /* body ends with '\n' (added by the caller for this sink). */
+    do
+        w = write(sh->file_fd, body, len);
+    while (w < 0 && errno == EINTR);
+    if (w != (ssize_t)len || fdatasync(sh->file_fd) < 0) {
+        snprintf(why, whylen, "cannot write %.96s: %s", sh->file_path,
+                 w < 0 ? strerror(errno) : "short write");
+        if (w > 0 && ftruncate(sh->file_fd, sh->file_bytes) < 0) {
+            /* The partial line stays; readers of JSON lines skip it. */
+        }
+        close(sh->file_fd);
+        sh->file_fd = -1;
+        return SEND_RETRY;
+    }
+    sh->file_bytes += (apr_off_t)len;
+    return SEND_OK;
+}
+
+static void probe_sink(dc_shipper_t *sh)
+{
+    if (sh->file_dir) {
+        char probe[PATH_MAX];
+        int fd;
+
+        snprintf(probe, sizeof(probe), "%s/.probe-%ld", sh->file_dir, (long)getpid());
+        fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0 || write(fd, "x", 1) != 1) {
+            dc_log(DC_LOG_ERROR,
+                   DCLOGNO(10724) "shipper: the file sink %s is not writable (%s): events stay "
+                                  "in the spool until it is",
+                   sh->file_dir, strerror(errno));
+            set_state(sh, DC_SHIPPER_FAILING, "file sink not writable");
+        }
+        if (fd >= 0)
+            close(fd);
+        unlink(probe);
+        return;
+    }
+    curl_common(sh);
+    curl_easy_setopt(sh->curl, CURLOPT_NOBODY, 1L);
+    {
+        CURLcode cc = curl_easy_perform(sh->curl);
+
+        if (cc != CURLE_OK) {
+            dc_log(DC_LOG_ERROR,
+                   DCLOGNO(10725) "shipper: the collector %s does not answer (%s): events stay "
+                                  "in the spool and delivery is retried",
+                   sh->opt.collector, curl_easy_strerror(cc));
+            set_state(sh, DC_SHIPPER_RETRYING, curl_easy_strerror(cc));
+        } else {
+            dc_log(DC_LOG_INFO, DCLOGNO(10726) "shipper: the collector %s answers",
+                   sh->opt.collector);
+        }
+    }
+}
+
+dc_shipper_t *dc_shipper_create(apr_pool_t *p, const dc_shipper_options_t *opt, char *err,
+                                size_t errlen)
+{
+    dc_shipper_t *sh = apr_pcalloc(p, sizeof(*sh));
+    apr_status_t rv;
+    apr_allocator_t *allocator;
+
+    /* A pool of our own (own allocator): the shipper's thread allocates
+     * while the creator's threads may use p. */
+    if (apr_allocator_create(&allocator) != APR_SUCCESS ||
+        apr_pool_create_ex(&sh->pool, p, NULL, allocator) != APR_SUCCESS) {
+        snprintf(err, errlen, "cannot create the shipper's pool");
+        return NULL;
+    }
+    apr_allocator_owner_set(allocator, sh->pool);
+    p = sh->pool;
+    sh->opt = *opt;
+    fill_defaults(&sh->opt);
+    sh->file_fd = -1;
+    sh->seed = (unsigned)getpid() ^ (unsigned)apr_time_now();
+    if (!sh->opt.spool_dir || !*sh->opt.spool_dir) {
+        snprintf(err, errlen, "no spool directory");
+        return NULL;
+    }
+    if (sh->opt.batch_max_hits > 500) {
+        snprintf(err, errlen, "batch size %zu is over 500 hits", sh->opt.batch_max_hits);
+        return NULL;
+    }
+    if (strncmp(sh->opt.collector, "file:", 5) == 0) {
+        const char *dir = sh->opt.collector + 5;
+
+        if (strncmp(dir, "//", 2) == 0)
+            dir += 2;
+        if (*dir != '/') {
+            snprintf(err, errlen, "collector %s: a file sink needs an absolute path (file:/dir)",
+                     sh->opt.collector);
+            return NULL;
+        }
+        sh->file_dir = apr_pstrdup(p, dir);
+        if ((rv = apr_dir_make_recursive(sh->file_dir, APR_FPROT_OS_DEFAULT, p)) != APR_SUCCESS) {
+            char msg[120];
+
+            snprintf(err, errlen, "cannot create the file sink directory %s: %s", sh->file_dir,
+                     apr_strerror(rv, msg, sizeof(msg)));
+            return NULL;
+        }
+    } else if (strncmp(sh->opt.collector, "http://", 7) != 0 &&
+               strncmp(sh->opt.collector, "https://", 8) != 0) {
+        snprintf(err, errlen, "collector \"%s\": expected http://, https:// or file:/dir",
+                 sh->opt.collector);
+        return NULL;
+    } else {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+            snprintf(err, errlen, "cannot initialise libcurl");
+            return NULL;
+        }
+        sh->curl_initialised = 1;
+        if (!(sh->curl = curl_easy_init())) {
+            curl_global_cleanup();
+            snprintf(err, errlen, "cannot initialise libcurl");
+            return NULL;
+        }
+    }
+    sh->opt.spool_dir = apr_pstrdup(p, sh->opt.spool_dir);
+    sh->opt.collector = apr_pstrdup(p, sh->opt.collector);
+    sh->dead_dir = apr_pstrcat(p, sh->opt.spool_dir, "/dead-letter", NULL);
+    if (apr_thread_mutex_create(&sh->lock, APR_THREAD_MUTEX_DEFAULT, p) != APR_SUCCESS ||
+        apr_thread_cond_create(&sh->wake, p) != APR_SUCCESS) {
+        dc_shipper_destroy(sh);
+        snprintf(err, errlen, "cannot create the shipper's mutex");
+        return NULL;
+    }
+    probe_sink(sh);
+    return sh;
+}
+
+void dc_shipper_destroy(dc_shipper_t *sh)
+{
+    if (!sh)
+        return;
+    if (sh->thread)
+        dc_shipper_stop(sh, 0);
+    if (sh->curl)
+        curl_easy_cleanup(sh->curl);
+    sh->curl = NULL;
+    if (sh->curl_initialised)
+        curl_global_cleanup();
+    sh->curl_initialised = 0;
+    if (sh->file_fd >= 0)
+        close(sh->file_fd);
+    sh->file_fd = -1;
+}
+
+/* ---- one segment ------------------------------------------------------------------- */
+
+typedef struct {
+    apr_off_t offset, end;      /* the record */
+    size_t index;               /* the hit in it */
+    dc_spool_hit_t hit;
+} flat_hit_t;
+
+typedef struct {
+    apr_array_header_t *hits;
+    apr_off_t from_offset;
+    size_t from_index;
+} collect_t;
+
+static int collect_hits(void *baton, apr_off_t offset, apr_off_t end, const dc_spool_hit_t *hits,
+                        size_t n)
+{
+    collect_t *c = baton;
+
+    if (end <= c->from_offset)
+        return 0;
+    for (size_t i = offset == c->from_offset ? c->from_index : 0; i < n; i++) {
+        flat_hit_t *f = apr_array_push(c->hits);
+
+        f->offset = offset;
+        f->end = end;
+        f->index = i;
+        f->hit = hits[i];
+    }
+    return 0;
+}
+
+static int read_file(const char *path, apr_pool_t *p, char **data, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    size_t got = 0;
+
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) < 0 || st.st_size > (off_t)1024 * 1024 * 1024) {
+        close(fd);
+        return -1;
+    }
+    *data = apr_palloc(p, (size_t)st.st_size + 1);
+    while (got < (size_t)st.st_size) {
+        ssize_t r = read(fd, *data + got, (size_t)st.st_size - got);
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    (*data)[got] = '\0';
+    *len = got;
+    return 0;
+}
+
+static void write_progress(const char *path, apr_off_t offset, size_t index, apr_pool_t *p)
+{
+    const char *tmp = apr_pstrcat(p, path, ".tmp", NULL);
+    char line[64];
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600), n;
+
+    n = snprintf(line, sizeof(line), "%" APR_OFF_T_FMT " %zu\n", offset, index);
+    if (fd < 0 || write(fd, line, (size_t)n) != n || rename(tmp, path) < 0)
+        dc_log(DC_LOG_WARN,
+               DCLOGNO(10727) "shipper: cannot write %s (%s): a restart would resend "
+                              "acknowledged batches",
+               path, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+}
+
+static void read_progress(const char *path, apr_off_t *offset, size_t *index)
+{
+    FILE *f = fopen(path, "r");
+    long long o = 0;
+    size_t i = 0;
+
+    *offset = 0;
+    *index = 0;
+    if (!f)
+        return;
+    if (fscanf(f, "%lld %zu", &o, &i) == 2 && o >= 0) {
+        *offset = (apr_off_t)o;
+        *index = i;
+    }
+    fclose(f);
+}
+
+static void dead_letter(dc_shipper_t *sh, const char *body, size_t len, size_t hits,
+                        const char *segment, const char *why, apr_pool_t *p)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    char day[16];
+    const char *path;
+    int fd;
+    ssize_t w = -1;
+
+    gmtime_r(&now, &tm);
+    strftime(day, sizeof(day), "%Y%m%d", &tm);
+    apr_dir_make_recursive(sh->dead_dir, APR_FPROT_UREAD | APR_FPROT_UWRITE | APR_FPROT_UEXECUTE, p);
+    path = apr_pstrcat(p, sh->dead_dir, "/", day, ".jsonl", NULL);
+    fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        w = write(fd, body, len);
+        (void)fdatasync(fd);
+        close(fd);
+    }
+    apr_thread_mutex_lock(sh->lock);
+    sh->stats.dead_letters++;
+    sh->stats.dead_letter_hits += hits;
+    apr_thread_mutex_unlock(sh->lock);
+    dc_log(DC_LOG_ERROR,
+           DCLOGNO(10728) "shipper: the collector refused a batch of %zu hit(s) from %s (%s); "
+                          "it is kept in %s%s and will not be retried",
+           hits, segment, why, path, w == (ssize_t)len ? "" : " (WRITE FAILED: the batch is lost)");
+}
+
+/* The batch body for hits[from, to), with "qt" stamped now; ids collected. */
+static size_t build_batch(dc_shipper_t *sh, const flat_hit_t *hits, size_t from, size_t to,
+                          int64_t now_ms, dc_buf_t *body, dc_buf_t *ids)
+{
+    size_t n = 0;
+
+    body->len = 0;
+    ids->len = 0;
+    dc_buf_puts(body, dc_hits_batch_open());
+    for (size_t i = from; i < to; i++) {
+        const dc_spool_hit_t *h = &hits[i].hit;
+        int64_t qt = h->qt_base + (now_ms > h->received_ms ? now_ms - h->received_ms : 0);
+
+        if (n)
+            dc_buf_putc(body, ',');
+        if (h->json_len > 2) {
+            dc_buf_append(body, h->json, h->json_len - 1);
+            dc_buf_printf(body, ",\"qt\":%" PRId64 "}", qt);
+        } else {
+            dc_buf_printf(body, "{\"qt\":%" PRId64 "}", qt);
+        }
+        if (ids->len)
+            dc_buf_putc(ids, ',');
+        dc_buf_append(ids, h->id, h->id_len);
+        n++;
+    }
+    dc_buf_puts(body, dc_hits_batch_close());
+    if (sh->file_dir)
+        dc_buf_putc(body, '\n');
+    dc_buf_cstr(body);
+    dc_buf_cstr(ids);
+    return n;
+}
+
+/* 0 = the segment is done and deleted; DC_SHIP_BACKOFF or DC_SHIP_MORE otherwise. */
+static int ship_segment(dc_shipper_t *sh, const char *name, apr_time_t deadline, apr_pool_t *p)
+{
+    const char *path = apr_pstrcat(p, sh->opt.spool_dir, "/", name, NULL);
+    const char *dash = strrchr(name, '-');
+    const char *progress =
+        apr_psprintf(p, "%s/%.*s.progress", sh->opt.spool_dir,
+                     (int)(dash ? (size_t)(dash - name) : strlen(name)), name);
+    collect_t c;
+    char *data;
+    size_t len, pos = 0;
+    flat_hit_t *hits;
+    dc_buf_t body, ids;
+
+    if (read_file(path, p, &data, &len) < 0) {
+        if (errno != ENOENT)
+            dc_log(DC_LOG_ERROR, DCLOGNO(10729) "shipper: cannot read %s: %s", path,
+                   strerror(errno));
+        return 0; /* dropped meanwhile (drop-oldest), or unreadable: next one */
+    }
+    c.hits = apr_array_make(p, 64, sizeof(flat_hit_t));
+    read_progress(progress, &c.from_offset, &c.from_index);
+    dc_spool_parse(data, len, name, p, collect_hits, &c, NULL);
+    hits = (flat_hit_t *)c.hits->elts;
+    dc_buf_init(&body, p, 16 * 1024);
+    dc_buf_init(&ids, p, 4 * 1024);
+
+    while (pos < (size_t)c.hits->nelts) {
+        size_t to = pos, bytes = 256, n;
+        char why[160] = "";
+        send_result_e r;
+
+        if (apr_time_now() >= deadline)
+            return DC_SHIP_MORE;
+        while (to < (size_t)c.hits->nelts && to - pos < sh->opt.batch_max_hits &&
+               (to == pos || bytes + hits[to].hit.json_len + 24 <= sh->opt.batch_max_bytes)) {
+            bytes += hits[to].hit.json_len + 24;
+            to++;
+        }
+        n = build_batch(sh, hits, pos, to, apr_time_as_msec(apr_time_now()), &body, &ids);
+        r = sh->file_dir ? file_send(sh, body.data, body.len, why, sizeof(why))
+                         : http_send(sh, body.data, body.len, ids.data, why, sizeof(why));
+        if (r == SEND_RETRY) {
+            note_retry(sh, apr_psprintf(p, "%s: %s", sh->opt.collector, why));
+            return DC_SHIP_BACKOFF;
+        }
+        if (r == SEND_OK) {
+            note_success(sh, n);
+        } else {
+            /* Under a file sink bodies end with '\n' already. */
+            if (!sh->file_dir)
+                dc_buf_putc(&body, '\n');
+            dead_letter(sh, body.data, body.len, n, name, why, p);
+            sh->failures = 0;
+        }
+        pos = to;
+        if (pos < (size_t)c.hits->nelts) {
+            if (hits[pos].offset == hits[pos - 1].offset)
+                write_progress(progress, hits[pos].offset, hits[pos].index, p);
+            else
+                write_progress(progress, hits[pos].offset, 0, p);
+        }
+    }
+    if (unlink(path) < 0 && errno != ENOENT)
+        dc_log(DC_LOG_ERROR,
+               DCLOGNO(10730) "shipper: cannot delete the delivered segment %s: %s (it would "
+                              "be sent again)",
+               path, strerror(errno));
+    unlink(progress);
+    apr_thread_mutex_lock(sh->lock);
+    sh->stats.segments_done++;
+    apr_thread_mutex_unlock(sh->lock);
+    return 0;
+}
+
+/* Progress files whose segment is gone (deleted by drop-oldest while the
+ * shipper was in it) would otherwise stay forever. */
+static void remove_orphan_progress(dc_shipper_t *sh, const char **names, size_t n, apr_pool_t *p)
+{
+    DIR *d = opendir(sh->opt.spool_dir);
+    struct dirent *e;
+
+    if (!d)
+        return;
+    while ((e = readdir(d)) != NULL) {
+        size_t stem_len;
+        int live = 0;
+
+        if (strncmp(e->d_name, "seg-", 4) != 0 || !strstr(e->d_name, ".progress"))
+            continue;
+        stem_len = (size_t)(strstr(e->d_name, ".progress") - e->d_name);
+        for (size_t i = 0; i < n && !live; i++)
+            live = strncmp(names[i], e->d_name, stem_len) == 0 && names[i][stem_len] == '-';
+        if (!live)
+            unlink(apr_pstrcat(p, sh->opt.spool_dir, "/", e->d_name, NULL));
+    }
+    closedir(d);
+}
+
+dc_ship_result_e dc_shipper_run_once(dc_shipper_t *sh, apr_time_t deadline)
+{
+    apr_pool_t *p, *seg_pool;
+    const char **names;
+    size_t n;
+    dc_ship_result_e result = DC_SHIP_IDLE;
+    apr_time_t next;
+
+    apr_thread_mutex_lock(sh->lock);
+    next = sh->stats.next_attempt;
+    apr_thread_mutex_unlock(sh->lock);
+    if (next && apr_time_now() < next)
+        return DC_SHIP_BACKOFF;
+    apr_pool_create(&p, sh->pool);
+    dc_spool_adopt_dead(sh->opt.spool_dir, p);
+    if (dc_spool_list_ready(sh->opt.spool_dir, p, &names, &n) == 0) {
+        remove_orphan_progress(sh, names, n, p);
+        for (size_t i = 0; i < n; i++) {
+            int r;
+
+            apr_pool_create(&seg_pool, p);
+            r = ship_segment(sh, names[i], deadline, seg_pool);
+            apr_pool_destroy(seg_pool);
+            if (r != 0) {
+                result = (dc_ship_result_e)r;
+                break;
+            }
+            result = DC_SHIP_DONE;
+        }
+    }
+    apr_pool_destroy(p);
+    return result;
+}
+
+static void sleep_until(dc_shipper_t *sh, apr_time_t when)
+{
+    apr_time_t now = apr_time_now();
+
+    if (when > now)
+        apr_sleep(when - now);
+}
+
+int dc_shipper_flush(dc_shipper_t *sh, apr_time_t deadline)
+{
+    for (;;) {
+        dc_ship_result_e r = dc_shipper_run_once(sh, deadline);
+        apr_time_t next;
+
+        if (r == DC_SHIP_IDLE || r == DC_SHIP_DONE) {
+            /* Done only when a fresh look finds nothing (segments may have
+             * been closed while we shipped). */
+            if (r == DC_SHIP_IDLE)
+                return 0;
+            continue;
+        }
+        if (apr_time_now() >= deadline)
+            return -1;
+        if (r == DC_SHIP_BACKOFF) {
+            apr_thread_mutex_lock(sh->lock);
+            next = sh->stats.next_attempt;
+            apr_thread_mutex_unlock(sh->lock);
+            if (next >= deadline)
+                return -1;
+            sleep_until(sh, next);
+        }
+    }
+}
+
+/* ---- the thread ------------------------------------------------------------------------ */
+
+static void *APR_THREAD_FUNC shipper_thread(apr_thread_t *t, void *data)
+{
+    dc_shipper_t *sh = data;
+
+    apr_thread_mutex_lock(sh->lock);
+    while (!sh->stopping) {
+        dc_ship_result_e r;
+        apr_time_t wait = sh->opt.interval, now;
+
+        apr_thread_mutex_unlock(sh->lock);
+        if (sh->own_spool)
+            dc_spool_tick(sh->own_spool);
+        r = dc_shipper_run_once(sh, apr_time_now() + sh->opt.interval);
+        apr_thread_mutex_lock(sh->lock);
+        now = apr_time_now();
+        if (r == DC_SHIP_MORE)
+            wait = 0;
+        else if (r == DC_SHIP_BACKOFF && sh->stats.next_attempt > now &&
+                 sh->stats.next_attempt - now < wait)
+            wait = sh->stats.next_attempt - now;
+        if (wait > 0 && !sh->stopping)
+            apr_thread_cond_timedwait(sh->wake, sh->lock, wait);
+    }
+    apr_thread_mutex_unlock(sh->lock);
+    if (sh->own_spool)
+        dc_spool_rotate(sh->own_spool);
+    if (dc_shipper_flush(sh, sh->stop_deadline) < 0)
+        dc_log(DC_LOG_WARN,
+               DCLOGNO(10731) "shipper: stopping with events not yet delivered; they stay in "
+                              "%s and go out at the next start",
+               sh->opt.spool_dir);
+    /* A plain return, not apr_thread_exit (pthread_exit): its unwinding
+     * trips AddressSanitizer in threads of forked processes; the thread's
+     * pool goes with its parent. */
+    return NULL;
+}
+
+int dc_shipper_start(dc_shipper_t *sh, dc_spool_t *own_spool)
+{
+    apr_threadattr_t *attr;
+
+    if (sh->thread)
+        return 0;
+    sh->own_spool = own_spool;
+    sh->stopping = 0;
+    if (apr_threadattr_create(&attr, sh->pool) != APR_SUCCESS ||
+        apr_thread_create(&sh->thread, attr, shipper_thread, sh, sh->pool) != APR_SUCCESS) {
+        sh->thread = NULL;
+        dc_log(DC_LOG_ERROR, DCLOGNO(10732) "shipper: cannot start its thread");
+        return -1;
+    }
+    return 0;
+}
+
+void dc_shipper_stop(dc_shipper_t *sh, apr_interval_time_t flush_within)
+{
+    apr_status_t rv;
+
+    if (!sh->thread)
+        return;
+    apr_thread_mutex_lock(sh->lock);
+    sh->stopping = 1;
+    sh->stop_deadline = apr_time_now() + flush_within;
+    apr_thread_cond_signal(sh->wake);
+    apr_thread_mutex_unlock(sh->lock);
+    apr_thread_join(&rv, sh->thread);
+    sh->thread = NULL;
+}
+
+void dc_shipper_stats(dc_shipper_t *sh, dc_shipper_stats_t *st)
+{
+    apr_thread_mutex_lock(sh->lock);
+    *st = sh->stats;
+    apr_thread_mutex_unlock(sh->lock);
+}
