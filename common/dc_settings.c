@@ -12,7 +12,9 @@
  * because YAML aliases can make a small document describe a huge tree.
  */
 #include "dc_settings.h"
+#include "dc_shipper.h"
 #include "dc_source.h"
+#include "dc_spool.h"
 #include "dc_store_flagship.h"
 
 #include <apr_strings.h>
@@ -58,6 +60,8 @@ enum {
     S_REDIS_TLS, S_REDIS_TTL, S_DYNAMO_TABLE, S_DYNAMO_SEPARATOR, S_DYNAMO_PK, S_DYNAMO_TIMEOUT,
     S_ADDRESS, S_STORE, S_BUCKETING_URL, S_BUCKETING_FILE, S_LAST_KNOWN_GOOD, S_MAX_BODY_SIZE,
     S_THREADS, S_LISTEN, S_SHUTDOWN_TIMEOUT,
+    S_METRICS_ENABLED, S_PROMETHEUS_PATH, S_STATUS_PATH,
+    S_SPOOL_DIR, S_SPOOL_OPTIONS, S_COLLECTOR, S_SHIPPER,
     S_COUNT
 };
 
@@ -125,9 +129,25 @@ static const setting_def_t defs[S_COUNT] = {
                   "FastCGI socket to listen on: HOST:PORT, :PORT or unix:/PATH (--listen)"},
     [S_SHUTDOWN_TIMEOUT] = {"SHUTDOWN_TIMEOUT", "shutdown_timeout", K_DURATION, "10s",
                             "on SIGTERM, how long in-flight requests may take to finish"},
+    [S_METRICS_ENABLED] = {"METRICS_ENABLED", "metrics.enabled", K_BOOL, "true",
+                           "count requests for /v2/metrics, the Prometheus path, the status page"},
+    [S_PROMETHEUS_PATH] = {"METRICS_PROMETHEUS_PATH", "metrics.prometheus_path", K_STRING,
+                           "/metrics", "Prometheus text at a path ending so; \"none\": off"},
+    [S_STATUS_PATH] = {"METRICS_STATUS_PATH", "metrics.status_path", K_STRING, NULL,
+                       "the HTML status page at a path ending so (e.g. /v2/status)"},
+    [S_SPOOL_DIR] = {"EVENTS_SPOOL_DIR", "events.spool_dir", K_STRING, NULL,
+                     "the durable event spool; unset: events (hits) are not collected"},
+    [S_SPOOL_OPTIONS] = {"EVENTS_SPOOL_OPTIONS", "events.spool_options", K_STRING, NULL,
+                         "fsync=100ms|always|never, segment-bytes, segment-age, max-bytes, "
+                         "on-full=refuse|drop-oldest"},
+    [S_COLLECTOR] = {"EVENTS_COLLECTOR", "events.collector", K_STRING,
+                     DC_SHIPPER_DEFAULT_COLLECTOR, "where events go: http(s)://... or file:/DIR"},
+    [S_SHIPPER] = {"EVENTS_SHIPPER", "events.shipper", K_BOOL, "true",
+                   "ship from this process (off: run `decision-fcgi ship` beside it)"},
 };
 
-static const char *const env_prefixes[] = {"CACHE_", "CORS_", "BUCKETING_", "LOG_"};
+static const char *const env_prefixes[] = {"CACHE_", "CORS_", "BUCKETING_", "LOG_", "METRICS_",
+                                           "EVENTS_"};
 
 static void add_error(dc_settings_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void add_error(dc_settings_t *s, const char *fmt, ...)
@@ -157,6 +177,10 @@ dc_settings_t *dc_settings_create(apr_pool_t *p)
     s->store_uri = "none";
     s->max_body_size = DC_DEFAULT_MAX_BODY_SIZE;
     s->shutdown_timeout = apr_time_from_sec(10);
+    s->metrics_enabled = 1;
+    s->prometheus_path = "/metrics";
+    s->collector = DC_SHIPPER_DEFAULT_COLLECTOR;
+    s->shipper_enabled = 1;
     return s;
 }
 
@@ -612,6 +636,53 @@ static void finish_store(dc_settings_t *s)
         add_error(s, "%s", err);
 }
 
+static int is_path(const char *v)
+{
+    return v[0] == '/' && !strpbrk(v, "?# \t\r\n");
+}
+
+static void finish_observability(dc_settings_t *s)
+{
+    const char *v;
+    char err[256];
+
+    if ((v = value_of(s, S_PROMETHEUS_PATH)) != NULL) {
+        if (strcasecmp(v, "none") == 0)
+            s->prometheus_path = NULL;
+        else if (is_path(v))
+            s->prometheus_path = v;
+        else
+            add_error(s, "%s: expected a path such as /metrics, or none, not %s",
+                      label(s, S_PROMETHEUS_PATH), shown(s, S_PROMETHEUS_PATH));
+    }
+    if ((v = value_of(s, S_STATUS_PATH)) != NULL) {
+        if (is_path(v))
+            s->status_path = v;
+        else
+            add_error(s, "%s: expected a path such as /v2/status, not %s",
+                      label(s, S_STATUS_PATH), shown(s, S_STATUS_PATH));
+    }
+    s->spool_dir = value_of(s, S_SPOOL_DIR);
+    s->spool_options = value_of(s, S_SPOOL_OPTIONS);
+    if (s->spool_options) {
+        dc_spool_options_t o;
+
+        dc_spool_options_default(&o);
+        if (dc_spool_options_parse(&o, s->spool_options, err, sizeof(err)) < 0)
+            add_error(s, "%s: %s", label(s, S_SPOOL_OPTIONS), err);
+        else if (!s->spool_dir)
+            add_error(s, "%s is set but EVENTS_SPOOL_DIR is not", label(s, S_SPOOL_OPTIONS));
+    }
+    if ((v = value_of(s, S_COLLECTOR)) != NULL) {
+        if (strncasecmp(v, "http://", 7) == 0 || strncasecmp(v, "https://", 8) == 0 ||
+            strncmp(v, "file:/", 6) == 0)
+            s->collector = v;
+        else
+            add_error(s, "%s: expected an http:// or https:// URL or file:/DIR, not %s",
+                      label(s, S_COLLECTOR), shown(s, S_COLLECTOR));
+    }
+}
+
 int dc_settings_finish(dc_settings_t *s)
 {
     for (int i = 0; i < S_COUNT; i++) {
@@ -627,8 +698,12 @@ int dc_settings_finish(dc_settings_t *s)
                 add_error(s, "%s: expected true or false, not %s", label(s, i), shown(s, i));
             else if (i == S_REQUIRE_API_KEY)
                 s->require_api_key = b;
-            else
+            else if (i == S_CORS_ENABLED)
                 s->cors_enabled = b;
+            else if (i == S_METRICS_ENABLED)
+                s->metrics_enabled = b;
+            else
+                s->shipper_enabled = b;
             break;
         }
         case K_DURATION: {
@@ -723,6 +798,7 @@ int dc_settings_finish(dc_settings_t *s)
         add_error(s, "%s is none and BUCKETING_FILE is not set: no bucketing file to serve",
                   label(s, S_BUCKETING_URL));
     finish_store(s);
+    finish_observability(s);
     return s->errors->nelts ? -1 : 0;
 }
 
@@ -736,6 +812,7 @@ void dc_settings_api_options(const dc_settings_t *s, dc_api_options_t *opt)
     opt->cors_origins = s->cors_allowed_origins;
     opt->cors_headers = s->cors_allowed_headers;
     opt->max_body_size = s->max_body_size;
+    opt->prometheus_path = s->prometheus_path;
 }
 
 void dc_settings_write_help(FILE *out)

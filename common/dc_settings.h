@@ -48,6 +48,13 @@ typedef struct dc_settings {
     int threads;                   /* 0: the front end's default */
     const char *listen;            /* NULL: the front end's default */
     apr_interval_time_t shutdown_timeout;
+    int metrics_enabled;
+    const char *prometheus_path;   /* NULL: not served */
+    const char *status_path;       /* NULL: no status page */
+    const char *spool_dir;         /* NULL: events are not collected */
+    const char *spool_options;     /* "key=value,..." for dc_spool_options_parse, NULL: defaults */
+    const char *collector;         /* the shipper's sink */
+    int shipper_enabled;
 
     /* Raw text by setting, and where each came from ("environment", "file.yaml:3"). */
     const char **raw;

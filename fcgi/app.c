@@ -14,6 +14,7 @@
 
 #include <apr_strings.h>
 #include <errno.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +105,77 @@ static dc_store_t *open_store(apr_pool_t **pool, apr_pool_t *parent, const char 
     return store;
 }
 
+int dc_fcgi_thread_count(const dc_settings_t *s)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+    if (s->threads > 0)
+        return s->threads;
+    return cores > 0 && cores < 512 ? (int)cores * 2 : 4;
+}
+
+/* What the status pages show of the events (dc_metrics_extra_fn). */
+static void event_figures(void *baton, dc_metrics_extra_t *out)
+{
+    dc_fcgi_app_t *app = baton;
+    dc_spool_stats_t st;
+
+    if (!app->spool)
+        return;
+    dc_spool_stats(app->spool, &st);
+    out->has_spool = 1;
+    out->spool.pending_records = st.depth_records;
+    out->spool.pending_bytes = st.depth_bytes;
+    out->spool.segments = st.segments;
+    out->spool.oldest_unsent = st.oldest_age > 0 ? apr_time_now() - st.oldest_age : 0;
+    out->spool.degraded = st.refused > 0;
+    if (app->shipper) {
+        dc_shipper_stats_t ss;
+
+        dc_shipper_stats(app->shipper, &ss);
+        out->spool.delivered = ss.hits_sent;
+        out->spool.retried = ss.retries;
+        out->spool.dead_lettered = ss.dead_letter_hits;
+        out->spool.degraded |= ss.state == DC_SHIPPER_FAILING;
+        snprintf(out->spool.last_error, sizeof(out->spool.last_error), "%s", ss.last_error);
+    }
+}
+
+/* The spool every request appends to, and (FastCGI, EVENTS_SHIPPER on) the shipper. */
+static int open_events(dc_fcgi_app_t *app, const dc_settings_t *s)
+{
+    dc_spool_options_t so;
+    dc_shipper_options_t sho;
+    char err[256];
+
+    if (!s->spool_dir) {
+        dc_log(DC_LOG_INFO, DCLOGNO(10516) "events (hits) are not collected: EVENTS_SPOOL_DIR "
+                                           "is not set");
+        return 0;
+    }
+    dc_spool_options_default(&so);
+    so.dir = s->spool_dir;
+    if (dc_spool_options_parse(&so, s->spool_options, err, sizeof(err)) < 0 ||
+        !(app->spool = dc_spool_open(app->pool, &so, err, sizeof(err)))) {
+        dc_log(DC_LOG_ERROR, DCLOGNO(10517) "event spool %s: %s", s->spool_dir, err);
+        return -1;
+    }
+    app->svc.hit_sink = dc_spool_sink;
+    app->svc.hit_baton = app->spool;
+    app->svc.metrics_extra = event_figures;
+    app->svc.metrics_extra_baton = app;
+    if (app->cgi || !s->shipper_enabled)
+        return 0;
+    dc_shipper_options_default(&sho);
+    sho.spool_dir = s->spool_dir;
+    sho.collector = s->collector;
+    if (!(app->shipper = dc_shipper_create(app->pool, &sho, err, sizeof(err)))) {
+        dc_log(DC_LOG_ERROR, DCLOGNO(10518) "event shipper: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
 static const char *describe_source(apr_pool_t *p, const dc_settings_t *s)
 {
     return apr_psprintf(p, "url %s, file %s, last-known-good %s",
@@ -177,6 +249,13 @@ int dc_fcgi_app_start(dc_fcgi_app_t *app, apr_pool_t *p, const dc_fcgi_args_t *a
     app->source = open_source(&app->source_pool, p, settings);
     if (!app->source)
         return -1;
+    app->svc.source = app->source;
+    app->svc.cmdline = args->argv;
+    app->n_threads = cgi ? 1 : dc_fcgi_thread_count(settings);
+    if (settings->metrics_enabled)
+        app->svc.metrics = dc_metrics_create(p, (size_t)app->n_threads);
+    if (open_events(app, settings) < 0)
+        return -1;
     if (dc_source_load_initial(app->source, &cfg, err, sizeof(err)) == 0 && cfg) {
         dc_slot_publish(&app->svc.slot, cfg);
         have_config = 1;
@@ -242,9 +321,14 @@ static void reload(dc_fcgi_app_t *app)
         return;
     }
     if (s->threads != old->threads || !same_string(s->listen, old->listen) ||
-        s->log_level != old->log_level || s->log_format != old->log_format)
-        dc_log(DC_LOG_WARN, DCLOGNO(10511) "reload: THREADS, LISTEN, LOG_LEVEL and LOG_FORMAT "
-                                           "changes take effect at the next start");
+        s->log_level != old->log_level || s->log_format != old->log_format ||
+        s->metrics_enabled != old->metrics_enabled ||
+        !same_string(s->spool_dir, old->spool_dir) ||
+        !same_string(s->spool_options, old->spool_options) ||
+        !same_string(s->collector, old->collector) || s->shipper_enabled != old->shipper_enabled)
+        dc_log(DC_LOG_WARN, DCLOGNO(10511) "reload: changes of THREADS, LISTEN, LOG_*, "
+                                           "METRICS_ENABLED and EVENTS_* take effect at the "
+                                           "next start");
     for (int i = 0; i < s->warnings->nelts; i++)
         dc_log(DC_LOG_WARN, DCLOGNO(10512) "%s", APR_ARRAY_IDX(s->warnings, i, const char *));
 
@@ -261,6 +345,8 @@ static void reload(dc_fcgi_app_t *app)
     app->settings = s;
     old_gen_pool = app->gen_pool;
     app->gen_pool = gen_pool;
+    if (new_source)
+        app->svc.source = new_source; /* the status pages read it inside dc_api_handle */
     pthread_rwlock_unlock(&app->options_lock);
 
     if (store) {
@@ -336,13 +422,20 @@ static void *poller_main(void *data)
     return NULL;
 }
 
-int dc_fcgi_app_start_poller(dc_fcgi_app_t *app)
+int dc_fcgi_app_start_threads(dc_fcgi_app_t *app)
 {
     if (pthread_create(&app->poller, NULL, poller_main, app) != 0) {
         dc_log(DC_LOG_ERROR, DCLOGNO(10514) "cannot start the poller thread");
         return -1;
     }
     app->poller_started = 1;
+    if (app->shipper) {
+        if (dc_shipper_start(app->shipper, app->spool) < 0) {
+            dc_log(DC_LOG_ERROR, DCLOGNO(10519) "cannot start the event shipper thread");
+            return -1;
+        }
+        app->shipper_started = 1;
+    }
     return 0;
 }
 
@@ -354,7 +447,7 @@ void dc_fcgi_app_request_reload(dc_fcgi_app_t *app)
     pthread_mutex_unlock(&app->mutex);
 }
 
-int dc_fcgi_app_stop_poller(dc_fcgi_app_t *app, apr_time_t deadline)
+static int stop_poller(dc_fcgi_app_t *app, apr_time_t deadline)
 {
     int done;
 
@@ -383,8 +476,33 @@ int dc_fcgi_app_stop_poller(dc_fcgi_app_t *app, apr_time_t deadline)
     return 0;
 }
 
+int dc_fcgi_app_stop_threads(dc_fcgi_app_t *app, apr_time_t deadline, apr_time_t flush_deadline)
+{
+    int rc = stop_poller(app, deadline);
+
+    /* Events are on disk already; shipping them now only shortens their wait. */
+    if (app->shipper_started) {
+        apr_interval_time_t within = flush_deadline - apr_time_now();
+
+        dc_shipper_stop(app->shipper, within > 0 ? within : 0);
+        app->shipper_started = 0;
+    }
+    if (app->spool) {
+        dc_spool_close(app->spool); /* the open segment becomes ready for the next shipper */
+        app->spool = NULL;
+        app->svc.hit_sink = NULL;
+    }
+    return rc;
+}
+
 void dc_fcgi_app_destroy(dc_fcgi_app_t *app)
 {
+    if (app->shipper)
+        dc_shipper_destroy(app->shipper);
+    app->shipper = NULL;
+    if (app->spool)
+        dc_spool_close(app->spool);
+    app->spool = NULL;
     if (app->svc.store)
         dc_store_close(app->svc.store);
     app->svc.store = NULL;

@@ -15,7 +15,9 @@
 
 #include "dc_api.h"
 #include "dc_settings.h"
+#include "dc_shipper.h"
 #include "dc_source.h"
+#include "dc_spool.h"
 
 #include <apr_pools.h>
 #include <pthread.h>
@@ -24,6 +26,7 @@ typedef struct {
     const char *config_file; /* --config or CONFIG_FILE */
     const char *threads;     /* --threads */
     const char *listen;      /* --listen */
+    const char *const *argv; /* for /v2/metrics "cmdline" */
 } dc_fcgi_args_t;
 
 typedef struct {
@@ -40,6 +43,10 @@ typedef struct {
     apr_pool_t *source_pool;
     dc_source_t *source;
     int cgi;                     /* one request, no threads */
+    int n_threads;               /* request threads (1 in CGI mode): one metrics slot each */
+    dc_spool_t *spool;           /* NULL: events are not collected */
+    dc_shipper_t *shipper;       /* NULL: another process ships (or CGI mode) */
+    int shipper_started;
     int fetched_at_start;        /* the URL was asked before serving */
 
     /* poller thread */
@@ -64,12 +71,18 @@ dc_settings_t *dc_fcgi_read_settings(apr_pool_t *p, const dc_fcgi_args_t *args);
 int dc_fcgi_app_start(dc_fcgi_app_t *app, apr_pool_t *p, const dc_fcgi_args_t *args,
                       dc_settings_t *settings, int cgi);
 
-/* The poller thread: refreshes every POLLING_INTERVAL, reloads on request. */
-int dc_fcgi_app_start_poller(dc_fcgi_app_t *app);
+/* The background threads: the poller (refreshes every POLLING_INTERVAL,
+ * reloads on request) and the event shipper. */
+int dc_fcgi_app_start_threads(dc_fcgi_app_t *app);
 void dc_fcgi_app_request_reload(dc_fcgi_app_t *app);
-/* Stops the poller, waiting until deadline at most; returns 0 if it stopped. */
-int dc_fcgi_app_stop_poller(dc_fcgi_app_t *app, apr_time_t deadline);
+/* Stops the poller (waiting until deadline at most), then the shipper, which
+ * delivers what it can before flush_deadline, and closes the spool. Returns
+ * 0 when every thread stopped (the app may then be destroyed). */
+int dc_fcgi_app_stop_threads(dc_fcgi_app_t *app, apr_time_t deadline, apr_time_t flush_deadline);
 void dc_fcgi_app_destroy(dc_fcgi_app_t *app);
+
+/* THREADS, or cores x 2. */
+int dc_fcgi_thread_count(const dc_settings_t *s);
 
 /* Installs the stderr log sink for LOG_FORMAT / LOG_LEVEL. */
 void dc_fcgi_log_init(dc_log_format_e format, dc_log_level_e level);

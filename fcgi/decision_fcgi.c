@@ -50,7 +50,7 @@ int main(int argc, const char *const *argv)
         {"help", 'h', 0, "help"},
         {NULL, 0, 0, NULL},
     };
-    dc_fcgi_args_t args = {getenv("CONFIG_FILE"), NULL, NULL};
+    dc_fcgi_args_t args = {getenv("CONFIG_FILE"), NULL, NULL, argv};
     dc_settings_t *settings;
     dc_fcgi_app_t app;
     apr_pool_t *pool, *settings_pool;
@@ -113,6 +113,8 @@ int main(int argc, const char *const *argv)
                         "environment): use --listen, or see --help\n", argv[0]);
         return 2;
     }
+    if (!cgi)
+        dc_fcgi_block_signals();
     if (dc_fcgi_app_start(&app, pool, &args, settings, cgi) < 0)
         return 1;
     return cgi ? dc_fcgi_serve_cgi(&app) : dc_fcgi_serve(&app);

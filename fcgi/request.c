@@ -16,6 +16,7 @@
 #include "request.h"
 
 #include "dc_log.h"
+#include "dc_status.h"
 
 #include <apr_strings.h>
 #include <stdlib.h>
@@ -167,6 +168,19 @@ static void head_puts(head_t *h, const char *s)
 }
 
 /* A header value from the configuration must not split the response. */
+/* The status page is where METRICS_STATUS_PATH says, matched at the end of the path (the way
+ * dc_api matches the Prometheus path), so it works under any mount prefix. */
+static int is_status_path(const char *status_path, const char *path)
+{
+    size_t n, m;
+
+    if (!status_path)
+        return 0;
+    n = strlen(path);
+    m = strlen(status_path);
+    return n >= m && strcmp(path + n - m, status_path) == 0;
+}
+
 static int header_safe(const char *s)
 {
     return strpbrk(s, "\r\n") == NULL;
@@ -229,13 +243,17 @@ void dc_fcgi_handle(dc_fcgi_app_t *app, apr_pool_t *p, const dc_fcgi_io_t *io)
     req.origin = io->param(io->baton, "HTTP_ORIGIN");
     req.x_api_key = io->param(io->baton, "HTTP_X_API_KEY");
     req.authorization = io->param(io->baton, "HTTP_AUTHORIZATION");
+    req.metrics_slot = io->metrics_slot;
 
     /* Read before taking the options lock: a slow upload must not hold up a reload.
      * Preflights and routes that take no body are answered without reading one. */
     if (strcmp(req.method, "POST") == 0)
         read_body(p, io, __atomic_load_n(&app->max_body_size, __ATOMIC_RELAXED), &req);
     pthread_rwlock_rdlock(&app->options_lock);
-    dc_api_handle(&app->svc, p, &req, &resp);
+    if (is_status_path(app->settings->status_path, req.path))
+        dc_status_handle(&app->svc, p, &req, &resp);
+    else
+        dc_api_handle(&app->svc, p, &req, &resp);
     /* Header values may point into the options, which a reload frees once we unlock. */
     headers = resp.headers;
     for (int i = 0; i < apr_table_elts(headers)->nelts; i++) {

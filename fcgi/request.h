@@ -19,6 +19,7 @@ typedef struct {
     void *baton;
     /* Without CONTENT_LENGTH: FastCGI's stdin has an end, CGI's has not (no body then). */
     int body_until_eof;
+    dc_metrics_slot_t *metrics_slot; /* this thread's, NULL when metrics are off */
 } dc_fcgi_io_t;
 
 /* Handles one request completely; everything is allocated in p. */

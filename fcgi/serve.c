@@ -87,13 +87,15 @@ static void *worker_main(void *data)
     apr_allocator_t *allocator;
     apr_pool_t *pool;
     FCGX_Request req;
-    dc_fcgi_io_t io = {fcgi_param, fcgi_read, fcgi_write, &req, 1};
+    dc_fcgi_io_t io = {fcgi_param, fcgi_read, fcgi_write, &req, 1, NULL};
 
     apr_allocator_create(&allocator);
     apr_allocator_max_free_set(allocator, 4 * 1024 * 1024);
     apr_pool_create_ex(&pool, NULL, NULL, allocator);
     apr_allocator_owner_set(allocator, pool);
     FCGX_InitRequest(&req, srv->listen_fd, 0);
+    if (srv->app->svc.metrics)
+        io.metrics_slot = dc_metrics_slot(srv->app->svc.metrics, (size_t)w->index);
 
     for (;;) {
         int rc = FCGX_Accept_r(&req);
@@ -167,17 +169,27 @@ static int open_listen_socket(apr_pool_t *p, const char *spec, const char **unix
     return fd;
 }
 
-static int default_threads(void)
+static void shutdown_signals(sigset_t *set)
 {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+}
 
-    return cores > 0 && cores < 512 ? (int)cores * 2 : 4;
+void dc_fcgi_block_signals(void)
+{
+    sigset_t set;
+
+    shutdown_signals(&set);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
 }
 
 int dc_fcgi_serve(dc_fcgi_app_t *app)
 {
     const dc_settings_t *settings = app->settings;
-    int n_threads = settings->threads > 0 ? settings->threads : default_threads();
+    int n_threads = app->n_threads;
     apr_interval_time_t grace = settings->shutdown_timeout;
     const char *unix_path = NULL;
     server_t srv;
@@ -193,17 +205,13 @@ int dc_fcgi_serve(dc_fcgi_app_t *app)
         (srv.listen_fd = open_listen_socket(app->pool, settings->listen, &unix_path)) < 0)
         return 1;
 
-    /* Every thread inherits this mask: only sigtimedwait() below sees these signals. */
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &signals, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    /* Blocked since main() (dc_fcgi_block_signals), so every thread inherited the mask: only
+     * sigtimedwait() below sees these signals. */
+    shutdown_signals(&signals);
 
     pthread_mutex_init(&srv.mutex, NULL);
     pthread_cond_init(&srv.changed, NULL);
-    if (dc_fcgi_app_start_poller(app) < 0)
+    if (dc_fcgi_app_start_threads(app) < 0)
         return 1;
     workers = apr_pcalloc(app->pool, (apr_size_t)n_threads * sizeof(*workers));
     for (int i = 0; i < n_threads; i++) {
@@ -243,7 +251,8 @@ int dc_fcgi_serve(dc_fcgi_app_t *app)
         pthread_mutex_unlock(&srv.mutex);
         if (left == 0) {
             dc_log(DC_LOG_ERROR, DCLOGNO(10537) "every request thread ended: exiting");
-            dc_fcgi_app_stop_poller(app, apr_time_now() + grace);
+            dc_fcgi_app_stop_threads(app, apr_time_now() + apr_time_from_sec(1),
+                                     apr_time_now() + grace);
             return 1;
         }
     }
@@ -270,8 +279,13 @@ int dc_fcgi_serve(dc_fcgi_app_t *app)
     pthread_mutex_unlock(&srv.mutex);
     unfinished = __atomic_load_n(&srv.busy, __ATOMIC_ACQUIRE);
     /* The poller has nothing to flush (a last-known-good file is written whole or not at all):
-     * it gets a second to end a fetch, not the whole timeout. */
-    poller_stopped = dc_fcgi_app_stop_poller(app, apr_time_now() + apr_time_from_sec(1)) == 0;
+     * it gets a second to end a fetch, not the whole timeout. The shipper delivers what it can
+     * in what is left of SHUTDOWN_TIMEOUT (at least a second); what it cannot stays spooled. */
+    poller_stopped =
+        dc_fcgi_app_stop_threads(app, apr_time_now() + apr_time_from_sec(1),
+                                 deadline > apr_time_now() + apr_time_from_sec(1)
+                                     ? deadline
+                                     : apr_time_now() + apr_time_from_sec(1)) == 0;
     if (unix_path)
         unlink(unix_path);
 
@@ -322,9 +336,11 @@ static int cgi_write(void *baton, const char *buf, int n)
 int dc_fcgi_serve_cgi(dc_fcgi_app_t *app)
 {
     apr_pool_t *pool;
-    dc_fcgi_io_t io = {cgi_param, cgi_read, cgi_write, NULL, 0};
+    dc_fcgi_io_t io = {cgi_param, cgi_read, cgi_write, NULL, 0, NULL};
 
     apr_pool_create(&pool, app->pool);
+    if (app->svc.metrics)
+        io.metrics_slot = dc_metrics_slot(app->svc.metrics, 0);
     dc_fcgi_handle(app, pool, &io);
     fflush(stdout);
     apr_pool_destroy(pool);

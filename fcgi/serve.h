@@ -7,6 +7,9 @@
 
 #include "app.h"
 
+/* Blocks SIGTERM, SIGINT and SIGHUP (for sigtimedwait) and ignores SIGPIPE: call before any
+ * thread starts (the spool and the config source start some), so all inherit the mask. */
+void dc_fcgi_block_signals(void);
 /* Serves until SIGTERM/SIGINT; returns the process's exit code. */
 int dc_fcgi_serve(dc_fcgi_app_t *app);
 /* Answers the one request of the CGI environment; returns the exit code. */

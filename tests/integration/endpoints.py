@@ -244,3 +244,28 @@ def check_all_endpoints(base_url, api_key=None, env_id=ENV_ID,
     check_cors(base_url, api_key, cors_origins)
     if api_key:
         check_api_key(base_url, api_key)
+
+
+def check_health_and_metrics(base_url, api_key=None):
+    """GET /v2/health (open), /v2/ready and /v2/metrics (API key when required): the decisions
+    made through this front end are counted (call after check_all_endpoints or other traffic)."""
+    auth = _auth(api_key)
+    r = request(base_url, "GET", "/v2/health")
+    assert r.status == 200 and r.json()["status"] == "ok", r
+    r = request(base_url, "GET", "/v2/ready", headers=auth)
+    assert r.status == 200 and r.json()["config"]["loaded"] is True, r
+    before = request(base_url, "GET", "/v2/metrics", headers=auth)
+    assert before.status == 200, before
+    assert before.headers["content-type"].startswith("application/json"), before
+    for _ in range(5):
+        _decide(base_url, "/v2/campaigns", VISITORS[0], api_key)
+    after = request(base_url, "GET", "/v2/metrics", headers=auth).json()
+    key = "handlers.campaigns.requests.2xx"
+    assert after[key] >= before.json()[key] + 5, (before.json()[key], after[key])
+    assert after["handlers.campaigns.response_time.p99"] >= 0
+    assert after["config"]["loaded"] is True
+    if api_key:
+        r = request(base_url, "GET", "/v2/metrics")
+        assert r.status == 401, r
+        r = request(base_url, "GET", "/v2/ready")
+        assert r.status == 401, r

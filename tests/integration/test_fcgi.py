@@ -165,6 +165,7 @@ def test_lighttpd_spawns_the_responder_with_api_key(workdir):
         wait_until(lambda: endpoints.request(base(port), "OPTIONS", "/v2/campaigns").status == 204,
                    what="lighttpd → decision-fcgi")
         endpoints.check_all_endpoints(base(port), api_key="s3cret-key")
+        endpoints.check_health_and_metrics(base(port), api_key="s3cret-key")
         with open("/proc/%d/task/%d/children" % (proc.pid, proc.pid)) as f:
             spawned = [int(p) for p in f.read().split()]
         assert len(spawned) == 1  # one process, its own threads
@@ -210,6 +211,7 @@ def test_nginx_fastcgi_pass(workdir):
     proc, port = start_nginx(workdir, responder)
     try:
         endpoints.check_all_endpoints(base(port))
+        endpoints.check_health_and_metrics(base(port))
     finally:
         proc.stop()
         assert responder.stop() == 0, responder.output()
@@ -245,6 +247,7 @@ def test_caddy_fastcgi_transport(workdir):
     try:
         wait_port(port)
         endpoints.check_all_endpoints(base(port))
+        endpoints.check_health_and_metrics(base(port))
     finally:
         proc.stop()
         assert responder.stop() == 0, responder.output()
@@ -287,6 +290,7 @@ def test_apache_mod_proxy_fcgi_with_bearer_key(workdir):
     proc = start_httpd(workdir, conf, port)
     try:
         endpoints.check_all_endpoints(base(port), api_key="k-123")
+        endpoints.check_health_and_metrics(base(port), api_key="k-123")
     finally:
         proc.stop()
         assert responder.stop() == 0, responder.output()
@@ -312,6 +316,8 @@ def test_apache_cgi(workdir):
     try:
         # CGIPassAuth in the example passes "Authorization: Bearer" on (check_api_key)
         endpoints.check_all_endpoints(base(port), api_key="cgi-key", max_body_size=64 * 1024)
+        r = endpoints.request(base(port), "GET", "/v2/health")
+        assert r.status == 200 and r.json()["status"] == "ok"
     finally:
         proc.stop()
     with open(os.path.join(workdir, "httpd-error.log"), errors="replace") as f:
@@ -452,6 +458,11 @@ def check_config(env=None, args=None):
     ({"BUCKETING_URL": "ftp://x"}, "BUCKETING_URL (environment): expected an http"),
     ({"ENV_ID": "a/b"}, "ENV_ID (environment)"),
     ({"STORE": "bogus://x"}, "unknown store"),
+    ({"EVENTS_SPOOL_DIR": "/tmp/x", "EVENTS_SPOOL_OPTIONS": "fsync=sometimes"}, "EVENTS_SPOOL_OPTIONS"),
+    ({"EVENTS_SPOOL_OPTIONS": "fsync=always"}, "EVENTS_SPOOL_DIR is not"),
+    ({"EVENTS_COLLECTOR": "ftp://x"}, "EVENTS_COLLECTOR (environment)"),
+    ({"EVENTS_SHIPER": "on"}, "did you mean EVENTS_SHIPPER?"),
+    ({"METRICS_PROMETHEUS_PATH": "metrics"}, "METRICS_PROMETHEUS_PATH (environment)"),
 ])
 def test_bad_setting_exits_non_zero_naming_it(env, needle):
     full = dict(BASE_ENV, **env)
@@ -783,5 +794,113 @@ def test_started_from_last_known_good_asks_the_cdn_at_once(workdir):
             assert responder.stop() == 0
         with open(lkg) as f:
             assert "purple" in f.read()
+    finally:
+        standin.stop()
+
+
+# ---- metrics and events ----------------------------------------------------------
+
+def test_metrics_sum_every_thread_and_the_status_page(workdir):
+    responder = Responder(workdir, threads=3,
+                          env={"METRICS_STATUS_PATH": "/v2/status", "API_KEY": "mk",
+                               "REQUIRE_API_KEY": "true"})
+    key = {"X-Api-Key": "mk"}
+    try:
+        results = []
+
+        def client():
+            for _ in range(20):
+                results.append(responder.call("POST", "/v2/campaigns", POST_V1, headers=key)[0])
+
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert results == [200] * 80
+        status, _, body = responder.call("GET", "/v2/metrics", headers=key)
+        doc = json.loads(body)
+        assert status == 200 and doc["handlers.campaigns.requests.2xx"] == 80, doc
+        assert doc["cmdline"][0] == DECISION_FCGI
+        status, headers, body = responder.call("GET", "/metrics", headers=key)
+        assert status == 200 and headers["content-type"].startswith("text/plain")
+        assert b'decision_requests_total{endpoint="campaigns",status="2xx"} 80' in body, body
+        status, headers, body = responder.call("GET", "/v2/status", headers=key)
+        assert status == 200 and headers["content-type"].startswith("text/html")
+        assert b"c_ab" in body  # the campaigns loaded are listed
+        assert responder.call("GET", "/v2/status")[0] == 401
+    finally:
+        responder.stop()
+    off = Responder(workdir, env={"METRICS_ENABLED": "false", "METRICS_PROMETHEUS_PATH": "none"})
+    try:
+        status, _, body = off.call("GET", "/v2/metrics")
+        assert status == 200 and json.loads(body)["handlers.campaigns.requests.2xx"] == 0
+        assert off.call("GET", "/metrics")[0] == 404
+    finally:
+        off.stop()
+
+
+def activation(vid):
+    return json.dumps({"cid": ENV_ID, "vid": vid, "caid": "vg_ab", "vaid": "v_ab_red"})
+
+
+def test_events_are_spooled_and_shipped_and_flushed_at_sigterm(workdir):
+    standin = StandIn().start()
+    spool = os.path.join(workdir, "spool")
+    try:
+        env = {"EVENTS_SPOOL_DIR": spool, "EVENTS_COLLECTOR": standin.collector_url,
+               "EVENTS_SPOOL_OPTIONS": "segment-age=1s"}
+        responder = Responder(workdir, env=env)
+        try:
+            assert responder.call("POST", "/v2/activate", activation("ev-1"))[0] == 204
+            wait_until(lambda: any(h.get("vid") == "ev-1" for h in standin.hits()),
+                       timeout=15, what="the activation at the collector")
+            # the last one goes out at SIGTERM, before the segment would have aged
+            assert responder.call("POST", "/v2/activate", activation("ev-2"))[0] == 204
+        finally:
+            assert responder.stop() == 0, responder.output()
+        assert any(h.get("vid") == "ev-2" for h in standin.hits()), standin.hits()
+        # nothing is left behind but the progress of what was delivered
+        assert not [n for n in os.listdir(spool) if n.endswith((".open", ".ready"))]
+    finally:
+        standin.stop()
+
+
+def test_collector_down_events_wait_in_the_spool(workdir):
+    standin = StandIn().start()
+    spool = os.path.join(workdir, "spool")
+    try:
+        standin.collector_default = 503
+        env = {"EVENTS_SPOOL_DIR": spool, "EVENTS_COLLECTOR": standin.collector_url,
+               "SHUTDOWN_TIMEOUT": "1s"}
+        responder = Responder(workdir, env=env)
+        try:
+            assert responder.call("POST", "/v2/activate", activation("ev-3"))[0] == 204
+        finally:
+            assert responder.stop() == 0, responder.output()
+        assert [n for n in os.listdir(spool) if n.endswith(".ready")]
+        standin.collector_default = 200
+        p = subprocess.run([DECISION_FCGI, "ship", "--spool", spool, "--collector",
+                            standin.collector_url, "--once", "--deadline", "20"],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        assert any(h.get("vid") == "ev-3" for h in standin.hits())
+    finally:
+        standin.stop()
+
+
+def test_cgi_requests_spool_their_events(workdir):
+    standin = StandIn().start()
+    spool = os.path.join(workdir, "spool")
+    try:
+        env = {"EVENTS_SPOOL_DIR": spool, "PATH_INFO": "/activate"}
+        rc, head, _, err = run_cgi(env, activation("cgi-1").encode())
+        assert rc == 0 and head.startswith("Status: 204"), (head, err)
+        assert [n for n in os.listdir(spool) if n.endswith(".ready")]  # closed at exit
+        p = subprocess.run([DECISION_FCGI, "ship", "--spool", spool, "--collector",
+                            standin.collector_url, "--once", "--deadline", "20"],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        assert any(h.get("vid") == "cgi-1" for h in standin.hits())
     finally:
         standin.stop()

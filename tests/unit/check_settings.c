@@ -104,7 +104,13 @@ START_TEST(defaults)
     ck_assert_str_eq(s->store_uri, "none");
     ck_assert_int_eq(s->log_level, DC_LOG_WARN);
     ck_assert_int_eq(s->max_body_size, 1024 * 1024);
+    ck_assert_int_eq(s->metrics_enabled, 1);
+    ck_assert_str_eq(s->prometheus_path, "/metrics");
+    ck_assert_ptr_null(s->status_path);
+    ck_assert_ptr_null(s->spool_dir);
+    ck_assert_int_eq(s->shipper_enabled, 1);
     dc_settings_api_options(s, &opt);
+    ck_assert_str_eq(opt.prometheus_path, "/metrics");
     ck_assert_str_eq(opt.env_id, "env1");
     ck_assert_str_eq(opt.cors_origins, "*");
     ck_assert_int_eq(opt.require_api_key, 0);
