@@ -64,24 +64,49 @@ until curl -sf -o /dev/null -XPOST -d "$body" "http://127.0.0.1:$port/v2/campaig
   sleep 0.1
 done
 
-rate() { # URL → requests/s
-  wrk -t"$wrk_threads" -c"$connections" -d"${seconds}s" -s "$top/bench/post-campaigns.lua" "$1" |
-    awk '/^Requests\/sec:/ { print $2 }'
+# The responders' PIDs (lighttpd's children), to read their CPU time around each run.
+child_of() { # program path → pid
+  for c in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
+    [ "$(readlink /proc/"$c"/exe 2>/dev/null)" = "$(readlink -f "$1")" ] && { echo "$c"; return; }
+  done
 }
+cpu_ticks() { # pid → utime + stime in clock ticks
+  awk '{ print $14 + $15 }' /proc/"$1"/stat
+}
+rate() { # URL PID → "requests/s CPU-microseconds-per-request"
+  before=$(cpu_ticks "$2")
+  out=$(wrk -t"$wrk_threads" -c"$connections" -d"${seconds}s" -s "$top/bench/post-campaigns.lua" "$1")
+  after=$(cpu_ticks "$2")
+  echo "$out" | awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" '
+    /requests in/ { n = $1 } /^Requests\/sec:/ { r = $2 }
+    END { printf "%s %.1f\n", r, n ? t / hz * 1e6 / n : 0 }'
+}
+decision_pid=$(child_of "$decision")
+hello_pid=$(child_of "$hello")
+[ -n "$decision_pid" ] && [ -n "$hello_pid" ] || { echo "bench/fcgi.sh: responders not found under lighttpd" >&2; exit 1; }
 best_hello=0
 best_decision=0
+cpu_hello=
+cpu_decision=
 echo "lighttpd → FastCGI, $threads responder threads, wrk -t$wrk_threads -c$connections, ${seconds}s x $rounds rounds"
 wrk -t1 -c4 -d1s -s "$top/bench/post-campaigns.lua" "http://127.0.0.1:$port/hello" >/dev/null
 wrk -t1 -c4 -d1s -s "$top/bench/post-campaigns.lua" "http://127.0.0.1:$port/v2/campaigns" >/dev/null
 r=0
 while [ $r -lt "$rounds" ]; do
-  h=$(rate "http://127.0.0.1:$port/hello")
-  d=$(rate "http://127.0.0.1:$port/v2/campaigns")
-  echo "  round $((r + 1)): hello-fcgi $h req/s, decision-fcgi POST /v2/campaigns $d req/s"
+  set -- $(rate "http://127.0.0.1:$port/hello" "$hello_pid")
+  h=$1 hc=$2
+  set -- $(rate "http://127.0.0.1:$port/v2/campaigns" "$decision_pid")
+  d=$1 dc=$2
+  echo "  round $((r + 1)): hello-fcgi $h req/s ($hc us CPU/request), decision-fcgi POST /v2/campaigns $d req/s ($dc us CPU/request)"
+  cpu_hello="$cpu_hello $hc"
+  cpu_decision="$cpu_decision $dc"
   best_hello=$(python3 -c "print(max($best_hello, $h))")
   best_decision=$(python3 -c "print(max($best_decision, $d))")
   r=$((r + 1))
 done
 python3 -c "
 h, d = $best_hello, $best_decision
-print('best: hello-fcgi %.0f req/s, decision-fcgi %.0f req/s, ratio %.2f (target >= 0.90)' % (h, d, d / h))"
+ch, cd = min(float(x) for x in '$cpu_hello'.split()), min(float(x) for x in '$cpu_decision'.split())
+print('best: hello-fcgi %.0f req/s, decision-fcgi %.0f req/s, ratio %.2f (target >= 0.90)' % (h, d, d / h))
+print('responder CPU per request (least of the rounds): hello-fcgi %.1f us, decision-fcgi %.1f us '
+      '(+%.1f us: the decision and its answer)' % (ch, cd, cd - ch))"

@@ -61,6 +61,45 @@ const char *dc_fcgi_route_path(apr_pool_t *p, const char *script_name, const cha
     return escape_percent(p, joined);
 }
 
+/* The variables a request needs, found in one pass over its environment (a lookup per name
+ * would scan the 30-odd variables a web server sends once per name). */
+typedef struct {
+    const char *method, *script_name, *path_info, *request_uri, *query, *content_length;
+    const char *origin, *x_api_key, *authorization, *remote_addr;
+} cgi_vars_t;
+
+#define TAKE(entry, name, field)                                                              \
+    if (!(field) && strncmp(entry, name "=", sizeof(name)) == 0) {                            \
+        field = entry + sizeof(name);                                                         \
+        continue;                                                                             \
+    }
+
+static void collect_vars(char **envp, cgi_vars_t *v)
+{
+    memset(v, 0, sizeof(*v));
+    for (; envp && *envp; envp++) {
+        const char *e = *envp;
+
+        switch (e[0]) {
+        case 'R':
+            TAKE(e, "REQUEST_METHOD", v->method);
+            TAKE(e, "REQUEST_URI", v->request_uri);
+            TAKE(e, "REMOTE_ADDR", v->remote_addr);
+            break;
+        case 'S': TAKE(e, "SCRIPT_NAME", v->script_name); break;
+        case 'P': TAKE(e, "PATH_INFO", v->path_info); break;
+        case 'Q': TAKE(e, "QUERY_STRING", v->query); break;
+        case 'C': TAKE(e, "CONTENT_LENGTH", v->content_length); break;
+        case 'H':
+            TAKE(e, "HTTP_ORIGIN", v->origin);
+            TAKE(e, "HTTP_X_API_KEY", v->x_api_key);
+            TAKE(e, "HTTP_AUTHORIZATION", v->authorization);
+            break;
+        default: break;
+        }
+    }
+}
+
 /* CONTENT_LENGTH: digits only; anything else is "absent" (-1); huge values saturate. */
 static long long content_length(const char *v)
 {
@@ -78,9 +117,10 @@ static long long content_length(const char *v)
     return n;
 }
 
-static void read_body(apr_pool_t *p, const dc_fcgi_io_t *io, apr_size_t max, dc_request_t *req)
+static void read_body(apr_pool_t *p, const dc_fcgi_io_t *io, const char *length, apr_size_t max,
+                      dc_request_t *req)
 {
-    long long declared = content_length(io->param(io->baton, "CONTENT_LENGTH"));
+    long long declared = content_length(length);
     size_t want, got = 0;
     char *buf;
 
@@ -229,26 +269,24 @@ void dc_fcgi_handle(dc_fcgi_app_t *app, apr_pool_t *p, const dc_fcgi_io_t *io)
     dc_request_t req;
     dc_response_t resp;
     apr_table_t *headers;
-    const char *method = io->param(io->baton, "REQUEST_METHOD");
+    cgi_vars_t v;
 
     memset(&req, 0, sizeof(req));
     req.received = apr_time_now();
-    req.method = method ? method : "GET";
-    req.path = dc_fcgi_route_path(p, io->param(io->baton, "SCRIPT_NAME"),
-                                  io->param(io->baton, "PATH_INFO"),
-                                  io->param(io->baton, "REQUEST_URI"));
-    req.query = io->param(io->baton, "QUERY_STRING");
-    if (req.query && !*req.query)
-        req.query = NULL;
-    req.origin = io->param(io->baton, "HTTP_ORIGIN");
-    req.x_api_key = io->param(io->baton, "HTTP_X_API_KEY");
-    req.authorization = io->param(io->baton, "HTTP_AUTHORIZATION");
+    collect_vars(io->vars(io->baton), &v); /* the first of duplicates wins, as with getenv() */
+    req.method = v.method ? v.method : "GET";
+    req.path = dc_fcgi_route_path(p, v.script_name, v.path_info, v.request_uri);
+    req.query = v.query && *v.query ? v.query : NULL;
+    req.origin = v.origin;
+    req.x_api_key = v.x_api_key;
+    req.authorization = v.authorization;
     req.metrics_slot = io->metrics_slot;
 
     /* Read before taking the options lock: a slow upload must not hold up a reload.
      * Preflights and routes that take no body are answered without reading one. */
     if (strcmp(req.method, "POST") == 0)
-        read_body(p, io, __atomic_load_n(&app->max_body_size, __ATOMIC_RELAXED), &req);
+        read_body(p, io, v.content_length, __atomic_load_n(&app->max_body_size, __ATOMIC_RELAXED),
+                  &req);
     pthread_rwlock_rdlock(&app->options_lock);
     if (is_status_path(app->settings->status_path, req.path))
         dc_status_handle(&app->svc, p, &req, &resp);
@@ -267,12 +305,9 @@ void dc_fcgi_handle(dc_fcgi_app_t *app, apr_pool_t *p, const dc_fcgi_io_t *io)
         dc_log(DC_LOG_DEBUG, DCLOGNO(10520) "the web server went away before the answer was sent");
     if (io->body_until_eof)
         drain_body(io);
-    if (dc_log_enabled(DC_LOG_INFO)) {
-        const char *remote = io->param(io->baton, "REMOTE_ADDR");
-        const char *uri = io->param(io->baton, "REQUEST_URI");
-
-        dc_log(DC_LOG_INFO, DCLOGNO(10521) "%s | %d | %s | %.3fms | %s", remote ? remote : "-",
-               resp.status, req.method, (double)(apr_time_now() - req.received) / 1000.0,
-               uri ? uri : req.path);
-    }
+    if (dc_log_enabled(DC_LOG_INFO))
+        dc_log(DC_LOG_INFO, DCLOGNO(10521) "%s | %d | %s | %.3fms | %s",
+               v.remote_addr ? v.remote_addr : "-", resp.status, req.method,
+               (double)(apr_time_now() - req.received) / 1000.0,
+               v.request_uri ? v.request_uri : req.path);
 }

@@ -10,8 +10,8 @@
 #include "app.h"
 
 typedef struct {
-    /* A request variable (REQUEST_METHOD, HTTP_ORIGIN, ...) or NULL. */
-    const char *(*param)(void *baton, const char *name);
+    /* The request's variables, "NAME=value", NULL-terminated (FCGX_Request.envp, or environ). */
+    char **(*vars)(void *baton);
     /* Up to n body bytes; 0 at the end, < 0 on error. */
     int (*read)(void *baton, char *buf, int n);
     /* All of n bytes, or < 0. */

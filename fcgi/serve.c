@@ -43,11 +43,11 @@ extern char **environ;
 
 /* ---- FastCGI transport -------------------------------------------------- */
 
-static const char *fcgi_param(void *baton, const char *name)
+static char **fcgi_vars(void *baton)
 {
     FCGX_Request *r = baton;
 
-    return FCGX_GetParam(name, r->envp);
+    return r->envp;
 }
 
 static int fcgi_read(void *baton, char *buf, int n)
@@ -87,7 +87,7 @@ static void *worker_main(void *data)
     apr_allocator_t *allocator;
     apr_pool_t *pool;
     FCGX_Request req;
-    dc_fcgi_io_t io = {fcgi_param, fcgi_read, fcgi_write, &req, 1, NULL};
+    dc_fcgi_io_t io = {fcgi_vars, fcgi_read, fcgi_write, &req, 1, NULL};
 
     apr_allocator_create(&allocator);
     apr_allocator_max_free_set(allocator, 4 * 1024 * 1024);
@@ -313,10 +313,10 @@ int dc_fcgi_serve(dc_fcgi_app_t *app)
 
 /* ---- CGI transport ------------------------------------------------------ */
 
-static const char *cgi_param(void *baton, const char *name)
+static char **cgi_vars(void *baton)
 {
     (void)baton;
-    return getenv(name);
+    return environ;
 }
 
 static int cgi_read(void *baton, char *buf, int n)
@@ -336,7 +336,7 @@ static int cgi_write(void *baton, const char *buf, int n)
 int dc_fcgi_serve_cgi(dc_fcgi_app_t *app)
 {
     apr_pool_t *pool;
-    dc_fcgi_io_t io = {cgi_param, cgi_read, cgi_write, NULL, 0, NULL};
+    dc_fcgi_io_t io = {cgi_vars, cgi_read, cgi_write, NULL, 0, NULL};
 
     apr_pool_create(&pool, app->pool);
     if (app->svc.metrics)

@@ -42,6 +42,19 @@ def clean_env(extra):
     return env
 
 
+STARTED = []  # every Responder, so that a failing test still stops its own (reap_responders)
+
+
+@pytest.fixture(autouse=True)
+def reap_responders():
+    yield
+    while STARTED:
+        r = STARTED.pop()
+        if r.proc.poll() is None:
+            r.proc.kill()
+            r.proc.wait(timeout=10)
+
+
 class Responder:
     """decision-fcgi --listen on a free loopback port (or a Unix socket)."""
 
@@ -60,6 +73,7 @@ class Responder:
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env=clean_env(dict(BASE_ENV, **(env or {}))),
                                      start_new_session=True)
+        STARTED.append(self)
         if unix:
             wait_until(lambda: os.path.exists(self.address) or self.proc.poll() is not None,
                        what="unix socket")
@@ -202,7 +216,11 @@ def start_nginx(workdir, responder, rewrite=None):
     ] + (rewrite or []))
     conf = write_nginx(workdir, snippet)
     proc = Proc(["nginx", "-p", workdir, "-c", conf], os.path.join(workdir, "nginx.log"))
-    wait_port(port)
+    try:
+        wait_port(port)
+    except TimeoutError:
+        proc.stop()
+        raise AssertionError(proc.output())
     return proc, port
 
 
