@@ -445,7 +445,10 @@ def test_help_lists_every_setting():
                  "CACHE_OPTIONS_REDISPASSWORD", "CORS_ENABLED", "CORS_ALLOWED_ORIGINS", "LOG_LEVEL",
                  "LOG_FORMAT", "BUCKETING_URL", "BUCKETING_FILE", "LAST_KNOWN_GOOD",
                  "MAX_BODY_SIZE", "REQUIRE_API_KEY", "STORE", "THREADS", "LISTEN",
-                 "SHUTDOWN_TIMEOUT", "cors.allowed_origins", "cache.options.redisHost"]:
+                 "SHUTDOWN_TIMEOUT", "METRICS_ENABLED", "METRICS_PROMETHEUS_PATH",
+                 "METRICS_STATUS_PATH", "EVENTS_SPOOL_DIR", "EVENTS_SPOOL_OPTIONS",
+                 "EVENTS_COLLECTOR", "EVENTS_SHIPPER", "cors.allowed_origins",
+                 "cache.options.redisHost", "events.spool_dir"]:
         assert name in p.stdout, name
     assert "[default: 1m]" in p.stdout
 
