@@ -378,6 +378,29 @@ def test_unix_socket_and_routing_variables(workdir):
     assert not os.path.exists(responder.address)  # the socket is removed at exit
 
 
+def test_spawned_by_spawn_fcgi(workdir):
+    # spawn-fcgi opens the socket and hands it over as fd 0 (as lighttpd's bin-path does);
+    # -n: it execs decision-fcgi in its own place, so the PID is the responder's
+    sock = os.path.join(workdir, "spawned.sock")
+    proc = Proc(["spawn-fcgi", "-n", "-s", sock, "-M", "0660", "--", DECISION_FCGI],
+                os.path.join(workdir, "spawn-fcgi.log"), env=clean_env(dict(BASE_ENV)))
+    try:
+        wait_until(lambda: os.path.exists(sock), what="spawn-fcgi's socket")
+        status, _, body = wait_until(lambda: _try_call(sock), what="the responder answers")
+        assert status == 200 and json.loads(body)["visitorId"] == "v1"
+        assert oct(os.stat(sock).st_mode & 0o777) == "0o660"
+    finally:
+        rc = proc.stop()
+    assert rc == 0, proc.output()
+
+
+def _try_call(address):
+    try:
+        return fcgi_call(address, "POST", "/v2/campaigns", POST_V1, timeout=5)
+    except OSError:
+        return None
+
+
 def test_body_limits_and_leftover_input(workdir):
     responder = Responder(workdir, env={"MAX_BODY_SIZE": "1k"})
     try:
