@@ -181,6 +181,10 @@ void dc_fcgi_block_signals(void)
 {
     sigset_t set;
 
+    /* An ignored signal is discarded even while blocked (nohup ignores SIGHUP): take them back. */
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
     shutdown_signals(&set);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);

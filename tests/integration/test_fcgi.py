@@ -58,7 +58,7 @@ def reap_responders():
 class Responder:
     """decision-fcgi --listen on a free loopback port (or a Unix socket)."""
 
-    def __init__(self, tmpdir, env=None, args=None, unix=False, threads=4):
+    def __init__(self, tmpdir, env=None, args=None, unix=False, threads=4, preexec_fn=None):
         self.tmpdir = str(tmpdir)
         if unix:
             self.address = os.path.join(self.tmpdir, "decision-%d.sock" % free_port())
@@ -72,7 +72,7 @@ class Responder:
         self.proc = subprocess.Popen(cmd, stdout=open(self.log_path, "ab"),
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env=clean_env(dict(BASE_ENV, **(env or {}))),
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=preexec_fn)
         STARTED.append(self)
         if unix:
             wait_until(lambda: os.path.exists(self.address) or self.proc.poll() is not None,
@@ -716,8 +716,11 @@ def test_sighup_reloads_the_config_file(workdir):
     with open(path, "w") as f:
         f.write("env_id: %s\nbucketing_file: %s\ncors:\n  allowed_origins: https://a.example\n"
                 % (ENV_ID, SAMPLE_BUCKETING))
+    # started as nohup would (SIGHUP ignored): the reload must work all the same (Linux hands a
+    # blocked signal to sigtimedwait even when ignored; decision-fcgi also resets the disposition)
     responder = Responder(workdir, env={"ENV_ID": "", "BUCKETING_FILE": ""},
-                          args=["--config", path])
+                          args=["--config", path],
+                          preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
     try:
         status, headers, _ = responder.call("POST", "/v2/campaigns", POST_V1)
         assert status == 200 and headers["access-control-allow-origin"] == "https://a.example"
