@@ -35,19 +35,15 @@ int main(void)
     const char *env = getenv("THREADS");
     int n = env ? atoi(env) : 4;
     pthread_t *threads;
-    sigset_t stop;
 
     if (n < 1 || n > 1024)
         n = 4;
-    /* lighttpd starts its backends with signals blocked: let its SIGTERM end this one. */
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGTERM);
-    sigaddset(&stop, SIGINT);
-    pthread_sigmask(SIG_UNBLOCK, &stop, NULL);
     if (FCGX_Init() != 0 || FCGX_IsCGI()) {
         fprintf(stderr, "hello-fcgi: start me from a FastCGI web server (socket on fd 0)\n");
         return 2;
     }
+    /* libfcgi catches SIGTERM only to stop the thread it interrupts: let lighttpd's end us. */
+    signal(SIGTERM, SIG_DFL);
     threads = calloc((size_t)n, sizeof(*threads));
     for (int i = 0; i < n; i++)
         pthread_create(&threads[i], NULL, worker, NULL);
