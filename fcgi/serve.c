@@ -16,9 +16,11 @@
  *      connections are closed after their current request;
  *   3. wait for the workers until SHUTDOWN_TIMEOUT, then exit: 0 when no
  *      request was left unfinished, 1 otherwise.
- * libfcgi's own handling is no help here: FCGX_ShutdownPending() (also what
- * its SIGUSR1 handler does) makes every later read and write of libfcgi fail,
- * which would cut the requests in flight, and it stops no blocked accept().
+ * libfcgi's own handling is no help here: its SIGTERM and SIGUSR1 handlers
+ * (installed by FCGX_Init) do what FCGX_ShutdownPending() does, which makes
+ * every later read and write of libfcgi fail, cutting the requests in
+ * flight, and wakes only the one thread the signal happened to interrupt.
+ * So dc_fcgi_block_signals() puts the defaults back and blocks them.
  */
 #include "serve.h"
 
