@@ -177,6 +177,7 @@ static void shutdown_signals(sigset_t *set)
     sigaddset(set, SIGTERM);
     sigaddset(set, SIGINT);
     sigaddset(set, SIGHUP);
+    sigaddset(set, SIGUSR1); /* how Apache's old mod_fastcgi asks for a graceful stop */
 }
 
 void dc_fcgi_block_signals(void)
@@ -187,6 +188,7 @@ void dc_fcgi_block_signals(void)
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     signal(SIGHUP, SIG_DFL);
+    signal(SIGUSR1, SIG_DFL);
     shutdown_signals(&set);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
@@ -247,9 +249,9 @@ int dc_fcgi_serve(dc_fcgi_app_t *app)
             dc_fcgi_app_request_reload(app);
             continue;
         }
-        if (sig == SIGTERM || sig == SIGINT) {
+        if (sig == SIGTERM || sig == SIGINT || sig == SIGUSR1) {
             dc_log(DC_LOG_WARN, DCLOGNO(10536) "%s: finishing the requests in flight, then exiting",
-                   sig == SIGTERM ? "SIGTERM" : "SIGINT");
+                   sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "SIGUSR1");
             break;
         }
         pthread_mutex_lock(&srv.mutex);

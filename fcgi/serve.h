@@ -7,7 +7,7 @@
 
 #include "app.h"
 
-/* Blocks SIGTERM, SIGINT and SIGHUP (for sigtimedwait) and ignores SIGPIPE: call before any
+/* Blocks SIGTERM, SIGINT, SIGUSR1 and SIGHUP (for sigtimedwait) and ignores SIGPIPE: call before any
  * thread starts (the spool and the config source start some), so all inherit the mask. */
 void dc_fcgi_block_signals(void);
 /* Serves until SIGTERM/SIGINT; returns the process's exit code. */

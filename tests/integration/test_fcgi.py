@@ -659,6 +659,21 @@ def test_sigterm_finishes_requests_in_flight(workdir):
         FcgiRequest(responder.address, timeout=1)
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGUSR1])
+def test_sigint_and_sigusr1_stop_gracefully_too(workdir, sig):
+    responder = Responder(workdir, threads=1)
+    body = POST_V1.encode()
+    r = FcgiRequest(responder.address)
+    r.send_params(fcgi_params("POST", "/v2/campaigns", body))
+    r.send_stdin(body[:5], end=False)
+    time.sleep(0.2)
+    responder.proc.send_signal(sig)
+    time.sleep(0.2)
+    r.send_stdin(body[5:])
+    assert r.read()[0] == 200
+    assert responder.proc.wait(timeout=10) == 0, responder.output()
+
+
 def test_sigterm_with_an_idle_kept_alive_connection(workdir):
     responder = Responder(workdir, env={"SHUTDOWN_TIMEOUT": "1s", "LOG_LEVEL": "info"})
     body = POST_V1.encode()
