@@ -15,7 +15,7 @@
 #include "dc_shipper.h"
 #include "dc_source.h"
 #include "dc_spool.h"
-#include "dc_store_flagship.h"
+#include "dc_store.h"
 
 #include <apr_strings.h>
 #include <ctype.h>
@@ -87,7 +87,7 @@ static const setting_def_t defs[S_COUNT] = {
     [S_CACHE_TYPE] = {"CACHE_TYPE", "cache.type", K_STRING, NULL,
                       "assignment cache, the decision-api's way: memory, local, redis (or STORE)"},
     [S_CACHE_DBPATH] = {"CACHE_OPTIONS_DBPATH", "cache.options.dbPath", K_CACHE, "cache_data",
-                        "local: the DBM file (a directory gets DIR/assignments)"},
+                        "local: the DBM file"},
     [S_REDIS_HOST] = {"CACHE_OPTIONS_REDISHOST", "cache.options.redisHost", K_CACHE,
                       "localhost:6379", "redis: host:port"},
     [S_REDIS_USERNAME] = {"CACHE_OPTIONS_REDISUSERNAME", "cache.options.redisUsername", K_CACHE,

@@ -5,9 +5,11 @@
 #include "dc_buf.h"
 #include "dc_log.h"
 
+#include <apr_file_info.h>
 #include <apr_strings.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const dc_assignment_t *dc_assignments_find(const dc_assignments_t *a, const char *vg_id,
@@ -143,6 +145,27 @@ int dc_assignments_decode(apr_pool_t *p, const char *data, size_t len, dc_assign
     return rc;
 }
 
+void dc_store_log_limited(dc_store_log_limit_t *l, dc_log_level_e level, const char *fmt, ...)
+{
+    apr_time_t now = apr_time_now();
+    char msg[600];
+    va_list ap;
+
+    if (l->last && now - l->last < apr_time_from_sec(60)) {
+        l->suppressed++;
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (l->suppressed)
+        dc_log(level, "%s (and %u more like it in the last minute)", msg, l->suppressed);
+    else
+        dc_log(level, "%s", msg);
+    l->last = now;
+    l->suppressed = 0;
+}
+
 static dc_store_status_e none_load(dc_store_t *s, apr_pool_t *p, const char *env_id,
                                    const char *id, size_t id_len, dc_assignments_t *out)
 {
@@ -214,6 +237,10 @@ dc_store_t *dc_store_open(apr_pool_t *p, const char *uri, char *err, size_t err_
         }
         return s;
     }
+    if (strncmp(uri, "dbm:", 4) == 0)
+        return dc_store_dbm_open(s, p, uri + 4, err, err_len) == 0 ? s : NULL;
+    if (strncmp(uri, "redis://", 8) == 0 || strncmp(uri, "rediss://", 9) == 0)
+        return dc_store_redis_open(s, p, uri, err, err_len) == 0 ? s : NULL;
     snprintf(err, err_len,
              "unknown store \"%s\": use none, memory, dbm:PATH or redis://host:port[/db]", uri);
     return NULL;
@@ -267,4 +294,161 @@ dc_store_health_e dc_store_health(dc_store_t *s, const char **detail)
         return DC_STORE_HEALTH_OK;
     }
     return s->provider->health(s, detail);
+}
+
+long long dc_store_parse_go_duration_s(const char *s)
+{
+    static const struct {
+        const char *unit;
+        double ns;
+    } units[] = {{"ns", 1}, {"us", 1e3}, {"\xc2\xb5s", 1e3}, {"ms", 1e6},
+                 {"s", 1e9}, {"m", 60e9}, {"h", 3600e9}};
+    double total_ns = 0;
+
+    if (!s || !*s)
+        return -1;
+    if (*s == '+')
+        s++;
+    if (strcmp(s, "0") == 0)
+        return 0;
+    while (*s) {
+        const char *start = s;
+        double value = 0, scale = 1;
+        size_t best = 0, best_len = 0;
+
+        while (*s >= '0' && *s <= '9')
+            value = value * 10 + (*s++ - '0');
+        if (*s == '.') {
+            s++;
+            while (*s >= '0' && *s <= '9') {
+                scale /= 10;
+                value += (*s++ - '0') * scale;
+            }
+        }
+        if (s == start || (s == start + 1 && *start == '.'))
+            return -1;
+        for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+            size_t ulen = strlen(units[i].unit);
+
+            if (strncmp(s, units[i].unit, ulen) == 0 && ulen > best_len) {
+                best = i;
+                best_len = ulen;
+            }
+        }
+        if (!best_len)
+            return -1; /* a bare number: Go wants a unit */
+        total_ns += value * units[best].ns;
+        s += best_len;
+        if (total_ns > 1e9 * 86400.0 * 366 * 100)
+            return -1;
+    }
+    if (total_ns <= 0)
+        return 0;
+    return (long long)((total_ns + 1e9 - 1) / 1e9);
+}
+
+static const char *setting(dc_store_setting_fn *get, void *baton, const char *name)
+{
+    const char *v = get ? get(baton, name) : getenv(name);
+
+    return v && *v ? v : NULL;
+}
+
+/* %-escapes everything but RFC 3986 unreserved characters. */
+static char *uri_escape(apr_pool_t *p, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    char *out = apr_palloc(p, strlen(s) * 3 + 1), *o = out;
+
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '.' || c == '_' || c == '~') {
+            *o++ = (char)c;
+        } else {
+            *o++ = '%';
+            *o++ = hex[c >> 4];
+            *o++ = hex[c & 15];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* Go's strconv.ParseBool, which viper uses. */
+static int parse_go_bool(const char *v, int *out)
+{
+    static const char *const yes[] = {"1", "t", "T", "TRUE", "true", "True"};
+    static const char *const no[] = {"0", "f", "F", "FALSE", "false", "False"};
+
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        if (strcmp(v, yes[i]) == 0)
+            return *out = 1, 0;
+        if (strcmp(v, no[i]) == 0)
+            return *out = 0, 0;
+    }
+    return -1;
+}
+
+const char *dc_store_uri_from_flagship(apr_pool_t *p, dc_store_setting_fn *get, void *baton,
+                                       char *err, size_t err_len)
+{
+    const char *type = setting(get, baton, "CACHE_TYPE");
+    const char *host, *user, *password, *db, *tls, *ttl, *auth = "";
+    long long ttl_s = 7776000;
+    int use_tls = 0;
+
+    if (!type || strcmp(type, "none") == 0)
+        return "none";
+    if (strcmp(type, "memory") == 0)
+        return "memory";
+    if (strcmp(type, "local") == 0) {
+        const char *path = setting(get, baton, "CACHE_OPTIONS_DBPATH");
+        apr_finfo_t fi;
+
+        if (!path)
+            path = "cache_data";
+        /* The decision-api's local cache is a directory (bitcask): our file goes inside it. */
+        if (apr_stat(&fi, path, APR_FINFO_TYPE, p) == APR_SUCCESS && fi.filetype == APR_DIR)
+            path = apr_pstrcat(p, path, "/decision-assignments", NULL);
+        return apr_pstrcat(p, "dbm:", path, NULL);
+    }
+    if (strcmp(type, "redis") != 0) {
+        snprintf(err, err_len,
+                 "CACHE_TYPE \"%s\" is not supported here: use none, memory, local or redis", type);
+        return NULL;
+    }
+    host = setting(get, baton, "CACHE_OPTIONS_REDISHOST");
+    user = setting(get, baton, "CACHE_OPTIONS_REDISUSERNAME");
+    password = setting(get, baton, "CACHE_OPTIONS_REDISPASSWORD");
+    db = setting(get, baton, "CACHE_OPTIONS_REDISDB");
+    tls = setting(get, baton, "CACHE_OPTIONS_REDISTLS");
+    ttl = setting(get, baton, "CACHE_OPTIONS_REDISTTL");
+    if (!host)
+        host = "localhost:6379";
+    if (strpbrk(host, "/?@#") || strlen(host) > 255) {
+        snprintf(err, err_len, "CACHE_OPTIONS_REDISHOST must be HOST:PORT");
+        return NULL;
+    }
+    if (db && (strspn(db, "0123456789") != strlen(db) || strlen(db) > 7)) {
+        snprintf(err, err_len, "CACHE_OPTIONS_REDISDB must be a database number");
+        return NULL;
+    }
+    if (tls && parse_go_bool(tls, &use_tls) < 0) {
+        snprintf(err, err_len, "CACHE_OPTIONS_REDISTLS must be true or false");
+        return NULL;
+    }
+    if (ttl && (ttl_s = dc_store_parse_go_duration_s(ttl)) < 0) {
+        snprintf(err, err_len, "CACHE_OPTIONS_REDISTTL must be a duration such as 2160h");
+        return NULL;
+    }
+    if (password)
+        auth = apr_pstrcat(p, user ? uri_escape(p, user) : "", ":", uri_escape(p, password), "@",
+                           NULL);
+    else if (user)
+        dc_log(DC_LOG_WARN, DCLOGNO(10370) "CACHE_OPTIONS_REDISUSERNAME is set without "
+                                           "CACHE_OPTIONS_REDISPASSWORD: connecting without AUTH");
+    return apr_psprintf(p, "%s://%s%s/%s?ttl=%" APR_INT64_T_FMT, use_tls ? "rediss" : "redis",
+                        auth, host, db ? db : "0", (apr_int64_t)ttl_s);
 }

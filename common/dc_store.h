@@ -20,7 +20,10 @@
 #ifndef DC_STORE_H
 #define DC_STORE_H
 
+#include "dc_log.h"
+
 #include <apr_pools.h>
+#include <apr_time.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -100,9 +103,15 @@ struct dc_store {
  * Opens a store from its URI, allocating in p (which must outlive the store):
  *   none
  *   memory[?max_entries=N]                 (default 100000 records)
- *   dbm:PATH | dbm:TYPE:PATH               (TYPE: default, gdbm, sdbm, db)
- *   redis://[user:password@]host:port[/db][?timeout_ms=50&ttl=7776000&prefix=P]
+ *   dbm:PATH | dbm:TYPE:PATH               (TYPE: default, gdbm, sdbm, db; store_dbm.c)
+ *   redis://[user:password@ | :password@]host[:port][/db][?options]   (store_redis.c)
+ *   rediss://...                           (TLS, only when built with hiredis_ssl)
+ *     options: timeout_ms=50, connect_timeout_ms, ttl=7776000 (s, 0 = none), prefix=P,
+ *              max_backoff_ms=5000, tls_ca=FILE
  * Returns NULL and fills err on a bad URI or a backend that cannot start.
+ * A process using a Redis store must ignore SIGPIPE (httpd does): hiredis
+ * writes to its sockets with write(), and a socket the server has reset would
+ * otherwise kill the process.
  */
 dc_store_t *dc_store_open(apr_pool_t *p, const char *uri, char *err, size_t err_len);
 void dc_store_close(dc_store_t *s);
@@ -116,8 +125,46 @@ dc_store_status_e dc_store_save(dc_store_t *s, apr_pool_t *p, const char *env_id
 dc_store_health_e dc_store_health(dc_store_t *s, const char **detail);
 int dc_store_is_none(const dc_store_t *s);
 
+/* For backends: data problems that can repeat on every request (the broken
+ * record of a hot visitor) are logged at most once a minute, with the count of
+ * lines left out. The caller holds the lock that guards l. */
+typedef struct {
+    apr_time_t last;
+    unsigned suppressed;
+} dc_store_log_limit_t;
+void dc_store_log_limited(dc_store_log_limit_t *l, dc_log_level_e level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Backends (one file each). */
 extern const dc_store_provider_t dc_store_memory_provider;
 void *dc_store_memory_create(apr_pool_t *p, size_t max_entries);
+extern const dc_store_provider_t dc_store_dbm_provider;
+/* spec: what follows "dbm:" ([TYPE:]PATH). Fills s, or err and returns -1. */
+int dc_store_dbm_open(dc_store_t *s, apr_pool_t *p, const char *spec, char *err, size_t err_len);
+extern const dc_store_provider_t dc_store_redis_provider;
+/* uri: the whole redis:// or rediss:// URI. Fills s (uri masked), or err and returns -1. */
+int dc_store_redis_open(dc_store_t *s, apr_pool_t *p, const char *uri, char *err,
+                        size_t err_len);
+
+/*
+ * The store URI for the Flagship decision-api's cache settings, so a
+ * configuration written for that server works here. get(baton, name) returns
+ * the setting or NULL; names are the decision-api's environment variable names:
+ *   CACHE_TYPE                none (or unset) | memory | local | redis
+ *   CACHE_OPTIONS_DBPATH      local: the DBM file (default "cache_data"); when it is an
+ *                             existing directory (the decision-api's), DIR/decision-assignments
+ *   CACHE_OPTIONS_REDISHOST   host:port (default localhost:6379)
+ *   CACHE_OPTIONS_REDISUSERNAME, CACHE_OPTIONS_REDISPASSWORD, CACHE_OPTIONS_REDISDB,
+ *   CACHE_OPTIONS_REDISTLS    (true/false), CACHE_OPTIONS_REDISTTL (Go duration, e.g. 2160h)
+ * get == NULL reads the process environment. Returns the URI (in p), or NULL
+ * with err filled for a bad or unsupported value (dynamo). User and password
+ * are %-escaped into the URI; the URI holds the password, so log s->uri of
+ * the opened store, never this string.
+ */
+typedef const char *dc_store_setting_fn(void *baton, const char *name);
+const char *dc_store_uri_from_flagship(apr_pool_t *p, dc_store_setting_fn *get, void *baton,
+                                       char *err, size_t err_len);
+/* A Go duration ("2160h", "1h30m", "90s", "1.5h") in whole seconds, rounded up; -1 if bad. */
+long long dc_store_parse_go_duration_s(const char *s);
 
 #endif

@@ -263,3 +263,47 @@ def fcgi_call(address, method, path, body=b"", query="", headers=None, timeout=3
     r.send_params(fcgi_params(method, path, body, query, headers))
     r.send_stdin(body)
     return r.read()
+
+class EvalProcess:
+    """A long-running `decision-fcgi eval`: one request line in, one answer line out, so a
+    test can change the world (stop Redis, edit files) between two decisions of one process."""
+
+    def __init__(self, store, bucketing=SAMPLE_BUCKETING, mode="normal", extra=None):
+        # eval writes through stdio, block-buffered on a pipe: stdbuf makes it line-buffered
+        # (the sanitizer runtime then is not first in the preload list, which is harmless here)
+        args = ["stdbuf", "-oL", DECISION_FCGI, "eval", "--bucketing", bucketing, "--mode", mode,
+                "--store", store]
+        env = dict(os.environ)
+        env["ASAN_OPTIONS"] = ":".join(filter(None, [env.get("ASAN_OPTIONS"),
+                                                     "verify_asan_link_order=0"]))
+        self.popen = subprocess.Popen(args + (extra or []), stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                      start_new_session=True)
+
+    def ask(self, body, timeout=10.0):
+        """Sends one request body (dict or str); returns the parsed answer, raising on timeout."""
+        import json
+        import select
+        line = body if isinstance(body, str) else json.dumps(body)
+        self.popen.stdin.write(line.encode() + b"\n")
+        self.popen.stdin.flush()
+        ready, _, _ = select.select([self.popen.stdout], [], [], timeout)
+        if not ready:
+            raise TimeoutError("eval gave no answer within %.1fs" % timeout)
+        answer = self.popen.stdout.readline()
+        if not answer:
+            raise RuntimeError("eval exited: %s" % self.popen.stderr.read().decode("utf-8", "replace"))
+        return json.loads(answer)
+
+    def close(self, timeout=10.0):
+        """Ends input and waits; returns (exit code, stderr text)."""
+        self.popen.stdin.close()
+        try:
+            self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(timeout=5)
+        err = self.popen.stderr.read().decode("utf-8", "replace")
+        self.popen.stdout.close()
+        self.popen.stderr.close()
+        return self.popen.returncode, err

@@ -1,12 +1,12 @@
 /*
- * dc_settings and dc_store_flagship: Go durations, booleans, sizes, the
+ * dc_settings and dc_store_uri_from_flagship: Go durations, booleans, sizes, the
  * environment and YAML sources and their priority, every error named, secrets
  * never in a message, and the decision-api's cache settings as store URIs.
  */
 #include "dc_test.h"
 
 #include "dc_settings.h"
-#include "dc_store_flagship.h"
+#include "dc_store.h"
 
 #include <apr_strings.h>
 #include <string.h>

@@ -1,0 +1,223 @@
+"""Sticky assignments through the engine rules, with real stores behind
+`decision-fcgi eval`: every DBM type this apr-util has (real files) and Redis
+(a real redis-server on a free loopback port).
+
+Each persistent store keeps what one eval run decided for the next run, so a
+test can change the bucketing file between runs, the way an operator changes
+allocations in the Flagship platform. Every rule is also run once against
+`none`, to show the test would fail without the store.
+"""
+import json
+import os
+import time
+
+import pytest
+
+from harness import EvalProcess, RedisServer, run_eval
+
+ALL_USERS = {"targetingGroups": [{"targetings": [
+    {"operator": "EQUALS", "key": "fs_all_users", "value": ""}]}]}
+DBM_TYPES = ["default", "gdbm", "sdbm", "db"]
+
+
+def campaign(cid, variations, ctype="ab"):
+    """A campaign for everyone with one variation group; variations = [(id, allocation)]."""
+    return {"id": cid, "name": cid, "type": ctype, "bucketRanges": [{"r": [0, 100]}],
+            "variationGroups": [{"id": "vg_" + cid, "name": cid, "targeting": ALL_USERS,
+                                 "variations": [{"id": vid, "name": vid, "allocation": alloc,
+                                                 "modifications": {"type": "FLAG",
+                                                                   "value": {cid: vid}}}
+                                                for vid, alloc in variations]}]}
+
+
+def write_bucketing(path, campaigns, xpc=False, one_visitor_one_test=False):
+    path.write_text(json.dumps({"panic": False, "campaigns": campaigns,
+                                "accountSettings": {"enabledXPC": xpc,
+                                                    "enabled1V1T": one_visitor_one_test}}))
+    return str(path)
+
+
+def variations_of(answer):
+    """{campaign id: variation id} of a normal-mode answer."""
+    assert "campaigns" in answer, answer
+    return {c["id"]: c["variation"]["id"] for c in answer["campaigns"]}
+
+
+def decide(store, bucketing, bodies, extra=None):
+    rc, out, err = run_eval(bodies, bucketing=bucketing, store=store, extra=extra)
+    assert rc == 0, err
+    assert len(out) == len(bodies), err
+    return [json.loads(line) for line in out]
+
+
+def dbm_available(tmp_path, dbm_type):
+    rc, _, err = run_eval([], store="dbm:%s:%s" % (dbm_type, tmp_path / ("probe-" + dbm_type)))
+    return rc == 0
+
+
+@pytest.fixture(params=["dbm:" + t for t in DBM_TYPES] + ["redis"])
+def store(request, tmp_path):
+    """A store URI that outlives one eval run."""
+    if request.param == "redis":
+        server = RedisServer(tmp_path).start()
+        yield server.uri
+        server.stop()
+        return
+    dbm_type = request.param.split(":")[1]
+    if not dbm_available(tmp_path, dbm_type):
+        pytest.skip("DBM type %s is not available in this apr-util" % dbm_type)
+    yield "dbm:%s:%s" % (dbm_type, tmp_path / "assignments")
+
+
+VISITORS = [{"visitor_id": "visitor-%d" % i, "trigger_hit": False} for i in range(10)]
+
+
+def test_assignment_kept_after_allocations_change(store, tmp_path):
+    before = write_bucketing(tmp_path / "before.json", [campaign("c1", [("a", 100), ("b", 0)])])
+    after = write_bucketing(tmp_path / "after.json", [campaign("c1", [("a", 0), ("b", 100)])])
+    assert all(variations_of(d) == {"c1": "a"} for d in decide(store, before, VISITORS))
+    assert all(variations_of(d) == {"c1": "a"} for d in decide(store, after, VISITORS))
+    # new visitors follow the new allocation; without a store nobody is sticky
+    new = [{"visitor_id": "newcomer"}]
+    assert variations_of(decide(store, after, new)[0]) == {"c1": "b"}
+    assert all(variations_of(d) == {"c1": "b"} for d in decide("none", after, VISITORS))
+
+
+def test_deleted_variation_skips_the_campaign(store, tmp_path):
+    before = write_bucketing(tmp_path / "before.json",
+                             [campaign("c1", [("a", 100), ("b", 0)]),
+                              campaign("c2", [("x", 50), ("y", 50)], ctype="toggle")])
+    after = write_bucketing(tmp_path / "after.json",
+                            [campaign("c1", [("b", 50), ("c", 50)]),
+                             campaign("c2", [("x", 50), ("y", 50)], ctype="toggle")])
+    first = decide(store, before, VISITORS)
+    assert all(variations_of(d)["c1"] == "a" for d in first)
+    second = decide(store, after, VISITORS)
+    for a, b in zip(first, second):
+        # the visitor is not re-bucketed into c1; the other campaign is untouched
+        assert variations_of(b) == {"c2": variations_of(a)["c2"]}
+    assert "c1" in variations_of(decide(store, after, [{"visitor_id": "newcomer"}])[0])
+
+
+def test_experience_continuity_with_anonymous_id(store, tmp_path):
+    before = write_bucketing(tmp_path / "before.json", [campaign("c1", [("a", 100), ("b", 0)])],
+                             xpc=True)
+    after = write_bucketing(tmp_path / "after.json", [campaign("c1", [("a", 0), ("b", 100)])],
+                            xpc=True)
+    no_xpc = write_bucketing(tmp_path / "no-xpc.json", [campaign("c1", [("a", 0), ("b", 100)])])
+    # anonymous visit, then the visitor logs in: the anonymous id's variation follows them
+    assert variations_of(decide(store, before, [{"visitor_id": "anon-1"}])[0]) == {"c1": "a"}
+    logged_in = {"visitor_id": "user-1", "anonymous_id": "anon-1"}
+    assert variations_of(decide(store, after, [logged_in])[0]) == {"c1": "a"}
+    # ... and it was copied to the visitor id
+    assert variations_of(decide(store, after, [{"visitor_id": "user-1"}])[0]) == {"c1": "a"}
+    # without XPC the anonymous id is not consulted
+    assert variations_of(decide(store, no_xpc, [{"visitor_id": "user-2",
+                                                 "anonymous_id": "anon-1"}])[0]) == {"c1": "b"}
+
+
+def test_one_visitor_one_test(store, tmp_path):
+    c1 = campaign("c1", [("a", 50), ("b", 50)])
+    c2 = campaign("c2", [("x", 50), ("y", 50)])
+    first_c1 = write_bucketing(tmp_path / "c1-first.json", [c1, c2], one_visitor_one_test=True)
+    first_c2 = write_bucketing(tmp_path / "c2-first.json", [c2, c1], one_visitor_one_test=True)
+    seen = decide(store, first_c1, [{"visitor_id": "v-1v1t", "trigger_hit": True}])[0]
+    assert list(variations_of(seen)) == ["c1"]  # at most one "ab" campaign per answer
+    # the activated AB test stays the visitor's only one, whatever the file order now
+    again = decide(store, first_c2, [{"visitor_id": "v-1v1t", "trigger_hit": True}])[0]
+    assert variations_of(again) == variations_of(seen)
+    assert list(variations_of(decide(store, first_c2, [{"visitor_id": "v-other"}])[0])) == ["c2"]
+
+
+def test_activate_marks_the_assignment_activated(store, tmp_path):
+    bucketing = write_bucketing(tmp_path / "b.json",
+                                [campaign("c1", [("a", 50), ("b", 50)]),
+                                 campaign("c2", [("x", 50), ("y", 50)])],
+                                one_visitor_one_test=True)
+    extra = ["--env-id", "envA"]
+    # seen without a hit: not activated, so 1V1T does not pin it yet
+    seen = variations_of(decide(store, bucketing, [{"visitor_id": "v-act", "trigger_hit": False}],
+                                extra)[0])
+    assert list(seen) == ["c1"]
+    activation = {"cid": "envA", "vid": "v-act", "caid": "vg_c2", "vaid": "y"}
+    rc, out, err = run_eval([activation], bucketing=bucketing, store=store,
+                            extra=extra + ["--path", "/v2/activate"])
+    assert rc == 0 and out == ["{}"], (out, err)
+    # the activated c2 now wins over c1, which comes first in the file
+    answer = decide(store, bucketing, [{"visitor_id": "v-act", "trigger_hit": False}], extra)[0]
+    assert variations_of(answer) == {"c2": "y"}
+
+
+# ---- Redis-specific: the decision-api's layout and outages ----
+
+@pytest.fixture
+def redis(tmp_path):
+    server = RedisServer(tmp_path).start()
+    yield server
+    server.stop()
+
+
+def test_reads_and_writes_the_decision_api_layout(redis, tmp_path):
+    bucketing = write_bucketing(tmp_path / "b.json", [campaign("c1", [("a", 50), ("b", 50)])])
+    redis.cli("HSET", "from-decision-api", "vg_c1", '{"VariationID":"b","Activated":true}',
+              "ts", "1700000000000")
+    assert variations_of(decide(redis.uri, bucketing,
+                                [{"visitor_id": "from-decision-api"}])[0]) == {"c1": "b"}
+    decide(redis.uri + "?prefix=envA%3A", bucketing, [{"visitor_id": "ours", "trigger_hit": True}])
+    fields = redis.cli("HGETALL", "envA:ours").split("\n")
+    assert fields[0] == "vg_c1"
+    assert json.loads(fields[1])["Activated"] is True
+    assert fields[2] == "ts" and abs(int(fields[3]) - time.time() * 1000) < 60000
+    assert 0 < int(redis.cli("TTL", "envA:ours")) <= 7776000
+
+
+def test_redis_down_answers_from_hashing_and_recovers(redis, tmp_path):
+    bucketing = write_bucketing(tmp_path / "b.json", [campaign("c1", [("a", 50), ("b", 50)]),
+                                                      campaign("c2", [("x", 30), ("y", 70)],
+                                                               ctype="toggle")])
+    bodies = [{"visitor_id": "out-%d" % i} for i in range(40)]
+    hashed = [variations_of(d) for d in decide("none", bucketing, bodies)]
+    ev = EvalProcess(redis.uri + "?max_backoff_ms=200", bucketing=bucketing)
+    try:
+        assert [variations_of(ev.ask(b)) for b in bodies[:10]] == hashed[:10]
+        assert redis.cli("EXISTS", "out-0").strip() == "1"
+        redis.stop()
+        start = time.monotonic()
+        answers = [variations_of(ev.ask(b, timeout=2)) for b in bodies[10:30]]
+        assert answers == hashed[10:30]
+        assert time.monotonic() - start < 5  # no request waits on the dead Redis
+        redis.start()  # same port
+        deadline = time.monotonic() + 15
+        i = 30
+        while True:
+            body = {"visitor_id": "after-%d" % i}
+            assert "c1" in variations_of(ev.ask(body))
+            if redis.cli("EXISTS", body["visitor_id"]).strip() == "1":
+                break
+            assert time.monotonic() < deadline, "the store did not reconnect"
+            time.sleep(0.05)
+            i += 1
+    finally:
+        rc, err = ev.close()
+    assert rc == 0, err
+    assert "DC10330" in err  # the outage was logged, once
+    assert err.count("DC10330") == 1
+
+
+def test_stalled_redis_costs_at_most_the_timeout(redis, tmp_path):
+    import signal
+    bucketing = write_bucketing(tmp_path / "b.json", [campaign("c1", [("a", 50), ("b", 50)])])
+    bodies = [{"visitor_id": "stall-%d" % i} for i in range(20)]
+    hashed = [variations_of(d) for d in decide("none", bucketing, bodies)]
+    ev = EvalProcess(redis.uri + "?timeout_ms=50", bucketing=bucketing)
+    try:
+        ev.ask(bodies[0])
+        redis.proc.send_signal(signal.SIGSTOP)
+        start = time.monotonic()
+        answers = [variations_of(ev.ask(b, timeout=2)) for b in bodies]
+        assert time.monotonic() - start < 3
+        assert answers == hashed
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+        rc, err = ev.close()
+    assert rc == 0, err
