@@ -395,6 +395,108 @@ def make_htdocs(rundir, files):
             f.write(text)
         os.chmod(path, 0o644)
     return htdocs
+
+# ---- FastCGI ---------------------------------------------------------------
+# A minimal FastCGI client (the responder role, one request per connection),
+# to talk to decision-fcgi without a web server in between: for tests that
+# need to hold a request half-sent (shutdown while in flight).
+
+FCGI_BEGIN_REQUEST, FCGI_END_REQUEST, FCGI_PARAMS, FCGI_STDIN, FCGI_STDOUT, FCGI_STDERR = 1, 3, 4, 5, 6, 7
+
+
+def _fcgi_record(rtype, content, request_id=1):
+    import struct
+    out = b""
+    while True:
+        chunk, content = content[:65535], content[65535:]
+        pad = (8 - len(chunk) % 8) % 8
+        out += struct.pack(">BBHHBB", 1, rtype, request_id, len(chunk), pad, 0) + chunk + b"\0" * pad
+        if not content:
+            return out
+
+
+def _fcgi_nv(name, value):
+    import struct
+    name, value = name.encode(), value.encode()
+
+    def length(n):
+        return struct.pack(">B", n) if n < 128 else struct.pack(">I", n | 0x80000000)
+    return length(len(name)) + length(len(value)) + name + value
+
+
+class FcgiRequest:
+    """One FastCGI request over its own connection; send in parts, then read()."""
+
+    def __init__(self, address, timeout=30.0, keep_conn=False):
+        import struct
+        self.keep_conn = keep_conn
+        if isinstance(address, str):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        else:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(address)
+        self.sock.sendall(_fcgi_record(FCGI_BEGIN_REQUEST,
+                                       struct.pack(">HB5x", 1, 1 if keep_conn else 0)))
+
+    def send_params(self, params):
+        data = b"".join(_fcgi_nv(k, v) for k, v in params.items())
+        self.sock.sendall(_fcgi_record(FCGI_PARAMS, data) + _fcgi_record(FCGI_PARAMS, b""))
+
+    def send_stdin(self, data, end=True):
+        if data:
+            self.sock.sendall(_fcgi_record(FCGI_STDIN, data))
+        if end:
+            self.sock.sendall(_fcgi_record(FCGI_STDIN, b""))
+
+    def read(self):
+        """Returns (status, headers dict lower-cased, body bytes) of the CGI response."""
+        import struct
+        buf, stdout = b"", b""
+        while True:
+            while len(buf) < 8 or len(buf) < 8 + struct.unpack(">H", buf[4:6])[0] + buf[6]:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("FastCGI connection closed before FCGI_END_REQUEST")
+                buf += chunk
+            _, rtype, _, clen, pad = struct.unpack(">BBHHB", buf[:7])
+            content, buf = buf[8:8 + clen], buf[8 + clen + pad:]
+            if rtype == FCGI_STDOUT:
+                stdout += content
+            elif rtype == FCGI_END_REQUEST:
+                break
+        if not self.keep_conn:
+            self.sock.close()
+        head, _, body = stdout.partition(b"\r\n\r\n")
+        headers = {}
+        for line in head.decode("latin-1").split("\r\n"):
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        status = int(headers.get("status", "200").split()[0])
+        return status, headers, body
+
+
+def fcgi_params(method, path, body=b"", query="", headers=None):
+    """CGI/1.1 variables as a web server would send them for a request to path."""
+    params = {"REQUEST_METHOD": method, "SCRIPT_NAME": path, "PATH_INFO": "",
+              "REQUEST_URI": path + ("?" + query if query else ""), "QUERY_STRING": query,
+              "CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": "application/json",
+              "SERVER_PROTOCOL": "HTTP/1.1", "GATEWAY_INTERFACE": "CGI/1.1",
+              "REMOTE_ADDR": "127.0.0.1"}
+    for k, v in (headers or {}).items():
+        params["HTTP_" + k.upper().replace("-", "_")] = v
+    return params
+
+
+def fcgi_call(address, method, path, body=b"", query="", headers=None, timeout=30.0):
+    """One whole FastCGI request; returns (status, headers, body)."""
+    if isinstance(body, str):
+        body = body.encode()
+    r = FcgiRequest(address, timeout)
+    r.send_params(fcgi_params(method, path, body, query, headers))
+    r.send_stdin(body)
+    return r.read()
+
 class EvalProcess:
     """A long-running `decision-fcgi eval`: one request line in, one answer line out, so a
     test can change the world (stop Redis, edit files) between two decisions of one process."""
