@@ -232,12 +232,16 @@ class Httpd:
         self.error_log = os.path.join(self.rundir, "error.log")
         self.access_log = os.path.join(self.rundir, "access.log")
         self.asan_log = os.path.join(self.rundir, "sanitizer")
+        # a crashed child leaves a core here, for crash_backtraces()
+        self.core_dir = os.path.join(self.rundir, "cores")
+        os.makedirs(self.core_dir, exist_ok=True)
+        os.chmod(self.core_dir, 0o1777)
         self.env = dict(os.environ)
         preload = _sanitizer_preload(MODULE_SO)
         if preload:
             # httpd itself is not instrumented: its own leaks at exit are not ours
             self.env["LD_PRELOAD"] = preload
-            self.env["ASAN_OPTIONS"] = "detect_leaks=0:log_path=%s" % self.asan_log
+            self.env["ASAN_OPTIONS"] = "detect_leaks=0:disable_coredump=0:log_path=%s" % self.asan_log
             self.env["UBSAN_OPTIONS"] = "print_stacktrace=1:log_path=%s" % self.asan_log
         self.write_config()
 
@@ -261,6 +265,7 @@ class Httpd:
             "MaxKeepAliveRequests 0",
             "Timeout 20",
             "GracefulShutdownTimeout 15",
+            "CoreDumpDirectory %s" % self.core_dir,
         ]
         if os.getuid() == 0:
             lines += ["User www-data", "Group www-data"]
@@ -285,8 +290,25 @@ class Httpd:
             f.write(self.config_text())
 
     def _ctl(self, *args, timeout=60):
+        def allow_cores():
+            import resource
+            resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
         return subprocess.run([APACHE_BIN, "-f", self.conf] + list(args), capture_output=True,
-                              text=True, timeout=timeout, env=self.env)
+                              text=True, timeout=timeout, env=self.env, preexec_fn=allow_cores)
+
+    def crash_backtraces(self):
+        """gdb backtraces of every core a crashed child left (empty when none)."""
+        out = []
+        for name in sorted(os.listdir(self.core_dir)):
+            core = os.path.join(self.core_dir, name)
+            try:
+                bt = subprocess.run(["gdb", "-batch", "-nx", "-ex", "thread apply all bt 30",
+                                     APACHE_BIN, core], capture_output=True, text=True,
+                                    timeout=120).stdout
+            except (OSError, subprocess.TimeoutExpired) as e:
+                bt = "cannot run gdb: %s" % e
+            out.append("== %s\n%s" % (core, bt[-12000:]))
+        return "\n".join(out)
 
     def configtest(self):
         """(exit code, stdout + stderr) of `apache2 -t`."""

@@ -89,7 +89,8 @@ def servers():
         log = h.log()
         crashes = [l for l in log.splitlines()
                    if "exit signal" in l and "exit signal Killed" not in l]
-        assert "Segmentation fault" not in log and not crashes, log[-3000:]
+        assert "Segmentation fault" not in log and not crashes, \
+            log[-3000:] + "\n" + h.crash_backtraces()
         assert h.sanitizer_reports() == ""
 
 
