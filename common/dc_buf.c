@@ -1,5 +1,11 @@
 #include "dc_buf.h"
 
+#include <apr_strings.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -236,4 +242,56 @@ void dc_json_put_value(dc_buf_t *b, const json_t *v)
     default:
         dc_buf_puts(b, "null");
     }
+}
+
+const char *dc_pstrfmt(apr_pool_t *p, const char *fmt, ...)
+{
+    va_list ap;
+    char small[256];
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(small, sizeof(small), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return "";
+    if ((size_t)n < sizeof(small))
+        return apr_pstrmemdup(p, small, (size_t)n);
+    {
+        char *big = apr_palloc(p, (size_t)n + 1);
+
+        va_start(ap, fmt);
+        vsnprintf(big, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+        return big;
+    }
+}
+
+int dc_read_file(apr_pool_t *p, const char *path, size_t max, char **data, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    size_t got = 0;
+
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) < 0 || (size_t)st.st_size > max) {
+        close(fd);
+        errno = EFBIG;
+        return -1;
+    }
+    *data = apr_palloc(p, (size_t)st.st_size + 1);
+    while (got < (size_t)st.st_size) {
+        ssize_t r = read(fd, *data + got, (size_t)st.st_size - got);
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    (*data)[got] = '\0';
+    *len = got;
+    return 0;
 }

@@ -23,6 +23,13 @@ void dc_buf_append(dc_buf_t *b, const void *data, size_t len);
 void dc_buf_putc(dc_buf_t *b, char c);
 void dc_buf_puts(dc_buf_t *b, const char *s);
 void dc_buf_printf(dc_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* printf into p with the C library's formats (apr_psprintf lacks %llu and friends). */
+const char *dc_pstrfmt(apr_pool_t *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Reads a whole file of at most max bytes into p, NUL-terminated; 0, or -1 with
+ * errno set (EFBIG when larger than max). */
+int dc_read_file(apr_pool_t *p, const char *path, size_t max, char **data, size_t *len);
+
 /* NUL-terminates and returns the data (the NUL is not counted in len). */
 const char *dc_buf_cstr(dc_buf_t *b);
 

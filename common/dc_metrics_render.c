@@ -15,6 +15,7 @@
  * newline), so a future label from configuration cannot break the format.
  */
 #include "dc_status.h"
+#include "dc_buf.h"
 
 #include <apr_strings.h>
 #include <math.h>
@@ -22,31 +23,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-/* printf into p with the C library's formats (apr_psprintf lacks %llu). */
-static const char *pfmt(apr_pool_t *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static const char *pfmt(apr_pool_t *p, const char *fmt, ...)
-{
-    va_list ap;
-    char small[256];
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(small, sizeof(small), fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return "";
-    if ((size_t)n < sizeof(small))
-        return apr_pstrmemdup(p, small, (size_t)n);
-    {
-        char *big = apr_palloc(p, (size_t)n + 1);
-
-        va_start(ap, fmt);
-        vsnprintf(big, (size_t)n + 1, fmt, ap);
-        va_end(ap);
-        return big;
-    }
-}
 
 /* ---- /v2/metrics ---------------------------------------------------------- */
 
@@ -178,7 +154,7 @@ void dc_metrics_render_flagship(const dc_service_t *svc, const dc_status_snapsho
     dc_status_put_spool_json(&one, s);
     expvar_add(&v, "spool", dc_buf_cstr(&one));
 
-    expvar_add(&v, "hits", pfmt(p, "{\"accepted\":%llu,\"refused\":%llu}",
+    expvar_add(&v, "hits", dc_pstrfmt(p, "{\"accepted\":%llu,\"refused\":%llu}",
                                         (unsigned long long)t->hits_accepted,
                                         (unsigned long long)t->hits_refused));
     expvar_add(&v, "visitors",

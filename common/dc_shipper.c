@@ -451,34 +451,6 @@ static int collect_hits(void *baton, apr_off_t offset, apr_off_t end, const dc_s
     return 0;
 }
 
-static int read_file(const char *path, apr_pool_t *p, char **data, size_t *len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    size_t got = 0;
-
-    if (fd < 0)
-        return -1;
-    if (fstat(fd, &st) < 0 || st.st_size > (off_t)1024 * 1024 * 1024) {
-        close(fd);
-        return -1;
-    }
-    *data = apr_palloc(p, (size_t)st.st_size + 1);
-    while (got < (size_t)st.st_size) {
-        ssize_t r = read(fd, *data + got, (size_t)st.st_size - got);
-
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    close(fd);
-    (*data)[got] = '\0';
-    *len = got;
-    return 0;
-}
-
 static void write_progress(const char *path, apr_off_t offset, size_t index, apr_pool_t *p)
 {
     const char *tmp = apr_pstrcat(p, path, ".tmp", NULL);
@@ -590,7 +562,7 @@ static int ship_segment(dc_shipper_t *sh, const char *name, apr_time_t deadline,
     flat_hit_t *hits;
     dc_buf_t body, ids;
 
-    if (read_file(path, p, &data, &len) < 0) {
+    if (dc_read_file(p, path, (size_t)1024 * 1024 * 1024, &data, &len) < 0) {
         if (errno != ENOENT)
             dc_log(DC_LOG_ERROR, DCLOGNO(10729) "shipper: cannot read %s: %s", path,
                    strerror(errno));

@@ -12,6 +12,7 @@
  * the write; the record is sized and allocated before taking the lock.
  */
 #include "dc_spool.h"
+#include "dc_buf.h"
 #include "dc_log.h"
 
 #include <apr_file_info.h>
@@ -384,35 +385,6 @@ int dc_spool_parse(const char *data, size_t len, const char *name, apr_pool_t *p
     return rc;
 }
 
-static int read_whole(const char *path, apr_pool_t *p, char **data, size_t *len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    size_t got = 0;
-
-    if (fd < 0)
-        return -1;
-    if (fstat(fd, &st) < 0 || st.st_size > MAX_SEGMENT_READ) {
-        close(fd);
-        errno = EFBIG;
-        return -1;
-    }
-    *data = apr_palloc(p, (size_t)st.st_size + 1);
-    while (got < (size_t)st.st_size) {
-        ssize_t r = read(fd, *data + got, (size_t)st.st_size - got);
-
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    close(fd);
-    (*data)[got] = '\0';
-    *len = got;
-    return 0;
-}
-
 static int count_record(void *baton, apr_off_t offset, apr_off_t end, const dc_spool_hit_t *hits,
                         size_t n)
 {
@@ -456,7 +428,7 @@ static int adopt(const char *dir, apr_pool_t *p, int own_pid_is_dead)
             continue;
         apr_pool_create(&tmp, p);
         path = apr_pstrcat(tmp, dir, "/", e->d_name, NULL);
-        if (read_whole(path, tmp, &data, &len) == 0) {
+        if (dc_read_file(tmp, path, (size_t)MAX_SEGMENT_READ, &data, &len) == 0) {
             dc_spool_parse(data, len, e->d_name, tmp, count_record, &records, NULL);
             if (make_ready(dir, e->d_name, records, tmp) == 0) {
                 adopted++;
