@@ -109,3 +109,54 @@ def test_demo_serves_the_sample_file_and_cleans_up(tmp_path):
     wait_until(lambda: not os.path.exists(run_dir.group(1)), timeout=20, what="demo cleanup")
     with pytest.raises(OSError):
         post(port, "/v2/campaigns", {"visitor_id": "v1"})
+
+
+def configure_copy(tmp_path):
+    """A copy of what ./configure needs, so the build's own tree is left alone."""
+    src = tmp_path / "src"
+    (src / "common").mkdir(parents=True)
+    for name in ("configure", "config.h.in", "Makefile.in"):
+        shutil.copy2(os.path.join(REPO, name), src / name)
+    shutil.copytree(os.path.join(REPO, "build-aux"), src / "build-aux")
+    shutil.copy2(os.path.join(REPO, "common", "dc_engine.c"), src / "common" / "dc_engine.c")
+    return src
+
+
+def pkgconfig_without(tmp_path, hidden):
+    """A pkg-config search directory with every .pc file of the system but `hidden`."""
+    d = tmp_path / "pc"
+    d.mkdir()
+    path = subprocess.run(["pkg-config", "--variable", "pc_path", "pkg-config"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    for directory in path.split(":"):
+        if not os.path.isdir(directory):
+            continue
+        for name in os.listdir(directory):
+            if name.endswith(".pc") and name != hidden + ".pc" and not (d / name).exists():
+                os.symlink(os.path.join(directory, name), d / name)
+    return str(d)
+
+
+@pytest.mark.parametrize("hidden,package", [
+    ("apr-1", "libapr1-dev"), ("apr-util-1", "libaprutil1-dev"), ("jansson", "libjansson-dev"),
+    ("libcurl", "libcurl4-openssl-dev"), ("hiredis", "libhiredis-dev"), ("yaml-0.1", "libyaml-dev"),
+    ("fcgiapp.h", "libfcgi-dev"), ("apxs", "apache2-dev")])
+def test_configure_names_the_debian_package_of_a_missing_dependency(tmp_path, hidden, package):
+    src = configure_copy(tmp_path)
+    env = dict(os.environ)
+    args = ["./configure", "-q"]
+    if hidden == "fcgiapp.h":
+        env["ac_cv_header_fcgiapp_h"] = "no"
+    elif hidden == "apxs":
+        args.append("--with-apxs=%s" % (tmp_path / "no-apxs"))
+    else:
+        env["PKG_CONFIG_LIBDIR"] = pkgconfig_without(tmp_path, hidden)
+    p = subprocess.run(args, cwd=src, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode != 0, p.stdout
+    assert "install the Debian package %s" % package in p.stderr, p.stderr[-2000:]
+    # and with nothing hidden, the same copy configures
+    if hidden == "apr-1":
+        env.pop("PKG_CONFIG_LIBDIR")
+        ok = subprocess.run(["./configure", "-q"], cwd=src, env=env, capture_output=True,
+                            text=True, timeout=300)
+        assert ok.returncode == 0, ok.stderr[-2000:]
