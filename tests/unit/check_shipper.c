@@ -14,52 +14,20 @@
 #include <dirent.h>
 #include <string.h>
 
-static dc_test_proc_t standin;
-static char base_url[64], collect_url[80];
+static dc_test_standin_t standin;
+static char collect_url[80];
 static char dir[64];
 static apr_pool_t *pool;
-
-typedef struct {
-    size_t len;
-    char *data;
-} body_t;
-
-static size_t collect(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-    body_t *b = userdata;
-
-    size *= nmemb;
-    b->data = realloc(b->data, b->len + size + 1);
-    memcpy(b->data + b->len, ptr, size);
-    b->len += size;
-    b->data[b->len] = '\0';
-    return size;
-}
 
 /* One control request; the JSON answer (NULL for 204). */
 static json_t *control(const char *method, const char *path, const char *body)
 {
-    CURL *c = curl_easy_init();
-    body_t out = {0, NULL};
-    char url[256];
-    long status = 0;
+    char *out = dc_test_standin_control(&standin, method, path, body, body ? strlen(body) : 0);
     json_t *doc = NULL;
 
-    snprintf(url, sizeof(url), "%s%s", base_url, path);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    if (body)
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
-    ck_assert_int_eq(curl_easy_perform(c), CURLE_OK);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    ck_assert_int_lt(status, 300);
-    curl_easy_cleanup(c);
-    if (out.data) {
-        doc = json_loads(out.data, 0, NULL);
-        free(out.data);
+    if (out) {
+        doc = json_loads(out, 0, NULL);
+        free(out);
     }
     return doc;
 }
@@ -85,25 +53,18 @@ static size_t collector_requests(void)
 
 static void setup(void)
 {
-    int port = dc_test_free_port();
-    char port_s[16];
-    const char *argv[] = {"python3", DC_SRCDIR "/tests/standin.py", "--port", port_s, NULL};
-
     apr_pool_create(&pool, NULL);
     strcpy(dir, "/tmp/dc-check-shipper-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(dir));
-    snprintf(port_s, sizeof(port_s), "%d", port);
-    snprintf(base_url, sizeof(base_url), "http://127.0.0.1:%d", port);
-    snprintf(collect_url, sizeof(collect_url), "%s/collect", base_url);
-    ck_assert_int_eq(dc_test_spawn(&standin, argv), 0);
-    ck_assert_msg(dc_test_wait_port(port, 10000) == 0, "the stand-in did not start");
+    dc_test_standin_start(&standin);
+    snprintf(collect_url, sizeof(collect_url), "%s/collect", standin.base_url);
 }
 
 static void teardown(void)
 {
     char cmd[128];
 
-    dc_test_stop(&standin);
+    dc_test_standin_stop(&standin);
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     if (system(cmd) != 0)
         fprintf(stderr, "cannot remove %s\n", dir);

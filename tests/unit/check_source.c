@@ -13,75 +13,34 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static dc_test_proc_t standin;
-static char base_url[64];
+static dc_test_standin_t standin;
 static char tmpdir[] = "/tmp/dc-check-source-XXXXXX";
 
 static void standin_start(void)
 {
-    int port = dc_test_free_port();
-    char port_s[16];
-    const char *argv[] = {"python3", DC_SRCDIR "/tests/standin.py", "--port", port_s, NULL};
-
-    snprintf(port_s, sizeof(port_s), "%d", port);
-    snprintf(base_url, sizeof(base_url), "http://127.0.0.1:%d", port);
     ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-    ck_assert_int_eq(dc_test_spawn(&standin, argv), 0);
-    ck_assert_msg(dc_test_wait_port(port, 10000) == 0, "the stand-in did not start");
+    dc_test_standin_start(&standin);
 }
 
 static void standin_stop(void)
 {
     char cmd[128];
 
-    dc_test_stop(&standin);
+    dc_test_standin_stop(&standin);
     snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
     if (system(cmd) != 0)
         fprintf(stderr, "cannot remove %s\n", tmpdir);
 }
 
-static size_t collect(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-    apr_size_t *len = userdata;
-    char *buf = (char *)(len + 1);
-
-    size *= nmemb;
-    if (*len + size < 4096) {
-        memcpy(buf + *len, ptr, size);
-        *len += size;
-        buf[*len] = '\0';
-    }
-    return size;
-}
-
 /* One control request to the stand-in; returns the body (static buffer). */
 static const char *control(const char *method, const char *path, const char *body, size_t len)
 {
-    static struct {
-        apr_size_t len;
-        char buf[4096];
-    } out;
-    CURL *c = curl_easy_init();
-    char url[256];
-    long status = 0;
+    static char last[65536];
+    char *out = dc_test_standin_control(&standin, method, path, body, len);
 
-    out.len = 0;
-    out.buf[0] = '\0';
-    snprintf(url, sizeof(url), "%s%s", base_url, path);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    if (body) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)len);
-    }
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
-    ck_assert_int_eq(curl_easy_perform(c), CURLE_OK);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    ck_assert_int_lt(status, 300);
-    curl_easy_cleanup(c);
-    return out.buf;
+    apr_cpystrn(last, out ? out : "", sizeof(last));
+    free(out);
+    return last;
 }
 
 static void serve_file(const char *env, const char *path)
@@ -118,7 +77,7 @@ static dc_source_t *url_source(apr_pool_t *p, const char *env, const char *lkg)
     dc_source_t *s;
 
     memset(&o, 0, sizeof(o));
-    o.url = apr_psprintf(p, "%s/%s/bucketing.json", base_url, env);
+    o.url = apr_psprintf(p, "%s/%s/bucketing.json", standin.base_url, env);
     o.last_known_good = lkg;
     s = dc_source_create(p, &o, err, sizeof(err));
     ck_assert_msg(s != NULL, "%s", err);
@@ -246,7 +205,7 @@ START_TEST(test_size_bound_and_unreachable_host)
     apr_pool_create(&p, NULL);
     serve_file("env3", DC_SAMPLE_BUCKETING);
     memset(&o, 0, sizeof(o));
-    o.url = apr_psprintf(p, "%s/env3/bucketing.json", base_url);
+    o.url = apr_psprintf(p, "%s/env3/bucketing.json", standin.base_url);
     o.max_size = 100;
     s = dc_source_create(p, &o, err, sizeof(err));
     ck_assert_int_eq(dc_source_refresh(s, &cfg), DC_SOURCE_FAILED);
@@ -264,7 +223,7 @@ START_TEST(test_size_bound_and_unreachable_host)
     dc_source_destroy(s);
 
     /* an unwritable last-known-good file: the new config is not taken either */
-    o.url = apr_psprintf(p, "%s/env3/bucketing.json", base_url);
+    o.url = apr_psprintf(p, "%s/env3/bucketing.json", standin.base_url);
     o.last_known_good = apr_psprintf(p, "%s/no/such/dir/lkg.json", tmpdir);
     s = dc_source_create(p, &o, err, sizeof(err));
     ck_assert_int_eq(dc_source_refresh(s, &cfg), DC_SOURCE_FAILED);

@@ -8,12 +8,14 @@
 #include <apr_general.h>
 #include <apr_pools.h>
 #include <check.h>
+#include <curl/curl.h>
 #include <jansson.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -113,6 +115,78 @@ static inline void dc_test_stop(dc_test_proc_t *proc)
     kill(proc->pid, SIGKILL);
     waitpid(proc->pid, &status, 0);
     proc->pid = 0;
+}
+
+/* ---- the stand-in for the remote platform (tests/standin.py), steered over HTTP ---- */
+
+typedef struct {
+    dc_test_proc_t proc;
+    int port;
+    char base_url[64];
+} dc_test_standin_t;
+
+static inline void dc_test_standin_start(dc_test_standin_t *s)
+{
+    char port_s[16];
+    const char *argv[] = {"python3", DC_SRCDIR "/tests/standin.py", "--port", port_s, NULL};
+
+    s->port = dc_test_free_port();
+    snprintf(port_s, sizeof(port_s), "%d", s->port);
+    snprintf(s->base_url, sizeof(s->base_url), "http://127.0.0.1:%d", s->port);
+    ck_assert_int_eq(dc_test_spawn(&s->proc, argv), 0);
+    ck_assert_msg(dc_test_wait_port(s->port, 10000) == 0, "the stand-in did not start");
+}
+
+static inline void dc_test_standin_stop(dc_test_standin_t *s)
+{
+    dc_test_stop(&s->proc);
+}
+
+typedef struct {
+    size_t len;
+    char *data;
+} dc_test_body_t;
+
+static inline size_t dc_test_collect(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    dc_test_body_t *b = userdata;
+
+    size *= nmemb;
+    b->data = realloc(b->data, b->len + size + 1);
+    if (!b->data)
+        abort();
+    memcpy(b->data + b->len, ptr, size);
+    b->len += size;
+    b->data[b->len] = '\0';
+    return size;
+}
+
+/* One control request to the stand-in (path under its base URL), which must
+ * answer below 300. Returns its body (malloc'd, NUL-terminated; NULL when
+ * empty). */
+static inline char *dc_test_standin_control(const dc_test_standin_t *s, const char *method,
+                                            const char *path, const char *body, size_t len)
+{
+    CURL *c = curl_easy_init();
+    dc_test_body_t out = {0, NULL};
+    char url[256];
+    long status = 0;
+
+    snprintf(url, sizeof(url), "%s%s", s->base_url, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)len);
+    }
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, dc_test_collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+    ck_assert_int_eq(curl_easy_perform(c), CURLE_OK);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    ck_assert_int_lt(status, 300);
+    curl_easy_cleanup(c);
+    return out.data;
 }
 
 #define DC_TEST_MAIN(suite_fn)                                                                     \
