@@ -10,6 +10,7 @@
  */
 #include "dc_shipper.h"
 #include "dc_buf.h"
+#include "dc_http.h"
 #include "dc_hits.h"
 #include "dc_log.h"
 
@@ -176,21 +177,8 @@ static size_t discard_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 
 static void curl_common(dc_shipper_t *sh)
 {
-    curl_easy_reset(sh->curl);
-    curl_easy_setopt(sh->curl, CURLOPT_URL, sh->opt.collector);
-    curl_easy_setopt(sh->curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(sh->curl, CURLOPT_TIMEOUT_MS, sh->opt.timeout_ms);
-    curl_easy_setopt(sh->curl, CURLOPT_CONNECTTIMEOUT_MS, sh->opt.connect_timeout_ms);
-#if LIBCURL_VERSION_NUM >= 0x075500
-    curl_easy_setopt(sh->curl, CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-    curl_easy_setopt(sh->curl, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-    curl_easy_setopt(sh->curl, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(sh->curl, CURLOPT_SSL_VERIFYHOST, 2L);
-    if (sh->opt.ca_file)
-        curl_easy_setopt(sh->curl, CURLOPT_CAINFO, sh->opt.ca_file);
-    curl_easy_setopt(sh->curl, CURLOPT_USERAGENT, sh->opt.user_agent);
+    dc_http_setup(sh->curl, sh->opt.collector, sh->opt.timeout_ms, sh->opt.connect_timeout_ms,
+                  sh->opt.ca_file, sh->opt.user_agent);
     curl_easy_setopt(sh->curl, CURLOPT_WRITEFUNCTION, discard_body);
 }
 

@@ -15,6 +15,7 @@
  * than acknowledged by a 304.
  */
 #include "dc_source.h"
+#include "dc_http.h"
 #include "dc_log.h"
 
 #include <apr_file_io.h>
@@ -370,26 +371,11 @@ static dc_source_result_e refresh_url(dc_source_t *s, dc_config_t **cfg)
         headers = curl_slist_append(
             headers, apr_pstrcat(tmp, "If-Modified-Since: ", s->last_modified, NULL));
 
-    curl_easy_reset(s->curl);
-    curl_easy_setopt(s->curl, CURLOPT_URL, s->opt.url);
-    curl_easy_setopt(s->curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(s->curl, CURLOPT_TIMEOUT_MS, s->opt.timeout_ms);
-    curl_easy_setopt(s->curl, CURLOPT_CONNECTTIMEOUT_MS, s->opt.connect_timeout_ms);
+    dc_http_setup(s->curl, s->opt.url, s->opt.timeout_ms, s->opt.connect_timeout_ms,
+                  s->opt.ca_file, s->opt.user_agent);
     curl_easy_setopt(s->curl, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(s->curl, CURLOPT_MAXREDIRS, 3L);
-#if LIBCURL_VERSION_NUM >= 0x075500
-    curl_easy_setopt(s->curl, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(s->curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-#else
-    curl_easy_setopt(s->curl, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-    curl_easy_setopt(s->curl, CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-    curl_easy_setopt(s->curl, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(s->curl, CURLOPT_SSL_VERIFYHOST, 2L);
-    if (s->opt.ca_file)
-        curl_easy_setopt(s->curl, CURLOPT_CAINFO, s->opt.ca_file);
     curl_easy_setopt(s->curl, CURLOPT_ACCEPT_ENCODING, "");
-    curl_easy_setopt(s->curl, CURLOPT_USERAGENT, s->opt.user_agent);
     curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(s->curl, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(s->curl, CURLOPT_WRITEDATA, &body);
