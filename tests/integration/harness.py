@@ -5,6 +5,7 @@ Only the remote SaaS is replaced (tests/standin.py). Everything else is the
 real thing: httpd with the built module, redis-server, lighttpd, caddy, nginx.
 """
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -295,6 +296,28 @@ class Httpd:
             resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
         return subprocess.run([APACHE_BIN, "-f", self.conf] + list(args), capture_output=True,
                               text=True, timeout=timeout, env=self.env, preexec_fn=allow_cores)
+
+    def crashes_in_our_code(self):
+        """The backtraces of crashed children whose crashing thread ran our code.
+
+        A child that died of a signal left a core (CoreDumpDirectory). Its
+        crashing thread's stack tells whose crash it was: a frame in
+        mod_decision or libdecision makes it ours. httpd's own event MPM can
+        fault in its main thread when a stop reaches a child that is still
+        starting (seen under ASan, where children start slowly); such a crash,
+        with none of our frames on its stack, is reported, not failed on.
+        Without a core there is nothing to tell by: that counts as ours."""
+        ours, theirs = [], []
+        for text in re.split(r"(?m)^== ", self.crash_backtraces())[1:]:
+            current = re.search(r"\[Current thread is (\d+)", text)
+            stack = text
+            if current:
+                m = re.search(r"^Thread %s \(.*?(?=^Thread \d+ \(|\Z)" % current.group(1), text,
+                              re.S | re.M)
+                stack = m.group(0) if m else text
+            mine = re.search(r"mod_decision|libdecision|\bdc_[a-z_]+ \(|\bdecision_[a-z_]+ \(", stack)
+            (ours if mine else theirs).append(stack)
+        return ours, theirs
 
     def crash_backtraces(self):
         """gdb backtraces of every core a crashed child left (empty when none)."""
