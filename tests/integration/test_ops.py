@@ -416,12 +416,21 @@ def test_debug_logs_carry_no_secret(kind, front, workdir):
         assert http_request(f.base_url, "/v2/campaigns", VIP,
                             headers={"X-API-Key": key[:-1]})[0] == 401  # a near miss
         assert redis.cli("DBSIZE").strip() not in ("", "0")  # the store was reached
+        m = json.loads(f.get("/v2/metrics")[2])
+        assert m["store"]["backend"] == "redis" and m["store"]["state"] == "ok", m["store"]
+        ops = m["store"]["operations"]
+        assert sum(v["count"] for k, v in ops.items() if k.startswith("redis.")) >= 1, ops
         # redis restarted with another password: the front end's errors name no password
         redis.stop()
         redis2 = RedisServer(workdir, port=redis.port, password="other-" + password).start()
         try:
             for n in range(3):
                 assert f.post("/v2/campaigns", {"visitor_id": "deg-%d" % n})[0] == 200
+
+            def degraded():  # decisions still answered; the store's state says degraded
+                assert f.post("/v2/campaigns", {"visitor_id": "deg-x"})[0] == 200
+                return json.loads(f.get("/v2/ready")[2])["store"]["state"] == "degraded"
+            wait_until(degraded, timeout=15, interval=0.2, what="the store reported degraded")
         finally:
             redis2.stop()
         log = f.log()
@@ -451,7 +460,7 @@ def delivered_vids(standin):
 def test_kill_9_in_the_middle_of_a_load_loses_no_answered_event(kind, front, workdir, standin):
     spool = children_writable_dir(workdir, "spool")
     f = front(kind, spool=spool, spool_options="segment-age=1s,fsync=never",
-              collector=standin.collector_url)
+              collector=standin.collector_url, info=True)
     answered, lock = [], threading.Lock()
     stop = threading.Event()
 
@@ -485,6 +494,7 @@ def test_kill_9_in_the_middle_of_a_load_loses_no_answered_event(kind, front, wor
     assert f.killed == 1
     wait_until(lambda: delivered_vids(standin) >= set(answered), timeout=60, interval=0.5,
                what="every answered event delivered (%d answered)" % len(answered))
+    assert "DC10701" in f.log()  # the killed process's open segment was adopted
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -537,3 +547,13 @@ def test_disk_bound_refuses_events_and_keeps_answering_decisions(kind, front, wo
     standin.collector_default = 200
     wait_until(lambda: any(h.get("vid", "").startswith("full-") for h in standin.hits()),
                timeout=60, interval=0.5, what="the accepted events delivered")
+
+    def delivered_and_retried():  # the one shipper's figures, whichever process answers
+        sp = json.loads(f.get("/v2/metrics")[2])["spool"]
+        return sp["delivered"] > 0 and sp["retried"] > 0
+    wait_until(delivered_and_retried, timeout=30, interval=0.5, what="shipper figures")
+    # the shipper logs its state changes, not every failed attempt
+    shipper = [c for l in f.log().splitlines() for c in ("DC10720", "DC10721", "DC10722")
+               if c in l]
+    assert shipper and shipper.count("DC10721") <= shipper.count("DC10720") + 1, shipper
+    assert len(shipper) < 6, shipper
