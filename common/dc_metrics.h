@@ -199,6 +199,11 @@ void dc_metrics_note_store_result(dc_metrics_t *m, dc_store_t *store, dc_store_s
 /* 1 after an operation failed and none has succeeded since. */
 int dc_metrics_store_degraded(const dc_metrics_t *m);
 
+/* printf into p with the C library's formats (apr_psprintf lacks %llu); for
+ * the renderers of the pages (dc_metrics_render.c, dc_status.c). */
+const char *dc_metrics_pfmt(apr_pool_t *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* ---- figures owned elsewhere ---------------------------------------------
  * The event spool (and, in httpd, the config source, which runs in one
  * child's watchdog) fill these when a page is rendered. */

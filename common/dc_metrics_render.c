@@ -24,8 +24,7 @@
 #include <string.h>
 
 /* printf into p with the C library's formats (apr_psprintf lacks %llu). */
-static const char *pfmt(apr_pool_t *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static const char *pfmt(apr_pool_t *p, const char *fmt, ...)
+const char *dc_metrics_pfmt(apr_pool_t *p, const char *fmt, ...)
 {
     va_list ap;
     char small[256];
@@ -178,7 +177,7 @@ void dc_metrics_render_flagship(const dc_service_t *svc, const dc_status_snapsho
     dc_status_put_spool_json(&one, s);
     expvar_add(&v, "spool", dc_buf_cstr(&one));
 
-    expvar_add(&v, "hits", pfmt(p, "{\"accepted\":%llu,\"refused\":%llu}",
+    expvar_add(&v, "hits", dc_metrics_pfmt(p, "{\"accepted\":%llu,\"refused\":%llu}",
                                         (unsigned long long)t->hits_accepted,
                                         (unsigned long long)t->hits_refused));
     expvar_add(&v, "visitors",

@@ -19,31 +19,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* printf into p with the C library's formats (apr_psprintf lacks %llu). */
-static const char *pfmt(apr_pool_t *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static const char *pfmt(apr_pool_t *p, const char *fmt, ...)
-{
-    va_list ap;
-    char small[256];
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(small, sizeof(small), fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return "";
-    if ((size_t)n < sizeof(small))
-        return apr_pstrmemdup(p, small, (size_t)n);
-    {
-        char *big = apr_palloc(p, (size_t)n + 1);
-
-        va_start(ap, fmt);
-        vsnprintf(big, (size_t)n + 1, fmt, ap);
-        va_end(ap);
-        return big;
-    }
-}
-
 /* ---- the snapshot -------------------------------------------------------- */
 
 static apr_status_t release_config(void *data)
@@ -538,11 +513,13 @@ static void put_events_table(dc_buf_t *b, apr_pool_t *p, const dc_status_snapsho
     const dc_spool_figures_t *sp = &s->extra.spool;
 
     dc_buf_puts(b, "<table id=\"events\">\n");
-    row(b, "hits accepted", pfmt(p, "%llu", (unsigned long long)s->totals->hits_accepted));
-    row(b, "hits refused", pfmt(p, "%llu", (unsigned long long)s->totals->hits_refused));
+    row(b, "hits accepted",
+        dc_metrics_pfmt(p, "%llu", (unsigned long long)s->totals->hits_accepted));
+    row(b, "hits refused",
+        dc_metrics_pfmt(p, "%llu", (unsigned long long)s->totals->hits_refused));
     if (s->extra.has_spool) {
         row(b, "spool state", sp->degraded ? "degraded" : "ok");
-        row(b, "pending", pfmt(p, "%llu records, %llu bytes, %llu segments",
+        row(b, "pending", dc_metrics_pfmt(p, "%llu records, %llu bytes, %llu segments",
                                        (unsigned long long)sp->pending_records,
                                        (unsigned long long)sp->pending_bytes,
                                        (unsigned long long)sp->segments));
@@ -551,7 +528,7 @@ static void put_events_table(dc_buf_t *b, apr_pool_t *p, const dc_status_snapsho
                                              seconds_between(sp->oldest_unsent, s->now))
                               : "none");
         row(b, "delivered / retried / dead-lettered",
-            pfmt(p, "%llu / %llu / %llu", (unsigned long long)sp->delivered,
+            dc_metrics_pfmt(p, "%llu / %llu / %llu", (unsigned long long)sp->delivered,
                          (unsigned long long)sp->retried, (unsigned long long)sp->dead_lettered));
         row(b, "last delivery error", sp->last_error[0] ? sp->last_error : "none");
     } else {
