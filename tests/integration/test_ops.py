@@ -263,11 +263,17 @@ def test_ready_is_503_with_a_reason_until_the_first_config(kind, front, workdir,
     standin.cdn_status = 500  # and no last-known-good file
     lkg = os.path.join(children_writable_dir(workdir, "lkg"), "bucketing.json")
     f = front(kind, cdn=standin, lkg=lkg, info=True)
-    status, hdrs, body = f.get("/v2/ready")
-    assert status == 503, body
-    assert hdrs["content-type"].startswith("application/json")
-    doc = json.loads(body)
-    assert doc["reason"] and "500" in json.dumps(doc), doc  # says why: the CDN's answer
+    seen = []
+
+    def not_ready_because_of_the_cdn():
+        status, hdrs, body = f.get("/v2/ready")
+        assert status == 503 and hdrs["content-type"].startswith("application/json"), body
+        doc = json.loads(body)
+        seen.append(doc["reason"])  # first, in httpd: waiting for the watchdog's first fetch
+        assert doc["reason"] and doc["status"] == "not_ready", doc
+        return "500" in doc["reason"]
+    wait_until(not_ready_because_of_the_cdn, timeout=15, interval=0.2,
+               what="the CDN's 500 as the reason (%s)" % seen)
     assert f.get("/v2/health")[0] == 200  # alive all the same
     assert f.post("/v2/campaigns", VIP)[0] >= 500  # no decision without a config
 
