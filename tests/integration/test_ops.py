@@ -56,7 +56,7 @@ class FrontEnd:
 
     def __init__(self, kind, workdir, api_key=None, store=None, cdn=None, lkg=None,
                  spool=None, spool_options=None, collector=None, debug=False, threads=4,
-                 status_access=None, info=False):
+                 status_access=None, info=False, json_logs=False):
         self.kind, self.workdir = kind, workdir
         self.api_key = api_key
         self.killed = 0
@@ -94,6 +94,8 @@ class FrontEnd:
                            LAST_KNOWN_GOOD=lkg)
             else:
                 env.update(BUCKETING_FILE=SAMPLE_BUCKETING)
+            if json_logs:
+                env.update(LOG_FORMAT="json")
             if api_key:
                 env.update(API_KEY=api_key, REQUIRE_API_KEY="true")
             if store:
@@ -441,10 +443,30 @@ def test_debug_logs_carry_no_secret(kind, front, workdir):
             redis2.stop()
         log = f.log()
         assert ("level=debug" if kind == "fcgi" else ":debug]") in log  # really at debug
+        # one line for the store's change of state, however many processes / threads saw it
+        assert len(log_lines(log, "DC10801")) == 1, log_lines(log, "DC10801")
         for secret in (key, password, key[:-1]):
             assert secret not in log, [l for l in log.splitlines() if secret in l][:3]
     finally:
         redis.stop()
+
+
+def test_fcgi_json_logs_are_one_object_per_line(front, workdir):
+    f = front("fcgi", debug=True, json_logs=True, api_key="json-key")
+    for n in range(3):
+        assert f.post("/v2/campaigns", {"visitor_id": "js-%d" % n})[0] == 200
+    assert f.post("/v2/campaigns", {"visitor_id": "js-x"}, auth=False)[0] == 401
+    f.stop()
+    with open(f.fcgi_logs[0]) as log:
+        lines = log.read().splitlines()
+    docs = [json.loads(l) for l in lines]  # every line, or this fails
+    assert len(docs) >= 5
+    levels = {d["level"] for d in docs}
+    assert "info" in levels and levels <= {"trace", "debug", "info", "warning", "error", "fatal",
+                                           "panic"}, levels
+    assert all(isinstance(d["msg"], str) and d["msg"][:2] == "DC" for d in docs), docs
+    assert any(d["msg"].startswith("DC10505") for d in docs)  # the start line
+    assert "json-key" not in "".join(lines)
 
 
 # ---- events under faults ---------------------------------------------------------
@@ -460,6 +482,55 @@ def spool_bytes(spool):
 
 def delivered_vids(standin):
     return {h.get("vid") for h in standin.hits() if h.get("t") == "CAMPAIGN"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_events_reach_the_collector_in_its_format(kind, front, workdir, standin):
+    spool = children_writable_dir(workdir, "spool")
+    f = front(kind, spool=spool, spool_options="segment-age=1s",
+              collector=standin.collector_url)
+    expected = []
+    for i in range(3):
+        vid = "fmt-%d" % i
+        status, _, data = f.post("/v2/campaigns?sendContextEvent=true", {
+            "visitor_id": vid, "context": {"isVIP": True, "age": 30}, "trigger_hit": True})
+        assert status == 200, data
+        expected.append({"t": "SEGMENT", "cid": ENV, "vid": vid, "cuid": vid,
+                         "s": {"isVIP": "true", "age": "30"}})
+        for c in json.loads(data)["campaigns"]:
+            expected.append({"t": "CAMPAIGN", "cid": ENV, "vid": vid, "cuid": vid,
+                             "caid": c["variationGroupId"], "vaid": c["variation"]["id"],
+                             "qa": False})
+    # no event: trigger_hit false, and the context event off
+    assert f.post("/v2/campaigns?sendContextEvent=false", {
+        "visitor_id": "quiet", "context": {"isVIP": True}, "trigger_hit": False})[0] == 200
+    assert f.post("/v2/activate", {"cid": ENV, "vid": "act", "aid": "anon-act", "caid": "vg_ab",
+                                   "vaid": "v_ab_red", "qt": 100, "qa": True})[0] == 204
+    expected.append({"t": "CAMPAIGN", "cid": ENV, "vid": "anon-act", "cuid": "act",
+                     "caid": "vg_ab", "vaid": "v_ab_red", "qa": True})
+    assert f.post("/v2/activate", {"cid": ENV, "batch": [
+        {"vid": "b1", "caid": "vg_ab", "vaid": "v_ab_red"},
+        {"vid": "b2", "aid": "anon-b2", "cid": "other", "caid": "vg_ab", "vaid": "v_ab_ref"}]}
+    )[0] == 204
+    expected += [{"t": "CAMPAIGN", "cid": ENV, "vid": "b1", "cuid": "b1", "caid": "vg_ab",
+                  "vaid": "v_ab_red", "qa": False},
+                 {"t": "CAMPAIGN", "cid": ENV, "vid": "anon-b2", "cuid": "b2", "caid": "vg_ab",
+                  "vaid": "v_ab_ref", "qa": False}]
+    wait_until(lambda: len(standin.hits()) >= len(expected), timeout=30, interval=0.3,
+               what="%d hits at the collector" % len(expected))
+    time.sleep(1.5)  # nothing more comes
+    hits = standin.hits()
+    for h in hits:
+        qt = h.pop("qt")
+        assert isinstance(qt, int) and 0 <= qt < 60000, h
+        if h["vid"] == "anon-act":
+            assert qt >= 100
+    key = lambda h: json.dumps(h, sort_keys=True)  # children's segments go in any order
+    assert sorted(hits, key=key) == sorted(expected, key=key)
+    for path, headers, body in standin.received:
+        doc = json.loads(body)
+        assert list(doc) == ["t", "ds", "h", "cv"] and doc["t"] == "BATCH" and doc["ds"] == "APP"
+        assert len(headers["X-Decision-Hit-Ids"].split(",")) == len(doc["h"])
 
 
 @pytest.mark.parametrize("kind", KINDS)
