@@ -56,7 +56,7 @@ class FrontEnd:
 
     def __init__(self, kind, workdir, api_key=None, store=None, cdn=None, lkg=None,
                  spool=None, spool_options=None, collector=None, debug=False, threads=4,
-                 status_access=None, info=False, json_logs=False):
+                 status_access=None, info=False, json_logs=False, as_nobody=False):
         self.kind, self.workdir = kind, workdir
         self.api_key = api_key
         self.killed = 0
@@ -108,6 +108,13 @@ class FrontEnd:
                 env.update(EVENTS_COLLECTOR=collector)
             self.env = dict(fcgi_env_clean(), **env)
             self.threads = threads
+            self.preexec = None
+            if as_nobody and os.getuid() == 0:  # so that file permissions apply to it
+                def drop():
+                    os.setgroups([])
+                    os.setgid(65534)
+                    os.setuid(65534)
+                self.preexec = drop
             self.fcgi_port = free_port()
             self.fcgi_logs = []
             self.fcgi = None
@@ -140,7 +147,8 @@ class FrontEnd:
         self.fcgi = subprocess.Popen(
             [DECISION_FCGI, "--listen", "127.0.0.1:%d" % self.fcgi_port, "--threads",
              str(self.threads)], stdout=open(log, "ab"), stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, env=self.env, start_new_session=True)
+            stdin=subprocess.DEVNULL, env=self.env, start_new_session=True,
+            preexec_fn=self.preexec)
         wait_until(lambda: self._fcgi_accepts() or self.fcgi.poll() is not None,
                    what="decision-fcgi listening")
         assert self.fcgi.poll() is None, self.log()
@@ -531,6 +539,28 @@ def test_events_reach_the_collector_in_its_format(kind, front, workdir, standin)
         doc = json.loads(body)
         assert list(doc) == ["t", "ds", "h", "cv"] and doc["t"] == "BATCH" and doc["ds"] == "APP"
         assert len(headers["X-Decision-Hit-Ids"].split(",")) == len(doc["h"])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_unwritable_file_sink_is_reported_at_start(kind, front, workdir):
+    spool = os.path.join(workdir, "spool")
+    os.mkdir(spool)
+    os.chmod(spool, 0o777)
+    sink = os.path.join(workdir, "sink")
+    os.mkdir(sink)
+    os.chmod(sink, 0o555)  # root's, and not writable by httpd's children nor decision-fcgi
+    f = front(kind, spool=spool, spool_options="segment-age=1s", collector="file:" + sink,
+              as_nobody=True)
+    wait_until(lambda: "DC10724" in f.log(), timeout=15, what="the sink's start-up test")
+    assert f.post("/v2/activate", activation("sink-1"))[0] == 204  # in the spool, waiting
+    assert f.post("/v2/campaigns", VIP)[0] == 200
+
+    def failing():
+        sp = json.loads(f.get("/v2/metrics")[2])["spool"]
+        return sp["state"] == "degraded" and sp["last_error"]
+    wait_until(failing, timeout=15, interval=0.3, what="the spool figures say why")
+    assert not os.listdir(sink)
+    assert [n for n in os.listdir(spool) if n.startswith("seg-")]
 
 
 @pytest.mark.parametrize("kind", KINDS)
