@@ -293,6 +293,9 @@ def test_ready_is_503_with_a_reason_until_the_first_config(kind, front, workdir,
                interval=0.3, what="ready once the CDN serves")
     doc = json.loads(f.get("/v2/ready")[2])
     assert doc["status"] == "ready" and doc["config"]["loaded"] is True, doc
+    generation = doc["config"]["generation"]
+    fams = prom_parse.parse(f.get("/metrics")[2].decode())
+    assert prom_parse.value(fams, "decision_config_fetches_total", result="error") >= 1
     assert f.post("/v2/campaigns", VIP)[0] == 200
     assert os.path.exists(lkg)
 
@@ -306,6 +309,9 @@ def test_ready_is_503_with_a_reason_until_the_first_config(kind, front, workdir,
     standin.set_bucketing(ENV, changed)
     wait_until(lambda: len(log_lines(f.log(), "DC10604")) == 2, timeout=15,
                what="the change logged")
+    wait_until(lambda: all(json.loads(f.get("/v2/ready")[2])["config"]["generation"] > generation
+                           for _ in range(4)), timeout=10, what="the new generation everywhere")
+    assert json.loads(f.get("/v2/ready")[2])["config"]["campaigns"] == 2
     time.sleep(2.5)
     assert len(log_lines(f.log(), "DC10604")) == 2, f.log()[-3000:]
 
@@ -566,6 +572,7 @@ def test_an_unwritable_file_sink_is_reported_at_start(kind, front, workdir):
 @pytest.mark.parametrize("kind", KINDS)
 def test_kill_9_in_the_middle_of_a_load_loses_no_answered_event(kind, front, workdir, standin):
     spool = children_writable_dir(workdir, "spool")
+    standin.collector_default = 503  # down until after the kill: the events wait on disk
     f = front(kind, spool=spool, spool_options="segment-age=1s,fsync=never",
               collector=standin.collector_url, info=True)
     answered, lock = [], threading.Lock()
@@ -599,6 +606,8 @@ def test_kill_9_in_the_middle_of_a_load_loses_no_answered_event(kind, front, wor
         for t in threads:
             t.join(timeout=30)
     assert f.killed == 1
+    assert not delivered_vids(standin) and any(r[1] == 503 for r in standin.collector_requests)
+    standin.collector_default = 200
     wait_until(lambda: delivered_vids(standin) >= set(answered), timeout=60, interval=0.5,
                what="every answered event delivered (%d answered)" % len(answered))
     assert "DC10701" in f.log()  # the killed process's open segment was adopted
