@@ -377,6 +377,7 @@ def test_metrics_count_exactly_over_http_and_promtool_accepts_them(kind, front):
     assert f.get(STATUS_PATH, auth=False)[0] == 401
     status, hdrs, body = f.get(STATUS_PATH)
     assert status == 200 and hdrs["content-type"].startswith("text/html")
+    assert body.startswith(b"<!DOCTYPE html>") and b"<script" not in body  # no JavaScript
     # never a line per request at the default levels
     assert len(f.log().splitlines()) - log_before < 5, f.log()[-3000:]
     assert not any(v in f.log() for v in visitors)
