@@ -516,6 +516,18 @@ def test_events_reach_the_collector_in_its_format(kind, front, workdir, standin)
             expected.append({"t": "CAMPAIGN", "cid": ENV, "vid": vid, "cuid": vid,
                              "caid": c["variationGroupId"], "vaid": c["variation"]["id"],
                              "qa": False})
+    # visitor_consent false: the campaign hits, not the context (SEGMENT) hit; nor without context
+    for vid, body in (("noconsent", {"visitor_consent": False, "context": {"isVIP": True}}),
+                      ("nocontext", {"context": {}})):
+        status, _, data = f.post("/v2/campaigns?sendContextEvent=true",
+                                 dict(body, visitor_id=vid, trigger_hit=True))
+        assert status == 200, data
+        campaigns = json.loads(data)["campaigns"]
+        assert campaigns
+        for c in campaigns:
+            expected.append({"t": "CAMPAIGN", "cid": ENV, "vid": vid, "cuid": vid,
+                             "caid": c["variationGroupId"], "vaid": c["variation"]["id"],
+                             "qa": False})
     # no event: trigger_hit false, and the context event off
     assert f.post("/v2/campaigns?sendContextEvent=false", {
         "visitor_id": "quiet", "context": {"isVIP": True}, "trigger_hit": False})[0] == 200
