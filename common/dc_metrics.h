@@ -199,6 +199,7 @@ void dc_metrics_note_store_result(dc_metrics_t *m, dc_store_t *store, dc_store_s
 /* 1 after an operation failed and none has succeeded since. */
 int dc_metrics_store_degraded(const dc_metrics_t *m);
 
+
 /* ---- figures owned elsewhere ---------------------------------------------
  * The event spool (and, in httpd, the config source, which runs in one
  * child's watchdog) fill these when a page is rendered. */

@@ -70,6 +70,30 @@ const char *dc_shipper_state_name(dc_shipper_state_e state)
     return state == DC_SHIPPER_OK ? "ok" : state == DC_SHIPPER_RETRYING ? "retrying" : "failing";
 }
 
+void dc_shipper_spool_figures(dc_spool_t *spool, const dc_shipper_stats_t *ship,
+                              dc_metrics_extra_t *out)
+{
+    dc_spool_figures_t *f = &out->spool;
+    dc_spool_stats_t st;
+
+    if (!spool)
+        return;
+    dc_spool_stats(spool, &st); /* depth and age: the whole directory */
+    out->has_spool = 1;
+    f->pending_records = st.depth_records;
+    f->pending_bytes = (uint64_t)st.depth_bytes;
+    f->segments = st.segments;
+    f->oldest_unsent = st.oldest_age > 0 ? apr_time_now() - st.oldest_age : 0;
+    f->degraded = st.refusing;
+    if (ship) {
+        f->delivered = ship->hits_sent;
+        f->retried = ship->retries;
+        f->dead_lettered = ship->dead_letter_hits;
+        f->degraded |= ship->state == DC_SHIPPER_FAILING;
+        apr_cpystrn(f->last_error, ship->last_error, sizeof(f->last_error));
+    }
+}
+
 void dc_shipper_options_default(dc_shipper_options_t *opt)
 {
     memset(opt, 0, sizeof(*opt));

@@ -38,6 +38,7 @@
 #ifndef DC_SHIPPER_H
 #define DC_SHIPPER_H
 
+#include "dc_metrics.h"
 #include "dc_spool.h"
 
 #include <apr_pools.h>
@@ -113,5 +114,12 @@ void dc_shipper_stop(dc_shipper_t *sh, apr_interval_time_t flush_within);
 
 void dc_shipper_stats(dc_shipper_t *sh, dc_shipper_stats_t *st);
 const char *dc_shipper_state_name(dc_shipper_state_e state);
+
+/* The events' figures for the metrics and status pages, from a spool handle
+ * and (NULL when this process has none) the shipper's stats, which in httpd
+ * come from another child through shared memory. Degraded: the spool is
+ * refusing appends now, or deliveries are failing (not merely retrying). */
+void dc_shipper_spool_figures(dc_spool_t *spool, const dc_shipper_stats_t *ship,
+                              dc_metrics_extra_t *out);
 
 #endif

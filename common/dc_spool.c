@@ -967,6 +967,7 @@ void dc_spool_stats(dc_spool_t *s, dc_spool_stats_t *st)
     st->refused_hits = s->refused_hits;
     st->dropped = s->dropped;
     st->dropped_segments = s->dropped_segments;
+    st->refusing = s->refusing;
     if (s->fd >= 0 && s->pid == getpid())
         st->depth_records = s->seg_records;
     apr_thread_mutex_unlock(s->lock);

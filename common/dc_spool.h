@@ -90,6 +90,7 @@ typedef struct {
     uint64_t depth_bytes;       /* every segment in the directory */
     uint64_t segments;
     apr_interval_time_t oldest_age; /* age of the oldest unsent segment, 0 when empty */
+    int refusing;               /* the last append was refused (bound reached or write error) */
 } dc_spool_stats_t;
 
 void dc_spool_options_default(dc_spool_options_t *opt);

@@ -514,8 +514,10 @@ static void put_events_table(dc_buf_t *b, apr_pool_t *p, const dc_status_snapsho
     const dc_spool_figures_t *sp = &s->extra.spool;
 
     dc_buf_puts(b, "<table id=\"events\">\n");
-    row(b, "hits accepted", dc_pstrfmt(p, "%llu", (unsigned long long)s->totals->hits_accepted));
-    row(b, "hits refused", dc_pstrfmt(p, "%llu", (unsigned long long)s->totals->hits_refused));
+    row(b, "hits accepted",
+        dc_pstrfmt(p, "%llu", (unsigned long long)s->totals->hits_accepted));
+    row(b, "hits refused",
+        dc_pstrfmt(p, "%llu", (unsigned long long)s->totals->hits_refused));
     if (s->extra.has_spool) {
         row(b, "spool state", sp->degraded ? "degraded" : "ok");
         row(b, "pending", dc_pstrfmt(p, "%llu records, %llu bytes, %llu segments",

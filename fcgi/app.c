@@ -118,27 +118,11 @@ int dc_fcgi_thread_count(const dc_settings_t *s)
 static void event_figures(void *baton, dc_metrics_extra_t *out)
 {
     dc_fcgi_app_t *app = baton;
-    dc_spool_stats_t st;
+    dc_shipper_stats_t ship;
 
-    if (!app->spool)
-        return;
-    dc_spool_stats(app->spool, &st);
-    out->has_spool = 1;
-    out->spool.pending_records = st.depth_records;
-    out->spool.pending_bytes = st.depth_bytes;
-    out->spool.segments = st.segments;
-    out->spool.oldest_unsent = st.oldest_age > 0 ? apr_time_now() - st.oldest_age : 0;
-    out->spool.degraded = st.refused > 0;
-    if (app->shipper) {
-        dc_shipper_stats_t ss;
-
-        dc_shipper_stats(app->shipper, &ss);
-        out->spool.delivered = ss.hits_sent;
-        out->spool.retried = ss.retries;
-        out->spool.dead_lettered = ss.dead_letter_hits;
-        out->spool.degraded |= ss.state == DC_SHIPPER_FAILING;
-        snprintf(out->spool.last_error, sizeof(out->spool.last_error), "%s", ss.last_error);
-    }
+    if (app->shipper)
+        dc_shipper_stats(app->shipper, &ship);
+    dc_shipper_spool_figures(app->spool, app->shipper ? &ship : NULL, out);
 }
 
 /* The spool every request appends to, and (FastCGI, EVENTS_SHIPPER on) the shipper. */

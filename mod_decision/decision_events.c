@@ -151,27 +151,3 @@ const char *decision_events_prepare(decision_service_t *svc, apr_pool_t *pconf,
                              : apr_psprintf(pconf, "cannot register the event shipper (%pm)",
                                             &rv);
 }
-
-void decision_events_figures(decision_service_t *svc, const dc_shipper_stats_t *ship,
-                             int has_ship, dc_metrics_extra_t *out)
-{
-    dc_spool_figures_t *f = &out->spool;
-    dc_spool_stats_t st;
-
-    if (!svc->spool)
-        return;
-    dc_spool_stats(svc->spool, &st); /* depth and age: the whole directory */
-    out->has_spool = 1;
-    f->pending_records = st.depth_records;
-    f->pending_bytes = (uint64_t)st.depth_bytes;
-    f->segments = st.segments;
-    f->oldest_unsent = st.oldest_age > 0 ? apr_time_now() - st.oldest_age : 0;
-    f->degraded = st.refused > 0 && st.accepted == 0;
-    if (has_ship) {
-        f->delivered = ship->hits_sent;
-        f->retried = ship->retries;
-        f->dead_lettered = ship->dead_letter_hits;
-        f->degraded |= ship->state != DC_SHIPPER_OK;
-        apr_cpystrn(f->last_error, ship->last_error, sizeof(f->last_error));
-    }
-}

@@ -119,7 +119,7 @@ void decision_feed_status(void *baton, dc_metrics_extra_t *out)
         out->source = status;
         out->has_source = 1;
     }
-    decision_events_figures(svc, &ship, has_ship, out);
+    dc_shipper_spool_figures(svc->spool, has_ship ? &ship : NULL, out);
 }
 
 static apr_status_t poll_source(int state, void *data, apr_pool_t *p)

@@ -116,9 +116,6 @@ void decision_feed_status(void *svc, dc_metrics_extra_t *out);
 const char *decision_events_prepare(decision_service_t *svc, apr_pool_t *pconf,
                                     apr_pool_t *ptemp);
 void decision_events_child_init(decision_service_t *svc, apr_pool_t *pchild);
-/* The spool figures of the pages: this child's spool, the shipper's shared stats. */
-void decision_events_figures(decision_service_t *svc, const dc_shipper_stats_t *ship,
-                             int has_ship, dc_metrics_extra_t *out);
 
 /* decision_socache.c */
 void decision_socache_register_mutex(apr_pool_t *pconf);

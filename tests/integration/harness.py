@@ -585,3 +585,54 @@ class EvalProcess:
         self.popen.stdout.close()
         self.popen.stderr.close()
         return self.popen.returncode, err
+
+
+# ---- the status page in a real browser ----------------------------------------
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+# the fill of the request-rate bars of dc_status's chart
+CHART_BLUE = (0x3b, 0x6f, 0xb6)
+
+
+def chromium_binary():
+    """Debian's chromium, or None."""
+    import shutil
+    for name in ("chromium", "chromium-browser"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def check_status_page_in_chromium(url, workdir, campaign_ids):
+    """Renders url (http:// or file://) in headless Chromium: the screenshot must not be blank
+    and must show the chart's bars; the DOM must list campaign_ids and the SVG chart.
+    Returns the DOM."""
+    import tempfile
+    from PIL import Image
+
+    browser = chromium_binary()
+    shot = os.path.join(str(workdir), "status-%d.png" % free_port())
+    p = subprocess.run([browser] + CHROMIUM_FLAGS +
+                       ["--user-data-dir=" + tempfile.mkdtemp(dir=str(workdir)),
+                        "--screenshot=" + shot, "--window-size=1200,900", url],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and os.path.exists(shot), p.stderr[-2000:]
+    img = Image.open(shot).convert("RGB")
+    assert img.size == (1200, 900)
+    pixels = list(img.getdata())
+    non_white = sum(1 for px in pixels if px != (255, 255, 255))
+    chart = sum(1 for r, g, b in pixels if abs(r - CHART_BLUE[0]) < 12 and
+                abs(g - CHART_BLUE[1]) < 12 and abs(b - CHART_BLUE[2]) < 12)
+    assert non_white > 0.02 * len(pixels), "the page looks blank (%d non-white pixels)" % non_white
+    assert chart > 100, "the request-rate bars did not render (%d pixels)" % chart
+    p = subprocess.run([browser] + CHROMIUM_FLAGS +
+                       ["--user-data-dir=" + tempfile.mkdtemp(dir=str(workdir)), "--dump-dom", url],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    dom = p.stdout
+    for cid in campaign_ids:
+        assert ">%s<" % cid in dom, cid
+    assert "<svg" in dom and 'id="requests"' in dom
+    return dom

@@ -5,6 +5,7 @@
  * forked processes with several threads each appending at once (every record
  * intact, none lost, every id unique).
  */
+#include "dc_shipper.h"
 #include "dc_spool.h"
 #include "dc_test.h"
 
@@ -352,6 +353,64 @@ START_TEST(bound_refuses_and_counts)
 }
 END_TEST
 
+/* The pages' figures (dc_shipper_spool_figures, both front ends): degraded
+ * while the spool refuses now or deliveries are failing, not for a past
+ * refusal nor for a shipper that is merely retrying. */
+START_TEST(figures_degraded_while_refusing_or_failing)
+{
+    dc_spool_t *s = open_spool("max-bytes=2k,segment-bytes=500");
+    dc_metrics_extra_t x;
+    dc_shipper_stats_t ship;
+    dc_spool_stats_t st;
+    int refused = 0;
+    char cmd[128];
+
+    for (int i = 0; i < 40 && !refused; i++)
+        refused = append_keys(s, apr_psprintf(pool, "f%d", i), 2) < 0;
+    ck_assert(refused);
+    dc_spool_stats(s, &st);
+    ck_assert_int_eq(st.refusing, 1);
+    memset(&x, 0, sizeof(x));
+    dc_shipper_spool_figures(s, NULL, &x);
+    ck_assert_int_eq(x.has_spool, 1);
+    ck_assert_int_eq(x.spool.degraded, 1);
+    ck_assert_uint_eq(x.spool.pending_records, st.depth_records);
+    ck_assert_uint_eq(x.spool.pending_bytes, (uint64_t)st.depth_bytes);
+    ck_assert(x.spool.oldest_unsent > 0 && x.spool.oldest_unsent <= apr_time_now());
+
+    /* room again (as after a delivery); the spool rescans within a second */
+    snprintf(cmd, sizeof(cmd), "rm -f %s/seg-*.ready", dir);
+    ck_assert_int_eq(system(cmd), 0);
+    apr_sleep(apr_time_from_msec(1100));
+    ck_assert_int_eq(append_keys(s, "again", 2), 0);
+    memset(&x, 0, sizeof(x));
+    dc_shipper_spool_figures(s, NULL, &x);
+    ck_assert_int_eq(x.spool.degraded, 0);
+
+    memset(&ship, 0, sizeof(ship));
+    ship.state = DC_SHIPPER_RETRYING;
+    ship.hits_sent = 7;
+    ship.retries = 3;
+    ship.dead_letter_hits = 2;
+    strcpy(ship.last_error, "HTTP 503");
+    memset(&x, 0, sizeof(x));
+    dc_shipper_spool_figures(s, &ship, &x);
+    ck_assert_int_eq(x.spool.degraded, 0);
+    ck_assert_uint_eq(x.spool.delivered, 7);
+    ck_assert_uint_eq(x.spool.retried, 3);
+    ck_assert_uint_eq(x.spool.dead_lettered, 2);
+    ck_assert_str_eq(x.spool.last_error, "HTTP 503");
+    ship.state = DC_SHIPPER_FAILING;
+    dc_shipper_spool_figures(s, &ship, &x);
+    ck_assert_int_eq(x.spool.degraded, 1);
+
+    memset(&x, 0, sizeof(x));
+    dc_shipper_spool_figures(NULL, &ship, &x); /* no spool: nothing to show */
+    ck_assert_int_eq(x.has_spool, 0);
+    dc_spool_close(s);
+}
+END_TEST
+
 START_TEST(bound_drops_oldest_and_counts)
 {
     dc_spool_t *s = open_spool("max-bytes=2k,segment-bytes=500,on-full=drop-oldest");
@@ -547,6 +606,7 @@ static Suite *spool_suite(void)
     tcase_add_test(tc, rotation_by_size_and_age);
     tcase_add_test(tc, bound_refuses_and_counts);
     tcase_add_test(tc, bound_drops_oldest_and_counts);
+    tcase_add_test(tc, figures_degraded_while_refusing_or_failing);
     tcase_add_test(tc, dead_process_segment_is_adopted);
     tcase_add_test(tc, concurrent_processes_and_threads_lose_nothing);
     tcase_add_test(tc, file_in_the_way_fails_at_open);
