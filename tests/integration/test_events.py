@@ -6,6 +6,7 @@ outage, retries on 500/429/slow answers, 400 into the dead-letter folder, a
 kill -9 in the middle of a stream, the disk bound, and the file sink.
 """
 import glob
+import shutil
 import json
 import os
 import signal
@@ -311,3 +312,31 @@ def test_bad_settings_are_clear_errors(tmp_path):
     rc, out, err = run_eval([visitor(1)], extra=["--spool", str(tmp_path / "s"),
                                                  "--spool-options", "fsync=sometimes"])
     assert rc == 1 and "fsync" in err
+
+
+def count_syncs(tmp_path, options, lines):
+    """The fdatasync/fsync calls decision-fcgi eval makes for lines spooled with options
+    (counted by strace, following the spool's background thread)."""
+    spool = tmp_path / ("spool-" + options.replace("=", "-"))
+    trace = tmp_path / ("trace-" + options.replace("=", "-"))
+    body = "".join(json.dumps(visitor(i)) + "\n" for i in range(lines))
+    p = subprocess.run(["strace", "-f", "-qq", "-e", "trace=fdatasync,fsync", "-o", str(trace),
+                        DECISION_FCGI, "eval", "--bucketing", SAMPLE_BUCKETING, "--spool",
+                        str(spool), "--env-id", ENV, "--spool-options", options],
+                       input=body, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert len(p.stdout.splitlines()) == lines
+    assert len(spool_records(spool)) >= lines  # every line produced a hit
+    with open(trace) as f:
+        return sum(1 for l in f if "fdatasync(" in l or "fsync(" in l)
+
+
+@pytest.mark.skipif(not shutil.which("strace"), reason="strace is not installed")
+def test_fsync_policy_is_what_the_settings_say(tmp_path):
+    lines = 40
+    always = count_syncs(tmp_path, "fsync=always", lines)
+    never = count_syncs(tmp_path, "fsync=never", lines)
+    interval = count_syncs(tmp_path, "fsync=60000ms", lines)
+    assert always >= lines       # one per record, before its answer
+    assert never == 0
+    assert interval < lines // 4  # within a minute: only the syncs that close the segment
