@@ -470,9 +470,6 @@ static void collect_all_keys(apr_pool_t *p, dc_variation_group_t *vg)
     for (size_t i = 0; i < vg->n_variations; i++)
         for (size_t j = 0; j < vg->variations[i].n_flags; j++)
             keys[n++] = vg->variations[i].flags[j].key;
-    for (size_t i = 0; i < vg->n_variations; i++)
-        for (size_t j = 0; j < vg->variations[i].n_flags; j++)
-            keys[n++] = vg->variations[i].flags[j].key;
     {
         /* insertion into a sorted unique prefix of the same array; groups have few keys */
         size_t m = 0;
