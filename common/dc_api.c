@@ -286,91 +286,11 @@ static apr_status_t release_config(void *data)
 
 /* ---- rendering ---------------------------------------------------------- */
 
-static void put_string_or_null(dc_buf_t *b, const char *s)
-{
-    if (s)
-        dc_json_put_string(b, s, strlen(s));
-    else
-        dc_buf_puts(b, "null");
-}
-
-/* Calls put(key, json, null) for each key of the variation's value as the
- * exposeAllKeys rule shows it: all keys of the group with null for missing
- * ones, or only the non-null keys. Both lists are sorted: one merge pass. */
-typedef void put_flag_fn(void *baton, const char *key, size_t key_len, const dc_flag_t *flag);
-
-static void each_flag(const dc_variation_group_t *vg, const dc_variation_t *var, int expose_all,
-                      put_flag_fn *fn, void *baton)
-{
-    if (!expose_all) {
-        for (size_t i = 0; i < var->n_flags; i++)
-            if (!var->flags[i].is_null)
-                fn(baton, var->flags[i].key, var->flags[i].key_len, &var->flags[i]);
-        return;
-    }
-    for (size_t k = 0, f = 0; k < vg->n_all_keys; k++) {
-        const dc_flag_t *flag = NULL;
-
-        if (f < var->n_flags && strcmp(var->flags[f].key, vg->all_keys[k]) == 0)
-            flag = &var->flags[f++];
-        fn(baton, vg->all_keys[k], vg->all_key_lens[k], flag);
-    }
-}
-
-typedef struct {
-    dc_buf_t *b;
-    int first;
-} object_writer_t;
-
-static void put_object_member(void *baton, const char *key, size_t key_len, const dc_flag_t *flag)
-{
-    object_writer_t *w = baton;
-
-    if (!w->first)
-        dc_buf_putc(w->b, ',');
-    w->first = 0;
-    dc_json_put_string(w->b, key, key_len);
-    dc_buf_putc(w->b, ':');
-    if (flag)
-        dc_buf_append(w->b, flag->json, flag->json_len);
-    else
-        dc_buf_puts(w->b, "null");
-}
-
+/* An entry of "campaigns": pre-rendered by dc_config for each variation. */
 static void put_campaign(dc_buf_t *b, const dc_decision_t *d, int expose_all)
 {
-    const dc_campaign_t *c = d->campaign;
-    const dc_variation_t *v = d->variation;
-
-    dc_buf_puts(b, "{\"id\":");
-    put_string_or_null(b, c->id);
-    dc_buf_puts(b, ",\"name\":");
-    put_string_or_null(b, c->name);
-    dc_buf_puts(b, ",\"slug\":");
-    put_string_or_null(b, c->slug);
-    dc_buf_puts(b, ",\"type\":");
-    put_string_or_null(b, c->type);
-    dc_buf_puts(b, ",\"variationGroupId\":");
-    dc_json_put_string(b, d->group->id, d->group->id_len);
-    dc_buf_puts(b, ",\"variationGroupName\":");
-    put_string_or_null(b, d->group->name);
-    dc_buf_puts(b, ",\"variation\":{\"id\":");
-    dc_json_put_string(b, v->id, v->id_len);
-    dc_buf_puts(b, ",\"name\":");
-    put_string_or_null(b, v->name);
-    dc_buf_puts(b, ",\"modifications\":");
-    if (v->has_modifications) {
-        object_writer_t w = {b, 1};
-
-        dc_buf_puts(b, "{\"type\":");
-        put_string_or_null(b, v->modifications_type);
-        dc_buf_puts(b, ",\"value\":{");
-        each_flag(d->group, v, expose_all, put_object_member, &w);
-        dc_buf_puts(b, "}}");
-    } else {
-        dc_buf_puts(b, "null");
-    }
-    dc_buf_puts(b, v->reference ? ",\"reference\":true}}" : ",\"reference\":false}}");
+    dc_buf_append(b, d->variation->campaign_json[expose_all != 0],
+                  d->variation->campaign_json_len[expose_all != 0]);
 }
 
 /* mergedModifications and /v2/flags: later campaigns override earlier keys. */
@@ -431,7 +351,7 @@ static void merge(apr_pool_t *p, const dc_outcome_t *out, int expose_all, merger
         if (!d->variation->has_modifications)
             continue;
         m->current = d;
-        each_flag(d->group, d->variation, expose_all, merge_member, m);
+        dc_variation_each_flag(d->group, d->variation, expose_all, merge_member, m);
     }
     if (m->n > 1)
         qsort(m->items, m->n, sizeof(*m->items), compare_merged);
@@ -483,21 +403,21 @@ static void put_flags(dc_buf_t *b, const merger_t *m)
         else
             dc_buf_puts(b, "null");
         dc_buf_puts(b, ",\"metadata\":{\"campaignId\":");
-        put_string_or_null(b, d->campaign->id);
+        dc_json_put_string_or_null(b, d->campaign->id);
         dc_buf_puts(b, ",\"campaignName\":");
-        put_string_or_null(b, d->campaign->name);
+        dc_json_put_string_or_null(b, d->campaign->name);
         dc_buf_puts(b, ",\"slug\":");
-        put_string_or_null(b, d->campaign->slug);
+        dc_json_put_string_or_null(b, d->campaign->slug);
         dc_buf_puts(b, ",\"type\":");
-        put_string_or_null(b, d->campaign->type);
+        dc_json_put_string_or_null(b, d->campaign->type);
         dc_buf_puts(b, ",\"variationGroupId\":");
         dc_json_put_string(b, d->group->id, d->group->id_len);
         dc_buf_puts(b, ",\"variationGroupName\":");
-        put_string_or_null(b, d->group->name);
+        dc_json_put_string_or_null(b, d->group->name);
         dc_buf_puts(b, ",\"variationId\":");
         dc_json_put_string(b, d->variation->id, d->variation->id_len);
         dc_buf_puts(b, ",\"variationName\":");
-        put_string_or_null(b, d->variation->name);
+        dc_json_put_string_or_null(b, d->variation->name);
         dc_buf_puts(b, d->variation->reference ? ",\"reference\":true}}" : ",\"reference\":false}}");
     }
     dc_buf_putc(b, '}');
@@ -756,7 +676,7 @@ static void handle_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t
                 if (i)
                     dc_buf_putc(&b, ',');
                 dc_buf_puts(&b, "{\"campaignId\":");
-                put_string_or_null(&b, out.decisions[i].campaign->id);
+                dc_json_put_string_or_null(&b, out.decisions[i].campaign->id);
                 dc_buf_puts(&b, ",\"variationId\":");
                 dc_json_put_string(&b, out.decisions[i].variation->id,
                                    out.decisions[i].variation->id_len);

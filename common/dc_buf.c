@@ -155,6 +155,14 @@ void dc_json_put_string(dc_buf_t *b, const char *s, size_t len)
     dc_buf_putc(b, '"');
 }
 
+void dc_json_put_string_or_null(dc_buf_t *b, const char *s)
+{
+    if (s)
+        dc_json_put_string(b, s, strlen(s));
+    else
+        dc_buf_append(b, "null", 4);
+}
+
 void dc_json_put_number(dc_buf_t *b, double d)
 {
     char tmp[40];

@@ -28,6 +28,8 @@ const char *dc_buf_cstr(dc_buf_t *b);
 
 /* A JSON string literal (quotes included); invalid UTF-8 bytes become U+FFFD. */
 void dc_json_put_string(dc_buf_t *b, const char *s, size_t len);
+/* A JSON string literal of a NUL-terminated string, or null when s is NULL. */
+void dc_json_put_string_or_null(dc_buf_t *b, const char *s);
 /* A JSON number, shortest text that reads back as the same double. */
 void dc_json_put_number(dc_buf_t *b, double d);
 /* Any jansson value, object keys sorted, numbers shortest. */
