@@ -73,7 +73,7 @@ const char *dc_buf_cstr(dc_buf_t *b)
     return b->data;
 }
 
-static size_t utf8_valid_len(const unsigned char *s, size_t len)
+size_t dc_utf8_sequence_len(const unsigned char *s, size_t len)
 {
     unsigned char c = s[0];
     size_t n;
@@ -124,7 +124,7 @@ void dc_json_put_string(dc_buf_t *b, const char *s, size_t len)
             run = 0;
         }
         if (c >= 0x80) {
-            size_t n = utf8_valid_len(p + i, len - i);
+            size_t n = dc_utf8_sequence_len(p + i, len - i);
 
             if (n) {
                 dc_buf_append(b, p + i, n);

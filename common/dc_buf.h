@@ -26,6 +26,10 @@ void dc_buf_printf(dc_buf_t *b, const char *fmt, ...) __attribute__((format(prin
 /* NUL-terminates and returns the data (the NUL is not counted in len). */
 const char *dc_buf_cstr(dc_buf_t *b);
 
+/* Length of the well-formed UTF-8 sequence at s[0..len) (2 to 4; no overlong
+ * forms, surrogates or code points past U+10FFFF), or 0 when it is not one. */
+size_t dc_utf8_sequence_len(const unsigned char *s, size_t len);
+
 /* A JSON string literal (quotes included); invalid UTF-8 bytes become U+FFFD. */
 void dc_json_put_string(dc_buf_t *b, const char *s, size_t len);
 /* A JSON string literal of a NUL-terminated string, or null when s is NULL. */
