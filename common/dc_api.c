@@ -159,21 +159,24 @@ typedef enum { FIELD_STRING, FIELD_BOOL, FIELD_OBJECT, FIELD_IGNORED_STRING } fi
 typedef struct {
     const char *snake, *camel;
     field_kind_e kind;
+    size_t snake_len, camel_len;
 } field_def_t;
 
+#define FIELD(snake, camel, kind) {snake, camel, kind, sizeof(snake) - 1, sizeof(camel) - 1}
+
 static const field_def_t decision_fields[] = {
-    {"visitor_id", "visitorId", FIELD_STRING},
-    {"anonymous_id", "anonymousId", FIELD_STRING},
-    {"decision_group", "decisionGroup", FIELD_STRING},
-    {"context", "context", FIELD_OBJECT},
-    {"trigger_hit", "triggerHit", FIELD_BOOL},
-    {"activate", "activate", FIELD_BOOL},
-    {"visitor_consent", "visitorConsent", FIELD_BOOL},
-    {"format_response", "formatResponse", FIELD_BOOL},
-    {"client_id", "clientId", FIELD_IGNORED_STRING},
-    {"campaign_id", "campaignId", FIELD_IGNORED_STRING},
-    {"custom_visitor_id", "customVisitorId", FIELD_IGNORED_STRING},
-    {"default_redirect_url", "defaultRedirectUrl", FIELD_IGNORED_STRING},
+    FIELD("visitor_id", "visitorId", FIELD_STRING),
+    FIELD("anonymous_id", "anonymousId", FIELD_STRING),
+    FIELD("decision_group", "decisionGroup", FIELD_STRING),
+    FIELD("context", "context", FIELD_OBJECT),
+    FIELD("trigger_hit", "triggerHit", FIELD_BOOL),
+    FIELD("activate", "activate", FIELD_BOOL),
+    FIELD("visitor_consent", "visitorConsent", FIELD_BOOL),
+    FIELD("format_response", "formatResponse", FIELD_BOOL),
+    FIELD("client_id", "clientId", FIELD_IGNORED_STRING),
+    FIELD("campaign_id", "campaignId", FIELD_IGNORED_STRING),
+    FIELD("custom_visitor_id", "customVisitorId", FIELD_IGNORED_STRING),
+    FIELD("default_redirect_url", "defaultRedirectUrl", FIELD_IGNORED_STRING),
 };
 
 #define SYNTAX_PREFIX "syntax error in body json request. Must be a valid json : "
@@ -487,8 +490,10 @@ static int fast_parse_decision_body(apr_pool_t *p, const char *body, size_t len,
             if (scan_string(&sc, &key, &key_len) < 0 || !scan_char(&sc, ':'))
                 return -1;
             for (i = 0; i < N_FIELDS; i++)
-                if (strcmp(key, decision_fields[i].snake) == 0 ||
-                    strcmp(key, decision_fields[i].camel) == 0)
+                if ((key_len == decision_fields[i].snake_len &&
+                     memcmp(key, decision_fields[i].snake, key_len) == 0) ||
+                    (key_len == decision_fields[i].camel_len &&
+                     memcmp(key, decision_fields[i].camel, key_len) == 0))
                     break;
             /* unknown, or twice (in any spelling, even as null): jansson's path words it */
             if (i == N_FIELDS || present[i] || memchr(key, '\0', key_len))
@@ -916,6 +921,18 @@ static int respond_formatted(apr_pool_t *p, dc_response_t *resp, const dc_variat
     return 1;
 }
 
+/* Room for the usual answer (visitorId and the pre-rendered campaign entries, with slack for
+ * the campaignsVariation of full mode), so that the buffer is not grown and copied. */
+static size_t answer_size_estimate(const decision_request_t *dr, const dc_outcome_t *out,
+                                   int expose_all)
+{
+    size_t n = 128 + 6 * dr->visitor_id_len;
+
+    for (size_t i = 0; i < out->n_decisions; i++)
+        n += out->decisions[i].variation->campaign_json_len[expose_all != 0] + 96;
+    return n;
+}
+
 static void handle_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req,
                             dc_response_t *resp, dc_store_t *store, dc_metrics_slot_t *slot,
                             decision_route_e route, const char *campaign_ref,
@@ -1010,7 +1027,7 @@ static void handle_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t
     out.decisions = apr_palloc(p, (cfg->n_campaigns ? cfg->n_campaigns : 1) * sizeof(dc_decision_t));
     dc_decide(p, cfg, store, svc->opt.env_id, &visitor, only, &out);
 
-    dc_buf_init(&b, p, 256 + out.n_decisions * 256);
+    dc_buf_init(&b, p, answer_size_estimate(&dr, &out, expose_all));
     if (route == ROUTE_CAMPAIGN && only) {
         if (out.n_decisions == 0) {
             if (out.single_error == DC_CHOICE_UNTRACKED)
