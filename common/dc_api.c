@@ -242,6 +242,8 @@ static int scan_string(scanner_t *sc, const char **out, size_t *out_len)
     char *copy, *o;
 
     for (;;) {
+        while (s < end && dc_json_plain[*s])
+            s++;
         if (s >= end)
             return -1;
         if (*s == '"')

@@ -108,11 +108,16 @@ size_t dc_utf8_sequence_len(const unsigned char *s, size_t len)
     return n;
 }
 
-/* The bytes a JSON string shows as they are: printable ASCII but '"' and '\\'. */
-static inline int json_plain(unsigned char c)
-{
-    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
-}
+#define ROW(v) v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v
+const unsigned char dc_json_plain[256] = {
+    ROW(0), ROW(0),                                 /* 0x00-0x1f: control */
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x20-0x2f: '"' at 0x22 */
+    ROW(1), ROW(1),                                 /* 0x30-0x4f */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, /* 0x50-0x5f: '\\' at 0x5c */
+    ROW(1), ROW(1),                                 /* 0x60-0x7f */
+    ROW(0), ROW(0), ROW(0), ROW(0), ROW(0), ROW(0), ROW(0), ROW(0), /* 0x80-0xff */
+};
+#undef ROW
 
 void dc_json_put_string(dc_buf_t *b, const char *s, size_t len)
 {
@@ -129,7 +134,7 @@ void dc_json_put_string(dc_buf_t *b, const char *s, size_t len)
         while (p < end) {
             size_t n;
 
-            if (json_plain(*p)) {
+            if (dc_json_plain[*p]) {
                 p++;
                 continue;
             }

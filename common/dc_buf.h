@@ -26,6 +26,10 @@ void dc_buf_printf(dc_buf_t *b, const char *fmt, ...) __attribute__((format(prin
 /* NUL-terminates and returns the data (the NUL is not counted in len). */
 const char *dc_buf_cstr(dc_buf_t *b);
 
+/* 1 for the bytes a JSON string holds as they are (printable ASCII but '"' and '\\'),
+ * 0 for the ones to escape or decode, and for every byte >= 0x80. */
+extern const unsigned char dc_json_plain[256];
+
 /* Length of the well-formed UTF-8 sequence at s[0..len) (2 to 4; no overlong
  * forms, surrogates or code points past U+10FFFF), or 0 when it is not one. */
 size_t dc_utf8_sequence_len(const unsigned char *s, size_t len);
