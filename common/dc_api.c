@@ -212,8 +212,8 @@ typedef struct {
     apr_pool_t *pool;
 } scanner_t;
 
-#define FAST_MAX_DEPTH 16
-#define FAST_MAX_CONTEXT 128
+#define FAST_MAX_DEPTH 8
+#define FAST_MAX_CONTEXT 64
 
 static void scan_ws(scanner_t *sc)
 {
