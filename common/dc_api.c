@@ -4,8 +4,11 @@
  * right status; nothing a caller sends can make this code fail otherwise.
  *
  * Responses are written directly into one buffer from the config's
- * pre-rendered flag values (dc_flag_t.json) rather than through a jansson
- * tree, which keeps rendering proportional to the answer's size.
+ * pre-rendered pieces (each variation's whole "campaigns" entry, flag values)
+ * rather than through a jansson tree, which keeps rendering proportional to
+ * the answer's size. Decision bodies are read by a small scanner in the
+ * common case and by jansson otherwise (see fast_parse_decision_body()), so
+ * that jansson's tree is built only for bodies the scanner will not vouch for.
  */
 #include "dc_api.h"
 #include "dc_buf.h"

@@ -4,7 +4,8 @@
  *
  * A snapshot owns one APR pool holding every campaign, variation group,
  * targeting and variation, with targeting values pre-typed (dc_value_t) and
- * modification values pre-rendered as JSON text. It never changes after
+ * modification values, and each variation's entry of an answer, pre-rendered
+ * as JSON text. It never changes after
  * dc_config_parse() returns, so any number of threads decide against it with
  * no lock; dc_config_ref()/dc_config_unref() keep it alive while they do.
  *
