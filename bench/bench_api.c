@@ -7,7 +7,10 @@
  * best round of each so that noise from other processes on the machine
  * counts against neither. Not a test: compare figures of the same run only.
  *
- *   bench/bench_api [bucketing.json] [requests per round] [rounds]
+ *   bench/bench_api [bucketing.json] [requests per round] [rounds] [store]
+ *
+ * store is a dc_store URI (default memory); "none" is what bench/fcgi.sh's
+ * decision-fcgi runs with, so it profiles the path that benchmark measures.
  */
 #include "dc_api.h"
 #include "dc_config.h"
@@ -96,6 +99,7 @@ int main(int argc, const char *const *argv)
     const char *path = argc > 1 ? argv[1] : "conf/sample-bucketing.json";
     unsigned long n_requests = argc > 2 ? strtoul(argv[2], NULL, 10) : 100000;
     int rounds = argc > 3 ? atoi(argv[3]) : 10;
+    const char *store = argc > 4 ? argv[4] : "memory";
     double best_off = 0, best_on = 0, best_alone = 0;
     char *bodies[N_BODIES], errbuf[256];
 
@@ -106,7 +110,10 @@ int main(int argc, const char *const *argv)
         return 1;
     }
     dc_slot_publish(&svc.slot, cfg);
-    svc.store = dc_store_open(p, "memory", errbuf, sizeof(errbuf));
+    if (!(svc.store = dc_store_open(p, store, errbuf, sizeof(errbuf)))) {
+        fprintf(stderr, "bench_api: %s: %s\n", store, errbuf);
+        return 1;
+    }
     metrics = dc_metrics_create(p, 1);
     for (unsigned i = 0; i < N_BODIES; i++)
         bodies[i] = apr_psprintf(p,

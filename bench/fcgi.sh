@@ -7,7 +7,8 @@
 # THREADS): /v2 → decision-fcgi deciding POST /v2/campaigns on conf/sample-bucketing.json,
 # /hello → bench/hello-fcgi, which reads the body and answers a fixed JSON. wrk runs
 # against each in turn, ROUNDS times, and the best rate of each is compared: the ratio is
-# what deciding costs on top of FastCGI itself (target: >= 0.90). Not run in CI: the
+# what deciding costs on top of FastCGI itself (target: >= 0.90); the median of the
+# rounds' own ratios is printed too, steadier on a shared machine. Not run in CI: the
 # figures depend on the machine. Environment: THREADS (default 4), CONNECTIONS (32),
 # WRK_THREADS (2), ROUNDS (2), DC_BUILD_DIR (where the programs were built).
 set -eu
@@ -88,6 +89,7 @@ best_hello=0
 best_decision=0
 cpu_hello=
 cpu_decision=
+ratios=
 echo "lighttpd → FastCGI, $threads responder threads, wrk -t$wrk_threads -c$connections, ${seconds}s x $rounds rounds"
 wrk -t1 -c4 -d1s -s "$top/bench/post-campaigns.lua" "http://127.0.0.1:$port/hello" >/dev/null
 wrk -t1 -c4 -d1s -s "$top/bench/post-campaigns.lua" "http://127.0.0.1:$port/v2/campaigns" >/dev/null
@@ -99,6 +101,7 @@ while [ $r -lt "$rounds" ]; do
   d=$1 dc=$2
   echo "  round $((r + 1)): hello-fcgi $h req/s ($hc us CPU/request), decision-fcgi POST /v2/campaigns $d req/s ($dc us CPU/request)"
   cpu_hello="$cpu_hello $hc"
+  ratios="$ratios $(python3 -c "print('%.3f' % ($d / $h if $h else 0))")"
   cpu_decision="$cpu_decision $dc"
   best_hello=$(python3 -c "print(max($best_hello, $h))")
   best_decision=$(python3 -c "print(max($best_decision, $d))")
@@ -108,5 +111,8 @@ python3 -c "
 h, d = $best_hello, $best_decision
 ch, cd = min(float(x) for x in '$cpu_hello'.split()), min(float(x) for x in '$cpu_decision'.split())
 print('best: hello-fcgi %.0f req/s, decision-fcgi %.0f req/s, ratio %.2f (target >= 0.90)' % (h, d, d / h))
+r = sorted(float(x) for x in '$ratios'.split())
+print('ratio of each round (decision after hello):', ' '.join('%.2f' % x for x in r),
+      '- median %.2f' % (r[len(r) // 2] if len(r) % 2 else (r[len(r) // 2 - 1] + r[len(r) // 2]) / 2))
 print('responder CPU per request (least of the rounds): hello-fcgi %.1f us, decision-fcgi %.1f us '
       '(+%.1f us: the decision and its answer)' % (ch, cd, cd - ch))"

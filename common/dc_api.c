@@ -4,8 +4,11 @@
  * right status; nothing a caller sends can make this code fail otherwise.
  *
  * Responses are written directly into one buffer from the config's
- * pre-rendered flag values (dc_flag_t.json) rather than through a jansson
- * tree, which keeps rendering proportional to the answer's size.
+ * pre-rendered pieces (each variation's whole "campaigns" entry, flag values)
+ * rather than through a jansson tree, which keeps rendering proportional to
+ * the answer's size. Decision bodies are read by a small scanner in the
+ * common case and by jansson otherwise (see fast_parse_decision_body()), so
+ * that jansson's tree is built only for bodies the scanner will not vouch for.
  */
 #include "dc_api.h"
 #include "dc_buf.h"
@@ -15,6 +18,7 @@
 #include "dc_status.h"
 
 #include <apr_strings.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -142,7 +146,11 @@ typedef struct {
     int has_anonymous_id;
     const char *decision_group;
     size_t decision_group_len;
-    json_t *context; /* borrowed from root, may be NULL */
+    json_t *context; /* borrowed from root; NULL when absent or parsed by the fast path */
+    const dc_context_entry_t *entries; /* the context as targeting sees it */
+    size_t n_entries;
+    const char *context_text; /* the context object's bytes in the body */
+    size_t context_text_len;
     int trigger_hit;
     int visitor_consent;
     int format_response;
@@ -154,21 +162,24 @@ typedef enum { FIELD_STRING, FIELD_BOOL, FIELD_OBJECT, FIELD_IGNORED_STRING } fi
 typedef struct {
     const char *snake, *camel;
     field_kind_e kind;
+    size_t snake_len, camel_len;
 } field_def_t;
 
+#define FIELD(snake, camel, kind) {snake, camel, kind, sizeof(snake) - 1, sizeof(camel) - 1}
+
 static const field_def_t decision_fields[] = {
-    {"visitor_id", "visitorId", FIELD_STRING},
-    {"anonymous_id", "anonymousId", FIELD_STRING},
-    {"decision_group", "decisionGroup", FIELD_STRING},
-    {"context", "context", FIELD_OBJECT},
-    {"trigger_hit", "triggerHit", FIELD_BOOL},
-    {"activate", "activate", FIELD_BOOL},
-    {"visitor_consent", "visitorConsent", FIELD_BOOL},
-    {"format_response", "formatResponse", FIELD_BOOL},
-    {"client_id", "clientId", FIELD_IGNORED_STRING},
-    {"campaign_id", "campaignId", FIELD_IGNORED_STRING},
-    {"custom_visitor_id", "customVisitorId", FIELD_IGNORED_STRING},
-    {"default_redirect_url", "defaultRedirectUrl", FIELD_IGNORED_STRING},
+    FIELD("visitor_id", "visitorId", FIELD_STRING),
+    FIELD("anonymous_id", "anonymousId", FIELD_STRING),
+    FIELD("decision_group", "decisionGroup", FIELD_STRING),
+    FIELD("context", "context", FIELD_OBJECT),
+    FIELD("trigger_hit", "triggerHit", FIELD_BOOL),
+    FIELD("activate", "activate", FIELD_BOOL),
+    FIELD("visitor_consent", "visitorConsent", FIELD_BOOL),
+    FIELD("format_response", "formatResponse", FIELD_BOOL),
+    FIELD("client_id", "clientId", FIELD_IGNORED_STRING),
+    FIELD("campaign_id", "campaignId", FIELD_IGNORED_STRING),
+    FIELD("custom_visitor_id", "customVisitorId", FIELD_IGNORED_STRING),
+    FIELD("default_redirect_url", "defaultRedirectUrl", FIELD_IGNORED_STRING),
 };
 
 #define SYNTAX_PREFIX "syntax error in body json request. Must be a valid json : "
@@ -188,6 +199,374 @@ static const char *json_kind(const json_t *v)
 }
 
 /*
+ * The fast path of request bodies. jansson builds a tree (a hash table per
+ * object, an allocation per value) that is thrown away at once; most of a
+ * decision's CPU went there. This scanner reads the common body shape
+ * straight into decision_request_t: one object of the known fields, strings
+ * with plain escapes and well-formed UTF-8, numbers, and a context of
+ * scalars and lists of scalars. Whatever else it meets (\u escapes, objects
+ * inside the context, a field twice, any syntax or type error, numbers out
+ * of range) it gives up on, and parse_decision_body() parses the body again
+ * with jansson, so errors and their messages, and every value, stay exactly
+ * what jansson's path gives: what this accepts, jansson accepts the same way.
+ */
+typedef struct {
+    const char *s, *end;
+    apr_pool_t *pool;
+} scanner_t;
+
+#define FAST_MAX_DEPTH 8
+#define FAST_MAX_CONTEXT 64
+
+static void scan_ws(scanner_t *sc)
+{
+    while (sc->s < sc->end &&
+           (*sc->s == ' ' || *sc->s == '\n' || *sc->s == '\r' || *sc->s == '\t'))
+        sc->s++;
+}
+
+static int scan_char(scanner_t *sc, char c)
+{
+    scan_ws(sc);
+    if (sc->s < sc->end && *sc->s == c) {
+        sc->s++;
+        return 1;
+    }
+    return 0;
+}
+
+/* A string at the cursor (after its opening quote was seen), copied NUL-terminated into the
+ * pool; 0, or -1 to give up. */
+static int scan_string(scanner_t *sc, const char **out, size_t *out_len)
+{
+    const unsigned char *s = (const unsigned char *)sc->s + 1, *end = (const unsigned char *)sc->end;
+    const unsigned char *start = s;
+    int escaped = 0;
+    char *copy, *o;
+
+    for (;;) {
+        while (s < end && dc_json_plain[*s])
+            s++;
+        if (s >= end)
+            return -1;
+        if (*s == '"')
+            break;
+        if (*s == '\\') {
+            if (s + 1 >= end || s[1] == 'u')
+                return -1;
+            escaped = 1;
+            s += 2;
+        } else if (*s < 0x20) {
+            return -1;
+        } else if (*s < 0x80) {
+            s++;
+        } else {
+            size_t n = dc_utf8_sequence_len(s, (size_t)(end - s));
+
+            if (!n)
+                return -1;
+            s += n;
+        }
+    }
+    copy = o = apr_palloc(sc->pool, (size_t)(s - start) + 1);
+    if (!escaped) {
+        memcpy(copy, start, (size_t)(s - start));
+        o += s - start;
+    } else {
+        for (const unsigned char *c = start; c < s; c++) {
+            if (*c != '\\') {
+                *o++ = (char)*c;
+                continue;
+            }
+            switch (*++c) {
+            case '"': *o++ = '"'; break;
+            case '\\': *o++ = '\\'; break;
+            case '/': *o++ = '/'; break;
+            case 'b': *o++ = '\b'; break;
+            case 'f': *o++ = '\f'; break;
+            case 'n': *o++ = '\n'; break;
+            case 'r': *o++ = '\r'; break;
+            case 't': *o++ = '\t'; break;
+            default: return -1;
+            }
+        }
+    }
+    *o = '\0';
+    *out = copy;
+    *out_len = (size_t)(o - copy);
+    sc->s = (const char *)s + 1;
+    return 0;
+}
+
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* A number by JSON's grammar, converted the way jansson does (integers with strtoll, others
+ * with strtod); out of range gives up, as jansson's error or its underflow rule decide. */
+static int scan_number(scanner_t *sc, double *out)
+{
+    const char *s = sc->s, *start = s, *end = sc->end;
+    int integer = 1;
+    char tmp[64], *stop;
+
+    if (s < end && *s == '-')
+        s++;
+    if (s < end && *s == '0')
+        s++;
+    else if (s < end && *s >= '1' && *s <= '9')
+        while (s < end && is_digit(*s))
+            s++;
+    else
+        return -1;
+    if (s < end && *s == '.') {
+        integer = 0;
+        if (++s >= end || !is_digit(*s))
+            return -1;
+        while (s < end && is_digit(*s))
+            s++;
+    }
+    if (s < end && (*s == 'e' || *s == 'E')) {
+        integer = 0;
+        if (++s < end && (*s == '+' || *s == '-'))
+            s++;
+        if (s >= end || !is_digit(*s))
+            return -1;
+        while (s < end && is_digit(*s))
+            s++;
+    }
+    if ((size_t)(s - start) >= sizeof(tmp))
+        return -1;
+    memcpy(tmp, start, (size_t)(s - start));
+    tmp[s - start] = '\0';
+    errno = 0;
+    if (integer) {
+        long long v = strtoll(tmp, &stop, 10);
+
+        if (errno == ERANGE)
+            return -1;
+        *out = (double)v;
+    } else {
+        *out = strtod(tmp, &stop);
+        if (errno == ERANGE)
+            return -1;
+    }
+    if (*stop != '\0') /* a locale whose decimal point is not '.' */
+        return -1;
+    sc->s = s;
+    return 0;
+}
+
+static int scan_literal(scanner_t *sc, const char *word, size_t len)
+{
+    if ((size_t)(sc->end - sc->s) < len || memcmp(sc->s, word, len) != 0)
+        return 0;
+    sc->s += len;
+    /* jansson reads a run of letters as one token: "truex" is no "true" */
+    return sc->s == sc->end || !((*sc->s >= 'a' && *sc->s <= 'z') || (*sc->s >= 'A' && *sc->s <= 'Z'));
+}
+
+/* A context value as dc_value_from_json() would make it; objects give up. */
+static int scan_value(scanner_t *sc, dc_value_t *out, int depth)
+{
+    memset(out, 0, sizeof(*out));
+    scan_ws(sc);
+    if (sc->s >= sc->end)
+        return -1;
+    switch (*sc->s) {
+    case '"': {
+        const char *str;
+        size_t len;
+
+        if (scan_string(sc, &str, &len) < 0)
+            return -1;
+        dc_value_set_string(sc->pool, out, str, len);
+        return 0;
+    }
+    case 't':
+    case 'f':
+        out->kind = DC_KIND_BOOL;
+        out->boolean = *sc->s == 't';
+        return scan_literal(sc, out->boolean ? "true" : "false", out->boolean ? 4 : 5) ? 0 : -1;
+    case 'n':
+        out->kind = DC_KIND_NULL;
+        return scan_literal(sc, "null", 4) ? 0 : -1;
+    case '[': {
+        dc_value_t stack_items[8], *items = stack_items, *list;
+        size_t n = 0, cap = 8;
+
+        if (depth >= FAST_MAX_DEPTH)
+            return -1;
+        sc->s++;
+        if (!scan_char(sc, ']')) {
+            do {
+                if (n == cap) {
+                    dc_value_t *more = apr_palloc(sc->pool, 2 * cap * sizeof(*more));
+
+                    memcpy(more, items, n * sizeof(*items));
+                    items = more;
+                    cap *= 2;
+                }
+                if (scan_value(sc, &items[n++], depth + 1) < 0)
+                    return -1;
+            } while (scan_char(sc, ','));
+            if (!scan_char(sc, ']'))
+                return -1;
+        }
+        list = n ? apr_palloc(sc->pool, n * sizeof(*list)) : NULL;
+        if (n)
+            memcpy(list, items, n * sizeof(*items));
+        out->kind = DC_KIND_LIST;
+        out->items = list;
+        out->n_items = n;
+        return 0;
+    }
+    default:
+        if (*sc->s == '-' || is_digit(*sc->s)) {
+            out->kind = DC_KIND_NUMBER;
+            return scan_number(sc, &out->number);
+        }
+        return -1;
+    }
+}
+
+static int scan_context(scanner_t *sc, decision_request_t *dr)
+{
+    dc_context_entry_t entries[FAST_MAX_CONTEXT], *copy;
+    const char *start = sc->s;
+    size_t n = 0;
+
+    sc->s++;
+    if (!scan_char(sc, '}')) {
+        do {
+            const char *key;
+            size_t key_len;
+
+            if (n == FAST_MAX_CONTEXT || !scan_char(sc, '"'))
+                return -1;
+            sc->s--;
+            if (scan_string(sc, &key, &key_len) < 0 || !scan_char(sc, ':'))
+                return -1;
+            for (size_t i = 0; i < n; i++) /* jansson refuses duplicate keys */
+                if (entries[i].key_len == key_len && memcmp(entries[i].key, key, key_len) == 0)
+                    return -1;
+            if (memchr(key, '\0', key_len))
+                return -1;
+            entries[n].key = key;
+            entries[n].key_len = key_len;
+            if (scan_value(sc, &entries[n].value, 1) < 0)
+                return -1;
+            n++;
+        } while (scan_char(sc, ','));
+        if (!scan_char(sc, '}'))
+            return -1;
+    }
+    copy = n ? apr_palloc(sc->pool, n * sizeof(*copy)) : NULL;
+    if (n)
+        memcpy(copy, entries, n * sizeof(*entries));
+    dr->entries = copy;
+    dr->n_entries = n;
+    dr->context_text = start;
+    dr->context_text_len = (size_t)(sc->s - start);
+    return 0;
+}
+
+/* 0 with dr filled as parse_decision_body() would, or -1: let jansson decide. */
+static int fast_parse_decision_body(apr_pool_t *p, const char *body, size_t len,
+                                    decision_request_t *dr)
+{
+    enum { N_FIELDS = sizeof(decision_fields) / sizeof(decision_fields[0]) };
+    scanner_t sc = {body, body + len, p};
+    int present[N_FIELDS] = {0}, bools[N_FIELDS] = {0};
+    const char *strings[N_FIELDS] = {0};
+    size_t string_lens[N_FIELDS] = {0};
+
+    if (!scan_char(&sc, '{'))
+        return -1;
+    if (!scan_char(&sc, '}')) {
+        do {
+            const char *key;
+            size_t key_len, i;
+
+            if (!scan_char(&sc, '"'))
+                return -1;
+            sc.s--;
+            if (scan_string(&sc, &key, &key_len) < 0 || !scan_char(&sc, ':'))
+                return -1;
+            for (i = 0; i < N_FIELDS; i++)
+                if ((key_len == decision_fields[i].snake_len &&
+                     memcmp(key, decision_fields[i].snake, key_len) == 0) ||
+                    (key_len == decision_fields[i].camel_len &&
+                     memcmp(key, decision_fields[i].camel, key_len) == 0))
+                    break;
+            /* unknown, or twice (in any spelling, even as null): jansson's path words it */
+            if (i == N_FIELDS || present[i] || memchr(key, '\0', key_len))
+                return -1;
+            present[i] = 1;
+            scan_ws(&sc);
+            if (sc.s < sc.end && *sc.s == 'n') {
+                if (!scan_literal(&sc, "null", 4))
+                    return -1;
+                present[i] = 2; /* null = absent */
+                continue;
+            }
+            switch (decision_fields[i].kind) {
+            case FIELD_STRING:
+            case FIELD_IGNORED_STRING:
+                if (sc.s >= sc.end || *sc.s != '"' ||
+                    scan_string(&sc, &strings[i], &string_lens[i]) < 0)
+                    return -1;
+                break;
+            case FIELD_BOOL:
+                if (scan_literal(&sc, "true", 4))
+                    bools[i] = 1;
+                else if (!scan_literal(&sc, "false", 5))
+                    return -1;
+                break;
+            case FIELD_OBJECT:
+                if (sc.s >= sc.end || *sc.s != '{' || scan_context(&sc, dr) < 0)
+                    return -1;
+                break;
+            }
+        } while (scan_char(&sc, ','));
+        if (!scan_char(&sc, '}'))
+            return -1;
+    }
+    scan_ws(&sc);
+    if (sc.s != sc.end)
+        return -1;
+
+    /* The same conclusions as parse_decision_body() draws from its seen[]. */
+    if (present[0] == 1) {
+        dr->visitor_id = strings[0];
+        dr->visitor_id_len = string_lens[0];
+        dr->has_visitor_id = 1;
+    } else {
+        dr->visitor_id = "";
+    }
+    if (present[1] == 1) {
+        dr->anonymous_id = strings[1];
+        dr->anonymous_id_len = string_lens[1];
+        dr->has_anonymous_id = 1;
+    }
+    if (present[2] == 1 && string_lens[2] > 0) {
+        dr->decision_group = strings[2];
+        dr->decision_group_len = string_lens[2];
+    }
+    if (present[3] != 1) {
+        dr->entries = NULL;
+        dr->n_entries = 0;
+    }
+    if ((present[4] == 1 && !bools[4]) || (present[5] == 1 && !bools[5]))
+        dr->trigger_hit = 0;
+    if (present[6] == 1 && !bools[6])
+        dr->visitor_consent = 0;
+    dr->format_response = present[7] == 1 && bools[7];
+    return 0;
+}
+
+/*
  * Protobuf-JSON rules of the decision-api: each field in snake_case or
  * lowerCamelCase, null = absent, strict types, unknown fields and the same
  * field twice (in both spellings) refused. Returns NULL or the error message.
@@ -204,6 +583,11 @@ static const char *parse_decision_body(apr_pool_t *p, const char *body, size_t l
     dr->trigger_hit = 1;
     dr->visitor_consent = 1;
     *unknown_field = 0;
+    if (fast_parse_decision_body(p, body, len, dr) == 0)
+        return NULL;
+    memset(dr, 0, sizeof(*dr));
+    dr->trigger_hit = 1;
+    dr->visitor_consent = 1;
     dr->root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!dr->root)
         return apr_psprintf(p, SYNTAX_PREFIX "%s (line %d, column %d)", jerr.text, jerr.line,
@@ -269,6 +653,20 @@ static const char *parse_decision_body(apr_pool_t *p, const char *body, size_t l
     if (seen[6] && json_is_false(seen[6]))
         dr->visitor_consent = 0;
     dr->format_response = seen[7] && json_is_true(seen[7]);
+    if (dr->context && json_object_size(dr->context) > 0) {
+        size_t n = json_object_size(dr->context), i = 0;
+        dc_context_entry_t *entries = apr_palloc(p, n * sizeof(*entries));
+
+        json_object_foreach(dr->context, key, value)
+        {
+            entries[i].key = key;
+            entries[i].key_len = strlen(key);
+            dc_value_from_json(p, value, &entries[i].value);
+            i++;
+        }
+        dr->entries = entries;
+        dr->n_entries = n;
+    }
     return NULL;
 }
 
@@ -286,91 +684,11 @@ static apr_status_t release_config(void *data)
 
 /* ---- rendering ---------------------------------------------------------- */
 
-static void put_string_or_null(dc_buf_t *b, const char *s)
-{
-    if (s)
-        dc_json_put_string(b, s, strlen(s));
-    else
-        dc_buf_puts(b, "null");
-}
-
-/* Calls put(key, json, null) for each key of the variation's value as the
- * exposeAllKeys rule shows it: all keys of the group with null for missing
- * ones, or only the non-null keys. Both lists are sorted: one merge pass. */
-typedef void put_flag_fn(void *baton, const char *key, size_t key_len, const dc_flag_t *flag);
-
-static void each_flag(const dc_variation_group_t *vg, const dc_variation_t *var, int expose_all,
-                      put_flag_fn *fn, void *baton)
-{
-    if (!expose_all) {
-        for (size_t i = 0; i < var->n_flags; i++)
-            if (!var->flags[i].is_null)
-                fn(baton, var->flags[i].key, var->flags[i].key_len, &var->flags[i]);
-        return;
-    }
-    for (size_t k = 0, f = 0; k < vg->n_all_keys; k++) {
-        const dc_flag_t *flag = NULL;
-
-        if (f < var->n_flags && strcmp(var->flags[f].key, vg->all_keys[k]) == 0)
-            flag = &var->flags[f++];
-        fn(baton, vg->all_keys[k], vg->all_key_lens[k], flag);
-    }
-}
-
-typedef struct {
-    dc_buf_t *b;
-    int first;
-} object_writer_t;
-
-static void put_object_member(void *baton, const char *key, size_t key_len, const dc_flag_t *flag)
-{
-    object_writer_t *w = baton;
-
-    if (!w->first)
-        dc_buf_putc(w->b, ',');
-    w->first = 0;
-    dc_json_put_string(w->b, key, key_len);
-    dc_buf_putc(w->b, ':');
-    if (flag)
-        dc_buf_append(w->b, flag->json, flag->json_len);
-    else
-        dc_buf_puts(w->b, "null");
-}
-
+/* An entry of "campaigns": pre-rendered by dc_config for each variation. */
 static void put_campaign(dc_buf_t *b, const dc_decision_t *d, int expose_all)
 {
-    const dc_campaign_t *c = d->campaign;
-    const dc_variation_t *v = d->variation;
-
-    dc_buf_puts(b, "{\"id\":");
-    put_string_or_null(b, c->id);
-    dc_buf_puts(b, ",\"name\":");
-    put_string_or_null(b, c->name);
-    dc_buf_puts(b, ",\"slug\":");
-    put_string_or_null(b, c->slug);
-    dc_buf_puts(b, ",\"type\":");
-    put_string_or_null(b, c->type);
-    dc_buf_puts(b, ",\"variationGroupId\":");
-    dc_json_put_string(b, d->group->id, d->group->id_len);
-    dc_buf_puts(b, ",\"variationGroupName\":");
-    put_string_or_null(b, d->group->name);
-    dc_buf_puts(b, ",\"variation\":{\"id\":");
-    dc_json_put_string(b, v->id, v->id_len);
-    dc_buf_puts(b, ",\"name\":");
-    put_string_or_null(b, v->name);
-    dc_buf_puts(b, ",\"modifications\":");
-    if (v->has_modifications) {
-        object_writer_t w = {b, 1};
-
-        dc_buf_puts(b, "{\"type\":");
-        put_string_or_null(b, v->modifications_type);
-        dc_buf_puts(b, ",\"value\":{");
-        each_flag(d->group, v, expose_all, put_object_member, &w);
-        dc_buf_puts(b, "}}");
-    } else {
-        dc_buf_puts(b, "null");
-    }
-    dc_buf_puts(b, v->reference ? ",\"reference\":true}}" : ",\"reference\":false}}");
+    dc_buf_append(b, d->variation->campaign_json[expose_all != 0],
+                  d->variation->campaign_json_len[expose_all != 0]);
 }
 
 /* mergedModifications and /v2/flags: later campaigns override earlier keys. */
@@ -431,7 +749,7 @@ static void merge(apr_pool_t *p, const dc_outcome_t *out, int expose_all, merger
         if (!d->variation->has_modifications)
             continue;
         m->current = d;
-        each_flag(d->group, d->variation, expose_all, merge_member, m);
+        dc_variation_each_flag(d->group, d->variation, expose_all, merge_member, m);
     }
     if (m->n > 1)
         qsort(m->items, m->n, sizeof(*m->items), compare_merged);
@@ -483,21 +801,21 @@ static void put_flags(dc_buf_t *b, const merger_t *m)
         else
             dc_buf_puts(b, "null");
         dc_buf_puts(b, ",\"metadata\":{\"campaignId\":");
-        put_string_or_null(b, d->campaign->id);
+        dc_json_put_string_or_null(b, d->campaign->id);
         dc_buf_puts(b, ",\"campaignName\":");
-        put_string_or_null(b, d->campaign->name);
+        dc_json_put_string_or_null(b, d->campaign->name);
         dc_buf_puts(b, ",\"slug\":");
-        put_string_or_null(b, d->campaign->slug);
+        dc_json_put_string_or_null(b, d->campaign->slug);
         dc_buf_puts(b, ",\"type\":");
-        put_string_or_null(b, d->campaign->type);
+        dc_json_put_string_or_null(b, d->campaign->type);
         dc_buf_puts(b, ",\"variationGroupId\":");
         dc_json_put_string(b, d->group->id, d->group->id_len);
         dc_buf_puts(b, ",\"variationGroupName\":");
-        put_string_or_null(b, d->group->name);
+        dc_json_put_string_or_null(b, d->group->name);
         dc_buf_puts(b, ",\"variationId\":");
         dc_json_put_string(b, d->variation->id, d->variation->id_len);
         dc_buf_puts(b, ",\"variationName\":");
-        put_string_or_null(b, d->variation->name);
+        dc_json_put_string_or_null(b, d->variation->name);
         dc_buf_puts(b, d->variation->reference ? ",\"reference\":true}}" : ",\"reference\":false}}");
     }
     dc_buf_putc(b, '}');
@@ -520,23 +838,9 @@ typedef enum { MODE_NORMAL, MODE_SIMPLE, MODE_FULL } mode_e;
 static void build_context(apr_pool_t *p, const decision_request_t *dr, dc_context_t *ctx,
                           dc_value_t *visitor)
 {
-    size_t n = dr->context ? json_object_size(dr->context) : 0, i = 0;
-    dc_context_entry_t *entries = n ? apr_palloc(p, n * sizeof(*entries)) : NULL;
-    const char *key;
-    json_t *value;
-
-    if (n) {
-        json_object_foreach(dr->context, key, value)
-        {
-            entries[i].key = key;
-            entries[i].key_len = strlen(key);
-            dc_value_from_json(p, value, &entries[i].value);
-            i++;
-        }
-    }
     dc_value_set_string(p, visitor, dr->visitor_id, dr->visitor_id_len);
-    ctx->entries = entries;
-    ctx->n_entries = n;
+    ctx->entries = dr->entries;
+    ctx->n_entries = dr->n_entries;
     ctx->visitor = visitor;
 }
 
@@ -556,14 +860,21 @@ static void emit_decision_hits(dc_service_t *svc, apr_pool_t *p, const dc_reques
     if (!svc->hit_sink)
         return;
     hits = apr_palloc(p, cap * sizeof(*hits));
-    if (send_context && dr->visitor_consent && dr->context && json_object_size(dr->context) > 0) {
+    if (send_context && dr->visitor_consent && dr->n_entries > 0) {
         /* The SEGMENT vid is the anonymous id whenever one was sent (even
          * with XPC off): the decision-api's rule, kept for the collector. */
         const char *vid = dr->has_anonymous_id ? dr->anonymous_id : dr->visitor_id;
         size_t vid_len = dr->has_anonymous_id ? dr->anonymous_id_len : dr->visitor_id_len;
+        json_t *context = dr->context;
 
-        dc_hit_segment(p, &hits[n++], svc->opt.env_id, vid, vid_len, dr->visitor_id,
-                       dr->visitor_id_len, dr->context, received);
+        /* The fast path kept only the context's text: jansson reads it (it read it as
+         * valid) for the hit's Go-style values. */
+        if (!context && (context = json_loadb(dr->context_text, dr->context_text_len,
+                                              JSON_REJECT_DUPLICATES, NULL)) != NULL)
+            apr_pool_cleanup_register(p, context, release_json, apr_pool_cleanup_null);
+        if (context)
+            dc_hit_segment(p, &hits[n++], svc->opt.env_id, vid, vid_len, dr->visitor_id,
+                           dr->visitor_id_len, context, received);
     }
     if (dr->trigger_hit) {
         int xpc = cfg->xpc && dr->anonymous_id_len > 0;
@@ -613,6 +924,18 @@ static int respond_formatted(apr_pool_t *p, dc_response_t *resp, const dc_variat
         respond(resp, 200, content_type, "", 0);
     }
     return 1;
+}
+
+/* Room for the usual answer (visitorId and the pre-rendered campaign entries, with slack for
+ * the campaignsVariation of full mode), so that the buffer is not grown and copied. */
+static size_t answer_size_estimate(const decision_request_t *dr, const dc_outcome_t *out,
+                                   int expose_all)
+{
+    size_t n = 128 + 6 * dr->visitor_id_len;
+
+    for (size_t i = 0; i < out->n_decisions; i++)
+        n += out->decisions[i].variation->campaign_json_len[expose_all != 0] + 96;
+    return n;
 }
 
 static void handle_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req,
@@ -709,7 +1032,7 @@ static void handle_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t
     out.decisions = apr_palloc(p, (cfg->n_campaigns ? cfg->n_campaigns : 1) * sizeof(dc_decision_t));
     dc_decide(p, cfg, store, svc->opt.env_id, &visitor, only, &out);
 
-    dc_buf_init(&b, p, 256 + out.n_decisions * 256);
+    dc_buf_init(&b, p, answer_size_estimate(&dr, &out, expose_all));
     if (route == ROUTE_CAMPAIGN && only) {
         if (out.n_decisions == 0) {
             if (out.single_error == DC_CHOICE_UNTRACKED)
@@ -756,7 +1079,7 @@ static void handle_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t
                 if (i)
                     dc_buf_putc(&b, ',');
                 dc_buf_puts(&b, "{\"campaignId\":");
-                put_string_or_null(&b, out.decisions[i].campaign->id);
+                dc_json_put_string_or_null(&b, out.decisions[i].campaign->id);
                 dc_buf_puts(&b, ",\"variationId\":");
                 dc_json_put_string(&b, out.decisions[i].variation->id,
                                    out.decisions[i].variation->id_len);

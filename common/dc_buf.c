@@ -20,21 +20,26 @@ void dc_buf_init(dc_buf_t *b, apr_pool_t *p, size_t initial)
     b->len = 0;
 }
 
-static void reserve(dc_buf_t *b, size_t extra)
+static void grow(dc_buf_t *b, size_t need)
 {
-    size_t need = b->len + extra + 1;
-    size_t cap;
+    size_t cap = b->cap * 2;
     char *data;
 
-    if (need <= b->cap)
-        return;
-    cap = b->cap * 2;
     while (cap < need)
         cap *= 2;
     data = apr_palloc(b->pool, cap);
     memcpy(data, b->data, b->len);
     b->data = data;
     b->cap = cap;
+}
+
+/* Room for extra more bytes and a NUL; the check is inlined, growing is not. */
+static inline void reserve(dc_buf_t *b, size_t extra)
+{
+    size_t need = b->len + extra + 1;
+
+    if (need > b->cap)
+        grow(b, need);
 }
 
 void dc_buf_append(dc_buf_t *b, const void *data, size_t len)
@@ -79,7 +84,7 @@ const char *dc_buf_cstr(dc_buf_t *b)
     return b->data;
 }
 
-static size_t utf8_valid_len(const unsigned char *s, size_t len)
+size_t dc_utf8_sequence_len(const unsigned char *s, size_t len)
 {
     unsigned char c = s[0];
     size_t n;
@@ -109,36 +114,52 @@ static size_t utf8_valid_len(const unsigned char *s, size_t len)
     return n;
 }
 
+#define ROW(v) v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v
+const unsigned char dc_json_plain[256] = {
+    ROW(0), ROW(0),                                 /* 0x00-0x1f: control */
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x20-0x2f: '"' at 0x22 */
+    ROW(1), ROW(1),                                 /* 0x30-0x4f */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, /* 0x50-0x5f: '\\' at 0x5c */
+    ROW(1), ROW(1),                                 /* 0x60-0x7f */
+    ROW(0), ROW(0), ROW(0), ROW(0), ROW(0), ROW(0), ROW(0), ROW(0), /* 0x80-0xff */
+};
+#undef ROW
+
 void dc_json_put_string(dc_buf_t *b, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0, run = 0;
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
 
     reserve(b, len + 2);
-    dc_buf_putc(b, '"');
-    while (i < len) {
-        unsigned char c = p[i];
+    b->data[b->len++] = '"';
+    for (;;) {
+        const unsigned char *run = p;
+        unsigned char c;
 
-        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
-            run++;
-            i++;
-            continue;
-        }
-        if (run) {
-            dc_buf_append(b, p + i - run, run);
-            run = 0;
-        }
-        if (c >= 0x80) {
-            size_t n = utf8_valid_len(p + i, len - i);
+        /* The longest run that needs no escape, copied at once. */
+        while (p < end) {
+            size_t n;
 
-            if (n) {
-                dc_buf_append(b, p + i, n);
-                i += n;
-            } else {
-                dc_buf_append(b, "\xef\xbf\xbd", 3);
-                i++;
+            if (dc_json_plain[*p]) {
+                p++;
+                continue;
             }
+            if (*p >= 0x80 && (n = dc_utf8_sequence_len(p, (size_t)(end - p))) != 0) {
+                p += n;
+                continue;
+            }
+            break;
+        }
+        if (p > run) {
+            reserve(b, (size_t)(p - run) + 1);
+            memcpy(b->data + b->len, run, (size_t)(p - run));
+            b->len += (size_t)(p - run);
+        }
+        if (p == end)
+            break;
+        c = *p++;
+        if (c >= 0x80) {
+            dc_buf_append(b, "\xef\xbf\xbd", 3); /* not UTF-8: U+FFFD */
             continue;
         }
         switch (c) {
@@ -151,14 +172,21 @@ void dc_json_put_string(dc_buf_t *b, const char *s, size_t len)
         case '\f': dc_buf_append(b, "\\f", 2); break;
         default: {
             char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+
             dc_buf_append(b, esc, 6);
         }
         }
-        i++;
     }
-    if (run)
-        dc_buf_append(b, p + i - run, run);
-    dc_buf_putc(b, '"');
+    reserve(b, 1);
+    b->data[b->len++] = '"';
+}
+
+void dc_json_put_string_or_null(dc_buf_t *b, const char *s)
+{
+    if (s)
+        dc_json_put_string(b, s, strlen(s));
+    else
+        dc_buf_append(b, "null", 4);
 }
 
 void dc_json_put_number(dc_buf_t *b, double d)

@@ -33,8 +33,18 @@ int dc_read_file(apr_pool_t *p, const char *path, size_t max, char **data, size_
 /* NUL-terminates and returns the data (the NUL is not counted in len). */
 const char *dc_buf_cstr(dc_buf_t *b);
 
+/* 1 for the bytes a JSON string holds as they are (printable ASCII but '"' and '\\'),
+ * 0 for the ones to escape or decode, and for every byte >= 0x80. */
+extern const unsigned char dc_json_plain[256];
+
+/* Length of the well-formed UTF-8 sequence at s[0..len) (2 to 4; no overlong
+ * forms, surrogates or code points past U+10FFFF), or 0 when it is not one. */
+size_t dc_utf8_sequence_len(const unsigned char *s, size_t len);
+
 /* A JSON string literal (quotes included); invalid UTF-8 bytes become U+FFFD. */
 void dc_json_put_string(dc_buf_t *b, const char *s, size_t len);
+/* A JSON string literal of a NUL-terminated string, or null when s is NULL. */
+void dc_json_put_string_or_null(dc_buf_t *b, const char *s);
 /* A JSON number, shortest text that reads back as the same double. */
 void dc_json_put_number(dc_buf_t *b, double d);
 /* Any jansson value, object keys sorted, numbers shortest. */

@@ -470,9 +470,6 @@ static void collect_all_keys(apr_pool_t *p, dc_variation_group_t *vg)
     for (size_t i = 0; i < vg->n_variations; i++)
         for (size_t j = 0; j < vg->variations[i].n_flags; j++)
             keys[n++] = vg->variations[i].flags[j].key;
-    for (size_t i = 0; i < vg->n_variations; i++)
-        for (size_t j = 0; j < vg->variations[i].n_flags; j++)
-            keys[n++] = vg->variations[i].flags[j].key;
     {
         /* insertion into a sorted unique prefix of the same array; groups have few keys */
         size_t m = 0;
@@ -505,6 +502,87 @@ static void collect_all_keys(apr_pool_t *p, dc_variation_group_t *vg)
         vg->all_key_lens = lens;
         vg->n_all_keys = m;
     }
+}
+
+void dc_variation_each_flag(const dc_variation_group_t *vg, const dc_variation_t *var,
+                            int expose_all, dc_flag_fn *fn, void *baton)
+{
+    if (!expose_all) {
+        for (size_t i = 0; i < var->n_flags; i++)
+            if (!var->flags[i].is_null)
+                fn(baton, var->flags[i].key, var->flags[i].key_len, &var->flags[i]);
+        return;
+    }
+    /* Both lists are sorted: one merge pass. */
+    for (size_t k = 0, f = 0; k < vg->n_all_keys; k++) {
+        const dc_flag_t *flag = NULL;
+
+        if (f < var->n_flags && strcmp(var->flags[f].key, vg->all_keys[k]) == 0)
+            flag = &var->flags[f++];
+        fn(baton, vg->all_keys[k], vg->all_key_lens[k], flag);
+    }
+}
+
+typedef struct {
+    dc_buf_t *b;
+    int first;
+} object_writer_t;
+
+static void put_object_member(void *baton, const char *key, size_t key_len, const dc_flag_t *flag)
+{
+    object_writer_t *w = baton;
+
+    if (!w->first)
+        dc_buf_putc(w->b, ',');
+    w->first = 0;
+    dc_json_put_string(w->b, key, key_len);
+    dc_buf_putc(w->b, ':');
+    if (flag)
+        dc_buf_append(w->b, flag->json, flag->json_len);
+    else
+        dc_buf_puts(w->b, "null");
+}
+
+/* What a decision for this variation shows in "campaigns": it depends on
+ * nothing of the request but exposeAllKeys, so it is written here once. */
+static void render_campaign_entry(apr_pool_t *p, const dc_variation_group_t *vg,
+                                  dc_variation_t *v, int expose_all)
+{
+    const dc_campaign_t *c = vg->campaign;
+    dc_buf_t b;
+
+    dc_buf_init(&b, p, 256);
+    dc_buf_puts(&b, "{\"id\":");
+    dc_json_put_string_or_null(&b, c->id);
+    dc_buf_puts(&b, ",\"name\":");
+    dc_json_put_string_or_null(&b, c->name);
+    dc_buf_puts(&b, ",\"slug\":");
+    dc_json_put_string_or_null(&b, c->slug);
+    dc_buf_puts(&b, ",\"type\":");
+    dc_json_put_string_or_null(&b, c->type);
+    dc_buf_puts(&b, ",\"variationGroupId\":");
+    dc_json_put_string(&b, vg->id, vg->id_len);
+    dc_buf_puts(&b, ",\"variationGroupName\":");
+    dc_json_put_string_or_null(&b, vg->name);
+    dc_buf_puts(&b, ",\"variation\":{\"id\":");
+    dc_json_put_string(&b, v->id, v->id_len);
+    dc_buf_puts(&b, ",\"name\":");
+    dc_json_put_string_or_null(&b, v->name);
+    dc_buf_puts(&b, ",\"modifications\":");
+    if (v->has_modifications) {
+        object_writer_t w = {&b, 1};
+
+        dc_buf_puts(&b, "{\"type\":");
+        dc_json_put_string_or_null(&b, v->modifications_type);
+        dc_buf_puts(&b, ",\"value\":{");
+        dc_variation_each_flag(vg, v, expose_all, put_object_member, &w);
+        dc_buf_puts(&b, "}}");
+    } else {
+        dc_buf_puts(&b, "null");
+    }
+    dc_buf_puts(&b, v->reference ? ",\"reference\":true}}" : ",\"reference\":false}}");
+    v->campaign_json[expose_all] = dc_buf_cstr(&b);
+    v->campaign_json_len[expose_all] = b.len;
 }
 
 static int parse_variation_group(parser_t *ps, const json_t *obj, dc_campaign_t *campaign,
@@ -542,6 +620,10 @@ static int parse_variation_group(parser_t *ps, const json_t *obj, dc_campaign_t 
     out->variations = variations;
     out->n_variations = n;
     collect_all_keys(ps->pool, out);
+    for (size_t i = 0; i < n; i++) {
+        render_campaign_entry(ps->pool, out, &variations[i], 0);
+        render_campaign_entry(ps->pool, out, &variations[i], 1);
+    }
     return 0;
 }
 

@@ -4,7 +4,8 @@
  *
  * A snapshot owns one APR pool holding every campaign, variation group,
  * targeting and variation, with targeting values pre-typed (dc_value_t) and
- * modification values pre-rendered as JSON text. It never changes after
+ * modification values, and each variation's entry of an answer, pre-rendered
+ * as JSON text. It never changes after
  * dc_config_parse() returns, so any number of threads decide against it with
  * no lock; dc_config_ref()/dc_config_unref() keep it alive while they do.
  *
@@ -88,6 +89,11 @@ typedef struct {
     const char *modifications_type;
     const dc_flag_t *flags; /* sorted by key */
     size_t n_flags;
+    /* The variation's whole entry of an answer's "campaigns" array (campaign,
+     * group, variation, modifications), rendered once at load:
+     * [0] as shown without exposeAllKeys, [1] with it. */
+    const char *campaign_json[2];
+    size_t campaign_json_len[2];
 } dc_variation_t;
 
 typedef struct dc_campaign dc_campaign_t;
@@ -157,6 +163,14 @@ int dc_config_load_file(const char *path, dc_config_t **out, dc_config_error_t *
 
 dc_config_t *dc_config_ref(dc_config_t *cfg);
 void dc_config_unref(dc_config_t *cfg);
+
+/* Calls fn(baton, key, key_len, flag) for each key of a variation's value as
+ * the exposeAllKeys rule shows it: with expose_all, every key of the group
+ * (flag NULL for the ones the variation lacks); without, only its non-null
+ * keys. Keys come sorted. */
+typedef void dc_flag_fn(void *baton, const char *key, size_t key_len, const dc_flag_t *flag);
+void dc_variation_each_flag(const dc_variation_group_t *vg, const dc_variation_t *var,
+                            int expose_all, dc_flag_fn *fn, void *baton);
 
 /* The first campaign whose id or slug is name, or NULL. */
 const dc_campaign_t *dc_config_find_campaign(const dc_config_t *cfg, const char *name, size_t len);
