@@ -81,7 +81,7 @@ static const setting_def_t defs[S_COUNT] = {
     [S_CORS_HEADERS] = {"CORS_ALLOWED_HEADERS", "cors.allowed_headers", K_STRING,
                         DC_DEFAULT_CORS_HEADERS, "Access-Control-Allow-Headers value"},
     [S_LOG_LEVEL] = {"LOG_LEVEL", "log.level", K_LEVEL, "warning",
-                     "trace, debug, info (one line per request), warn/warning, error"},
+                     "trace, debug (one line per request), info, warn/warning, error"},
     [S_LOG_FORMAT] = {"LOG_FORMAT", "log.format", K_FORMAT, "text",
                       "text (key=value lines) or json (one object per line), on stderr"},
     [S_CACHE_TYPE] = {"CACHE_TYPE", "cache.type", K_STRING, NULL,

@@ -334,8 +334,8 @@ void dc_fcgi_handle(dc_fcgi_app_t *app, apr_pool_t *p, const dc_fcgi_io_t *io)
         dc_log(DC_LOG_DEBUG, DCLOGNO(10520) "the web server went away before the answer was sent");
     if (io->body_until_eof)
         drain_body(io);
-    if (dc_log_enabled(DC_LOG_INFO))
-        dc_log(DC_LOG_INFO, DCLOGNO(10521) "%s | %d | %s | %.3fms | %s",
+    if (dc_log_enabled(DC_LOG_DEBUG)) /* an access log, for debugging: the web server keeps one */
+        dc_log(DC_LOG_DEBUG, DCLOGNO(10521) "%s | %d | %s | %.3fms | %s",
                v.remote_addr ? v.remote_addr : "-", resp.status, req.method,
                (double)(apr_time_now() - req.received) / 1000.0,
                v.request_uri ? v.request_uri : req.path);
