@@ -7,7 +7,7 @@ memory (shared memory), dbm:FILE (apr_dbm's default type), dbm:sdbm:FILE,
 dbm:gdbm:FILE and redis:// (a real redis-server on loopback that this script
 starts and stops) -- and runs wrk against POST /v2/campaigns with the
 rotating 10 000 visitors of bench/httpd_vs_static.py. Each measurement is
-preceded by a fill (each of the 10 000 visitors once, in the first round and
+preceded by a fill (--fill seconds of the same load in the first round, 4 s
 for the memory store, whose shared memory is new at each start) and a
 warm-up run of the same load, so the figures are those of returning
 visitors: one load per request and no save (their assignments are already
@@ -26,6 +26,7 @@ figures depend on the machine; compare runs made together.
 import argparse
 import os
 import shutil
+import signal
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
@@ -46,20 +47,6 @@ request = function()
     {["Content-Type"] = "application/json"},
     '{"visitor_id":"new-' .. prefix .. '-' .. n .. '","context":{"isVIP":true,"age":30},'
     .. '"trigger_hit":false}')
-end
-"""
-
-# Each thread sends the 10 000 visitors of WRK_SCRIPT once, then stops: fills a store.
-FILL_SCRIPT = """
-local n = 0
-request = function()
-  n = n + 1
-  return wrk.format("POST", "/v2/campaigns?sendContextEvent=false",
-    {["Content-Type"] = "application/json"},
-    '{"visitor_id":"v' .. (n % 10000) .. '","context":{"isVIP":true,"age":30},"trigger_hit":false}')
-end
-response = function()
-  if n >= 10000 then wrk.thread:stop() end
 end
 """
 
@@ -91,6 +78,9 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=4, help="seconds of load before each run")
+    ap.add_argument("--fill", type=int, default=30,
+                    help="seconds of load that store the visitors first (a Berkeley DB or gdbm "
+                         "save costs 1-2 ms: 10 000 of them take 15-20 s)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--mpm", default="event", choices=sorted(TUNING))
@@ -98,6 +88,8 @@ def main():
     ap.add_argument("--new-visitors", action="store_true",
                     help="every request a new visitor (a save each) instead of returning ones")
     args = ap.parse_args()
+    # stopped by SIGTERM: still stop httpd and redis-server (the finally blocks)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
     stores = args.stores.split(",")
     if "none" not in stores:
         stores.insert(0, "none")
@@ -114,9 +106,6 @@ def main():
         script = os.path.join(rundir, "campaigns.lua")
         with open(script, "w") as f:
             f.write(NEW_VISITORS_SCRIPT if args.new_visitors else WRK_SCRIPT % "false")
-        fill_script = os.path.join(rundir, "fill.lua")
-        with open(fill_script, "w") as f:
-            f.write(FILL_SCRIPT)
         if "redis" in stores:
             redis_dir = os.path.join(rundir, "redis")
             os.mkdir(redis_dir)
@@ -124,12 +113,17 @@ def main():
         uris = store_uris(rundir, redis)
         for round_no in range(args.rounds):
             for name in stores:
-                h = Httpd(rundir, server_body(args.mpm, uris[name]), mpm=args.mpm,
+                server_dir = os.path.join(rundir, "%s-%d" % (name, round_no))
+                os.mkdir(server_dir)
+                os.chmod(server_dir, 0o755)
+                h = Httpd(server_dir, server_body(args.mpm, uris[name]), mpm=args.mpm,
                           log_level="decision:warn", access_log=False)
                 h.start()
                 try:
-                    if round_no == 0 or name == "memory":  # shared memory is new each start
-                        wrk(h.base_url, args.threads, args.connections, 120, fill_script)
+                    if name == "memory":  # its shared memory is new at each start
+                        wrk(h.base_url, args.threads, args.connections, 4, script)
+                    elif round_no == 0 and name != "none" and not args.new_visitors:
+                        wrk(h.base_url, args.threads, args.connections, args.fill, script)
                     if args.warmup > 0:
                         wrk(h.base_url, args.threads, args.connections, args.warmup, script)
                     results[name].append(wrk(h.base_url, args.threads, args.connections,
@@ -139,7 +133,8 @@ def main():
                 errors = [line for line in h.log().splitlines() if "DC1030" in line or
                           "DC1033" in line]
                 if errors:
-                    print("%s: store errors in the log, e.g. %s" % (name, errors[0]))
+                    print("%s round %d: %d store lines in the log, e.g. %s" % (
+                        name, round_no + 1, len(errors), errors[0]))
     finally:
         if redis:
             redis.stop()
