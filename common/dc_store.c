@@ -278,9 +278,12 @@ const char *dc_store_uri_masked(apr_pool_t *p, const char *uri)
     const char *authority = scheme_end ? scheme_end + 3 : uri;
     const char *at = dc_store_userinfo_end(authority), *colon;
 
-    if (!at || !(colon = memchr(authority, ':', (size_t)(at - authority))))
-        return uri;
-    return apr_pstrcat(p, apr_pstrmemdup(p, uri, (size_t)(colon + 1 - uri)), "***", at, NULL);
+    if (scheme_end && at && (colon = memchr(authority, ':', (size_t)(at - authority))))
+        return apr_pstrcat(p, apr_pstrmemdup(p, uri, (size_t)(colon + 1 - uri)), "***", at, NULL);
+    /* Not a URI the rule above can read ("redis//u:p@h", "u:p/w@h"): whatever stands
+     * before the last "@" may be a password. */
+    at = strrchr(uri, '@');
+    return at ? apr_pstrcat(p, "***", at, NULL) : uri;
 }
 
 void dc_store_close(dc_store_t *s)

@@ -123,8 +123,9 @@ struct dc_store {
 dc_store_t *dc_store_open(apr_pool_t *p, const char *uri, char *err, size_t err_len);
 void dc_store_close(dc_store_t *s);
 /* uri with the password of a "scheme://user:password@host..." part replaced by
- * "***", for messages about a URI that may not parse (the store's own uri field
- * is masked already). */
+ * "***" (and, when the text is no such URI, everything before its last "@"),
+ * for messages about a URI that may not parse (the store's own uri field is
+ * masked already). */
 const char *dc_store_uri_masked(apr_pool_t *p, const char *uri);
 /* The "@" that ends the user information of authority (the text after
  * "scheme://"): the last "@" before the first "/" or "?", so a password may

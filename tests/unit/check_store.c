@@ -1150,6 +1150,24 @@ static const char *uri_of(const char *const *kv, char *err, size_t len)
     return dc_store_uri_from_flagship(pool, table_get, (void *)kv, err, len);
 }
 
+/* A mistyped URI is echoed in the error, but never its password. */
+START_TEST(unknown_uri_masked)
+{
+    char err[512];
+
+    ck_assert_ptr_null(dc_store_open(pool, "rediss//app:s3cret@cache:6379", err, sizeof(err)));
+    ck_assert_ptr_nonnull(strstr(err, "unknown store"));
+    ck_assert_ptr_null(strstr(err, "s3cret"));
+    ck_assert_ptr_null(dc_store_open(pool, "redis+tls://app:p%40ss@word@cache/0", err,
+                                     sizeof(err)));
+    ck_assert_msg(strstr(err, "redis+tls://app:***@cache/0") != NULL, "%s", err);
+    ck_assert_ptr_null(strstr(err, "word"));
+    ck_assert_str_eq(dc_store_uri_masked(pool, "dbm:/var/lib/x"), "dbm:/var/lib/x");
+    ck_assert_str_eq(dc_store_uri_masked(pool, "x://h/p@q:r"), "***@q:r");
+    ck_assert_str_eq(dc_store_uri_masked(pool, "redis://u:pa/ss@h"), "***@h");
+}
+END_TEST
+
 START_TEST(flagship_settings)
 {
     static const char *const none[] = {NULL};
@@ -1281,6 +1299,7 @@ static Suite *store_suite(void)
     tcase_add_loop_test(tc, dbm_many_threads, 0, N_DBM_TYPES);
     tcase_add_test(tc, redis_uris);
     tcase_add_test(tc, flagship_settings);
+    tcase_add_test(tc, unknown_uri_masked);
     suite_add_tcase(s, tc);
 
     tcase_add_checked_fixture(tr, redis_setup, redis_teardown);
