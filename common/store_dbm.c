@@ -177,10 +177,16 @@ static apr_status_t open_lock_file(dbm_store_t *d)
     return rv;
 }
 
-/* Closes the kept handle. In a new process the handle is the parent's copy: closing
- * it is safe (read-only Berkeley DB pages, sdbm writes through) and frees it. */
+/* Closes the kept handle (apr_dbm registers no pool cleanup for Berkeley DB: only a
+ * close frees its memory and descriptor). In a new process the handle is the
+ * parent's copy: closing it is safe (read-only Berkeley DB pages, sdbm writes
+ * through) and frees it. */
 static void drop_kept_handle(dbm_store_t *d)
 {
+    if (d->kept_dbm)
+        apr_dbm_close(d->kept_dbm);
+    if (d->kept_sdbm)
+        apr_sdbm_close(d->kept_sdbm);
     if (d->kept_dbm || d->kept_sdbm)
         apr_pool_clear(d->handle_pool);
     d->kept_dbm = NULL;
@@ -579,8 +585,7 @@ static apr_status_t destroy_handle_pool(void *data)
 {
     dbm_store_t *d = data;
 
-    d->kept_dbm = NULL;
-    d->kept_sdbm = NULL;
+    drop_kept_handle(d);
     apr_pool_destroy(d->handle_pool);
     return APR_SUCCESS;
 }
