@@ -281,9 +281,8 @@ static int data_file_identity(dbm_store_t *d, dev_t *dev, ino_t *ino)
     return 0;
 }
 
-/* The kept handle, reopened when another process wrote (Berkeley DB), the file at
- * PATH is another one, or this is a new process. NULL with *rv set when the file
- * does not open. */
+/* Whether the kept handle may serve: not when another process wrote (Berkeley DB),
+ * the file at PATH is another one, or this is a new process. */
 static int kept_handle_is_fresh(dbm_store_t *d, apr_uint64_t generation)
 {
     dev_t dev;
@@ -296,6 +295,7 @@ static int kept_handle_is_fresh(dbm_store_t *d, apr_uint64_t generation)
     return data_file_identity(d, &dev, &ino) == 0 && dev == d->kept_dev && ino == d->kept_ino;
 }
 
+/* Makes the kept handle fresh, reopening it when needed. */
 static apr_status_t open_kept_handle(dbm_store_t *d)
 {
     apr_uint64_t generation;
@@ -316,9 +316,16 @@ static apr_status_t open_kept_handle(dbm_store_t *d)
     else
         rv = apr_dbm_open_ex(&d->kept_dbm, d->type, d->path, APR_DBM_READONLY, DBM_FILE_PERMS,
                              d->handle_pool);
-    if (rv != APR_SUCCESS || data_file_identity(d, &d->kept_dev, &d->kept_ino) < 0) {
+    if (rv != APR_SUCCESS) {
+        /* nothing to close; what the failed open allocated goes too */
+        d->kept_dbm = NULL;
+        d->kept_sdbm = NULL;
+        apr_pool_clear(d->handle_pool);
+        return rv;
+    }
+    if (data_file_identity(d, &d->kept_dev, &d->kept_ino) < 0) {
         drop_kept_handle(d);
-        return rv != APR_SUCCESS ? rv : APR_ENOENT;
+        return APR_ENOENT;
     }
     d->kept_generation = generation;
     d->kept_pid = getpid();

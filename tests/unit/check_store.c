@@ -385,6 +385,42 @@ START_TEST(dbm_other_process_writes_seen)
 }
 END_TEST
 
+static int open_descriptors(void)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    int n = 0;
+
+    ck_assert_ptr_nonnull(dir);
+    while (readdir(dir))
+        n++;
+    closedir(dir);
+    return n;
+}
+
+/* Each save makes this process's kept handle stale and the next load reopens it:
+ * many rounds must not leave descriptors (or memory, for LeakSanitizer) behind. */
+START_TEST(dbm_reopen_leaks_nothing)
+{
+    const char *type = dbm_types[_i];
+    dc_assignments_t a = one("vg", "v", 0), out;
+    dc_store_t *s;
+    int before;
+
+    if (!dbm_type_available(type))
+        return;
+    s = open_ok(dbm_uri(type, "reopen"));
+    ck_assert_int_eq(dc_store_save(s, pool, "env", "vis", 3, &a, 1), DC_STORE_OK);
+    ck_assert_int_eq(dc_store_load(s, pool, "env", "vis", 3, &out), DC_STORE_OK);
+    before = open_descriptors();
+    for (int i = 0; i < 200; i++) {
+        ck_assert_int_eq(dc_store_save(s, pool, "env", "vis", 3, &a, i), DC_STORE_OK);
+        ck_assert_int_eq(dc_store_load(s, pool, "env", "vis", 3, &out), DC_STORE_OK);
+    }
+    ck_assert_int_le(open_descriptors(), before);
+    dc_store_close(s);
+}
+END_TEST
+
 static void write_garbage(const char *path)
 {
     FILE *f = fopen(path, "wb");
@@ -1294,6 +1330,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, dbm_bad_uris);
     tcase_add_loop_test(tc, dbm_concurrent_processes, 0, N_DBM_TYPES);
     tcase_add_loop_test(tc, dbm_other_process_writes_seen, 0, N_DBM_TYPES);
+    tcase_add_loop_test(tc, dbm_reopen_leaks_nothing, 0, N_DBM_TYPES);
     tcase_add_loop_test(tc, dbm_corrupt_file_bypassed, 0, N_DBM_TYPES);
     tcase_add_loop_test(tc, dbm_garbage_record_ignored, 0, N_DBM_TYPES);
     tcase_add_loop_test(tc, dbm_many_threads, 0, N_DBM_TYPES);
