@@ -65,6 +65,13 @@ enum {
     S_COUNT
 };
 
+#ifdef DC_HAVE_HIREDIS_SSL
+#define DC_REDIS_TLS_HELP "redis: connect with TLS (rediss://)"
+#else
+#define DC_REDIS_TLS_HELP                                                                          \
+    "redis: connect with TLS; NOT in this build (its hiredis has no hiredis_ssl): true is refused"
+#endif
+
 static const setting_def_t defs[S_COUNT] = {
     [S_ENV_ID] = {"ENV_ID", "env_id", K_STRING, NULL,
                   "Flagship environment id: the CDN file polled, the cid /v2/activate accepts"},
@@ -97,7 +104,7 @@ static const setting_def_t defs[S_COUNT] = {
     [S_REDIS_DB] = {"CACHE_OPTIONS_REDISDB", "cache.options.redisDb", K_CACHE, "0",
                     "redis: database number"},
     [S_REDIS_TLS] = {"CACHE_OPTIONS_REDISTLS", "cache.options.redisTls", K_CACHE, "false",
-                     "redis: connect with TLS"},
+                     DC_REDIS_TLS_HELP},
     [S_REDIS_TTL] = {"CACHE_OPTIONS_REDISTTL", "cache.options.redisTtl", K_CACHE, "2160h",
                      "redis: how long a visitor's assignments live (Go duration)"},
     [S_DYNAMO_TABLE] = {"CACHE_OPTIONS_DYNAMOTABLENAME", "cache.options.dynamoTableName",

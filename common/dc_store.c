@@ -47,6 +47,21 @@ void dc_assignments_set(apr_pool_t *p, dc_assignments_t *a, const char *vg_id, s
     item->activated = activated;
 }
 
+void dc_assignments_merge(apr_pool_t *p, dc_assignments_t *record,
+                          const dc_assignments_t *changes, int64_t now_ms)
+{
+    for (size_t i = 0; i < changes->n; i++) {
+        const dc_assignment_t *a = &changes->items[i];
+
+        if (record->n >= DC_STORE_MAX_ASSIGNMENTS &&
+            !dc_assignments_find(record, a->vg_id, a->vg_id_len))
+            continue;
+        dc_assignments_set(p, record, a->vg_id, a->vg_id_len, a->variation_id,
+                           a->variation_id_len, a->activated);
+    }
+    record->ts_ms = now_ms;
+}
+
 char *dc_assignment_encode_field(apr_pool_t *p, const dc_assignment_t *a, size_t *len)
 {
     dc_buf_t b;
@@ -242,8 +257,33 @@ dc_store_t *dc_store_open(apr_pool_t *p, const char *uri, char *err, size_t err_
     if (strncmp(uri, "redis://", 8) == 0 || strncmp(uri, "rediss://", 9) == 0)
         return dc_store_redis_open(s, p, uri, err, err_len) == 0 ? s : NULL;
     snprintf(err, err_len,
-             "unknown store \"%s\": use none, memory, dbm:PATH or redis://host:port[/db]", uri);
+             "unknown store \"%s\": use none, memory, dbm:PATH or redis://host:port[/db]",
+             dc_store_uri_masked(p, uri));
     return NULL;
+}
+
+const char *dc_store_userinfo_end(const char *authority)
+{
+    const char *at = NULL;
+
+    for (const char *q = authority; *q && *q != '/' && *q != '?'; q++)
+        if (*q == '@')
+            at = q;
+    return at;
+}
+
+const char *dc_store_uri_masked(apr_pool_t *p, const char *uri)
+{
+    const char *scheme_end = strstr(uri, "://");
+    const char *authority = scheme_end ? scheme_end + 3 : uri;
+    const char *at = dc_store_userinfo_end(authority), *colon;
+
+    if (scheme_end && at && (colon = memchr(authority, ':', (size_t)(at - authority))))
+        return apr_pstrcat(p, apr_pstrmemdup(p, uri, (size_t)(colon + 1 - uri)), "***", at, NULL);
+    /* Not a URI the rule above can read ("redis//u:p@h", "u:p/w@h"): whatever stands
+     * before the last "@" may be a password. */
+    at = strrchr(uri, '@');
+    return at ? apr_pstrcat(p, "***", at, NULL) : uri;
 }
 
 void dc_store_close(dc_store_t *s)

@@ -53,6 +53,13 @@ const dc_assignment_t *dc_assignments_find(const dc_assignments_t *a, const char
 void dc_assignments_set(apr_pool_t *p, dc_assignments_t *a, const char *vg_id, size_t vg_id_len,
                         const char *variation_id, size_t variation_id_len, int activated);
 
+/* Applies changes to a record read back from a store (the read-modify-write of
+ * a save): each change replaces its variation group's entry or adds one; a
+ * record holding DC_STORE_MAX_ASSIGNMENTS entries still takes updates of the
+ * groups it has but no new group. Stamps now_ms. */
+void dc_assignments_merge(apr_pool_t *p, dc_assignments_t *record,
+                          const dc_assignments_t *changes, int64_t now_ms);
+
 /* The record format shared by memory, dbm and the Redis field values:
  * {"Timestamp":ms,"Assignments":{"vg":{"VariationID":"v","Activated":true}}}
  * (the Flagship decision-api's "local" cache format). Parsing garbage fails
@@ -115,6 +122,15 @@ struct dc_store {
  */
 dc_store_t *dc_store_open(apr_pool_t *p, const char *uri, char *err, size_t err_len);
 void dc_store_close(dc_store_t *s);
+/* uri with the password of a "scheme://user:password@host..." part replaced by
+ * "***" (and, when the text is no such URI, everything before its last "@"),
+ * for messages about a URI that may not parse (the store's own uri field is
+ * masked already). */
+const char *dc_store_uri_masked(apr_pool_t *p, const char *uri);
+/* The "@" that ends the user information of authority (the text after
+ * "scheme://"): the last "@" before the first "/" or "?", so a password may
+ * hold "@" escaped or not. NULL when there is none. */
+const char *dc_store_userinfo_end(const char *authority);
 void dc_store_child_init(dc_store_t *s, apr_pool_t *pchild);
 
 /* NULL-safe wrappers; a NULL store or "none" behaves as empty. */

@@ -16,15 +16,15 @@
  * store's.
  *
  * Concurrency. apr_dbm (and gdbm, Berkeley DB without an environment, sdbm)
- * is not safe for concurrent writers, and a DBM handle caches pages, so a
- * handle kept open would not see other processes' writes. Every operation
- * therefore opens the file, works and closes it, under two locks:
+ * is not safe for concurrent writers, so every operation runs under two locks:
  *   - apr_file_lock on a sidecar file PATH.lock, shared for a load and
  *     exclusive for a save's read-modify-write, between processes;
  *   - a thread mutex within the process, because the file lock does not
  *     separate threads: apr_file_lock is flock() on Debian's APR (a lock of
  *     the open file description) and fcntl() elsewhere (a lock of the
- *     process); either way two threads of one process would share it.
+ *     process); either way two threads of one process would share it. The
+ *     mutex also guards the process's kept DBM handle (below), which no DBM
+ *     library lets two threads use at once.
  * With flock(), a descriptor inherited over fork() shares its lock with the
  * parent and every sibling, so each process must lock through a descriptor
  * of its own: child_init reopens it, and so does the first operation in a
@@ -36,6 +36,32 @@
  * every timeout is a returning visitor decided without their assignment.
  * Keep the file on a local file system.
  *
+ * Handles. Opening a DBM file costs 12-35 us; a lookup on an open handle
+ * about 1 us. How long a handle may stay open depends on the library:
+ *   - Berkeley DB (type db, and default on Debian) takes no lock of its own
+ *     but caches pages in the handle, so a handle kept open goes stale when
+ *     another process writes. Each process keeps one read-only handle and
+ *     reopens it only when the file changed: the first 8 bytes of PATH.lock
+ *     hold a generation counter that every save bumps under the exclusive
+ *     lock, and a load reads it (one pread) under the shared lock; a kept
+ *     handle opened at the same generation is fresh. A save opens its own
+ *     read-write handle and closes it, because Berkeley DB writes its cached
+ *     pages (and syncs them) only on close, and apr_dbm has no sync call.
+ *   - sdbm, through apr_dbm, locks its files for as long as a handle is open
+ *     (blocking: a kept handle would stall every other process's writer), so
+ *     the store uses apr-util's sdbm API directly, on the same files, with
+ *     APR_FOPEN_SHARELOCK: sdbm then locks per call and drops its one-page
+ *     cache at each lock, so one read-write handle per process stays right
+ *     whatever other processes write.
+ *   - gdbm locks its file for as long as a handle is open and refuses (does
+ *     not wait for) a writer while any reader is open, so a kept handle in
+ *     one process would make every other process's saves fail: gdbm files
+ *     are opened and closed by every operation.
+ * A kept handle is also dropped when the file it reads is no longer the one
+ * at PATH (removed or replaced by the operator: one stat() per operation),
+ * when an operation on it fails, and in a new process.
+ * "default" is resolved to one of these at open (Debian's is Berkeley DB).
+ *
  * Failures. A file that cannot be opened (corrupt, unreadable, driver
  * missing) makes the operation return DC_STORE_UNAVAILABLE, and the engine
  * decides from the hash alone; it is logged once per streak of failures and
@@ -43,8 +69,13 @@
  * not decode is logged (once per streak) and treated as absent; the next save
  * for that id replaces it.
  *
- * Cost: an open/close of the DBM file per operation (a few system calls and
- * page-cache reads), plus two uncontended locks.
+ * Cost per load with a fresh kept handle: the mutex, flock() twice, one
+ * pread and one stat, and the lookup in cached pages (2-3 us). sdbm loads
+ * skip PATH.lock (sdbm's own shared lock, taken by every fetch, excludes a
+ * save's store, which runs under PATH.lock): the mutex, one stat, and sdbm's
+ * flock, fstat and two page reads. A save with Berkeley DB or gdbm pays an open and
+ * the library's sync on close (0.4-1.5 ms on a disk): these types suit
+ * durable stores at modest rates of new visitors.
  */
 #include "dc_store.h"
 #include "dc_log.h"
@@ -52,12 +83,15 @@
 #include <apr_dbm.h>
 #include <apr_file_info.h>
 #include <apr_file_io.h>
+#include <apr_portable.h>
+#include <apr_sdbm.h>
 #include <apr_strings.h>
 #include <apr_thread_mutex.h>
 #include <apr_time.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Bigger records are garbage: DC_STORE_MAX_ASSIGNMENTS entries of bounded fields fit well below. */
@@ -65,18 +99,34 @@
 #define DBM_FILE_PERMS                                                                             \
     (APR_FPROT_UREAD | APR_FPROT_UWRITE | APR_FPROT_GREAD | APR_FPROT_GWRITE)
 
+typedef enum {
+    HANDLE_PER_OPERATION, /* gdbm, or a default type not recognised */
+    HANDLE_KEPT_BY_GENERATION, /* Berkeley DB */
+    HANDLE_SDBM_SHARELOCK /* sdbm */
+} handle_policy_e;
+
 typedef struct {
     const char *type;
     const char *path;
     const char *lock_path;
+    const char *data_file;   /* the file whose identity a kept handle checks */
+    handle_policy_e policy;
     apr_pool_t *pool;        /* the store's lifetime */
     apr_file_t *lock_file;
     pid_t lock_pid;          /* the process that opened lock_file */
     apr_thread_mutex_t *mutex;
     /* Under mutex: */
+    apr_pool_t *handle_pool; /* holds the kept handle; cleared to close it */
+    apr_dbm_t *kept_dbm;     /* Berkeley DB, read-only */
+    apr_sdbm_t *kept_sdbm;   /* sdbm, read-write */
+    apr_uint64_t kept_generation;
+    pid_t kept_pid;
+    dev_t kept_dev;
+    ino_t kept_ino;
     int failing;             /* the last operation could not use the file */
     int garbage_logged;      /* a bad record was logged and no good one decoded since */
     dc_store_log_limit_t too_big_log;
+    dc_store_log_limit_t generation_log;
     char error[200];         /* why it failed, for health() */
 } dbm_store_t;
 
@@ -109,7 +159,8 @@ static void note_success(dbm_store_t *d)
     d->failing = 0;
 }
 
-/* Read and write: an fcntl() shared lock needs a descriptor open for reading. */
+/* Read and write: an fcntl() shared lock needs a descriptor open for reading, and
+ * the generation counter is written through it. */
 static apr_status_t open_lock_file(dbm_store_t *d)
 {
     apr_status_t rv;
@@ -124,6 +175,22 @@ static apr_status_t open_lock_file(dbm_store_t *d)
         d->lock_file = NULL;
     d->lock_pid = getpid();
     return rv;
+}
+
+/* Closes the kept handle (apr_dbm registers no pool cleanup for Berkeley DB: only a
+ * close frees its memory and descriptor). In a new process the handle is the
+ * parent's copy: closing it is safe (read-only Berkeley DB pages, sdbm writes
+ * through) and frees it. */
+static void drop_kept_handle(dbm_store_t *d)
+{
+    if (d->kept_dbm)
+        apr_dbm_close(d->kept_dbm);
+    if (d->kept_sdbm)
+        apr_sdbm_close(d->kept_sdbm);
+    if (d->kept_dbm || d->kept_sdbm)
+        apr_pool_clear(d->handle_pool);
+    d->kept_dbm = NULL;
+    d->kept_sdbm = NULL;
 }
 
 /* Takes both locks; on failure nothing is held. */
@@ -149,14 +216,127 @@ static void unlock_store(dbm_store_t *d)
     apr_thread_mutex_unlock(d->mutex);
 }
 
-static int dbm_file_exists(dbm_store_t *d, apr_pool_t *p)
+/* A load of sdbm needs the mutex only: apr_sdbm_fetch takes sdbm's own shared lock,
+ * which a save's apr_sdbm_store (under PATH.lock) excludes. */
+static apr_status_t lock_for_load(dbm_store_t *d)
 {
-    const char *used1 = NULL, *used2 = NULL;
-    apr_finfo_t fi;
+    if (d->policy != HANDLE_SDBM_SHARELOCK)
+        return lock_store(d, APR_FLOCK_SHARED);
+    apr_thread_mutex_lock(d->mutex);
+    return APR_SUCCESS;
+}
 
-    if (apr_dbm_get_usednames_ex(p, d->type, d->path, &used1, &used2) != APR_SUCCESS || !used1)
-        return 1; /* unknown: do not treat the failure as "no file yet" */
-    return apr_stat(&fi, used1, APR_FINFO_TYPE, p) == APR_SUCCESS;
+static void unlock_after_load(dbm_store_t *d)
+{
+    if (d->policy != HANDLE_SDBM_SHARELOCK)
+        unlock_store(d);
+    else
+        apr_thread_mutex_unlock(d->mutex);
+}
+
+/* The generation counter: 8 bytes at the start of PATH.lock (an empty file is
+ * generation 0). Read under either lock, bumped under the exclusive one. */
+static int read_generation(dbm_store_t *d, apr_uint64_t *generation)
+{
+    apr_os_file_t fd;
+    ssize_t n;
+
+    *generation = 0;
+    if (apr_os_file_get(&fd, d->lock_file) != APR_SUCCESS)
+        return -1;
+    n = pread(fd, generation, sizeof(*generation), 0);
+    if (n == 0)
+        return 0;
+    return n == (ssize_t)sizeof(*generation) ? 0 : -1;
+}
+
+static void bump_generation(dbm_store_t *d)
+{
+    apr_uint64_t generation;
+    apr_os_file_t fd;
+
+    if (read_generation(d, &generation) == 0 &&
+        apr_os_file_get(&fd, d->lock_file) == APR_SUCCESS) {
+        generation++;
+        if (pwrite(fd, &generation, sizeof(generation), 0) == (ssize_t)sizeof(generation))
+            return;
+    }
+    /* Other processes may keep reading what their handles cached before this save. */
+    drop_kept_handle(d);
+    dc_store_log_limited(&d->generation_log, DC_LOG_WARN,
+                         DCLOGNO(10350) "store dbm:%s:%s: cannot update the change counter in "
+                                        "%s (%s): other processes may not see this save until "
+                                        "they reopen the file",
+                         d->type, d->path, d->lock_path, strerror(errno));
+}
+
+static int data_file_identity(dbm_store_t *d, dev_t *dev, ino_t *ino)
+{
+    struct stat st;
+
+    if (stat(d->data_file, &st) != 0)
+        return -1;
+    *dev = st.st_dev;
+    *ino = st.st_ino;
+    return 0;
+}
+
+/* Whether the kept handle may serve: not when another process wrote (Berkeley DB),
+ * the file at PATH is another one, or this is a new process. */
+static int kept_handle_is_fresh(dbm_store_t *d, apr_uint64_t generation)
+{
+    dev_t dev;
+    ino_t ino;
+
+    if ((!d->kept_dbm && !d->kept_sdbm) || d->kept_pid != getpid())
+        return 0;
+    if (d->policy == HANDLE_KEPT_BY_GENERATION && d->kept_generation != generation)
+        return 0;
+    return data_file_identity(d, &dev, &ino) == 0 && dev == d->kept_dev && ino == d->kept_ino;
+}
+
+/* Makes the kept handle fresh, reopening it when needed. */
+static apr_status_t open_kept_handle(dbm_store_t *d)
+{
+    apr_uint64_t generation;
+    apr_status_t rv;
+
+    if (d->policy != HANDLE_KEPT_BY_GENERATION)
+        generation = 0; /* sdbm reads through */
+    else if (read_generation(d, &generation) < 0)
+        generation = ~(apr_uint64_t)0; /* unreadable: never matches, reopen each time */
+    if (kept_handle_is_fresh(d, generation))
+        return APR_SUCCESS;
+    drop_kept_handle(d);
+    if (d->policy == HANDLE_SDBM_SHARELOCK)
+        rv = apr_sdbm_open(&d->kept_sdbm, d->path,
+                           APR_FOPEN_READ | APR_FOPEN_WRITE | APR_FOPEN_CREATE |
+                               APR_FOPEN_SHARELOCK,
+                           DBM_FILE_PERMS, d->handle_pool);
+    else
+        rv = apr_dbm_open_ex(&d->kept_dbm, d->type, d->path, APR_DBM_READONLY, DBM_FILE_PERMS,
+                             d->handle_pool);
+    if (rv != APR_SUCCESS) {
+        /* nothing to close; what the failed open allocated goes too */
+        d->kept_dbm = NULL;
+        d->kept_sdbm = NULL;
+        apr_pool_clear(d->handle_pool);
+        return rv;
+    }
+    if (data_file_identity(d, &d->kept_dev, &d->kept_ino) < 0) {
+        drop_kept_handle(d);
+        return APR_ENOENT;
+    }
+    d->kept_generation = generation;
+    d->kept_pid = getpid();
+    return APR_SUCCESS;
+}
+
+static int dbm_file_exists(dbm_store_t *d)
+{
+    struct stat st;
+
+    return stat(d->data_file, &st) == 0;
 }
 
 static char *make_key(apr_pool_t *p, const dc_store_t *s, const char *env_id, const char *id,
@@ -176,24 +356,39 @@ static char *make_key(apr_pool_t *p, const dc_store_t *s, const char *env_id, co
     return key;
 }
 
-/* Reads the raw record of key from an open file into p; NULL when absent. */
-static char *fetch_record(apr_pool_t *p, apr_dbm_t *db, char *key, size_t key_len,
-                          size_t *len, apr_status_t *rv)
+/* Reads the raw record of key into p, from db or (db NULL) the kept sdbm handle;
+ * NULL when absent or unreadable (*rv says which). */
+static char *fetch_record(apr_pool_t *p, dbm_store_t *d, apr_dbm_t *db, char *key,
+                          size_t key_len, size_t *len, apr_status_t *rv)
 {
-    apr_datum_t k = {key, key_len}, v = {NULL, 0};
+    const char *data;
+    size_t size;
     char *copy;
 
-    *rv = apr_dbm_fetch(db, k, &v);
-    if (*rv != APR_SUCCESS || !v.dptr)
-        return NULL;
-    if (v.dsize > DBM_MAX_RECORD) {
+    if (db) {
+        apr_datum_t k = {key, key_len}, v = {NULL, 0};
+
+        *rv = apr_dbm_fetch(db, k, &v);
+        if (*rv != APR_SUCCESS || !v.dptr)
+            return NULL;
+        data = v.dptr;
+        size = v.dsize;
+        copy = size > DBM_MAX_RECORD ? NULL : apr_pmemdup(p, data, size);
         apr_dbm_freedatum(db, v);
+    } else {
+        apr_sdbm_datum_t k = {key, (int)key_len}, v = {NULL, 0};
+
+        *rv = apr_sdbm_fetch(d->kept_sdbm, &v, k);
+        if (*rv != APR_SUCCESS || !v.dptr || v.dsize < 0)
+            return NULL;
+        size = (size_t)v.dsize;
+        copy = size > DBM_MAX_RECORD ? NULL : apr_pmemdup(p, v.dptr, size);
+    }
+    if (!copy) {
         *len = 0;
         return apr_pstrdup(p, ""); /* decodes as garbage */
     }
-    copy = apr_pmemdup(p, v.dptr, v.dsize);
-    *len = v.dsize;
-    apr_dbm_freedatum(db, v);
+    *len = size;
     return copy;
 }
 
@@ -214,6 +409,27 @@ static int decode_record(dbm_store_t *d, apr_pool_t *p, const char *data, size_t
     return -1;
 }
 
+/* Opens the file for one load: the kept handle, or (gdbm) a handle of p's lifetime
+ * in *db. Returns DC_STORE_OK with a handle, or the status to answer. */
+static dc_store_status_e open_for_load(dbm_store_t *d, apr_pool_t *p, apr_dbm_t **db)
+{
+    apr_status_t rv;
+
+    *db = NULL;
+    if (d->policy == HANDLE_PER_OPERATION)
+        rv = apr_dbm_open_ex(db, d->type, d->path, APR_DBM_READONLY, DBM_FILE_PERMS, p);
+    else if ((rv = open_kept_handle(d)) == APR_SUCCESS)
+        *db = d->kept_dbm; /* NULL for sdbm: fetch_record uses kept_sdbm */
+    if (rv == APR_SUCCESS)
+        return DC_STORE_OK;
+    if (!dbm_file_exists(d)) {
+        note_success(d); /* removed since: the next save creates it again */
+        return DC_STORE_NOT_FOUND;
+    }
+    note_failure(d, "cannot open", rv, NULL);
+    return DC_STORE_UNAVAILABLE;
+}
+
 static dc_store_status_e dbm_load(dc_store_t *s, apr_pool_t *p, const char *env_id,
                                   const char *id, size_t id_len, dc_assignments_t *out)
 {
@@ -226,31 +442,50 @@ static dc_store_status_e dbm_load(dc_store_t *s, apr_pool_t *p, const char *env_
 
     if (!key)
         return DC_STORE_UNAVAILABLE;
-    if (lock_store(d, APR_FLOCK_SHARED) != APR_SUCCESS)
+    if (lock_for_load(d) != APR_SUCCESS)
         return DC_STORE_UNAVAILABLE;
-    rv = apr_dbm_open_ex(&db, d->type, d->path, APR_DBM_READONLY, DBM_FILE_PERMS, p);
-    if (rv != APR_SUCCESS) {
-        if (!dbm_file_exists(d, p)) {
-            status = DC_STORE_NOT_FOUND; /* removed since: the next save creates it again */
-            note_success(d);
-        } else {
-            note_failure(d, "cannot open", rv, NULL);
-            status = DC_STORE_UNAVAILABLE;
-        }
-        unlock_store(d);
+    status = open_for_load(d, p, &db);
+    if (status != DC_STORE_OK) {
+        unlock_after_load(d);
         return status;
     }
-    data = fetch_record(p, db, key, key_len, &len, &rv);
-    apr_dbm_close(db);
+    data = fetch_record(p, d, db, key, key_len, &len, &rv);
+    if (d->policy == HANDLE_PER_OPERATION)
+        apr_dbm_close(db);
+    else if (rv != APR_SUCCESS)
+        drop_kept_handle(d); /* a bad page (sdbm) or a read error: start afresh next time */
     note_success(d);
     if (!data) {
-        unlock_store(d);
+        unlock_after_load(d);
         return DC_STORE_NOT_FOUND;
     }
     status = decode_record(d, p, data, len, out) == 0 && out->n > 0 ? DC_STORE_OK
                                                                    : DC_STORE_NOT_FOUND;
-    unlock_store(d);
+    unlock_after_load(d);
     return status;
+}
+
+/* Writes value under key through db or (db NULL) the kept sdbm handle; fills why on
+ * failure. */
+static apr_status_t store_record(dbm_store_t *d, apr_dbm_t *db, char *key, size_t key_len,
+                                 char *value, size_t value_len, char *why, size_t why_len)
+{
+    apr_status_t rv;
+
+    if (db) {
+        apr_datum_t k = {key, key_len}, v = {value, value_len};
+
+        rv = apr_dbm_store(db, k, v);
+        if (rv != APR_SUCCESS)
+            apr_dbm_geterror(db, NULL, why, why_len);
+    } else {
+        apr_sdbm_datum_t k = {key, (int)key_len}, v = {value, (int)value_len};
+
+        rv = apr_sdbm_store(d->kept_sdbm, k, v, APR_SDBM_REPLACE);
+        if (rv != APR_SUCCESS)
+            apr_strerror(rv, why, why_len);
+    }
+    return rv;
 }
 
 static dc_store_status_e dbm_save(dc_store_t *s, apr_pool_t *p, const char *env_id,
@@ -259,10 +494,9 @@ static dc_store_status_e dbm_save(dc_store_t *s, apr_pool_t *p, const char *env_
 {
     dbm_store_t *d = s->impl;
     size_t key_len, len = 0, value_len;
-    char *key = make_key(p, s, env_id, id, id_len, &key_len), *data;
+    char *key = make_key(p, s, env_id, id, id_len, &key_len), *data, *value, why[120];
     dc_assignments_t merged;
-    apr_datum_t k, v;
-    apr_dbm_t *db;
+    apr_dbm_t *db = NULL;
     apr_status_t rv;
 
     if (!key) {
@@ -271,35 +505,28 @@ static dc_store_status_e dbm_save(dc_store_t *s, apr_pool_t *p, const char *env_
     }
     if (lock_store(d, APR_FLOCK_EXCLUSIVE) != APR_SUCCESS)
         return DC_STORE_UNAVAILABLE;
-    rv = apr_dbm_open_ex(&db, d->type, d->path, APR_DBM_RWCREATE, DBM_FILE_PERMS, p);
+    if (d->policy == HANDLE_SDBM_SHARELOCK) {
+        rv = open_kept_handle(d);
+    } else {
+        drop_kept_handle(d); /* stale once this save is written */
+        rv = apr_dbm_open_ex(&db, d->type, d->path, APR_DBM_RWCREATE, DBM_FILE_PERMS, p);
+    }
     if (rv != APR_SUCCESS) {
         note_failure(d, "cannot open for writing", rv, NULL);
         unlock_store(d);
         return DC_STORE_UNAVAILABLE;
     }
     memset(&merged, 0, sizeof(merged));
-    data = fetch_record(p, db, key, key_len, &len, &rv);
+    data = fetch_record(p, d, db, key, key_len, &len, &rv);
     if (data)
         decode_record(d, p, data, len, &merged);
-    for (size_t i = 0; i < changes->n; i++) {
-        if (merged.n >= DC_STORE_MAX_ASSIGNMENTS &&
-            !dc_assignments_find(&merged, changes->items[i].vg_id, changes->items[i].vg_id_len))
-            continue;
-        dc_assignments_set(p, &merged, changes->items[i].vg_id, changes->items[i].vg_id_len,
-                           changes->items[i].variation_id, changes->items[i].variation_id_len,
-                           changes->items[i].activated);
-    }
-    merged.ts_ms = now_ms;
-    k.dptr = key;
-    k.dsize = key_len;
-    v.dptr = dc_assignments_encode(p, &merged, &value_len);
-    v.dsize = value_len;
-    rv = apr_dbm_store(db, k, v);
+    dc_assignments_merge(p, &merged, changes, now_ms);
+    value = dc_assignments_encode(p, &merged, &value_len);
+    rv = store_record(d, db, key, key_len, value, value_len, why, sizeof(why));
+    if (db)
+        apr_dbm_close(db); /* Berkeley DB and gdbm write their pages here */
+    bump_generation(d);
     if (rv != APR_SUCCESS) {
-        char why[120];
-
-        apr_dbm_geterror(db, NULL, why, sizeof(why));
-        apr_dbm_close(db);
         /* sdbm refuses a key + value over about 1000 bytes: that record cannot be kept, but
          * the file is fine, so this is not a failure streak. */
         dc_store_log_limited(&d->too_big_log, DC_LOG_WARN,
@@ -309,7 +536,6 @@ static dc_store_status_e dbm_save(dc_store_t *s, apr_pool_t *p, const char *env_
         unlock_store(d);
         return DC_STORE_UNAVAILABLE;
     }
-    apr_dbm_close(db);
     note_success(d);
     unlock_store(d);
     return DC_STORE_OK;
@@ -342,6 +568,7 @@ static void dbm_child_init(dc_store_t *s, apr_pool_t *pchild)
 
     (void)pchild;
     apr_thread_mutex_lock(d->mutex);
+    drop_kept_handle(d);
     rv = open_lock_file(d);
     if (rv != APR_SUCCESS)
         note_failure(d, "cannot open the lock file", rv, d->lock_path);
@@ -352,10 +579,22 @@ static void dbm_close(dc_store_t *s)
 {
     dbm_store_t *d = s->impl;
 
-    if (d && d->lock_file) {
+    if (!d)
+        return;
+    drop_kept_handle(d);
+    if (d->lock_file) {
         apr_file_close(d->lock_file);
         d->lock_file = NULL;
     }
+}
+
+static apr_status_t destroy_handle_pool(void *data)
+{
+    dbm_store_t *d = data;
+
+    drop_kept_handle(d);
+    apr_pool_destroy(d->handle_pool);
+    return APR_SUCCESS;
 }
 
 const dc_store_provider_t dc_store_dbm_provider = {
@@ -366,6 +605,28 @@ const dc_store_provider_t dc_store_dbm_provider = {
     .child_init = dbm_child_init,
     .close = dbm_close,
 };
+
+/* What "default" is in this apr-util (the file exists): a Berkeley DB file opens as
+ * "db"; two files (.dir, .pag) are sdbm's; anything else is handled per operation. */
+static handle_policy_e policy_of(dbm_store_t *d, const char *used2, apr_pool_t *p)
+{
+    apr_dbm_t *probe;
+
+    if (strcmp(d->type, "db") == 0)
+        return HANDLE_KEPT_BY_GENERATION;
+    if (strcmp(d->type, "sdbm") == 0)
+        return HANDLE_SDBM_SHARELOCK;
+    if (strcmp(d->type, "default") != 0)
+        return HANDLE_PER_OPERATION;
+    if (used2)
+        return HANDLE_SDBM_SHARELOCK;
+    if (apr_dbm_open_ex(&probe, "db", d->path, APR_DBM_READONLY, DBM_FILE_PERMS, p) ==
+        APR_SUCCESS) {
+        apr_dbm_close(probe);
+        return HANDLE_KEPT_BY_GENERATION;
+    }
+    return HANDLE_PER_OPERATION;
+}
 
 int dc_store_dbm_open(dc_store_t *s, apr_pool_t *p, const char *spec, char *err, size_t err_len)
 {
@@ -389,7 +650,7 @@ int dc_store_dbm_open(dc_store_t *s, apr_pool_t *p, const char *spec, char *err,
                  spec);
         return -1;
     }
-    if (apr_dbm_get_usednames_ex(p, type, path, &used1, &used2) != APR_SUCCESS) {
+    if (apr_dbm_get_usednames_ex(p, type, path, &used1, &used2) != APR_SUCCESS || !used1) {
         snprintf(err, err_len, "store \"dbm:%s\": DBM type %s is not supported by this apr-util",
                  spec, type);
         return -1;
@@ -397,11 +658,15 @@ int dc_store_dbm_open(dc_store_t *s, apr_pool_t *p, const char *spec, char *err,
     d->type = type;
     d->path = apr_pstrdup(p, path);
     d->lock_path = apr_pstrcat(p, path, ".lock", NULL);
+    d->data_file = apr_pstrdup(p, used1);
     d->pool = p;
-    if (apr_thread_mutex_create(&d->mutex, APR_THREAD_MUTEX_DEFAULT, p) != APR_SUCCESS) {
+    d->policy = HANDLE_PER_OPERATION;
+    if (apr_thread_mutex_create(&d->mutex, APR_THREAD_MUTEX_DEFAULT, p) != APR_SUCCESS ||
+        apr_pool_create_unmanaged_ex(&d->handle_pool, NULL, NULL) != APR_SUCCESS) {
         snprintf(err, err_len, "store \"dbm:%s\": cannot create a mutex", spec);
         return -1;
     }
+    apr_pool_cleanup_register(p, d, destroy_handle_pool, apr_pool_cleanup_null);
     rv = open_lock_file(d);
     if (rv != APR_SUCCESS) {
         snprintf(err, err_len, "store \"dbm:%s\": cannot create the lock file %s: %s", spec,
@@ -419,7 +684,9 @@ int dc_store_dbm_open(dc_store_t *s, apr_pool_t *p, const char *spec, char *err,
     rv = apr_dbm_open_ex(&db, type, path, APR_DBM_RWCREATE, DBM_FILE_PERMS, p);
     if (rv == APR_SUCCESS) {
         apr_dbm_close(db);
-    } else if (!dbm_file_exists(d, p)) {
+        d->policy = policy_of(d, used2, p);
+        bump_generation(d); /* the file may be new */
+    } else if (!dbm_file_exists(d)) {
         unlock_store(d);
         apr_file_close(d->lock_file);
         d->lock_file = NULL;
@@ -427,6 +694,8 @@ int dc_store_dbm_open(dc_store_t *s, apr_pool_t *p, const char *spec, char *err,
                  type, path, apr_strerror(rv, msg, sizeof(msg)));
         return -1;
     } else {
+        /* corrupt: the type's own policy, or per operation until "default" is known */
+        d->policy = strcmp(type, "default") == 0 ? HANDLE_PER_OPERATION : policy_of(d, used2, p);
         note_failure(d, "cannot open", rv, NULL);
     }
     unlock_store(d);

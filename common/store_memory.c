@@ -193,11 +193,7 @@ static dc_store_status_e memory_save(dc_store_t *s, apr_pool_t *p, const char *e
     memset(&merged, 0, sizeof(merged));
     if (e && dc_assignments_decode(p, e->value, e->value_len, &merged) < 0)
         memset(&merged, 0, sizeof(merged));
-    for (size_t i = 0; i < changes->n && merged.n < DC_STORE_MAX_ASSIGNMENTS; i++)
-        dc_assignments_set(p, &merged, changes->items[i].vg_id, changes->items[i].vg_id_len,
-                           changes->items[i].variation_id, changes->items[i].variation_id_len,
-                           changes->items[i].activated);
-    merged.ts_ms = now_ms;
+    dc_assignments_merge(p, &merged, changes, now_ms);
     encoded = dc_assignments_encode(p, &merged, &value_len);
     value = malloc(value_len);
     if (!value) {

@@ -902,11 +902,8 @@ int dc_store_redis_open(dc_store_t *s, apr_pool_t *p, const char *uri, char *err
     query = strchr(rest, '?');
     end = query ? query : rest + strlen(rest);
 
-    /* user:password@ (the last "@" before the path, so a password may hold "@" escaped or not) */
-    at = NULL;
-    for (const char *q = rest; q < end && *q != '/'; q++)
-        if (*q == '@')
-            at = q;
+    /* user:password@ */
+    at = dc_store_userinfo_end(rest);
     if (at) {
         const char *colon = memchr(rest, ':', (size_t)(at - rest));
 

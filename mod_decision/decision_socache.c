@@ -196,17 +196,7 @@ static dc_store_status_e socache_save(dc_store_t *s, apr_pool_t *p, const char *
     if (retrieve(st, p, key, key_len, &data, &len) != APR_SUCCESS ||
         dc_assignments_decode(p, data, len, &merged) < 0)
         memset(&merged, 0, sizeof(merged));
-    for (size_t i = 0; i < changes->n; i++) {
-        const dc_assignment_t *a = &changes->items[i];
-
-        /* a full record still takes updates of the groups it has */
-        if (merged.n >= DC_STORE_MAX_ASSIGNMENTS &&
-            !dc_assignments_find(&merged, a->vg_id, a->vg_id_len))
-            continue;
-        dc_assignments_set(p, &merged, a->vg_id, a->vg_id_len, a->variation_id,
-                           a->variation_id_len, a->activated);
-    }
-    merged.ts_ms = now_ms;
+    dc_assignments_merge(p, &merged, changes, now_ms);
     encoded = dc_assignments_encode(p, &merged, &encoded_len);
     if (encoded_len > DECISION_SOCACHE_MAX_RECORD) {
         apr_global_mutex_unlock(st->mutex);

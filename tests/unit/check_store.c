@@ -316,6 +316,111 @@ START_TEST(dbm_concurrent_processes)
 }
 END_TEST
 
+/*
+ * A process that keeps its handle open sees what another process wrote since:
+ * this process loads many records (Berkeley DB caches their pages in its
+ * handle), a child rewrites every one of them and adds more (pages split),
+ * then this process must read the child's values, twice over.
+ */
+#define DBM_CROSS_IDS 300
+static void dbm_rewrite_all(dc_store_t *s, int round)
+{
+    for (int i = 0; i < DBM_CROSS_IDS * 2; i++) {
+        char id[32], v[32];
+        dc_assignments_t a;
+
+        snprintf(id, sizeof(id), "cross-%d", i);
+        snprintf(v, sizeof(v), "r%d-%d", round, i);
+        a = one("vg", v, round % 2);
+        if (dc_store_save(s, pool, "env", id, strlen(id), &a, round) != DC_STORE_OK)
+            _exit(10);
+    }
+    _exit(0);
+}
+
+START_TEST(dbm_other_process_writes_seen)
+{
+    const char *type = dbm_types[_i];
+    dc_assignments_t out;
+    dc_store_t *s;
+
+    if (!dbm_type_available(type))
+        return;
+    s = open_ok(dbm_uri(type, "cross"));
+    for (int i = 0; i < DBM_CROSS_IDS; i++) {
+        char id[32];
+        dc_assignments_t a = one("vg", "initial", 0);
+
+        snprintf(id, sizeof(id), "cross-%d", i);
+        ck_assert_int_eq(dc_store_save(s, pool, "env", id, strlen(id), &a, 1), DC_STORE_OK);
+    }
+    for (int round = 1; round <= 2; round++) {
+        pid_t pid;
+        int status;
+
+        for (int i = 0; i < DBM_CROSS_IDS; i++) { /* fills this process's handle */
+            char id[32];
+
+            snprintf(id, sizeof(id), "cross-%d", i);
+            ck_assert_int_eq(dc_store_load(s, pool, "env", id, strlen(id), &out), DC_STORE_OK);
+        }
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0)
+            dbm_rewrite_all(s, round);
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s writer failed (%d)",
+                      type, status);
+        for (int i = 0; i < DBM_CROSS_IDS * 2; i++) {
+            char id[32], v[32];
+
+            snprintf(id, sizeof(id), "cross-%d", i);
+            snprintf(v, sizeof(v), "r%d-%d", round, i);
+            ck_assert_msg(dc_store_load(s, pool, "env", id, strlen(id), &out) == DC_STORE_OK,
+                          "%s round %d: %s not found", type, round, id);
+            expect_assignment(&out, "vg", v, round % 2);
+        }
+    }
+    dc_store_close(s);
+}
+END_TEST
+
+static int open_descriptors(void)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    int n = 0;
+
+    ck_assert_ptr_nonnull(dir);
+    while (readdir(dir))
+        n++;
+    closedir(dir);
+    return n;
+}
+
+/* Each save makes this process's kept handle stale and the next load reopens it:
+ * many rounds must not leave descriptors (or memory, for LeakSanitizer) behind. */
+START_TEST(dbm_reopen_leaks_nothing)
+{
+    const char *type = dbm_types[_i];
+    dc_assignments_t a = one("vg", "v", 0), out;
+    dc_store_t *s;
+    int before;
+
+    if (!dbm_type_available(type))
+        return;
+    s = open_ok(dbm_uri(type, "reopen"));
+    ck_assert_int_eq(dc_store_save(s, pool, "env", "vis", 3, &a, 1), DC_STORE_OK);
+    ck_assert_int_eq(dc_store_load(s, pool, "env", "vis", 3, &out), DC_STORE_OK);
+    before = open_descriptors();
+    for (int i = 0; i < 200; i++) {
+        ck_assert_int_eq(dc_store_save(s, pool, "env", "vis", 3, &a, i), DC_STORE_OK);
+        ck_assert_int_eq(dc_store_load(s, pool, "env", "vis", 3, &out), DC_STORE_OK);
+    }
+    ck_assert_int_le(open_descriptors(), before);
+    dc_store_close(s);
+}
+END_TEST
+
 static void write_garbage(const char *path)
 {
     FILE *f = fopen(path, "wb");
@@ -368,6 +473,21 @@ START_TEST(dbm_corrupt_file_bypassed)
 }
 END_TEST
 
+/* What a program writing the file outside the store must do (README): add 1 to the
+ * change counter, the 8 bytes at the start of PATH.lock, so processes with a kept
+ * handle reopen it. */
+static void announce_external_write(const char *path)
+{
+    uint64_t generation = 0;
+    int fd = open(apr_pstrcat(pool, path, ".lock", NULL), O_RDWR);
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_ge(pread(fd, &generation, sizeof(generation), 0), 0);
+    generation++;
+    ck_assert_int_eq(pwrite(fd, &generation, sizeof(generation), 0), sizeof(generation));
+    close(fd);
+}
+
 START_TEST(dbm_garbage_record_ignored)
 {
     const char *type = dbm_types[_i];
@@ -390,6 +510,7 @@ START_TEST(dbm_garbage_record_ignored)
                          APR_SUCCESS);
         ck_assert_int_eq(apr_dbm_store(db, k, v), APR_SUCCESS);
         apr_dbm_close(db);
+        announce_external_write(path);
         ck_assert_int_eq(dc_store_load(s, pool, "env", "vis", 3, &out), DC_STORE_NOT_FOUND);
         /* the next save replaces the bad record */
         ck_assert_int_eq(dc_store_save(s, pool, "env", "vis", 3, &a, 1), DC_STORE_OK);
@@ -1065,6 +1186,24 @@ static const char *uri_of(const char *const *kv, char *err, size_t len)
     return dc_store_uri_from_flagship(pool, table_get, (void *)kv, err, len);
 }
 
+/* A mistyped URI is echoed in the error, but never its password. */
+START_TEST(unknown_uri_masked)
+{
+    char err[512];
+
+    ck_assert_ptr_null(dc_store_open(pool, "rediss//app:s3cret@cache:6379", err, sizeof(err)));
+    ck_assert_ptr_nonnull(strstr(err, "unknown store"));
+    ck_assert_ptr_null(strstr(err, "s3cret"));
+    ck_assert_ptr_null(dc_store_open(pool, "redis+tls://app:p%40ss@word@cache/0", err,
+                                     sizeof(err)));
+    ck_assert_msg(strstr(err, "redis+tls://app:***@cache/0") != NULL, "%s", err);
+    ck_assert_ptr_null(strstr(err, "word"));
+    ck_assert_str_eq(dc_store_uri_masked(pool, "dbm:/var/lib/x"), "dbm:/var/lib/x");
+    ck_assert_str_eq(dc_store_uri_masked(pool, "x://h/p@q:r"), "***@q:r");
+    ck_assert_str_eq(dc_store_uri_masked(pool, "redis://u:pa/ss@h"), "***@h");
+}
+END_TEST
+
 START_TEST(flagship_settings)
 {
     static const char *const none[] = {NULL};
@@ -1190,11 +1329,14 @@ static Suite *store_suite(void)
     tcase_add_loop_test(tc, dbm_contract, 0, N_DBM_TYPES);
     tcase_add_test(tc, dbm_bad_uris);
     tcase_add_loop_test(tc, dbm_concurrent_processes, 0, N_DBM_TYPES);
+    tcase_add_loop_test(tc, dbm_other_process_writes_seen, 0, N_DBM_TYPES);
+    tcase_add_loop_test(tc, dbm_reopen_leaks_nothing, 0, N_DBM_TYPES);
     tcase_add_loop_test(tc, dbm_corrupt_file_bypassed, 0, N_DBM_TYPES);
     tcase_add_loop_test(tc, dbm_garbage_record_ignored, 0, N_DBM_TYPES);
     tcase_add_loop_test(tc, dbm_many_threads, 0, N_DBM_TYPES);
     tcase_add_test(tc, redis_uris);
     tcase_add_test(tc, flagship_settings);
+    tcase_add_test(tc, unknown_uri_masked);
     suite_add_tcase(s, tc);
 
     tcase_add_checked_fixture(tr, redis_setup, redis_teardown);
