@@ -170,8 +170,10 @@ static void fail(redis_store_t *r, const char *fmt, ...)
     stale = r->idle;
     r->idle = NULL;
     r->n_idle = 0;
+    /* the operator's line is the store state change (DC10801, once for all
+     * processes, with this detail); this one tells which process saw what */
     if (first)
-        dc_log(DC_LOG_WARN,
+        dc_log(DC_LOG_DEBUG,
                DCLOGNO(10330) "store redis %s: %s; decisions use the hash alone, retrying with "
                               "backoff",
                r->where, r->error);
