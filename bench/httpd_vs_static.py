@@ -6,8 +6,9 @@ module and the sample bucketing file, then runs wrk (-t2 -c64 by default)
 alternately against a 20-byte static file, POST /v2/campaigns (a rotating
 set of 10 000 visitors) with trigger_hit false, and the same with
 trigger_hit true (every answer's events go to the spool, a shipper delivers
-them to a file sink), and prints the rates, the ratios and the p99
-latencies. The best of the rounds is kept for each, so a noisy neighbour on
+them to a file sink), and the first again on a twin server with
+DecisionMetrics off; prints the rates, the ratios (to the static file, the
+cost of events, the cost of metrics) and the p99 latencies. The best of the rounds is kept for each, so a noisy neighbour on
 the machine hurts both figures alike. Not a test: figures depend on the
 machine; compare runs made together.
 
@@ -86,10 +87,23 @@ def main():
                 "<Location /v2>\n  SetHandler decision\n</Location>\n"
                 % (htdocs, htdocs, SAMPLE_BUCKETING, rundir, events))
         h = Httpd(rundir, body, mpm=args.mpm, log_level="decision:warn", access_log=False)
+        # the same server without metrics, idle while the other is measured
+        quiet_dir = make_world_readable_dir("dc-bench-nometrics-")
+        quiet_events = os.path.join(quiet_dir, "events")
+        os.mkdir(quiet_events)
+        os.chmod(quiet_events, 0o777)
+        quiet_body = body.replace("DecisionSpool %s/spool" % rundir,
+                                  "DecisionSpool %s/spool" % quiet_dir)
+        quiet_body = quiet_body.replace("file:%s" % events, "file:%s" % quiet_events)
+        quiet = Httpd(quiet_dir, quiet_body + "DecisionMetrics off\n", mpm=args.mpm,
+                      log_level="decision:warn", access_log=False)
         h.start()
+        quiet.start()
         try:
-            static, module, hits = [], [], []
+            static, module, hits, no_metrics = [], [], [], []
             for _ in range(args.rounds):
+                no_metrics.append(wrk(quiet.base_url, args.threads, args.connections,
+                                      args.duration, script))
                 static.append(wrk(h.base_url + "/static.txt", args.threads, args.connections,
                                   args.duration))
                 module.append(wrk(h.base_url, args.threads, args.connections, args.duration,
@@ -98,6 +112,8 @@ def main():
                                 hits_script))
         finally:
             h.stop()
+            quiet.stop()
+            shutil.rmtree(quiet_dir, ignore_errors=True)
         batches = 0
         for name in os.listdir(events):
             with open(os.path.join(events, name)) as f:
@@ -107,15 +123,18 @@ def main():
     s = max(static)
     m = max(module)
     e = max(hits)
+    q = max(no_metrics)
     print("wrk -t%d -c%d -d%ds, %s MPM, best of %d rounds" % (
         args.threads, args.connections, args.duration, args.mpm, args.rounds))
     print("static file         %9.0f req/s  p99 %6.2f ms" % (s[0], s[1]))
     print("POST /v2/campaigns  %9.0f req/s  p99 %6.2f ms  (non-2xx: %d)" % (m[0], m[1], m[2]))
     print("  with trigger_hit   %9.0f req/s  p99 %6.2f ms  (non-2xx: %d; events spooled, "
           "shipped to a file)" % (e[0], e[1], e[2]))
+    print("  metrics off        %9.0f req/s  p99 %6.2f ms  (non-2xx: %d)" % (q[0], q[1], q[2]))
     print("event batches at the file sink when stopped: %d" % batches)
     print("ratio to static     %9.1f %%" % (100.0 * m[0] / s[0]))
     print("cost of events      %9.1f %% of the rate" % (100.0 * (m[0] - e[0]) / m[0]))
+    print("cost of metrics     %9.1f %% of the rate" % (100.0 * (q[0] - m[0]) / q[0]))
 
 
 if __name__ == "__main__":
