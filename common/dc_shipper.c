@@ -155,10 +155,10 @@ static void set_state(dc_shipper_t *sh, dc_shipper_state_e state, const char *wh
                sh->opt.collector, sh->failures, why ? why : "?");
 }
 
-static void note_success(dc_shipper_t *sh, size_t hits)
+static void note_success(dc_shipper_t *sh, size_t batches, size_t hits)
 {
     apr_thread_mutex_lock(sh->lock);
-    sh->stats.batches_sent++;
+    sh->stats.batches_sent += batches;
     sh->stats.hits_sent += hits;
     sh->stats.last_success = apr_time_now();
     sh->stats.next_attempt = 0;
@@ -254,8 +254,26 @@ static send_result_e http_send(dc_shipper_t *sh, const char *body, size_t len, c
     return SEND_REJECTED;
 }
 
+/* What was written to the file sink since the last call reaches the disk.
+ * Once per segment pass rather than once per batch: a sync costs more than
+ * the batches it covers, and progress is recorded only after it. */
+static int file_sync(dc_shipper_t *sh, char *why, size_t whylen)
+{
+    if (sh->file_fd < 0 || fdatasync(sh->file_fd) == 0)
+        return 0;
+    snprintf(why, whylen, "cannot sync %.96s: %s", sh->file_path, strerror(errno));
+    close(sh->file_fd);
+    sh->file_fd = -1;
+    return -1;
+}
+
 static int file_open_next(dc_shipper_t *sh)
 {
+    if (sh->file_fd >= 0 && fdatasync(sh->file_fd) < 0) {
+        close(sh->file_fd);
+        sh->file_fd = -1;
+        return -1; /* the caller retries the batch; the unsynced ones are sent again */
+    }
     if (sh->file_fd >= 0)
         close(sh->file_fd);
     snprintf(sh->file_path, sizeof(sh->file_path), "%s/events-%013" PRId64 "-%ld-%u.jsonl",
@@ -286,7 +304,7 @@ static send_result_e file_send(dc_shipper_t *sh, const char *body, size_t len, c
     do
         w = write(sh->file_fd, body, len);
     while (w < 0 && errno == EINTR);
-    if (w != (ssize_t)len || fdatasync(sh->file_fd) < 0) {
+    if (w != (ssize_t)len) {
         snprintf(why, whylen, "cannot write %.96s: %s", sh->file_path,
                  w < 0 ? strerror(errno) : "short write");
         if (w > 0 && ftruncate(sh->file_fd, sh->file_bytes) < 0) {
@@ -560,6 +578,15 @@ static size_t build_batch(dc_shipper_t *sh, const flat_hit_t *hits, size_t from,
     return n;
 }
 
+/* The resume point after hits[0, pos) of a segment were delivered. */
+static void save_progress(const char *progress, const flat_hit_t *hits, size_t pos, apr_pool_t *p)
+{
+    if (hits[pos].offset == hits[pos - 1].offset)
+        write_progress(progress, hits[pos].offset, hits[pos].index, p);
+    else
+        write_progress(progress, hits[pos].offset, 0, p);
+}
+
 /* 0 = the segment is done and deleted; DC_SHIP_BACKOFF or DC_SHIP_MORE otherwise. */
 static int ship_segment(dc_shipper_t *sh, const char *name, apr_time_t deadline, apr_pool_t *p)
 {
@@ -573,6 +600,8 @@ static int ship_segment(dc_shipper_t *sh, const char *name, apr_time_t deadline,
     size_t len, pos = 0;
     flat_hit_t *hits;
     dc_buf_t body, ids;
+    size_t unsynced_batches = 0, unsynced_hits = 0, synced;
+    int result = 0;
 
     if (dc_read_file(p, path, (size_t)1024 * 1024 * 1024, &data, &len) < 0) {
         if (errno != ENOENT)
@@ -587,13 +616,15 @@ static int ship_segment(dc_shipper_t *sh, const char *name, apr_time_t deadline,
     dc_buf_init(&body, p, 16 * 1024);
     dc_buf_init(&ids, p, 4 * 1024);
 
-    while (pos < (size_t)c.hits->nelts) {
+    for (synced = pos; pos < (size_t)c.hits->nelts;) {
         size_t to = pos, bytes = 256, n;
         char why[160] = "";
         send_result_e r;
 
-        if (apr_time_now() >= deadline)
-            return DC_SHIP_MORE;
+        if (apr_time_now() >= deadline) {
+            result = DC_SHIP_MORE;
+            break;
+        }
         while (to < (size_t)c.hits->nelts && to - pos < sh->opt.batch_max_hits &&
                (to == pos || bytes + hits[to].hit.json_len + 24 <= sh->opt.batch_max_bytes)) {
             bytes += hits[to].hit.json_len + 24;
@@ -604,10 +635,14 @@ static int ship_segment(dc_shipper_t *sh, const char *name, apr_time_t deadline,
                          : http_send(sh, body.data, body.len, ids.data, why, sizeof(why));
         if (r == SEND_RETRY) {
             note_retry(sh, apr_psprintf(p, "%s: %s", sh->opt.collector, why));
-            return DC_SHIP_BACKOFF;
+            result = DC_SHIP_BACKOFF;
+            break;
         }
-        if (r == SEND_OK) {
-            note_success(sh, n);
+        if (r == SEND_OK && sh->file_dir) {
+            unsynced_batches++;
+            unsynced_hits += n;
+        } else if (r == SEND_OK) {
+            note_success(sh, 1, n);
         } else {
             /* Under a file sink bodies end with '\n' already. */
             if (!sh->file_dir)
@@ -616,13 +651,26 @@ static int ship_segment(dc_shipper_t *sh, const char *name, apr_time_t deadline,
             sh->failures = 0;
         }
         pos = to;
-        if (pos < (size_t)c.hits->nelts) {
-            if (hits[pos].offset == hits[pos - 1].offset)
-                write_progress(progress, hits[pos].offset, hits[pos].index, p);
-            else
-                write_progress(progress, hits[pos].offset, 0, p);
+        if (!sh->file_dir) {
+            synced = pos;
+            if (pos < (size_t)c.hits->nelts)
+                save_progress(progress, hits, pos, p);
         }
     }
+    if (sh->file_dir && pos > synced) {
+        char why[160];
+
+        if (file_sync(sh, why, sizeof(why)) < 0) {
+            note_retry(sh, apr_psprintf(p, "%s: %s", sh->opt.collector, why));
+            return DC_SHIP_BACKOFF; /* resent from the last progress: at least once */
+        }
+        if (unsynced_batches)
+            note_success(sh, unsynced_batches, unsynced_hits);
+        if (pos < (size_t)c.hits->nelts)
+            save_progress(progress, hits, pos, p);
+    }
+    if (result)
+        return result;
     if (unlink(path) < 0 && errno != ENOENT)
         dc_log(DC_LOG_ERROR,
                DCLOGNO(10730) "shipper: cannot delete the delivered segment %s: %s (it would "

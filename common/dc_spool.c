@@ -34,6 +34,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define HEADER_LEN 22           /* "DC1 " + 8 hex + " " + 8 hex + " " */
 #define ID_MAX 80
@@ -69,24 +70,23 @@ struct dc_spool {
     uint64_t accepted, accepted_hits, refused, refused_hits, dropped, dropped_segments;
 };
 
-/* ---- crc32 (IEEE 802.3, reflected), four bits at a time ------------------ */
+/* ---- crc32 (IEEE 802.3) ---------------------------------------------------- */
 
+/* zlib's: every record is checksummed twice (appended, shipped), and a
+ * byte-at-a-time loop was a tenth of the request path's CPU with events on. */
 uint32_t dc_spool_crc32(const void *data, size_t len)
 {
-    static const uint32_t nibble[16] = {
-        0x00000000, 0x1DB71064, 0x3B6E20C8, 0x26D930AC, 0x76DC4190, 0x6B6B51F4,
-        0x4DB26158, 0x5005713C, 0xEDB88320, 0xF00F9344, 0xD6D6A3E8, 0xCB61B38C,
-        0x9B64C2B0, 0x86D3D2D4, 0xA00AE278, 0xBDBDF21C,
-    };
-    const unsigned char *b = data;
-    uint32_t crc = 0xFFFFFFFFu;
+    const Bytef *b = data;
+    uLong crc = crc32(0L, Z_NULL, 0);
 
-    for (size_t i = 0; i < len; i++) {
-        crc ^= b[i];
-        crc = (crc >> 4) ^ nibble[crc & 15];
-        crc = (crc >> 4) ^ nibble[crc & 15];
+    while (len > 0) {
+        uInt chunk = len > (1u << 30) ? 1u << 30 : (uInt)len;
+
+        crc = crc32(crc, b, chunk);
+        b += chunk;
+        len -= chunk;
     }
-    return ~crc;
+    return (uint32_t)crc;
 }
 
 /* ---- options ----------------------------------------------------------------- */

@@ -39,6 +39,7 @@
 #include "http_log.h"
 #include "http_protocol.h"
 #include "http_request.h"
+#include "ap_expr.h"
 #include "mod_watchdog.h"
 #include "ap_mpm.h"
 #include "scoreboard.h"
@@ -967,6 +968,30 @@ static int decision_handler(request_rec *r)
     return write_response(r, &resp);
 }
 
+/* A request for our handlers maps to no file, so httpd's walk of the file
+ * system (a stat per path component, <Directory> merging, the largest cost
+ * of an API request after the decision itself) is skipped, as mod_proxy
+ * does: the handler is known here from the <Location>'s SetHandler, and
+ * map_to_storage then answers for the request. */
+static int decision_translate_name(request_rec *r)
+{
+    core_dir_config *core = ap_get_core_module_config(r->per_dir_config);
+    const char *handler, *err = NULL;
+
+    if (!core->expr_handler)
+        return DECLINED;
+    handler = ap_expr_str_exec(r, core->expr_handler, &err);
+    if (!err && handler &&
+        (strcmp(handler, DECISION_HANDLER) == 0 || strcmp(handler, DECISION_STATUS_HANDLER) == 0))
+        ap_set_module_config(r->request_config, &decision_module, (void *)handler);
+    return DECLINED;
+}
+
+static int decision_map_to_storage(request_rec *r)
+{
+    return ap_get_module_config(r->request_config, &decision_module) ? OK : DECLINED;
+}
+
 /* DecisionExport: the visitor's /v2/flags answer for the handler that runs
  * next (PHP, CGI, SSI, mod_rewrite's %{ENV:...}), as DECISION_FLAGS in the
  * environment and the "decision-flags" note. */
@@ -1025,6 +1050,8 @@ static void decision_register_hooks(apr_pool_t *p)
     ap_hook_child_init(decision_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(decision_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_fixups(decision_fixups, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_translate_name(decision_translate_name, NULL, NULL, APR_HOOK_LAST);
+    ap_hook_map_to_storage(decision_map_to_storage, NULL, NULL, APR_HOOK_FIRST);
 }
 
 AP_DECLARE_MODULE(decision) = {

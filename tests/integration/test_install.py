@@ -140,6 +140,7 @@ def pkgconfig_without(tmp_path, hidden):
 @pytest.mark.parametrize("hidden,package", [
     ("apr-1", "libapr1-dev"), ("apr-util-1", "libaprutil1-dev"), ("jansson", "libjansson-dev"),
     ("libcurl", "libcurl4-openssl-dev"), ("hiredis", "libhiredis-dev"), ("yaml-0.1", "libyaml-dev"),
+    ("zlib", "zlib1g-dev"),
     ("fcgiapp.h", "libfcgi-dev"), ("apxs", "apache2-dev")])
 def test_configure_names_the_debian_package_of_a_missing_dependency(tmp_path, hidden, package):
     src = configure_copy(tmp_path)
