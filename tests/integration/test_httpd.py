@@ -234,6 +234,19 @@ def test_cors_off_lets_options_reach_the_api(rundir, servers):
     assert post(h.base_url, "/v2/campaigns", None, method="OPTIONS")[0] == 405
 
 
+def test_decision_locations_skip_the_file_system_walk(rundir, servers):
+    """A decision <Location> maps to no file: <Directory> rules of the document root do not reach
+    it, while the <Location>'s own access control does."""
+    htdocs = make_htdocs(rundir, {"static.txt": "static\n"})
+    h = servers(rundir, "DocumentRoot %s\n<Directory %s>\n  Require all denied\n</Directory>\n"
+                % (htdocs, htdocs) + sample_conf() +
+                "<Location /closed>\n  SetHandler decision\n  Require all denied\n</Location>\n")
+    assert http_request(h.base_url, "/static.txt", None, method="GET")[0] == 403
+    status, _, data = post(h.base_url, "/v2/campaigns", VIP)
+    assert status == 200 and json.loads(data)["visitorId"] == "bob"
+    assert post(h.base_url, "/closed/v2/campaigns", VIP)[0] == 403
+
+
 def test_vhosts_serve_their_own_environment(rundir, servers):
     other = os.path.join(rundir, "other.json")
     write_json(other, with_vip_discount(sample(), 0.5))
