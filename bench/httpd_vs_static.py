@@ -45,16 +45,51 @@ TUNING = {
 }
 
 
-def wrk(url, threads, conns, duration, script=None):
+def server_cpu_seconds(server):
+    """utime + stime of an httpd's parent and children: the server's own CPU,
+    which neighbours on a shared machine do not inflate the way they move rates."""
+    with open(server.pidfile) as f:
+        parent = f.read().strip()
+    pids = [parent]
+    for task in os.listdir("/proc/%s/task" % parent):
+        try:
+            with open("/proc/%s/task/%s/children" % (parent, task)) as f:
+                pids += f.read().split()
+        except OSError:
+            pass
+    ticks = 0
+    for pid in pids:
+        try:
+            with open("/proc/%s/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return ticks / float(os.sysconf("SC_CLK_TCK"))
+
+
+def wrk(server, path, threads, conns, duration, script=None):
+    """(requests/s, p99 ms, non-2xx, server CPU µs per request)"""
     args = ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % duration, "--latency"]
     if script:
         args += ["-s", script]
-    out = subprocess.run(args + [url], capture_output=True, text=True, timeout=duration + 60).stdout
+    cpu0 = server_cpu_seconds(server)
+    out = subprocess.run(args + [server.base_url + path], capture_output=True, text=True,
+                         timeout=duration + 60).stdout
+    cpu = server_cpu_seconds(server) - cpu0
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return rate, float(p99.group(1)) * scale, int(errors.group(1)) if errors else 0
+    return (rate, float(p99.group(1)) * scale, int(errors.group(1)) if errors else 0,
+            1e6 * cpu / max(requests, 1))
+
+
+def median(values):
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2.0
 
 
 def main():
@@ -101,15 +136,14 @@ def main():
         quiet.start()
         try:
             static, module, hits, no_metrics = [], [], [], []
-            for _ in range(args.rounds):
-                no_metrics.append(wrk(quiet.base_url, args.threads, args.connections,
-                                      args.duration, script))
-                static.append(wrk(h.base_url + "/static.txt", args.threads, args.connections,
-                                  args.duration))
-                module.append(wrk(h.base_url, args.threads, args.connections, args.duration,
-                                  script))
-                hits.append(wrk(h.base_url, args.threads, args.connections, args.duration,
-                                hits_script))
+            plan = [(no_metrics, quiet, "", script), (static, h, "/static.txt", None),
+                    (module, h, "", script), (hits, h, "", hits_script)]
+            for n in range(args.rounds):
+                # each round starts one further along, so no variant always runs first
+                for i in range(len(plan)):
+                    runs, server, path, lua = plan[(i + n) % len(plan)]
+                    runs.append(wrk(server, path, args.threads, args.connections, args.duration,
+                                    lua))
         finally:
             h.stop()
             quiet.stop()
@@ -124,18 +158,35 @@ def main():
     m = max(module)
     e = max(hits)
     q = max(no_metrics)
-    print("wrk -t%d -c%d -d%ds, %s MPM, best of %d rounds" % (
+    print("wrk -t%d -c%d -d%ds, %s MPM, best of %d rounds (server CPU per request: median)" % (
         args.threads, args.connections, args.duration, args.mpm, args.rounds))
-    print("static file         %9.0f req/s  p99 %6.2f ms" % (s[0], s[1]))
-    print("POST /v2/campaigns  %9.0f req/s  p99 %6.2f ms  (non-2xx: %d)" % (m[0], m[1], m[2]))
-    print("  with trigger_hit   %9.0f req/s  p99 %6.2f ms  (non-2xx: %d; events spooled, "
-          "shipped to a file)" % (e[0], e[1], e[2]))
-    print("  metrics off        %9.0f req/s  p99 %6.2f ms  (non-2xx: %d)" % (q[0], q[1], q[2]))
+    rows = [("static file", static, ""), ("POST /v2/campaigns", module, ""),
+            ("  with trigger_hit", hits, "; events spooled, shipped to a file"),
+            ("  metrics off", no_metrics, "")]
+    for name, runs, note in rows:
+        best = max(runs)
+        print("%-20s %8.0f req/s  p99 %6.2f ms  %6.1f us CPU/request  (non-2xx: %d%s)" % (
+            name, best[0], best[1], median([r[3] for r in runs]), best[2], note))
     print("event batches at the file sink when stopped: %d" % batches)
-    print("ratio to static     %9.1f %%" % (100.0 * m[0] / s[0]))
-    print("cost of events      %9.1f %% of the rate" % (100.0 * (m[0] - e[0]) / m[0]))
-    print("cost of metrics     %9.1f %% of the rate" % (100.0 * (q[0] - m[0]) / q[0]))
 
+    def rate_cost(base, other):  # how much slower `other` is than `base`, by rate
+        best = 100.0 * (max(base)[0] - max(other)[0]) / max(base)[0]
+        paired = median([100.0 * (a[0] - b[0]) / a[0] for a, b in zip(base, other)])
+        return best, paired
+
+    def cpu_cost(base, other):  # the extra CPU per request of `other`, as a share of its rate
+        return 100.0 * (1.0 - median([r[3] for r in base]) / median([r[3] for r in other]))
+
+    ratio = 100.0 * max(module)[0] / max(static)[0]
+    paired = median([100.0 * a[0] / b[0] for a, b in zip(module, static)])
+    print("ratio to static     %6.1f %%  (median of the rounds' own: %.1f %%)" % (ratio, paired))
+    for name, base, other in (("events", module, hits), ("metrics", no_metrics, module)):
+        best, paired = rate_cost(base, other)
+        print("cost of %-10s  %6.1f %% of the rate  (median of the rounds' own: %.1f %%; "
+              "by server CPU per request: %.1f %%)" % (name, best, paired,
+                                                       cpu_cost(base, other)))
+    print("API p99             %6.2f ms best, %.2f ms median of the rounds" % (
+        min(r[1] for r in module), median([r[1] for r in module])))
 
 if __name__ == "__main__":
     main()
