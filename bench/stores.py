@@ -32,7 +32,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                                 "integration"))
 from harness import SAMPLE_BUCKETING, Httpd, RedisServer, make_world_readable_dir  # noqa: E402
-from httpd_vs_static import TUNING, WRK_SCRIPT, wrk  # noqa: E402
+from httpd_vs_static import TUNING, WRK_SCRIPT, median, wrk  # noqa: E402
 
 # Every request a new visitor: a per-thread random prefix and a counter.
 NEW_VISITORS_SCRIPT = """
@@ -121,12 +121,12 @@ def main():
                 h.start()
                 try:
                     if name == "memory":  # its shared memory is new at each start
-                        wrk(h.base_url, args.threads, args.connections, 4, script)
+                        wrk(h, "", args.threads, args.connections, 4, script)
                     elif round_no == 0 and name != "none" and not args.new_visitors:
-                        wrk(h.base_url, args.threads, args.connections, args.fill, script)
+                        wrk(h, "", args.threads, args.connections, args.fill, script)
                     if args.warmup > 0:
-                        wrk(h.base_url, args.threads, args.connections, args.warmup, script)
-                    results[name].append(wrk(h.base_url, args.threads, args.connections,
+                        wrk(h, "", args.threads, args.connections, args.warmup, script)
+                    results[name].append(wrk(h, "", args.threads, args.connections,
                                              args.duration, script))
                 finally:
                     h.stop()
@@ -145,14 +145,20 @@ def main():
         "a new visitor per request" if args.new_visitors else "10 000 returning visitors",
         args.rounds, args.warmup))
     base = max(results["none"])[0]
+    base_cpu = median([r[3] for r in results["none"]])
+    print("(cost: by rate, best round against best round; by CPU: the server's CPU per "
+          "request, median of the rounds; redis-server's own CPU is not counted)")
     for name in stores:
-        rate, p99, non2xx = max(results[name])
+        rate, p99, non2xx, _ = max(results[name])
+        cpu = median([r[3] for r in results[name]])
         cost = 100.0 * (base - rate) / base
+        cpu_cost = 100.0 * (1.0 - base_cpu / cpu)
         target = TARGETS.get(name)
         verdict = "" if target is None or args.new_visitors else (
             "  (target <= %.0f %%: %s)" % (target, "met" if cost <= target else "NOT met"))
-        print("%-8s %-44s %8.0f req/s  p99 %6.2f ms  non-2xx %d  cost %5.1f %%%s" % (
-            name, uris[name][:44], rate, p99, non2xx, cost, verdict))
+        print("%-8s %-40s %7.0f req/s  p99 %6.2f ms  %5.1f us CPU/req  non-2xx %d  cost %5.1f %% "
+              "(by CPU %5.1f %%)%s" % (name, uris[name][:40], rate, p99, cpu, non2xx, cost,
+                                      cpu_cost, verdict))
 
 
 if __name__ == "__main__":

@@ -114,12 +114,103 @@ static int decode_entry(apr_pool_t *p, const char *vg_id, size_t vg_id_len, cons
     return 0;
 }
 
+/* ---- the record as dc_assignments_encode writes it, read without jansson ---- */
+
+typedef struct {
+    const char *at, *end;
+} scan_t;
+
+static int scan_literal(scan_t *s, const char *text, size_t n)
+{
+    if ((size_t)(s->end - s->at) < n || memcmp(s->at, text, n) != 0)
+        return -1;
+    s->at += n;
+    return 0;
+}
+
+/* An ASCII string without escapes; anything else is left to jansson. */
+static int scan_plain_string(scan_t *s, const char **str, size_t *len)
+{
+    const char *start;
+
+    if (s->at >= s->end || *s->at != '"')
+        return -1;
+    start = ++s->at;
+    while (s->at < s->end && *s->at != '"') {
+        unsigned char c = (unsigned char)*s->at;
+
+        if (c == '\\' || c < 0x20 || c >= 0x80)
+            return -1;
+        s->at++;
+    }
+    if (s->at >= s->end)
+        return -1;
+    *str = start;
+    *len = (size_t)(s->at - start);
+    s->at++;
+    return 0;
+}
+
+static int scan_integer(scan_t *s, int64_t *v)
+{
+    int negative = 0, digits = 0;
+    int64_t n = 0;
+
+    if (s->at < s->end && *s->at == '-') {
+        negative = 1;
+        s->at++;
+    }
+    if (s->at < s->end && *s->at == '0') {
+        s->at++;
+        *v = 0;
+        return s->at < s->end && *s->at >= '0' && *s->at <= '9' ? -1 : 0;
+    }
+    while (s->at < s->end && *s->at >= '0' && *s->at <= '9' && digits < 18) {
+        n = n * 10 + (*s->at++ - '0');
+        digits++;
+    }
+    if (!digits || (s->at < s->end && ((*s->at >= '0' && *s->at <= '9') || *s->at == '.' ||
+                                       *s->at == 'e' || *s->at == 'E')))
+        return -1;
+    *v = negative ? -n : n;
+    return 0;
+}
+
+/* {"VariationID":"...","Activated":true|false}: 0, or -1 when not in that shape. */
+static int scan_canonical_entry(scan_t *s, const char **var, size_t *var_len, int *activated)
+{
+    if (scan_literal(s, "{\"VariationID\":", 15) < 0 || scan_plain_string(s, var, var_len) < 0)
+        return -1;
+    if (scan_literal(s, ",\"Activated\":true}", 18) == 0)
+        *activated = 1;
+    else if (scan_literal(s, ",\"Activated\":false}", 19) == 0)
+        *activated = 0;
+    else
+        return -1;
+    return 0;
+}
+
 int dc_assignment_decode_field(apr_pool_t *p, const char *vg_id, size_t vg_id_len,
                                const char *data, size_t len, dc_assignment_t *out)
 {
-    json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES, NULL);
-    int rc;
+    json_t *root;
+    scan_t s = {data, data + len};
+    const char *var;
+    size_t var_len;
+    int rc, activated;
 
+    if (scan_canonical_entry(&s, &var, &var_len, &activated) == 0 && s.at == s.end) {
+        if (vg_id_len == 0 || vg_id_len > DC_STORE_MAX_FIELD_LEN || var_len == 0 ||
+            var_len > DC_STORE_MAX_FIELD_LEN)
+            return -1;
+        out->vg_id = apr_pstrmemdup(p, vg_id, vg_id_len);
+        out->vg_id_len = vg_id_len;
+        out->variation_id = apr_pstrmemdup(p, var, var_len);
+        out->variation_id_len = var_len;
+        out->activated = activated;
+        return 0;
+    }
+    root = json_loadb(data, len, JSON_REJECT_DUPLICATES, NULL);
     if (!root)
         return -1;
     rc = decode_entry(p, vg_id, vg_id_len, root, out);
@@ -127,14 +218,52 @@ int dc_assignment_decode_field(apr_pool_t *p, const char *vg_id, size_t vg_id_le
     return rc;
 }
 
+/* 0 = decoded; 1 = not in the canonical shape (jansson decides); -1 = a
+ * canonical record that breaks a limit, which jansson would refuse too. */
+static int decode_canonical(apr_pool_t *p, const char *data, size_t len, dc_assignments_t *out)
+{
+    scan_t s = {data, data + len};
+    int64_t ts;
+
+    if (scan_literal(&s, "{\"Timestamp\":", 13) < 0 || scan_integer(&s, &ts) < 0 ||
+        scan_literal(&s, ",\"Assignments\":{", 16) < 0)
+        return 1;
+    out->ts_ms = ts;
+    if (scan_literal(&s, "}}", 2) == 0)
+        return s.at == s.end ? 0 : 1;
+    for (;;) {
+        const char *vg, *var;
+        size_t vg_len, var_len;
+        int activated;
+
+        if (scan_plain_string(&s, &vg, &vg_len) < 0 || scan_literal(&s, ":", 1) < 0 ||
+            scan_canonical_entry(&s, &var, &var_len, &activated) < 0)
+            return 1;
+        if (vg_len == 0 || vg_len > DC_STORE_MAX_FIELD_LEN || var_len == 0 ||
+            var_len > DC_STORE_MAX_FIELD_LEN || dc_assignments_find(out, vg, vg_len) ||
+            out->n >= DC_STORE_MAX_ASSIGNMENTS)
+            return -1; /* jansson: an empty/long id, a duplicate key, too many entries */
+        dc_assignments_set(p, out, vg, vg_len, var, var_len, activated);
+        if (scan_literal(&s, ",", 1) == 0)
+            continue;
+        if (scan_literal(&s, "}}", 2) == 0 && s.at == s.end)
+            return 0;
+        return 1;
+    }
+}
+
 int dc_assignments_decode(apr_pool_t *p, const char *data, size_t len, dc_assignments_t *out)
 {
-    json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES, NULL);
-    json_t *ts, *map, *entry;
+    json_t *root, *ts, *map, *entry;
     const char *key;
-    int rc = 0;
+    int rc = 0, canonical;
 
     memset(out, 0, sizeof(*out));
+    if ((canonical = decode_canonical(p, data, len, out)) <= 0)
+        return canonical;
+    memset(out, 0, sizeof(*out));
+    root = json_loadb(data, len, JSON_REJECT_DUPLICATES, NULL);
+
     if (!root)
         return -1;
     ts = json_object_get(root, "Timestamp");

@@ -1314,6 +1314,104 @@ START_TEST(record_codec_survives_garbage)
 }
 END_TEST
 
+/* The record reader has a fast path for what dc_assignments_encode writes and falls back on jansson
+ * for anything else: a leading space sends the same text down the jansson path, and both must give
+ * the same answer for a canonical record and every truncation and corruption of it. */
+static void expect_same_decoding(const char *rec, size_t len)
+{
+    char *spaced = malloc(len + 1);
+    dc_assignments_t fast, slow;
+    int rc_fast, rc_slow;
+
+    spaced[0] = ' ';
+    memcpy(spaced + 1, rec, len);
+    rc_fast = dc_assignments_decode(pool, rec, len, &fast);
+    rc_slow = dc_assignments_decode(pool, spaced, len + 1, &slow);
+    free(spaced);
+    ck_assert_msg(rc_fast == rc_slow, "%.*s: %d (fast) != %d (jansson)", (int)len, rec, rc_fast,
+                  rc_slow);
+    if (rc_fast != 0)
+        return;
+    ck_assert_int_eq(fast.n, slow.n);
+    ck_assert(fast.ts_ms == slow.ts_ms);
+    for (size_t i = 0; i < fast.n; i++)
+        expect_assignment(&slow, fast.items[i].vg_id, fast.items[i].variation_id,
+                          fast.items[i].activated);
+}
+
+START_TEST(record_fast_reader_agrees_with_jansson)
+{
+    static const char *const samples[] = {
+        "{\"Timestamp\":0,\"Assignments\":{}}",
+        "{\"Timestamp\":-12,\"Assignments\":{\"a\":{\"VariationID\":\"b\",\"Activated\":false}}}",
+        "{\"Timestamp\":01,\"Assignments\":{}}",
+        "{\"Timestamp\":1e3,\"Assignments\":{}}",
+        "{\"Timestamp\":1.5,\"Assignments\":{}}",
+        "{\"Timestamp\":123456789012345678901,\"Assignments\":{}}",
+        "{\"Timestamp\":1,\"Assignments\":{}} ",
+        "{\"Timestamp\":1,\"Assignments\":{}}x",
+        "{\"Timestamp\":1,\"Assignments\":{\"a\":{\"VariationID\":\"b\",\"Activated\":true},"
+        "\"a\":{\"VariationID\":\"c\",\"Activated\":true}}}",
+        "{\"Timestamp\":1,\"Assignments\":{\"\":{\"VariationID\":\"b\",\"Activated\":true}}}",
+        "{\"Timestamp\":1,\"Assignments\":{\"a\":{\"VariationID\":\"\",\"Activated\":true}}}",
+        "{\"Timestamp\":1,\"Assignments\":{\"a\":{\"VariationID\":\"b\",\"Activated\":true}},\"x\":1}",
+    };
+    dc_assignments_t a;
+    size_t len;
+    char *rec;
+
+    for (size_t i = 0; i < sizeof(samples) / sizeof(samples[0]); i++)
+        expect_same_decoding(samples[i], strlen(samples[i]));
+    memset(&a, 0, sizeof(a));
+    dc_assignments_set(pool, &a, "vg_ab", 5, "v_ab_red", 8, 1);
+    dc_assignments_set(pool, &a, "vg_vip", 6, "v_vip", 5, 0);
+    dc_assignments_set(pool, &a, "vg_0", 4, "v0", 2, 0);
+    a.ts_ms = 1700000000123LL;
+    rec = dc_assignments_encode(pool, &a, &len);
+    expect_same_decoding(rec, len);
+    for (size_t cut = 0; cut < len; cut++) {
+        char *copy = malloc(cut ? cut : 1);
+
+        memcpy(copy, rec, cut);
+        expect_same_decoding(copy, cut);
+        free(copy);
+    }
+    for (int flip = 1; flip < 256; flip += 18) {
+        char *copy = malloc(len);
+
+        for (size_t at = 0; at < len; at++) {
+            memcpy(copy, rec, len);
+            copy[at] = (char)(copy[at] ^ flip);
+            expect_same_decoding(copy, len);
+        }
+        free(copy);
+    }
+    /* one Redis hash field, the same way */
+    rec = dc_assignment_encode_field(pool, &a.items[0], &len);
+    for (int flip = 0; flip < 256; flip += 17) {
+        char *copy = malloc(len + 1);
+
+        for (size_t at = 0; at < len; at++) {
+            dc_assignment_t fast, slow;
+            int rc_fast, rc_slow;
+
+            copy[0] = ' ';
+            memcpy(copy + 1, rec, len);
+            copy[1 + at] = (char)(copy[1 + at] ^ flip);
+            rc_fast = dc_assignment_decode_field(pool, "vg", 2, copy + 1, len, &fast);
+            rc_slow = dc_assignment_decode_field(pool, "vg", 2, copy, len + 1, &slow);
+            ck_assert_int_eq(rc_fast, rc_slow);
+            if (rc_fast == 0) {
+                ck_assert_int_eq(fast.variation_id_len, slow.variation_id_len);
+                ck_assert_mem_eq(fast.variation_id, slow.variation_id, fast.variation_id_len);
+                ck_assert_int_eq(fast.activated, slow.activated);
+            }
+        }
+        free(copy);
+    }
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -1325,6 +1423,7 @@ static Suite *store_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, record_codec_survives_garbage);
+    tcase_add_test(tc, record_fast_reader_agrees_with_jansson);
     tcase_add_test(tc, memory_contract);
     tcase_add_loop_test(tc, dbm_contract, 0, N_DBM_TYPES);
     tcase_add_test(tc, dbm_bad_uris);
