@@ -44,7 +44,7 @@ struct dc_metrics {
 
 static const char *const endpoint_names[DC_EP_COUNT] = {"campaigns", "campaign", "flags",
                                                         "activate",  "metrics",  "other"};
-static const char *const backend_names[DC_BACKEND_COUNT] = {"memory", "dbm", "redis", "socache",
+static const char *const backend_names[DC_BACKEND_COUNT] = {"memory", "dbm", "redis", "shm",
                                                             "other"};
 
 const char *dc_endpoint_name(dc_endpoint_e ep)
@@ -465,7 +465,7 @@ dc_store_t *dc_metrics_meter_store(dc_metered_store_t *ms, dc_store_t *inner, dc
     ms->metrics = m;
     ms->slot = slot;
     ms->backend = dc_backend_of(inner->provider->name);
-    ms->timed = ms->backend != DC_BACKEND_MEMORY && ms->backend != DC_BACKEND_SOCACHE;
+    ms->timed = ms->backend != DC_BACKEND_MEMORY && ms->backend != DC_BACKEND_SHM;
     ms->store.provider = &metered_provider;
     ms->store.impl = ms;
     ms->store.uri = inner->uri;

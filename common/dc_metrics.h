@@ -94,7 +94,7 @@ typedef enum {
     DC_BACKEND_MEMORY = 0,
     DC_BACKEND_DBM,
     DC_BACKEND_REDIS,
-    DC_BACKEND_SOCACHE, /* the httpd module's shared-memory store */
+    DC_BACKEND_SHM, /* the httpd module's shared-memory store */
     DC_BACKEND_OTHER,
     DC_BACKEND_COUNT
 } dc_backend_e;
@@ -178,7 +178,7 @@ double dc_metrics_visitors_error(void);
  * dc_api wraps the service's store in one of these for the length of a
  * request (on the stack: no allocation), so every load and save is counted
  * into the request's slot, and timed when the backend is out of process
- * (redis, dbm, other): an in-process backend (memory, socache) answers in
+ * (redis, dbm, other): an in-process backend (memory, shm) answers in
  * less time than the two clock reads would cost, so it is counted only.
  * State changes ok <-> degraded are tracked per
  * region, so that however many children see a Redis outage, one line is

@@ -347,7 +347,7 @@ void dc_metrics_render_prometheus(const dc_service_t *svc, const dc_status_snaps
         for (int k = 0; k < DC_BACKEND_COUNT; k++)
             for (int o = 0; o < DC_STORE_OP_COUNT; o++)
                 if (t->store_latency[k][o].count ||
-                    (k == (int)own && k != DC_BACKEND_MEMORY && k != DC_BACKEND_SOCACHE &&
+                    (k == (int)own && k != DC_BACKEND_MEMORY && k != DC_BACKEND_SHM &&
                      !dc_store_is_none(svc->store)))
                     prom_histogram(b, "decision_store_operation_duration_seconds",
                                    &t->store_latency[k][o], "backend",

@@ -13,7 +13,7 @@
  * does routing, JSON, validation, CORS, OPTIONS and the API key, and
  * dc_status_handle() the status page (SetHandler decision-status). Keeping
  * the config fresh is decision_feed.c, the shared "memory" store
- * decision_socache.c, events decision_events.c. Metrics live in a shared
+ * decision_memstore.c, events decision_events.c. Metrics live in a shared
  * region per service kept in ap_retained_data (so counters survive graceful
  * restarts), one slot per scoreboard slot, summed when a page is read.
  *
@@ -238,7 +238,7 @@ static const char *check_store_uri(apr_pool_t *p, const char *uri)
     if (strcmp(uri, "none") == 0)
         return NULL;
     if (strcmp(uri, "memory") == 0 || strncmp(uri, "memory?", 7) == 0)
-        return decision_socache_check_uri(p, uri);
+        return decision_memstore_check_uri(p, uri);
     if (strncmp(uri, "dbm:", 4) == 0)
         return uri[4] ? NULL : "dbm: needs a path (dbm:PATH or dbm:TYPE:PATH)";
     if (strncmp(uri, "redis://", 8) == 0 || strncmp(uri, "rediss://", 9) == 0)
@@ -471,10 +471,6 @@ static int check_one(apr_pool_t *ptemp, server_rec *s, decision_srv_conf_t *c)
                                         err.path, err.path[0] ? ": " : "", err.text));
         dc_config_unref(cfg);
     }
-    if (c->store_uri && strncmp(c->store_uri, "memory", 6) == 0 &&
-        !decision_socache_is_available())
-        return fail(s, "DecisionStore memory needs mod_socache_shmcb "
-                       "(LoadModule socache_shmcb_module)");
     if (c->store_uri && strncmp(c->store_uri, "redis", 5) == 0) {
         char err[512];
         dc_store_t *st = dc_store_open(ptemp, c->store_uri, err, sizeof(err));
@@ -620,7 +616,7 @@ static apr_status_t release_service(void *data)
     dc_slot_clear(&sc->svc->api.slot);
     if (sc->svc->source)
         dc_source_destroy(sc->svc->source);
-    if (sc->svc->api.store && strcmp(sc->svc->api.store->provider->name, "socache") != 0)
+    if (sc->svc->api.store && strcmp(sc->svc->api.store->provider->name, "shm") != 0)
         dc_store_close(sc->svc->api.store);
     return APR_SUCCESS;
 }
@@ -729,7 +725,7 @@ static int build_service(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
     svc->api.metrics_extra_baton = svc;
 
     if (strncmp(store_uri, "memory", 6) == 0)
-        svc->api.store = decision_socache_open(pconf, ptemp, s, store_uri, err, sizeof(err));
+        svc->api.store = decision_memstore_open(pconf, ptemp, s, store_uri, err, sizeof(err));
     else
         svc->api.store = dc_store_open(pconf, store_uri, err, sizeof(err));
     if (!svc->api.store)
@@ -816,7 +812,7 @@ static void decision_child_init(apr_pool_t *pchild, server_rec *main_s)
 
 static int decision_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
 {
-    decision_socache_register_mutex(pconf);
+    decision_memstore_register_mutex(pconf);
     return OK;
 }
 

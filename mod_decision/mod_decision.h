@@ -6,14 +6,14 @@
  *   decision_feed.c    a service's config feed: the parent's initial load, the
  *                      watchdog poller (one child for the whole server) and the
  *                      per-child reload when the shared generation moves
- *   decision_socache.c the "memory" assignment store over ap_socache (shmcb),
- *                      shared by every child
+ *   decision_memstore.c the "memory" assignment store: a dc_table in shared
+ *                      memory, shared by every child
  *   decision_events.c  the event spool of each child and the one shipper
  *
  * Everything lives in pconf (recreated on every restart: the module is
  * unloaded and reloaded, so nothing is kept in statics across generations)
  * or in a child's pool. The only cross-process state is two APR shared memory
- * segments: the feeds' generation counters, and shmcb's store.
+ * segments: the feeds' generation counters, and the memory store's table.
  */
 #ifndef MOD_DECISION_H
 #define MOD_DECISION_H
@@ -117,13 +117,12 @@ const char *decision_events_prepare(decision_service_t *svc, apr_pool_t *pconf,
                                     apr_pool_t *ptemp);
 void decision_events_child_init(decision_service_t *svc, apr_pool_t *pchild);
 
-/* decision_socache.c */
-void decision_socache_register_mutex(apr_pool_t *pconf);
+/* decision_memstore.c */
+void decision_memstore_register_mutex(apr_pool_t *pconf);
 /* Validates a "memory[?size=BYTES|max_entries=N]" URI; NULL or an error. */
-const char *decision_socache_check_uri(apr_pool_t *p, const char *uri);
+const char *decision_memstore_check_uri(apr_pool_t *p, const char *uri);
 /* Opens the server-wide shared store (once per generation). */
-dc_store_t *decision_socache_open(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
-                                  const char *uri, char *err, size_t err_len);
-int decision_socache_is_available(void);
+dc_store_t *decision_memstore_open(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
+                                   const char *uri, char *err, size_t err_len);
 
 #endif

@@ -272,8 +272,7 @@ class Httpd:
             lines += ["User www-data", "Group www-data"]
         mods = [("mpm_%s_module" % self.mpm, "mod_mpm_%s.so" % self.mpm),
                 ("authz_core_module", "mod_authz_core.so"),
-                ("watchdog_module", "mod_watchdog.so"),
-                ("socache_shmcb_module", "mod_socache_shmcb.so")]
+                ("watchdog_module", "mod_watchdog.so")]
         mods += [("%s_module" % m, "mod_%s.so" % m) for m in self.extra_modules]
         for name, so in mods:
             if "mod_%s.c" % name[:-len("_module")] in builtin:
