@@ -635,12 +635,13 @@ static dc_metrics_t *metrics_region(server_rec *s, const char *identity, apr_poo
     const char *key = apr_psprintf(ptemp, "mod_decision:metrics:%08x",
                                    dc_murmur3_32(identity, strlen(identity), 0));
     retained_metrics_t *rm = ap_retained_data_get(key);
-    int limit = 0;
+    int limit = 0, threads = 0;
     size_t n_slots;
     apr_status_t rv;
 
     ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &limit);
-    n_slots = limit > 0 ? (size_t)limit : 1;
+    ap_mpm_query(AP_MPMQ_HARD_LIMIT_THREADS, &threads);
+    n_slots = (limit > 0 ? (size_t)limit : 1) * (threads > 0 ? (size_t)threads : 1);
     if (!rm)
         rm = ap_retained_data_create(key, sizeof(*rm));
     if (rm->shm && rm->n_slots != n_slots) {
@@ -909,24 +910,20 @@ static int not_configured(request_rec *r)
     return write_response(r, &resp);
 }
 
-/* This child's metrics slot: the one of its scoreboard slot, which the
- * parent records just after the fork, so it is looked up at the first
- * request rather than in child_init. Until found, dc_api counts in slot 0. */
-static dc_metrics_slot_t *metrics_slot(decision_service_t *svc)
+/* The metrics slot of the scoreboard worker serving r: one per thread, so
+ * that no two threads (and no two cores) write the same counters. The
+ * scoreboard's worker rows are one array, so a worker's index in it is its
+ * offset from the first. Slot 0 when there is no worker (dc_api's default). */
+static dc_metrics_slot_t *metrics_slot(decision_service_t *svc, request_rec *r)
 {
-    dc_metrics_slot_t *slot = svc->metrics_slot;
-    pid_t me;
+    worker_score *ws;
+    ptrdiff_t i;
 
-    if (slot || !svc->api.metrics || !ap_scoreboard_image)
-        return slot;
-    me = getpid();
-    for (size_t i = 0; i < dc_metrics_n_slots(svc->api.metrics); i++)
-        if (ap_scoreboard_image->parent[i].pid == me) {
-            slot = dc_metrics_slot(svc->api.metrics, i);
-            svc->metrics_slot = slot;
-            break;
-        }
-    return slot;
+    if (!svc->api.metrics || !ap_scoreboard_image || !r->connection->sbh ||
+        (ws = ap_get_scoreboard_worker(r->connection->sbh)) == NULL)
+        return NULL;
+    i = ws - ap_scoreboard_image->servers[0];
+    return i >= 0 ? dc_metrics_slot(svc->api.metrics, (size_t)i) : NULL;
 }
 
 static int decision_handler(request_rec *r)
@@ -954,7 +951,7 @@ static int decision_handler(request_rec *r)
     req.x_api_key = apr_table_get(r->headers_in, "X-API-Key");
     req.authorization = apr_table_get(r->headers_in, "Authorization");
     req.received = r->request_time;
-    req.metrics_slot = metrics_slot(svc);
+    req.metrics_slot = metrics_slot(svc, r);
     if ((rc = read_body(r, svc->api.opt.max_body_size, &req)) != OK)
         return rc;
     if (status_page)
@@ -1023,7 +1020,7 @@ static int decision_fixups(request_rec *r)
     req.body_len = body.len;
     req.x_api_key = svc->api.opt.api_key; /* an internal call, not a caller's */
     req.received = r->request_time;
-    req.metrics_slot = metrics_slot(svc);
+    req.metrics_slot = metrics_slot(svc, r);
     dc_api_handle(&svc->api, r->pool, &req, &resp);
     if (resp.status != HTTP_OK)
         return DECLINED;

@@ -86,7 +86,6 @@ struct decision_service {
     apr_uint32_t seen;            /* the generation this process serves */
     volatile apr_uint32_t reloading;
     int digest_warned;
-    dc_metrics_slot_t *volatile metrics_slot; /* this child's, found at its first request */
     dc_spool_options_t spool_opt;             /* .dir NULL: events are not collected */
     dc_shipper_options_t ship_opt;
     dc_spool_t *spool;                        /* this child's handle */
