@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                                 "integration"))
@@ -68,14 +69,36 @@ def server_cpu_seconds(server):
     return ticks / float(os.sysconf("SC_CLK_TCK"))
 
 
-def wrk(server, path, threads, conns, duration, script=None):
-    """(requests/s, p99 ms, non-2xx, server CPU µs per request)"""
+def wrk_start(server, path, threads, conns, duration, script=None):
     args = ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % duration, "--latency"]
     if script:
         args += ["-s", script]
     cpu0 = server_cpu_seconds(server)
-    out = subprocess.run(args + [server.base_url + path], capture_output=True, text=True,
-                         timeout=duration + 60).stdout
+    return server, cpu0, subprocess.Popen(args + [server.base_url + path],
+                                          stdout=subprocess.PIPE, text=True)
+
+
+def spool_drained(spool_dir, limit=30.0):
+    """Waits (bounded) until a spool holds no segment: its shipper's work for a load is part
+    of what events cost, and left running it would steal the next measurement's CPU."""
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        try:
+            if not any(name.startswith("seg-") and not name.endswith(".progress")
+                       for name in os.listdir(spool_dir)):
+                return
+        except OSError:
+            return
+        time.sleep(0.2)
+
+
+def wrk_finish(started, duration, settle=None):
+    """(requests/s, p99 ms, non-2xx, server CPU µs per request); settle() runs before the
+    server's CPU is read."""
+    server, cpu0, proc = started
+    out = proc.communicate(timeout=duration + 60)[0]
+    if settle:
+        settle()
     cpu = server_cpu_seconds(server) - cpu0
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     requests = int(re.search(r"(\d+) requests in", out).group(1))
@@ -84,6 +107,20 @@ def wrk(server, path, threads, conns, duration, script=None):
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return (rate, float(p99.group(1)) * scale, int(errors.group(1)) if errors else 0,
             1e6 * cpu / max(requests, 1))
+
+
+def wrk(server, path, threads, conns, duration, script=None, settle=None):
+    return wrk_finish(wrk_start(server, path, threads, conns, duration, script), duration,
+                      settle)
+
+
+def load_together(a, b, threads, conns, duration):
+    """Loads two servers at once, half the connections each: both see the same neighbours
+    and share the cores alike, so the difference of their CPU per request is steadier than
+    that of rates measured one after the other. a and b are (server, path, script, settle)."""
+    started = [wrk_start(server, path, max(1, threads // 2), max(1, conns // 2), duration, lua)
+               for server, path, lua, _ in (a, b)]
+    return [wrk_finish(x, duration, settle) for x, (_, _, _, settle) in zip(started, (a, b))]
 
 
 def median(values):
@@ -122,7 +159,8 @@ def main():
                 "<Location /v2>\n  SetHandler decision\n</Location>\n"
                 % (htdocs, htdocs, SAMPLE_BUCKETING, rundir, events))
         h = Httpd(rundir, body, mpm=args.mpm, log_level="decision:warn", access_log=False)
-        # the same server without metrics, idle while the other is measured
+        # the same server without metrics, idle while the other is measured; a twin below
+        # takes every trigger_hit:true load
         quiet_dir = make_world_readable_dir("dc-bench-nometrics-")
         quiet_events = os.path.join(quiet_dir, "events")
         os.mkdir(quiet_events)
@@ -132,26 +170,52 @@ def main():
         quiet_body = quiet_body.replace("file:%s" % events, "file:%s" % quiet_events)
         quiet = Httpd(quiet_dir, quiet_body + "DecisionMetrics off\n", mpm=args.mpm,
                       log_level="decision:warn", access_log=False)
+        twin_dir = make_world_readable_dir("dc-bench-twin-")
+        twin_events = os.path.join(twin_dir, "events")
+        os.mkdir(twin_events)
+        os.chmod(twin_events, 0o777)
+        twin_body = body.replace("DecisionSpool %s/spool" % rundir, "DecisionSpool %s/spool" % twin_dir)
+        twin_body = twin_body.replace("file:%s" % events, "file:%s" % twin_events)
+        twin = Httpd(twin_dir, twin_body, mpm=args.mpm, log_level="decision:warn",
+                     access_log=False)
         h.start()
         quiet.start()
+        twin.start()
         try:
             static, module, hits, no_metrics = [], [], [], []
-            plan = [(no_metrics, quiet, "", script), (static, h, "/static.txt", None),
-                    (module, h, "", script), (hits, h, "", hits_script)]
+            # Only the twin ever gets trigger_hit:true, so no shipper backlog runs
+            # in a server measured without events; its CPU includes the shipping.
+            drained = lambda: spool_drained(os.path.join(twin_dir, "spool"))  # noqa: E731
+            plan = [(no_metrics, quiet, "", script, None), (static, h, "/static.txt", None, None),
+                    (module, h, "", script, None), (hits, twin, "", hits_script, drained)]
             for n in range(args.rounds):
                 # each round starts one further along, so no variant always runs first
                 for i in range(len(plan)):
-                    runs, server, path, lua = plan[(i + n) % len(plan)]
+                    runs, server, path, lua, settle = plan[(i + n) % len(plan)]
                     runs.append(wrk(server, path, args.threads, args.connections, args.duration,
-                                    lua))
+                                    lua, settle))
+            pairs = {"metrics": [], "events": []}
+            for n in range(args.rounds):
+                # metrics: the same requests to a server with and one without;
+                # events: trigger_hit false to one server, true to its twin
+                for name, a, b in (("metrics", (quiet, "", script, None), (h, "", script, None)),
+                                   ("events", (h, "", script, None),
+                                    (twin, "", hits_script, drained))):
+                    if n % 2:
+                        b_run, a_run = load_together(b, a, args.threads, args.connections, args.duration)
+                    else:
+                        a_run, b_run = load_together(a, b, args.threads, args.connections, args.duration)
+                    pairs[name].append((a_run, b_run))
         finally:
             h.stop()
             quiet.stop()
+            twin.stop()
+            batches = 0
+            for name in os.listdir(twin_events):
+                with open(os.path.join(twin_events, name)) as f:
+                    batches += sum(1 for _ in f)
             shutil.rmtree(quiet_dir, ignore_errors=True)
-        batches = 0
-        for name in os.listdir(events):
-            with open(os.path.join(events, name)) as f:
-                batches += sum(1 for _ in f)
+            shutil.rmtree(twin_dir, ignore_errors=True)
     finally:
         shutil.rmtree(rundir, ignore_errors=True)
     s = max(static)
@@ -185,6 +249,14 @@ def main():
         print("cost of %-10s  %6.1f %% of the rate  (median of the rounds' own: %.1f %%; "
               "by server CPU per request: %.1f %%)" % (name, best, paired,
                                                        cpu_cost(base, other)))
+    print("paired (two servers loaded at once, -t%d -c%d each; %d rounds):" % (
+        max(1, args.threads // 2), max(1, args.connections // 2), args.rounds))
+    for name in ("metrics", "events"):
+        by_cpu = [100.0 * (1.0 - a[3] / b[3]) for a, b in pairs[name]]
+        by_rate = [100.0 * (a[0] - b[0]) / a[0] for a, b in pairs[name]]
+        print("  cost of %-8s  %5.1f %% by server CPU per request, %5.1f %% by rate "
+              "(medians; rounds by CPU: %s)" % (name, median(by_cpu), median(by_rate),
+                                                " ".join("%.1f" % x for x in by_cpu)))
     print("API p99             %6.2f ms best, %.2f ms median of the rounds" % (
         min(r[1] for r in module), median([r[1] for r in module])))
 

@@ -51,6 +51,8 @@ struct dc_shipper {
     char file_path[PATH_MAX];
     apr_off_t file_bytes;
     unsigned file_seq;
+    int file_unsynced; /* batches written to file_fd since its last sync */
+    int file_lost;     /* a descriptor with unsynced batches was dropped */
 
     unsigned failures;          /* in a row */
     apr_time_t retry_after;     /* from the last 429 */
@@ -257,25 +259,42 @@ static send_result_e http_send(dc_shipper_t *sh, const char *body, size_t len, c
 /* What was written to the file sink since the last call reaches the disk.
  * Once per segment pass rather than once per batch: a sync costs more than
  * the batches it covers, and progress is recorded only after it. */
+static void file_drop(dc_shipper_t *sh)
+{
+    if (sh->file_fd >= 0)
+        close(sh->file_fd);
+    sh->file_fd = -1;
+    sh->file_lost |= sh->file_unsynced;
+    sh->file_unsynced = 0;
+}
+
 static int file_sync(dc_shipper_t *sh, char *why, size_t whylen)
 {
-    if (sh->file_fd < 0 || fdatasync(sh->file_fd) == 0)
+    if (sh->file_lost) {
+        /* batches of this pass may not be on disk: send them again */
+        snprintf(why, whylen, "%.96s: a write or sync failed", sh->file_path);
+        sh->file_lost = 0;
+        return -1;
+    }
+    if (sh->file_fd < 0 || !sh->file_unsynced || fdatasync(sh->file_fd) == 0) {
+        sh->file_unsynced = 0;
         return 0;
+    }
     snprintf(why, whylen, "cannot sync %.96s: %s", sh->file_path, strerror(errno));
-    close(sh->file_fd);
-    sh->file_fd = -1;
+    file_drop(sh);
+    sh->file_lost = 0; /* reported here */
     return -1;
 }
 
 static int file_open_next(dc_shipper_t *sh)
 {
-    if (sh->file_fd >= 0 && fdatasync(sh->file_fd) < 0) {
-        close(sh->file_fd);
-        sh->file_fd = -1;
+    if (sh->file_fd >= 0 && sh->file_unsynced && fdatasync(sh->file_fd) < 0) {
+        file_drop(sh);
         return -1; /* the caller retries the batch; the unsynced ones are sent again */
     }
     if (sh->file_fd >= 0)
         close(sh->file_fd);
+    sh->file_unsynced = 0;
     snprintf(sh->file_path, sizeof(sh->file_path), "%s/events-%013" PRId64 "-%ld-%u.jsonl",
              sh->file_dir, (int64_t)apr_time_as_msec(apr_time_now()), (long)getpid(),
              sh->file_seq++);
@@ -297,7 +316,7 @@ static send_result_e file_send(dc_shipper_t *sh, const char *body, size_t len, c
 
     if ((sh->file_fd < 0 || sh->file_bytes >= sh->opt.file_rotate_bytes) &&
         file_open_next(sh) < 0) {
-        snprintf(why, whylen, "cannot open %.96s: %s", sh->file_path, strerror(errno));
+        snprintf(why, whylen, "cannot sync or open %.96s: %s", sh->file_path, strerror(errno));
         return SEND_RETRY;
     }
     /* body ends with '\n' (added by the caller for this sink). */
@@ -310,11 +329,11 @@ static send_result_e file_send(dc_shipper_t *sh, const char *body, size_t len, c
         if (w > 0 && ftruncate(sh->file_fd, sh->file_bytes) < 0) {
             /* The partial line stays; readers of JSON lines skip it. */
         }
-        close(sh->file_fd);
-        sh->file_fd = -1;
+        file_drop(sh);
         return SEND_RETRY;
     }
     sh->file_bytes += (apr_off_t)len;
+    sh->file_unsynced = 1;
     return SEND_OK;
 }
 
@@ -661,7 +680,8 @@ static int ship_segment(dc_shipper_t *sh, const char *name, apr_time_t deadline,
         char why[160];
 
         if (file_sync(sh, why, sizeof(why)) < 0) {
-            note_retry(sh, apr_psprintf(p, "%s: %s", sh->opt.collector, why));
+            if (result != DC_SHIP_BACKOFF)
+                note_retry(sh, apr_psprintf(p, "%s: %s", sh->opt.collector, why));
             return DC_SHIP_BACKOFF; /* resent from the last progress: at least once */
         }
         if (unsynced_batches)
