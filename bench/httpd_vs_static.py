@@ -1,16 +1,24 @@
 #!/usr/bin/env python3
 """mod_decision's request rate next to httpd serving a small static file.
 
-Starts the distribution's httpd (event MPM, no access log) with the built
-module and the sample bucketing file, then runs wrk (-t2 -c64 by default)
-alternately against a 20-byte static file, POST /v2/campaigns (a rotating
-set of 10 000 visitors) with trigger_hit false, and the same with
-trigger_hit true (every answer's events go to the spool, a shipper delivers
-them to a file sink), and the first again on a twin server with
-DecisionMetrics off; prints the rates, the ratios (to the static file, the
-cost of events, the cost of metrics) and the p99 latencies. The best of the rounds is kept for each, so a noisy neighbour on
-the machine hurts both figures alike. Not a test: figures depend on the
-machine; compare runs made together.
+Starts the distribution's httpd (event MPM, no access log) three times with
+the built module and the sample bucketing file: the main server, a twin
+configured alike, and one with DecisionMetrics off. wrk (-t2 -c64 by
+default) then runs in rounds, one variant after another (each round starting
+one variant further along): a 20-byte static file and POST /v2/campaigns (a
+rotating set of 10 000 visitors, trigger_hit false) on the main server, the
+same requests on the server without metrics, and trigger_hit true on the twin
+(every answer's events spooled, a shipper delivering them to a file sink; the
+twin's CPU is read once its spool has drained, so the shipping counts). For
+each it prints the best rate, p99 and the server's own CPU per request
+(utime + stime of the httpd processes), and the ratios: to the static file,
+the cost of events, the cost of metrics.
+
+Then pairs of servers are loaded at once (half the connections each), so both
+see the same neighbours: metrics off against on, events off against on, and
+two servers configured alike, whose difference is this machine's noise floor
+for the other two. Not a test: figures depend on the machine; compare runs
+made together.
 
     python3 bench/httpd_vs_static.py [--duration 10] [--rounds 2] [--mpm event]
 """
@@ -194,13 +202,16 @@ def main():
                     runs, server, path, lua, settle = plan[(i + n) % len(plan)]
                     runs.append(wrk(server, path, args.threads, args.connections, args.duration,
                                     lua, settle))
-            pairs = {"metrics": [], "events": []}
+            pairs = {"metrics": [], "events": [], "nothing": []}
             for n in range(args.rounds):
                 # metrics: the same requests to a server with and one without;
                 # events: trigger_hit false to one server, true to its twin
+                # nothing: the same requests to two servers configured alike, the
+                # noise floor of this machine for the other two
                 for name, a, b in (("metrics", (quiet, "", script, None), (h, "", script, None)),
                                    ("events", (h, "", script, None),
-                                    (twin, "", hits_script, drained))):
+                                    (twin, "", hits_script, drained)),
+                                   ("nothing", (h, "", script, None), (twin, "", script, None))):
                     if n % 2:
                         b_run, a_run = load_together(b, a, args.threads, args.connections, args.duration)
                     else:
@@ -251,7 +262,7 @@ def main():
                                                        cpu_cost(base, other)))
     print("paired (two servers loaded at once, -t%d -c%d each; %d rounds):" % (
         max(1, args.threads // 2), max(1, args.connections // 2), args.rounds))
-    for name in ("metrics", "events"):
+    for name in ("metrics", "events", "nothing"):
         by_cpu = [100.0 * (1.0 - a[3] / b[3]) for a, b in pairs[name]]
         by_rate = [100.0 * (a[0] - b[0]) / a[0] for a, b in pairs[name]]
         print("  cost of %-8s  %5.1f %% by server CPU per request, %5.1f %% by rate "
