@@ -62,6 +62,19 @@ void dc_assignments_merge(apr_pool_t *p, dc_assignments_t *record,
     record->ts_ms = now_ms;
 }
 
+char *dc_store_memory_key(apr_pool_t *p, const char *env_id, const char *id, size_t id_len,
+                          size_t *len)
+{
+    size_t elen = strlen(env_id);
+    char *key = apr_palloc(p, elen + 1 + id_len);
+
+    memcpy(key, env_id, elen);
+    key[elen] = '\0';
+    memcpy(key + elen + 1, id, id_len);
+    *len = elen + 1 + id_len;
+    return key;
+}
+
 char *dc_assignment_encode_field(apr_pool_t *p, const dc_assignment_t *a, size_t *len)
 {
     dc_buf_t b;

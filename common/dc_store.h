@@ -67,6 +67,11 @@ void dc_assignments_merge(apr_pool_t *p, dc_assignments_t *record,
 char *dc_assignments_encode(apr_pool_t *p, const dc_assignments_t *a, size_t *len);
 int dc_assignments_decode(apr_pool_t *p, const char *data, size_t len, dc_assignments_t *out);
 /* One Redis hash field value: {"VariationID":"v","Activated":bool}. */
+/* The key of id's record in an in-memory store: env_id NUL id (the NUL keeps
+ * ("a", "b\0c") and ("a\0b", "c") apart). */
+char *dc_store_memory_key(apr_pool_t *p, const char *env_id, const char *id, size_t id_len,
+                          size_t *len);
+
 char *dc_assignment_encode_field(apr_pool_t *p, const dc_assignment_t *a, size_t *len);
 int dc_assignment_decode_field(apr_pool_t *p, const char *vg_id, size_t vg_id_len,
                                const char *data, size_t len, dc_assignment_t *out);

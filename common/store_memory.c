@@ -87,19 +87,6 @@ void *dc_store_memory_create(apr_pool_t *p, size_t max_entries)
     return m;
 }
 
-static char *make_key(apr_pool_t *p, const char *env_id, const char *id, size_t id_len,
-                      size_t *len)
-{
-    size_t elen = strlen(env_id);
-    char *key = apr_palloc(p, elen + 1 + id_len);
-
-    memcpy(key, env_id, elen);
-    key[elen] = '\0';
-    memcpy(key + elen + 1, id, id_len);
-    *len = elen + 1 + id_len;
-    return key;
-}
-
 static entry_t **find_slot(memory_store_t *m, const char *key, size_t len, uint32_t h)
 {
     entry_t **slot = &m->buckets[h & (m->n_buckets - 1)];
@@ -155,7 +142,7 @@ static dc_store_status_e memory_load(dc_store_t *s, apr_pool_t *p, const char *e
 {
     memory_store_t *m = s->impl;
     size_t key_len, value_len = 0;
-    char *key = make_key(p, env_id, id, id_len, &key_len);
+    char *key = dc_store_memory_key(p, env_id, id, id_len, &key_len);
     uint32_t h = key_hash(key, key_len);
     char *copy = NULL;
     entry_t *e;
@@ -180,7 +167,7 @@ static dc_store_status_e memory_save(dc_store_t *s, apr_pool_t *p, const char *e
 {
     memory_store_t *m = s->impl;
     size_t key_len, value_len;
-    char *key = make_key(p, env_id, id, id_len, &key_len);
+    char *key = dc_store_memory_key(p, env_id, id, id_len, &key_len);
     uint32_t h = key_hash(key, key_len);
     dc_assignments_t merged;
     entry_t **slot, *e;

@@ -104,19 +104,6 @@ const char *decision_memstore_check_uri(apr_pool_t *p, const char *uri)
     return parse_size(p, uri, &size, &entries);
 }
 
-static char *make_key(apr_pool_t *p, const char *env_id, const char *id, size_t id_len,
-                      size_t *key_len)
-{
-    size_t elen = strlen(env_id);
-    char *key = apr_palloc(p, elen + 1 + id_len);
-
-    memcpy(key, env_id, elen);
-    key[elen] = '\0';
-    memcpy(key + elen + 1, id, id_len);
-    *key_len = elen + 1 + id_len;
-    return key;
-}
-
 /* The record of key decoded into out: 1, or 0 when there is none (or it is unreadable). */
 static int read_record(shared_store_t *st, apr_pool_t *p, const char *key, size_t key_len,
                        dc_assignments_t *out)
@@ -144,7 +131,7 @@ static dc_store_status_e memstore_load(dc_store_t *s, apr_pool_t *p, const char 
 {
     shared_store_t *st = s->impl;
     size_t key_len;
-    char *key = make_key(p, env_id, id, id_len, &key_len);
+    char *key = dc_store_memory_key(p, env_id, id, id_len, &key_len);
 
     return read_record(st, p, key, key_len, out) ? DC_STORE_OK : DC_STORE_NOT_FOUND;
 }
@@ -155,7 +142,7 @@ static dc_store_status_e memstore_save(dc_store_t *s, apr_pool_t *p, const char 
 {
     shared_store_t *st = s->impl;
     size_t key_len, encoded_len;
-    char *key = make_key(p, env_id, id, id_len, &key_len), *encoded;
+    char *key = dc_store_memory_key(p, env_id, id, id_len, &key_len), *encoded;
     dc_assignments_t merged;
     int rc;
 
