@@ -69,6 +69,13 @@
  * not decode is logged (once per streak) and treated as absent; the next save
  * for that id replaces it.
  *
+ * Cache. Each process keeps what it read and wrote (a dc_table of 4 MiB, FIFO), each
+ * record tagged with the change counter at the time: while the counter has not moved
+ * (no process saved), a load is one pread of it and a lock-free lookup, with no mutex,
+ * file lock or DBM call. Any save, here or in another process (or a program that bumps
+ * the counter as README says), makes every older tag miss. A file removed or replaced
+ * by hand is therefore noticed at the next save, not at the next load.
+ *
  * Cost per load with a fresh kept handle: the mutex, flock() twice, one
  * pread and one stat, and the lookup in cached pages (2-3 us). sdbm loads
  * skip PATH.lock (sdbm's own shared lock, taken by every fetch, excludes a
@@ -79,6 +86,7 @@
  */
 #include "dc_store.h"
 #include "dc_log.h"
+#include "dc_table.h"
 
 #include <apr_dbm.h>
 #include <apr_file_info.h>
@@ -90,9 +98,14 @@
 #include <apr_time.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* Each process's cache of what it read and wrote (see load_cached). */
+#define DBM_CACHE_BYTES (4 * 1024 * 1024)
+#define DBM_CACHE_FIRST_READ 4096
 
 /* Bigger records are garbage: DC_STORE_MAX_ASSIGNMENTS entries of bounded fields fit well below. */
 #define DBM_MAX_RECORD (4 * 1024 * 1024)
@@ -128,6 +141,12 @@ typedef struct {
     dc_store_log_limit_t too_big_log;
     dc_store_log_limit_t generation_log;
     char error[200];         /* why it failed, for health() */
+    /* What this process read or wrote, each record tagged with the change counter it was
+     * read at: lock-free to read, one writer at a time (cache_lock). A fork's copy stays
+     * right, as its tags do. */
+    dc_table_t cache;
+    void *cache_block;       /* NULL: no cache */
+    apr_thread_mutex_t *cache_lock;
 } dbm_store_t;
 
 static const char *const dbm_types[] = {"default", "gdbm", "sdbm", "db"};
@@ -173,7 +192,7 @@ static apr_status_t open_lock_file(dbm_store_t *d)
                        DBM_FILE_PERMS, d->pool);
     if (rv != APR_SUCCESS)
         d->lock_file = NULL;
-    d->lock_pid = getpid();
+    __atomic_store_n(&d->lock_pid, getpid(), __ATOMIC_RELEASE); /* load_cached reads it */
     return rv;
 }
 
@@ -430,6 +449,61 @@ static dc_store_status_e open_for_load(dbm_store_t *d, apr_pool_t *p, apr_dbm_t 
     return DC_STORE_UNAVAILABLE;
 }
 
+/* Records that key held record (NULL: none) when the change counter was generation. */
+static void cache_put(dbm_store_t *d, apr_pool_t *p, const char *key, size_t key_len,
+                      apr_uint64_t generation, const char *record, size_t len)
+{
+    char *value;
+
+    if (!d->cache_block || len > DC_TABLE_MAX_RECORD)
+        return;
+    value = apr_palloc(p, sizeof(generation) + len);
+    memcpy(value, &generation, sizeof(generation));
+    if (len)
+        memcpy(value + sizeof(generation), record, len);
+    apr_thread_mutex_lock(d->cache_lock);
+    dc_table_put(&d->cache, key, key_len, value, sizeof(generation) + len);
+    apr_thread_mutex_unlock(d->cache_lock);
+}
+
+/* A load without the mutex, the file lock or the DBM library: what this process read or
+ * wrote for key, when the change counter has not moved since (no process saved since: a
+ * save anywhere bumps it). One pread of the counter. 1 with *status set, 0 to read the
+ * file. */
+static int load_cached(dbm_store_t *d, apr_pool_t *p, const char *key, size_t key_len,
+                       dc_store_status_e *status, dc_assignments_t *out)
+{
+    char first[DBM_CACHE_FIRST_READ], *value = first;
+    apr_uint64_t generation, tagged;
+    size_t len = 0;
+    int rc;
+
+    if (!d->cache_block || __atomic_load_n(&d->lock_pid, __ATOMIC_ACQUIRE) != getpid() ||
+        read_generation(d, &generation) < 0)
+        return 0;
+    rc = dc_table_get(&d->cache, key, key_len, first, sizeof(first), &len);
+    if (rc < 0) {
+        value = apr_palloc(p, len);
+        rc = dc_table_get(&d->cache, key, key_len, value, len, &len);
+    }
+    if (rc != 1 || len < sizeof(tagged))
+        return 0;
+    memcpy(&tagged, value, sizeof(tagged));
+    if (tagged != generation)
+        return 0;
+    if (len == sizeof(tagged)) {
+        *status = DC_STORE_NOT_FOUND;
+        return 1;
+    }
+    if (dc_assignments_decode(p, value + sizeof(tagged), len - sizeof(tagged), out) < 0 ||
+        out->n == 0) {
+        memset(out, 0, sizeof(*out));
+        return 0;
+    }
+    *status = DC_STORE_OK;
+    return 1;
+}
+
 static dc_store_status_e dbm_load(dc_store_t *s, apr_pool_t *p, const char *env_id,
                                   const char *id, size_t id_len, dc_assignments_t *out)
 {
@@ -438,12 +512,18 @@ static dc_store_status_e dbm_load(dc_store_t *s, apr_pool_t *p, const char *env_
     char *key = make_key(p, s, env_id, id, id_len, &key_len), *data = NULL;
     apr_dbm_t *db;
     apr_status_t rv;
+    apr_uint64_t generation;
     dc_store_status_e status;
+    int cacheable;
 
     if (!key)
         return DC_STORE_UNAVAILABLE;
+    if (load_cached(d, p, key, key_len, &status, out))
+        return status;
     if (lock_for_load(d) != APR_SUCCESS)
         return DC_STORE_UNAVAILABLE;
+    /* before the fetch: a save that lands in between then only makes the tag old */
+    cacheable = read_generation(d, &generation) == 0;
     status = open_for_load(d, p, &db);
     if (status != DC_STORE_OK) {
         unlock_after_load(d);
@@ -457,11 +537,16 @@ static dc_store_status_e dbm_load(dc_store_t *s, apr_pool_t *p, const char *env_
     note_success(d);
     if (!data) {
         unlock_after_load(d);
+        if (cacheable && rv == APR_SUCCESS)
+            cache_put(d, p, key, key_len, generation, NULL, 0);
         return DC_STORE_NOT_FOUND;
     }
     status = decode_record(d, p, data, len, out) == 0 && out->n > 0 ? DC_STORE_OK
                                                                    : DC_STORE_NOT_FOUND;
     unlock_after_load(d);
+    if (cacheable)
+        cache_put(d, p, key, key_len, generation, status == DC_STORE_OK ? data : NULL,
+                  status == DC_STORE_OK ? len : 0);
     return status;
 }
 
@@ -537,6 +622,12 @@ static dc_store_status_e dbm_save(dc_store_t *s, apr_pool_t *p, const char *env_
         return DC_STORE_UNAVAILABLE;
     }
     note_success(d);
+    {
+        apr_uint64_t generation;
+
+        if (read_generation(d, &generation) == 0)
+            cache_put(d, p, key, key_len, generation, value, value_len);
+    }
     unlock_store(d);
     return DC_STORE_OK;
 }
@@ -594,6 +685,8 @@ static apr_status_t destroy_handle_pool(void *data)
 
     drop_kept_handle(d);
     apr_pool_destroy(d->handle_pool);
+    free(d->cache_block);
+    d->cache_block = NULL;
     return APR_SUCCESS;
 }
 
@@ -665,6 +758,12 @@ int dc_store_dbm_open(dc_store_t *s, apr_pool_t *p, const char *spec, char *err,
         apr_pool_create_unmanaged_ex(&d->handle_pool, NULL, NULL) != APR_SUCCESS) {
         snprintf(err, err_len, "store \"dbm:%s\": cannot create a mutex", spec);
         return -1;
+    }
+    if (apr_thread_mutex_create(&d->cache_lock, APR_THREAD_MUTEX_DEFAULT, p) == APR_SUCCESS &&
+        (d->cache_block = malloc(DBM_CACHE_BYTES)) != NULL &&
+        dc_table_init(&d->cache, d->cache_block, DBM_CACHE_BYTES, 0) < 0) {
+        free(d->cache_block);
+        d->cache_block = NULL; /* then every load reads the file */
     }
     apr_pool_cleanup_register(p, d, destroy_handle_pool, apr_pool_cleanup_null);
     rv = open_lock_file(d);
