@@ -15,7 +15,7 @@
  * the config fresh is decision_feed.c, the shared "memory" store
  * decision_memstore.c, events decision_events.c. Metrics live in a shared
  * region per service kept in ap_retained_data (so counters survive graceful
- * restarts), one slot per scoreboard slot, summed when a page is read.
+ * restarts), one slot per scoreboard worker, summed when a page is read.
  *
  * Lifecycle: directives are checked as they are read (bad numbers, URLs,
  * store URIs) and again as a whole in check_config, which also runs under
@@ -623,8 +623,8 @@ static apr_status_t release_service(void *data)
 
 /* The service's metrics region: APR shared memory kept in retained data (it
  * outlives restarts, so counters stay monotonic across graceful restarts, as
- * dc_metrics_attach() expects), one slot per scoreboard slot. Recreated only
- * when ServerLimit changes. */
+ * dc_metrics_attach() expects), one slot per scoreboard worker (ServerLimit ×
+ * ThreadLimit). Recreated only when that number changes. */
 typedef struct {
     apr_shm_t *shm;
     size_t n_slots;
