@@ -119,7 +119,7 @@ struct dc_store {
  *   redis://[user:password@ | :password@]host[:port][/db][?options]   (store_redis.c)
  *   rediss://...                           (TLS, only when built with hiredis_ssl)
  *     options: timeout_ms=50, connect_timeout_ms, ttl=7776000 (s, 0 = none), prefix=P,
- *              max_backoff_ms=5000, tls_ca=FILE
+ *              max_backoff_ms=5000, client_cache=4194304 (bytes per process, 0 = off), tls_ca=FILE
  * Returns NULL and fills err on a bad URI or a backend that cannot start.
  * A process using a Redis store must ignore SIGPIPE (httpd does): hiredis
  * writes to its sockets with write(), and a socket the server has reset would

@@ -7,6 +7,7 @@
  * options: timeout_ms (command timeout, default 50), connect_timeout_ms
  * (default: timeout_ms), ttl (seconds, default 7776000 = 90 days, 0 = no
  * expiry), prefix (key prefix, default none), max_backoff_ms (default 5000),
+ * client_cache (bytes per process, default 4 MiB, 0 = off: store_redis_cache.h),
  * tls_ca (CA file for rediss). User, password and prefix are %-decoded.
  *
  * Layout (spec/DECISION-API.md 6): one hash per id, key = prefix + id (no
@@ -15,7 +16,8 @@
  * {"VariationID":"…","Activated":bool}, and a field "ts" = the save time in
  * Unix milliseconds as a decimal string. A save is HSET of the changed fields
  * and ts followed by EXPIRE, pipelined (one round trip); a load is one
- * HGETALL. HSET merges by itself: other variation groups' fields stay.
+ * HGETALL (none when the client-side cache has the visitor). HSET merges by
+ * itself: other variation groups' fields stay.
  * Every argument goes out as a counted binary string (redisCommandArgv), so
  * an id of any bytes is one key and can never become a command.
  *
@@ -53,6 +55,7 @@
  */
 #include "dc_store.h"
 #include "dc_log.h"
+#include "store_redis_cache.h"
 
 #include <apr_strings.h>
 #include <apr_thread_mutex.h>
@@ -74,6 +77,7 @@
 #define REDIS_MIN_BACKOFF apr_time_from_msec(100)
 #define REDIS_DEFAULT_MAX_BACKOFF_MS 5000
 #define REDIS_MAX_IDLE 256 /* more than any server's threads: excess ones are closed */
+#define REDIS_DEFAULT_CLIENT_CACHE (4L * 1024 * 1024) /* bytes per process */
 
 /* Saves that found Redis unreachable, replayed when it answers again. */
 #define REDIS_MAX_PENDING 1000
@@ -92,7 +96,10 @@ struct conn {
     conn_t *next;
     redisContext *ctx;
     apr_uint32_t generation;
-    int reused; /* taken from the idle pool, not connected for this call */
+    int reused;        /* taken from the idle pool, not connected for this call */
+    uint32_t tracking; /* the cache's subscription generation it redirects to; 0: none */
+    int watched;       /* by the cache, which sets closed when the server closes it */
+    int closed;
 };
 
 typedef struct {
@@ -109,6 +116,8 @@ typedef struct {
     size_t prefix_len;
     apr_interval_time_t max_backoff;
     char *where; /* "host:port/db" for messages, no secrets */
+    long client_cache_bytes;
+    redis_cache_t *cache; /* NULL: off */
 #ifdef DC_HAVE_HIREDIS_SSL
     redisSSLContext *ssl;
 #endif
@@ -138,13 +147,20 @@ static void free_pending(pending_t *p)
     }
 }
 
-static void free_conns(conn_t *c)
+static void close_conn(redis_store_t *r, conn_t *c)
+{
+    if (c->watched)
+        redis_cache_unwatch(r->cache, c->ctx->fd);
+    redisFree(c->ctx);
+    free(c);
+}
+
+static void free_conns(redis_store_t *r, conn_t *c)
 {
     while (c) {
         conn_t *next = c->next;
 
-        redisFree(c->ctx);
-        free(c);
+        close_conn(r, c);
         c = next;
     }
 }
@@ -178,7 +194,7 @@ static void fail(redis_store_t *r, const char *fmt, ...)
                               "backoff",
                r->where, r->error);
     apr_thread_mutex_unlock(r->mutex);
-    free_conns(stale);
+    free_conns(r, stale);
 }
 
 static void log_bad_data(redis_store_t *r, const char *fmt, ...)
@@ -341,6 +357,11 @@ static redisContext *connect_one(redis_store_t *r, char *why, size_t why_len)
     return c;
 }
 
+static redisContext *connect_for_cache(void *baton, char *why, size_t why_len)
+{
+    return connect_one(baton, why, why_len);
+}
+
 /* A connection for one command, or NULL while Redis is failing (then at once).
  * fresh: connect a new one even when idle ones are pooled. */
 static conn_t *acquire(redis_store_t *r, int fresh)
@@ -359,21 +380,29 @@ static conn_t *acquire(redis_store_t *r, int fresh)
     }
     if (r->failing && apr_time_now() < r->retry_at) {
         apr_thread_mutex_unlock(r->mutex);
-        free_conns(stale);
+        free_conns(r, stale);
         return NULL;
     }
-    if (r->idle && !fresh) {
+    while (r->idle && !fresh && !c) {
         c = r->idle;
         r->idle = c->next;
         r->n_idle--;
         c->reused = 1;
+        if (__atomic_load_n(&c->closed, __ATOMIC_ACQUIRE)) {
+            /* the server closed it while it was idle (the cache saw it) */
+            c->next = stale;
+            stale = c;
+            c = NULL;
+        }
+    }
+    if (c) {
     } else if (r->failing) {
         /* This request probes; the others keep skipping until it reports. */
         r->retry_at = apr_time_now() + r->backoff;
     }
     generation = r->generation;
     apr_thread_mutex_unlock(r->mutex);
-    free_conns(stale);
+    free_conns(r, stale);
     if (c)
         return c;
 
@@ -393,23 +422,16 @@ static conn_t *acquire(redis_store_t *r, int fresh)
 static void release(redis_store_t *r, conn_t *c)
 {
     apr_thread_mutex_lock(r->mutex);
-    if (c->generation == r->generation && r->pid == getpid() && r->n_idle < REDIS_MAX_IDLE) {
+    if (c->generation == r->generation && r->pid == getpid() && r->n_idle < REDIS_MAX_IDLE &&
+        !__atomic_load_n(&c->closed, __ATOMIC_ACQUIRE)) {
         c->next = r->idle;
         r->idle = c;
         r->n_idle++;
         c = NULL;
     }
     apr_thread_mutex_unlock(r->mutex);
-    if (c) {
-        redisFree(c->ctx);
-        free(c);
-    }
-}
-
-static void discard(conn_t *c)
-{
-    redisFree(c->ctx);
-    free(c);
+    if (c)
+        close_conn(r, c);
 }
 
 /* A pooled connection that the server (its "timeout" setting) or a proxy closed
@@ -428,8 +450,7 @@ static void broken(redis_store_t *r, conn_t *c, const char *what)
     char why[160];
 
     snprintf(why, sizeof(why), "%s: %s", what, c->ctx->errstr[0] ? c->ctx->errstr : "no reply");
-    redisFree(c->ctx);
-    free(c);
+    close_conn(r, c);
     fail(r, "%s", why);
 }
 
@@ -460,6 +481,48 @@ static int parse_ts(const redisReply *v, int64_t *out)
     return 0;
 }
 
+/*
+ * HGETALL on c; first, when the cache is on and c does not yet redirect its
+ * invalidations to the cache's current subscription, CLIENT TRACKING in the
+ * same round trip (c is watched before, so that its loss is never missed).
+ * NULL on an I/O error; an error answer to CLIENT TRACKING goes to why.
+ */
+static redisReply *command_tracked(redis_store_t *r, conn_t *c, const redis_cache_ticket_t *t,
+                                   const char **argv, const size_t *lens, char *why,
+                                   size_t why_len)
+{
+    redisReply *tracking = NULL, *reply = NULL;
+    int track = t->track && c->tracking != t->generation;
+
+    if (track) {
+        char id[24];
+        const char *targv[5] = {"CLIENT", "TRACKING", "on", "REDIRECT", id};
+        size_t tlens[5] = {6, 8, 2, 8, 0};
+
+        if (!c->watched) {
+            redis_cache_watch(r->cache, c->ctx->fd, &c->closed);
+            c->watched = 1;
+        }
+        tlens[4] = (size_t)snprintf(id, sizeof(id), "%lld", t->redirect_id);
+        redisAppendCommandArgv(c->ctx, 5, targv, tlens);
+    }
+    redisAppendCommandArgv(c->ctx, 2, argv, lens);
+    if (track) {
+        if (redisGetReply(c->ctx, (void **)&tracking) != REDIS_OK || !tracking)
+            return NULL;
+        if (tracking->type == REDIS_REPLY_STATUS)
+            c->tracking = t->generation;
+        else
+            snprintf(why, why_len, "CLIENT TRACKING answered %.80s",
+                     tracking->type == REDIS_REPLY_ERROR && tracking->str ? tracking->str
+                                                                          : "an unexpected reply");
+        freeReplyObject(tracking);
+    }
+    if (redisGetReply(c->ctx, (void **)&reply) != REDIS_OK)
+        return NULL;
+    return reply;
+}
+
 static dc_store_status_e redis_load(dc_store_t *s, apr_pool_t *p, const char *env_id,
                                     const char *id, size_t id_len, dc_assignments_t *out)
 {
@@ -468,11 +531,16 @@ static dc_store_status_e redis_load(dc_store_t *s, apr_pool_t *p, const char *en
     const char *argv[2] = {"HGETALL"};
     size_t lens[2] = {7};
     redisReply *reply;
+    redis_cache_ticket_t ticket;
+    dc_store_status_e cached;
+    char tracking_error[120] = "";
     conn_t *c;
 
     (void)env_id;
     argv[1] = make_key(p, r, id, id_len, &key_len);
     lens[1] = key_len;
+    if (redis_cache_lookup(r->cache, p, argv[1], key_len, out, &cached, &ticket))
+        return cached;
     for (int attempt = 0;; attempt++) {
         int err_no;
 
@@ -480,12 +548,13 @@ static dc_store_status_e redis_load(dc_store_t *s, apr_pool_t *p, const char *en
         if (!c)
             return DC_STORE_UNAVAILABLE;
         errno = 0;
-        reply = redisCommandArgv(c->ctx, 2, argv, lens);
+        reply = command_tracked(r, c, &ticket, argv, lens, tracking_error,
+                                sizeof(tracking_error));
         err_no = errno;
         if (reply)
             break;
         if (attempt == 0 && closed_while_idle(c, err_no)) {
-            discard(c);
+            close_conn(r, c);
             continue;
         }
         broken(r, c, "HGETALL");
@@ -493,6 +562,10 @@ static dc_store_status_e redis_load(dc_store_t *s, apr_pool_t *p, const char *en
     }
     release(r, c);
     succeed(r);
+    if (tracking_error[0]) {
+        redis_cache_tracking_failed(r->cache, &ticket, tracking_error);
+        ticket.track = 0;
+    }
 
     if (reply->type == REDIS_REPLY_ERROR || reply->type != REDIS_REPLY_ARRAY) {
         log_bad_data(r,
@@ -531,6 +604,7 @@ static dc_store_status_e redis_load(dc_store_t *s, apr_pool_t *p, const char *en
                            a.activated);
     }
     freeReplyObject(reply);
+    redis_cache_fill(r->cache, p, &ticket, argv[1], key_len, out);
     if (garbage)
         log_bad_data(r,
                DCLOGNO(10333) "store redis %s: %zu field(s) of a visitor hash are not valid "
@@ -622,6 +696,7 @@ static dc_store_status_e redis_save(dc_store_t *s, apr_pool_t *p, const char *en
     conn_t *c;
 
     (void)env_id;
+    redis_cache_forget(r->cache, key, key_len);
     argv[argc] = "HSET";
     lens[argc++] = 4;
     argv[argc] = key;
@@ -676,7 +751,7 @@ static dc_store_status_e redis_save(dc_store_t *s, apr_pool_t *p, const char *en
             break;
         /* HSET and EXPIRE may be sent twice: both are idempotent */
         if (attempt == 0 && failed_at == 0 && closed_while_idle(c, err_no)) {
-            discard(c);
+            close_conn(r, c);
             continue;
         }
         broken(r, c, failed_at == 0 ? "HSET" : "EXPIRE");
@@ -693,8 +768,10 @@ static dc_store_health_e redis_health(dc_store_t *s, const char **detail)
 {
     static _Thread_local char buf[300];
     redis_store_t *r = s->impl;
+    char cache[160];
     int failing;
 
+    redis_cache_describe(r->cache, cache, sizeof(cache));
     apr_thread_mutex_lock(r->mutex);
     failing = r->failing;
     if (failing) {
@@ -703,7 +780,7 @@ static dc_store_health_e redis_health(dc_store_t *s, const char **detail)
         snprintf(buf, sizeof(buf), "redis %s: %s; next try in %lld ms", r->where, r->error,
                  r->retry_at > now ? (long long)apr_time_as_msec(r->retry_at - now) : 0LL);
     } else {
-        snprintf(buf, sizeof(buf), "redis %s: ok", r->where);
+        snprintf(buf, sizeof(buf), "redis %s: ok; client-side cache %s", r->where, cache);
     }
     apr_thread_mutex_unlock(r->mutex);
     *detail = buf;
@@ -717,10 +794,11 @@ static void redis_child_init(dc_store_t *s, apr_pool_t *pchild)
     redis_store_t *r = s->impl;
 
     (void)pchild;
+    redis_cache_child_init(r->cache);
     free_pending(r->pending); /* the parent replays its own */
     r->pending = r->pending_tail = NULL;
     r->n_pending = r->pending_bytes = 0;
-    free_conns(r->idle);
+    free_conns(r, r->idle);
     r->idle = NULL;
     r->n_idle = 0;
     r->pid = getpid();
@@ -733,7 +811,7 @@ static void redis_close(dc_store_t *s)
     if (!r)
         return;
     apr_thread_mutex_lock(r->mutex);
-    free_conns(r->idle);
+    free_conns(r, r->idle);
     r->idle = NULL;
     r->n_idle = 0;
     r->generation++;
@@ -741,6 +819,8 @@ static void redis_close(dc_store_t *s)
     r->pending = r->pending_tail = NULL;
     r->n_pending = r->pending_bytes = 0;
     apr_thread_mutex_unlock(r->mutex);
+    redis_cache_destroy(r->cache);
+    r->cache = NULL;
 #ifdef DC_HAVE_HIREDIS_SSL
     if (r->ssl) {
         redisFreeSSLContext(r->ssl);
@@ -828,6 +908,7 @@ static int parse_options(apr_pool_t *p, redis_store_t *r, const char *q, const c
          max_backoff_ms = REDIS_DEFAULT_MAX_BACKOFF_MS;
 
     r->ttl_s = REDIS_DEFAULT_TTL_S;
+    r->client_cache_bytes = REDIS_DEFAULT_CLIENT_CACHE;
     while (q && *q) {
         const char *amp = strchr(q, '&'), *eq;
         size_t len = amp ? (size_t)(amp - q) : strlen(q), nlen, vlen;
@@ -855,12 +936,15 @@ static int parse_options(apr_pool_t *p, redis_store_t *r, const char *q, const c
         else if (OPT_IS("prefix"))
             bad = !(r->prefix = percent_decode(p, value, vlen)) ||
                   strlen(r->prefix) > DC_STORE_MAX_FIELD_LEN;
+        else if (OPT_IS("client_cache"))
+            bad = parse_long(value, vlen, 0, 1L << 30, &r->client_cache_bytes) ||
+                  (r->client_cache_bytes && r->client_cache_bytes < 65536);
         else if (OPT_IS("tls_ca"))
             bad = !(r->tls_ca = percent_decode(p, value, vlen)) || !*r->tls_ca;
         else {
             snprintf(err, err_len,
                      "store \"%s\": unknown option \"%.*s\" (timeout_ms, connect_timeout_ms, "
-                     "ttl, prefix, max_backoff_ms, tls_ca)",
+                     "ttl, prefix, max_backoff_ms, client_cache, tls_ca)",
                      uri, (int)nlen, q);
             return -1;
         }
@@ -1009,6 +1093,7 @@ int dc_store_redis_open(dc_store_t *s, apr_pool_t *p, const char *uri, char *err
         }
     }
 #endif
+    r->cache = redis_cache_create(p, (size_t)r->client_cache_bytes, r->where, connect_for_cache, r);
     s->provider = &dc_store_redis_provider;
     s->impl = r;
     s->prefix = r->prefix;

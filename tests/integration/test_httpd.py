@@ -445,6 +445,46 @@ def test_store_is_shared_across_prefork_children(backend, rundir, servers, tmp_p
             redis.stop()
 
 
+def test_redis_client_cache_serves_returning_visitors(rundir, servers, tmp_path):
+    """A returning visitor costs no Redis round trip, and a change another server
+    (here the decision-api's layout written by redis-cli) makes shows at once."""
+    redis = RedisServer(tmp_path).start()
+    try:
+        path = os.path.join(rundir, "bucketing.json")
+        write_json(path, with_ab_allocation(sample(), 100, 0))
+        body = ("DecisionEnvironment %s\nDecisionBucketingFile %s\nDecisionStore %s\n"
+                % (ENV, path, redis.uri)) + location()
+        h = servers(rundir, body, mpm="event")
+        conn = http.client.HTTPConnection("127.0.0.1", h.port, timeout=10)  # one child
+
+        def variation():
+            status, _, data = http_request(None, "/v2/campaigns/c_ab",
+                                           {"visitor_id": "returning"}, conn=conn)
+            assert status == 200, data
+            return json.loads(data)["variation"]["id"]
+
+        def hgetall_calls():
+            stats = redis.cli("INFO", "commandstats")
+            for line in stats.splitlines():
+                if line.startswith("cmdstat_hgetall:"):
+                    return int(line.split("calls=")[1].split(",")[0])
+            return 0
+
+        assert [variation() for _ in range(5)] == ["v_ab_ref"] * 5
+        before = hgetall_calls()
+        assert [variation() for _ in range(50)] == ["v_ab_ref"] * 50
+        assert hgetall_calls() == before
+        status, _, data = http_request(None, "/v2/ready", None, method="GET", conn=conn)
+        assert "client-side cache on" in json.loads(data)["store"]["detail"], data  # this child
+
+        redis.cli("HSET", "returning", "vg_ab", '{"VariationID":"v_ab_red","Activated":false}')
+        wait_until(lambda: variation() == "v_ab_red", timeout=2, interval=0.01,
+                   what="the write made elsewhere")
+        assert [variation() for _ in range(20)] == ["v_ab_red"] * 20
+    finally:
+        redis.stop()
+
+
 def shared_assignments_check(rundir, servers, body):
     path = os.path.join(rundir, "bucketing.json")
     h = servers(rundir, body, mpm="prefork")

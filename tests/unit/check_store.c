@@ -1045,6 +1045,178 @@ START_TEST(redis_stalled_is_bounded)
 }
 END_TEST
 
+/* ---- the client-side cache (CLIENT TRACKING) ---- */
+
+static long long hgetall_calls(void)
+{
+    redisReply *reply = raw(NULL, 0, "INFO commandstats");
+    const char *at = strstr(reply->str, "cmdstat_hgetall:calls=");
+    long long n = at ? atoll(at + strlen("cmdstat_hgetall:calls=")) : 0;
+
+    freeReplyObject(reply);
+    return n;
+}
+
+static void raw_set_variation(const char *key, const char *variation)
+{
+    freeReplyObject(raw(NULL, 0, "HSET %s %s %s", key, "vg",
+                        apr_psprintf(pool, "{\"VariationID\":\"%s\",\"Activated\":false}",
+                                     variation)));
+}
+
+/* Loads id until it holds variation (Redis's message may trail the write's
+ * reply by microseconds), at most 2 s. Returns the loads it took. */
+static int load_until(dc_store_t *s, const char *id, const char *variation)
+{
+    apr_time_t deadline = apr_time_now() + apr_time_from_sec(2);
+
+    for (int loads = 1;; loads++) {
+        dc_assignments_t out;
+        const dc_assignment_t *a;
+
+        memset(&out, 0, sizeof(out));
+        if (dc_store_load(s, pool, "env", id, strlen(id), &out) == DC_STORE_OK &&
+            (a = dc_assignments_find(&out, "vg", 2)) && a->variation_id_len == strlen(variation) &&
+            memcmp(a->variation_id, variation, a->variation_id_len) == 0)
+            return loads;
+        ck_assert_msg(apr_time_now() < deadline, "%s never showed variation %s", id, variation);
+        apr_sleep(apr_time_from_msec(1));
+    }
+}
+
+static void load_times(dc_store_t *s, const char *id, const char *variation, int n)
+{
+    for (int i = 0; i < n; i++)
+        ck_assert_int_eq(load_until(s, id, variation), 1);
+}
+
+START_TEST(redis_client_cache_serves_returning_visitors)
+{
+    dc_store_t *s;
+    dc_assignments_t a = one("vg", "mine", 0), out;
+    const char *detail;
+    long long calls;
+
+    NEED_REDIS();
+    s = open_ok(redis_uri(""));
+    raw_set_variation("cv", "A");
+    freeReplyObject(raw(NULL, 0, "CONFIG RESETSTAT"));
+    /* the first two loads ask Redis without tracking (a CGI process stops there); the
+     * second subscribes, the third turns tracking on, and from then on nothing is asked */
+    load_times(s, "cv", "A", 20);
+    ck_assert_int_eq(hgetall_calls(), 3);
+    ck_assert_int_eq(dc_store_health(s, &detail), DC_STORE_HEALTH_OK);
+    ck_assert_msg(strstr(detail, "client-side cache on, 17 of 18 loads"), "%s", detail);
+
+    /* another server changes the visitor: the next loads see it, then hit again */
+    raw_set_variation("cv", "B");
+    load_until(s, "cv", "B");
+    calls = hgetall_calls();
+    load_times(s, "cv", "B", 10);
+    ck_assert_int_eq(hgetall_calls(), calls);
+
+    /* its own save is seen by the very next load */
+    ck_assert_int_eq(dc_store_save(s, pool, "env", "cv", 2, &a, 5), DC_STORE_OK);
+    ck_assert_int_eq(load_until(s, "cv", "mine"), 1);
+
+    /* a visitor Redis does not have is cached as such, until it appears */
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(dc_store_load(s, pool, "env", "nobody", 6, &out), DC_STORE_NOT_FOUND);
+    calls = hgetall_calls();
+    ck_assert_int_eq(dc_store_load(s, pool, "env", "nobody", 6, &out), DC_STORE_NOT_FOUND);
+    ck_assert_int_eq(hgetall_calls(), calls);
+    raw_set_variation("nobody", "C");
+    load_until(s, "nobody", "C");
+
+    /* FLUSHALL: everything goes */
+    load_times(s, "cv", "mine", 2);
+    freeReplyObject(raw(NULL, 0, "FLUSHALL"));
+    {
+        apr_time_t deadline = apr_time_now() + apr_time_from_sec(2);
+
+        while (dc_store_load(s, pool, "env", "cv", 2, &out) != DC_STORE_NOT_FOUND) {
+            ck_assert_msg(apr_time_now() < deadline, "FLUSHALL did not empty the cache");
+            apr_sleep(apr_time_from_msec(1));
+        }
+    }
+    dc_store_close(s);
+
+    /* client_cache=0: every load asks Redis */
+    s = open_ok(redis_uri("?client_cache=0"));
+    raw_set_variation("cv", "A");
+    calls = hgetall_calls();
+    load_times(s, "cv", "A", 10);
+    ck_assert_int_eq(hgetall_calls(), calls + 10);
+    dc_store_close(s);
+}
+END_TEST
+
+/* Redis tracks a key for the connection that read it and forgets that connection
+ * when it closes: losing a data connection or the subscription drops the cache. */
+START_TEST(redis_client_cache_connection_loss)
+{
+    static const char *const kills[] = {"CLIENT KILL TYPE normal", "CLIENT KILL TYPE pubsub"};
+    dc_store_t *s;
+
+    NEED_REDIS();
+    s = open_ok(redis_uri(""));
+    for (int k = 0; k < 2; k++) {
+        long long calls;
+
+        raw_set_variation("lost", "A");
+        load_until(s, "lost", "A");
+        load_times(s, "lost", "A", 5);
+        calls = hgetall_calls();
+        load_times(s, "lost", "A", 5);
+        ck_assert_int_eq(hgetall_calls(), calls); /* cached */
+
+        freeReplyObject(raw(NULL, 0, kills[k]));
+        /* Redis will not say that this changed: nothing tracks "lost" any more */
+        raw_set_variation("lost", "B");
+        load_until(s, "lost", "B");
+        /* and the cache comes back by itself (a subscription is retried after 100 ms) */
+        apr_sleep(apr_time_from_msec(150));
+        load_times(s, "lost", "B", 10);
+        calls = hgetall_calls();
+        load_times(s, "lost", "B", 5);
+        ck_assert_int_eq(hgetall_calls(), calls);
+    }
+    dc_store_close(s);
+}
+END_TEST
+
+static int log_lines_10338;
+
+static void refusal_sink(void *baton, dc_log_level_e level, const char *msg)
+{
+    if (strstr(msg, "DC10338"))
+        log_lines_10338++;
+}
+
+/* A Redis that refuses CLIENT (an ACL here; a proxy or a renamed command elsewhere): one
+ * warning, and every load asks Redis. */
+START_TEST(redis_client_cache_refused)
+{
+    dc_store_t *s;
+    const char *detail;
+    long long calls;
+
+    NEED_REDIS();
+    freeReplyObject(raw(NULL, 0, "ACL SETUSER bob on >pw ~* +@all -client"));
+    s = open_ok(apr_psprintf(pool, "redis://bob:pw@127.0.0.1:%d", srv.port));
+    raw_set_variation("r", "A");
+    dc_log_set_sink(refusal_sink, NULL, DC_LOG_WARN);
+    calls = hgetall_calls();
+    load_times(s, "r", "A", 10);
+    ck_assert_int_eq(hgetall_calls(), calls + 10);
+    ck_assert_int_eq(log_lines_10338, 1);
+    dc_log_set_sink(NULL, NULL, DC_LOG_ERROR);
+    ck_assert_int_eq(dc_store_health(s, &detail), DC_STORE_HEALTH_OK);
+    ck_assert_msg(strstr(detail, "client-side cache off: CLIENT ID"), "%s", detail);
+    dc_store_close(s);
+}
+END_TEST
+
 #define REDIS_THREADS 8
 #define REDIS_OPS 150
 static dc_store_t *threads_store;
@@ -1450,6 +1622,9 @@ static Suite *store_suite(void)
     tcase_add_test(tr, redis_outage_saves_replayed);
     tcase_add_test(tr, redis_idle_connection_closed_by_server);
     tcase_add_test(tr, redis_many_threads);
+    tcase_add_test(tr, redis_client_cache_serves_returning_visitors);
+    tcase_add_test(tr, redis_client_cache_connection_loss);
+    tcase_add_test(tr, redis_client_cache_refused);
     suite_add_tcase(s, tr);
     return s;
 }
