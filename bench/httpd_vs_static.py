@@ -21,6 +21,7 @@ for the other two. Not a test: figures depend on the machine; compare runs
 made together.
 
     python3 bench/httpd_vs_static.py [--duration 10] [--rounds 2] [--mpm event]
+                                     [--keepalive-on-worker]
 """
 import argparse
 import os
@@ -144,6 +145,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--mpm", default="event", choices=sorted(TUNING))
+    ap.add_argument("--keepalive-on-worker", action="store_true",
+                    help="DecisionKeepAliveOnWorker On in every server (event MPM)")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk not found: install the Debian package wrk")
@@ -161,6 +164,7 @@ def main():
         os.mkdir(events)
         os.chmod(events, 0o777)
         body = (TUNING[args.mpm] +
+                ("DecisionKeepAliveOnWorker On\n" if args.keepalive_on_worker else "") +
                 "DocumentRoot %s\n<Directory %s>\n  Require all granted\n</Directory>\n"
                 "DecisionEnvironment bench\nDecisionBucketingFile %s\n"
                 "DecisionSpool %s/spool\nDecisionCollector file:%s\n"
@@ -233,8 +237,9 @@ def main():
     m = max(module)
     e = max(hits)
     q = max(no_metrics)
-    print("wrk -t%d -c%d -d%ds, %s MPM, best of %d rounds (server CPU per request: median)" % (
-        args.threads, args.connections, args.duration, args.mpm, args.rounds))
+    print("wrk -t%d -c%d -d%ds, %s MPM%s, best of %d rounds (server CPU per request: median)" % (
+        args.threads, args.connections, args.duration, args.mpm,
+        " + DecisionKeepAliveOnWorker" if args.keepalive_on_worker else "", args.rounds))
     rows = [("static file", static, ""), ("POST /v2/campaigns", module, ""),
             ("  with trigger_hit", hits, "; events spooled, shipped to a file"),
             ("  metrics off", no_metrics, "")]

@@ -485,6 +485,38 @@ def test_redis_client_cache_serves_returning_visitors(rundir, servers, tmp_path)
         redis.stop()
 
 
+@pytest.mark.parametrize("on", [False, True])
+def test_keepalive_on_worker(on, rundir, servers):
+    """DecisionKeepAliveOnWorker: under the event MPM a connection that asked for a decision
+    waits for its next request on its worker thread ("K" in the scoreboard), not in the
+    listener; off, the event MPM's own way is kept."""
+    body = ("DecisionEnvironment %s\nDecisionBucketingFile %s\n%s"
+            "<Location /server-status>\n  SetHandler server-status\n</Location>\n"
+            % (ENV, SAMPLE_BUCKETING, "DecisionKeepAliveOnWorker On\n" if on else "")) + location()
+    h = servers(rundir, body, mpm="event", extra_modules=["status"])
+    conn = http.client.HTTPConnection("127.0.0.1", h.port, timeout=10)
+    expected = None
+    for _ in range(3):
+        status, _, data = http_request(None, "/v2/campaigns", VIP, conn=conn)
+        assert status == 200, data
+        assert expected in (None, data)
+        expected = data
+
+    def workers_in_keepalive():
+        _, _, page = http_request(h.base_url, "/server-status?auto", None, method="GET",
+                                  headers={"Connection": "close"})
+        return page.decode().split("Scoreboard: ")[1].split("\n")[0].count("K")
+    if on:
+        wait_until(lambda: workers_in_keepalive() == 1, timeout=5, interval=0.05,
+                   what="the kept-alive connection on its worker")
+    else:  # the listener holds it: no worker waits ("K") at any time
+        for _ in range(10):
+            assert workers_in_keepalive() == 0
+            time.sleep(0.05)
+    for _ in range(3):  # and it goes on answering
+        assert http_request(None, "/v2/campaigns", VIP, conn=conn)[2] == expected
+
+
 def shared_assignments_check(rundir, servers, body):
     path = os.path.join(rundir, "bucketing.json")
     h = servers(rundir, body, mpm="prefork")
@@ -601,6 +633,62 @@ def test_graceful_under_load_drops_nothing_and_restarts_leak_nothing(mpm, rundir
                what="no shared memory or descriptor left from older generations")
     h.stop()
     assert "[decision:emerg]" not in h.log() and "[decision:crit]" not in h.log()
+
+
+def test_graceful_with_connections_kept_on_workers(rundir, servers):
+    """DecisionKeepAliveOnWorker holds each kept-alive connection on a thread: graceful
+    restarts under such load answer every request. A reused connection that a stopping
+    child has closed is retried once on a new one, as HTTP clients do; a new connection
+    that gets no answer, or any wrong answer, is a failure."""
+    h = servers(rundir, sample_conf("DecisionStore memory\nDecisionKeepAliveOnWorker On\n"),
+                mpm="event")
+    stop, lock, results = threading.Event(), threading.Lock(), []
+    body = json.dumps(VIP)
+
+    def client():
+        conn = None
+        while not stop.is_set():
+            reused = conn is not None
+            if conn is None:
+                conn = http.client.HTTPConnection("127.0.0.1", h.port, timeout=20)
+            try:
+                conn.request("POST", "/v2/campaigns", body, {"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                data = resp.read()
+                outcome = True if resp.status == 200 and json.loads(data)["visitorId"] == "bob" \
+                    else ("answer", resp.status, data[:200])
+                if resp.getheader("Connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
+                conn.close()
+                conn = None
+                if reused:
+                    continue  # closed while idle by a stopping child: send it again
+                outcome = ("dropped", repr(e))
+            except (OSError, http.client.HTTPException) as e:
+                outcome = ("dropped", repr(e))
+                conn.close()
+                conn = None
+            with lock:
+                results.append(outcome)
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.0)
+        for _ in range(3):
+            h.graceful()
+            time.sleep(1.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    failures = [r for r in results if r is not True]
+    assert len(results) > 100, len(results)
+    assert failures == [], failures[:5]
+    assert h.log().count("DC10404") >= 4  # the new generations served
 
 
 # --- configtest refuses what cannot work ---------------------------------------
