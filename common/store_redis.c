@@ -395,8 +395,7 @@ static conn_t *acquire(redis_store_t *r, int fresh)
             c = NULL;
         }
     }
-    if (c) {
-    } else if (r->failing) {
+    if (!c && r->failing) {
         /* This request probes; the others keep skipping until it reports. */
         r->retry_at = apr_time_now() + r->backoff;
     }
