@@ -146,19 +146,25 @@ def main():
         args.rounds, args.warmup))
     base = max(results["none"])[0]
     base_cpu = median([r[3] for r in results["none"]])
-    print("(cost: by rate, best round against best round; by CPU: the server's CPU per "
-          "request, median of the rounds; redis-server's own CPU is not counted)")
+    print("(cost: by rate, best round against best round; rounds' median: each round's rate "
+          "against none's in that round; by CPU: the server's CPU per request, median of the "
+          "rounds; redis-server's own CPU is not counted)")
     for name in stores:
         rate, p99, non2xx, _ = max(results[name])
         cpu = median([r[3] for r in results[name]])
         cost = 100.0 * (base - rate) / base
         cpu_cost = 100.0 * (1.0 - base_cpu / cpu)
+        # each round against none's run of the same round: neighbours that come and go
+        # between rounds move both
+        paired = median([100.0 * (n[0] - r[0]) / n[0] for n, r in zip(results["none"],
+                                                                      results[name])])
         target = TARGETS.get(name)
         verdict = "" if target is None or args.new_visitors else (
             "  (target <= %.0f %%: %s)" % (target, "met" if cost <= target else "NOT met"))
         print("%-8s %-40s %7.0f req/s  p99 %6.2f ms  %5.1f us CPU/req  non-2xx %d  cost %5.1f %% "
-              "(by CPU %5.1f %%)%s" % (name, uris[name][:40], rate, p99, cpu, non2xx, cost,
-                                      cpu_cost, verdict))
+              "(rounds' median %5.1f %%, by CPU %5.1f %%)%s" % (
+                  name, uris[name][:40], rate, p99, cpu, non2xx, cost, paired, cpu_cost,
+                  verdict))
 
 
 if __name__ == "__main__":
