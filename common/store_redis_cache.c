@@ -73,7 +73,8 @@ struct redis_cache {
     redisContext *sub; /* NULL: not subscribed (yet, or lost) */
     long long sub_id;
     uint32_t generation;
-    int refused, connecting, lost_logged;
+    int refused; /* off for good; also read without the mutex */
+    int connecting, lost_logged;
     unsigned long successes; /* loads that reached Redis while not subscribed */
     apr_time_t retry_at;
     apr_interval_time_t backoff;
@@ -245,9 +246,9 @@ static void reset(redis_cache_t *c)
     c->pid = getpid();
     __atomic_store_n(&c->forks_seen, __atomic_load_n(&forks, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
     if (c->outer < 0 || c->inner < 0 || epoll_ctl(c->outer, EPOLL_CTL_ADD, c->inner, &ev) < 0) {
-        c->refused = 1;
         snprintf(c->why_off, sizeof(c->why_off), "cannot create an epoll set: %s",
                  strerror(errno));
+        __atomic_store_n(&c->refused, 1, __ATOMIC_RELEASE); /* after why_off */
     }
     set_ready(c);
 }
@@ -306,8 +307,8 @@ static void off_for_good(redis_cache_t *c, const char *why)
 {
     if (c->refused)
         return;
-    c->refused = 1;
     snprintf(c->why_off, sizeof(c->why_off), "%s", why);
+    __atomic_store_n(&c->refused, 1, __ATOMIC_RELEASE); /* after why_off */
     lose_subscription(c, why);
     set_ready(c);
     dc_log(DC_LOG_WARN,
@@ -377,15 +378,15 @@ static void subscribe(redis_cache_t *c)
 }
 
 /* key's record if it is cached under (epoch, stripe_seq): 1 and out/status filled, else 0. */
+/* small: the caller's buffer, used when the record fits (most do). */
 static int read_record(redis_cache_t *c, apr_pool_t *p, const char *key, size_t key_len,
-                       uint32_t epoch, uint32_t stripe_seq, const unsigned char **record,
-                       size_t *record_len, int *found)
+                       uint32_t epoch, uint32_t stripe_seq, unsigned char *small, size_t cap,
+                       const unsigned char **record, size_t *record_len, int *found)
 {
-    static const size_t small = 2048;
-    unsigned char *buf = apr_palloc(p, small);
+    unsigned char *buf = small;
     record_header_t h;
     size_t len = 0;
-    int rc = dc_table_get(&c->table, key, key_len, buf, small, &len);
+    int rc = dc_table_get(&c->table, key, key_len, buf, cap, &len);
 
     if (rc < 0) {
         buf = apr_palloc(p, len);
@@ -418,7 +419,8 @@ static int decode(apr_pool_t *p, const unsigned char *record, size_t len, int fo
 /* The common case, without the mutex: nothing to read from Redis, no drain
  * running, and the key cached. 0 sends the load to the locked path. */
 static int lookup_unlocked(redis_cache_t *c, apr_pool_t *p, const char *key, size_t key_len,
-                           const unsigned char **record, size_t *record_len, int *found)
+                           unsigned char *small, size_t cap, const unsigned char **record,
+                           size_t *record_len, int *found)
 {
     struct epoll_event ev;
     uint32_t seq, stripe;
@@ -432,8 +434,8 @@ static int lookup_unlocked(redis_cache_t *c, apr_pool_t *p, const char *key, siz
         return 0;
     stripe = stripe_of(key, key_len);
     rc = read_record(c, p, key, key_len, __atomic_load_n(&c->epoch, __ATOMIC_ACQUIRE),
-                     __atomic_load_n(&c->stripes[stripe], __ATOMIC_ACQUIRE), record, record_len,
-                     found);
+                     __atomic_load_n(&c->stripes[stripe], __ATOMIC_ACQUIRE), small, cap, record,
+                     record_len, found);
     /* a drain that began after our epoll_wait applies messages that came later */
     return rc && __atomic_load_n(&c->drain_seq, __ATOMIC_ACQUIRE) == seq;
 }
@@ -441,14 +443,16 @@ static int lookup_unlocked(redis_cache_t *c, apr_pool_t *p, const char *key, siz
 int redis_cache_lookup(redis_cache_t *c, apr_pool_t *p, const char *key, size_t key_len,
                        dc_assignments_t *out, dc_store_status_e *status, redis_cache_ticket_t *t)
 {
+    unsigned char small[2048];
     const unsigned char *record = NULL;
     size_t record_len = 0;
     int found = 0, rc;
 
     memset(t, 0, sizeof(*t));
-    if (!c)
-        return 0;
-    if (lookup_unlocked(c, p, key, key_len, &record, &record_len, &found)) {
+    if (!c || __atomic_load_n(&c->refused, __ATOMIC_ACQUIRE))
+        return 0; /* off for good: no lock either */
+    if (lookup_unlocked(c, p, key, key_len, small, sizeof(small), &record, &record_len,
+                        &found)) {
         rc = decode(p, record, record_len, found, out, status);
         __atomic_add_fetch(rc ? &c->hits : &c->misses, 1, __ATOMIC_RELAXED);
         return rc;
@@ -468,7 +472,8 @@ int redis_cache_lookup(redis_cache_t *c, apr_pool_t *p, const char *key, size_t 
     t->epoch = __atomic_load_n(&c->epoch, __ATOMIC_ACQUIRE);
     t->stripe = stripe_of(key, key_len);
     t->stripe_seq = __atomic_load_n(&c->stripes[t->stripe], __ATOMIC_ACQUIRE);
-    rc = read_record(c, p, key, key_len, t->epoch, t->stripe_seq, &record, &record_len, &found);
+    rc = read_record(c, p, key, key_len, t->epoch, t->stripe_seq, small, sizeof(small), &record,
+                     &record_len, &found);
     apr_thread_mutex_unlock(c->mutex);
     rc = rc && decode(p, record, record_len, found, out, status);
     __atomic_add_fetch(rc ? &c->hits : &c->misses, 1, __ATOMIC_RELAXED);
@@ -484,7 +489,7 @@ void redis_cache_fill(redis_cache_t *c, apr_pool_t *p, const redis_cache_ticket_
     int start = 0;
     char *value;
 
-    if (!c)
+    if (!c || __atomic_load_n(&c->refused, __ATOMIC_ACQUIRE))
         return;
     if (!t->track) {
         /* Redis answered without the cache: maybe it is time to subscribe */
