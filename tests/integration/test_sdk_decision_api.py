@@ -18,18 +18,16 @@ Flagship's cloud (see README "Flagship SDKs"). The hook lets the test check that
 takes the SDK's activation format (batch, `aid: null`, `qt`) without the API key, and that
 each one reaches the spool, /v2/metrics and the collector.
 """
-import copy
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
 
-from harness import REPO, SAMPLE_BUCKETING, Httpd, make_world_readable_dir, wait_until
-from standin import StandIn
-from test_ops import ENV, FrontEnd, children_writable_dir, fcgi_env_clean
+from harness import DECISION_FCGI, REPO, SAMPLE_BUCKETING, Httpd, wait_until
+# workdir and standin are test_ops' fixtures, used here too
+from test_ops import ENV, FrontEnd, children_writable_dir, fcgi_env_clean, standin, workdir  # noqa: F401
 
 DIFF = os.path.join(REPO, "tests", "diff")
 sys.path.insert(0, DIFF)
@@ -70,20 +68,6 @@ META = {"campaignId": "campaignId", "campaignName": "campaignName", "slug": "slu
         "type": "campaignType", "variationGroupId": "variationGroupId",
         "variationGroupName": "variationGroupName", "variationId": "variationId",
         "variationName": "variationName", "reference": "isReference"}
-
-
-@pytest.fixture
-def workdir():
-    d = make_world_readable_dir("dc-sdk-")
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture
-def standin():
-    s = StandIn().start()
-    yield s
-    s.stop()
 
 
 def xpc_sample():
@@ -220,7 +204,6 @@ def test_js_sdk_decision_api(kind, workdir, standin):
 def test_key_mode_settings_refused_and_named(workdir):
     """`decisions` without a key is refused by both front ends, naming the setting; a
     misspelt value too."""
-    from harness import DECISION_FCGI
     env = dict(fcgi_env_clean(), ENV_ID=ENV, BUCKETING_FILE=SAMPLE_BUCKETING,
                REQUIRE_API_KEY="decisions")
     p = subprocess.run([DECISION_FCGI, "--check"], env=env, capture_output=True, text=True,
