@@ -140,6 +140,8 @@ def test_js_sdk_decision_api(kind, workdir, standin):
         assert front.post("/v2/%s/campaigns" % ENV, {"visitorId": "k"}, auth=False)[0] == 401
         assert front.get("/v2/metrics", auth=False)[0] == 401
         assert front.post("/v2/activate", {"cid": ENV, "vid": "k"}, auth=False)[0] == 400
+        keyless = {"cid": ENV, "vid": "keyless-1", "caid": "vg_ab", "vaid": "v_ab_ref"}
+        assert front.post("/v2/activate", keyless, auth=False)[0] == 204
         before = activations_2xx(front)
 
         out = run_driver(node, workdir, base, STEPS, "visitors")
@@ -160,10 +162,12 @@ def test_js_sdk_decision_api(kind, workdir, standin):
         assert bodies[3]["visitorId"] == "user-42" and bodies[3]["anonymousId"] == "anon-42"
         assert [b["visitor_consent"] for b in bodies] == [True, True, True, True, True, False]
 
-        # activations: redirected by the hook (harness device), answered 204 without the key
+        # activations: redirected by the hook (harness device), answered 204 (the JS SDK sends
+        # the key there too; the keyless one above is what `decisions` is for)
         acts = [r for r in out["requests"] if r["url"].endswith("/v2/activate")]
         assert all(r["url"] == "https://decision.flagship.io/v2/activate" and
-                   r["to"] == base + "/v2/activate" and r["status"] == 204 for r in acts), acts
+                   r["to"] == base + "/v2/activate" and r["status"] == 204 and
+                   r["headers"]["x-api-key"] == KEY for r in acts), acts
         sent = [item for r in acts for item in r["body"]["batch"]]
         # the SDK sends no activation for a visitor without consent (shy-3)
         exposures = [(e["visitorId"], e["anonymousId"], e["variationGroupId"], e["variationId"])
@@ -178,7 +182,8 @@ def test_js_sdk_decision_api(kind, workdir, standin):
         def campaign_hits():
             return sorted((h["vid"], h["cuid"], h["caid"], h["vaid"]) for h in standin.hits()
                           if h.get("t") == "CAMPAIGN")
-        expected = sorted((aid or vid, vid, caid, vaid) for vid, aid, caid, vaid in exposures)
+        expected = sorted([(aid or vid, vid, caid, vaid) for vid, aid, caid, vaid in exposures] +
+                          [("keyless-1", "keyless-1", "vg_ab", "v_ab_ref")])
         wait_until(lambda: campaign_hits() == expected, timeout=30, interval=0.3,
                    what="the SDK's activations at the collector")
         # where the rest went: the CDN's account settings, the consent hits (Flagship's cloud)
