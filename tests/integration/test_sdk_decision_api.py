@@ -25,7 +25,7 @@ import sys
 
 import pytest
 
-from harness import DECISION_FCGI, REPO, SAMPLE_BUCKETING, Httpd, wait_until
+from harness import DECISION_FCGI, REPO, SAMPLE_BUCKETING, Httpd, run_eval, wait_until
 # workdir and standin are test_ops' fixtures, used here too
 from test_ops import ENV, FrontEnd, children_writable_dir, fcgi_env_clean, standin, workdir  # noqa: F401
 
@@ -157,6 +157,12 @@ def test_js_sdk_decision_api(kind, workdir, standin):
         assert [(s["visitorId"], s["anonymousId"]) for s in xpc] == \
             [("anon-42", None), ("user-42", "anon-42"), ("anon-42", None)]
         assert all(s["flags"]["banner"]["value"] == "eu-adult" for s in xpc)
+        # XPC: once authenticated, user-42 keeps anon-42's variation, not its own hash's
+        rc, lines, _ = run_eval([{"visitor_id": v} for v in ("anon-42", "user-42")],
+                                mode="normal", extra=["--path", "/v2/flags"])
+        own = [json.loads(l)["btnColor"]["metadata"]["variationId"] for l in lines]
+        assert rc == 0 and own[0] != own[1], own
+        assert [s["flags"]["btnColor"]["metadata"]["variationId"] for s in xpc] == [own[0]] * 3
         bodies = [r["body"] for r in out["requests"] if r["url"].startswith(base + "/v2/")
                   and "/campaigns" in r["url"]]
         assert bodies[3]["visitorId"] == "user-42" and bodies[3]["anonymousId"] == "anon-42"
