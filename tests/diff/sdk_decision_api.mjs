@@ -26,9 +26,9 @@
 // with a hook that:
 //   - sends the SDK's requests to the decision API (loopback) unchanged, recording them;
 //   - redirects the hosted activate URL to scenario.activateUrl (the server under test);
-//   - answers the CDN's accountSettings.json and the event endpoints (events.flagship.io,
-//     ariane.abtasty.com: consent hits) itself, recording them; a site's real SDK sends all
-//     three to Flagship's cloud;
+//   - answers the CDN's accountSettings.json and the event endpoints itself (events.flagship.io:
+//     consent, event, usage hits; ariane.abtasty.com, a hit host the SDK also names), recording
+//     them; a site's real SDK sends all of these to Flagship's cloud;
 //   - refuses anything else.
 // Under the hook, net_guard.mjs refuses every non-loopback connection anyway: nothing leaves
 // 127.0.0.1 even if the SDK found another way out.
@@ -89,7 +89,8 @@ async function hookedFetch(input, init = {}) {
   }
   rec.to = target;
   // the SDK's agent option picks an https agent for https: URLs; the target is plain http
-  const { agent, ...rest } = init;
+  const rest = { ...init };
+  delete rest.agent;
   const response = await realFetch(target, rest);
   rec.status = response.status;
   return response;
