@@ -85,11 +85,11 @@ int dc_ship_main(int argc, const char *const *argv)
         case 'B': o.backoff_max = apr_time_from_msec(parse_long(arg, 1, 3600000, &bad)); break;
         case 'C': o.ca_file = arg; break;
         case 'l': bad |= dc_log_level_parse(arg, &level) < 0; break;
-        case 'h': dc_ship_usage(argv[0]); return 0;
+        case 'h': dc_ship_usage("decision-fcgi"); return 0;
         }
     }
     if (rv != APR_EOF || bad || !o.spool_dir || opt->ind != argc) {
-        dc_ship_usage(argv[0]);
+        dc_ship_usage("decision-fcgi");
         return 2;
     }
     dc_log_set_sink(NULL, NULL, level);
