@@ -1,4 +1,6 @@
-"""decision-fcgi under systemd socket activation (sd_listen_fds(3)'s convention).
+"""decision-fcgi under systemd: socket activation, the units, the shipper unit's command.
+
+Socket activation follows sd_listen_fds(3)'s convention.
 
 A socket unit holds the listening socket and passes it as fd 3 with
 LISTEN_FDS=1 and LISTEN_PID=<the service's pid>. The test plays systemd: it
@@ -9,7 +11,9 @@ is only known after the fork), and it runs the responder under systemd's own
 socket; a stop leaves it listening (it is the unit's, not ours), with what
 arrived meanwhile answered by the next instance; variables meant for another
 process are ignored; more than one socket, or a descriptor that is not a
-listening stream socket, is refused with a log line.
+listening stream socket, is refused with a log line. Then conf/systemd's units
+pass `systemd-analyze verify`, and `decision-fcgi ship` takes its spool and
+collector from the responder's settings, as decision-fcgi-ship.service needs.
 """
 import os
 import signal
@@ -25,6 +29,8 @@ from harness import (DECISION_FCGI, FCGI_BEGIN_REQUEST, SAMPLE_BUCKETING, FcgiRe
 
 ENV = {"PATH": "/usr/bin:/bin", "ENV_ID": "env-sa", "BUCKETING_FILE": SAMPLE_BUCKETING,
        "LOG_LEVEL": "info", "SHUTDOWN_TIMEOUT": "5s"}
+# under the sanitizer pass of tests/run, its options (a report changes the exit status)
+ENV.update({k: v for k, v in os.environ.items() if k in ("ASAN_OPTIONS", "UBSAN_OPTIONS")})
 BODY = b'{"visitor_id":"v1","context":{"isVIP":true},"trigger_hit":false}'
 PROCS = []
 
@@ -136,7 +142,8 @@ def test_systemd_socket_activate_runs_it(tmp_path):
     port = free_port()
     log = open(str(tmp_path / "r.log"), "ab")
     p = subprocess.Popen(["systemd-socket-activate", "-l", "127.0.0.1:%d" % port] +
-                         ["-E%s=%s" % kv for kv in ENV.items()] + [DECISION_FCGI],
+                         ["-E%s=%s" % kv for kv in ENV.items() if kv[0] != "PATH"] +
+                         [DECISION_FCGI],
                          env={"PATH": "/usr/bin:/bin"}, stdin=subprocess.DEVNULL, stdout=log,
                          stderr=subprocess.STDOUT, start_new_session=True)
     PROCS.append(p)
@@ -200,3 +207,49 @@ def test_unusable_passed_descriptors_are_refused(tmp_path, case):
     assert p.wait(timeout=20) == 2, log_of(tmp_path)
     assert tag in log_of(tmp_path)
     sock.close()
+
+
+# ---- the units of conf/systemd (installed by the decision-fcgi package) -----------------------
+
+
+
+
+def test_the_units_verify_clean(tmp_path):
+    """`systemd-analyze verify` on conf/systemd's units, pointed at the built program (the
+    installed ones, with their man page, are verified by test_debian.py)."""
+    from harness import REPO
+    names = ["decision-fcgi.service", "decision-fcgi.socket", "decision-fcgi-ship.service"]
+    for name in names:
+        with open(os.path.join(REPO, "conf", "systemd", name)) as f:
+            text = f.read()
+        (tmp_path / name).write_text(text.replace("/usr/bin/decision-fcgi", DECISION_FCGI))
+    p = subprocess.run(["systemd-analyze", "verify", "--man=no"] +
+                       [str(tmp_path / n) for n in names], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0 and not (p.stdout + p.stderr).strip(), p.stdout + p.stderr
+    service = (tmp_path / "decision-fcgi.service").read_text()
+    for needle in ("ProtectSystem=strict", "PrivateTmp=yes", "NoNewPrivileges=yes",
+                   "ReadWritePaths=/var/lib/decision /var/spool/decision",
+                   "EnvironmentFile=-/etc/default/decision-fcgi",
+                   "ExecReload=/bin/kill -HUP $MAINPID"):
+        assert needle in service
+
+
+def test_ship_takes_the_spool_and_collector_from_the_responders_settings(tmp_path):
+    """decision-fcgi-ship.service runs `decision-fcgi ship` with only the environment file."""
+    spool, sink = tmp_path / "spool", tmp_path / "sink"
+    sink.mkdir()
+    p = subprocess.run([DECISION_FCGI, "eval", "--bucketing", SAMPLE_BUCKETING, "--spool",
+                        str(spool)], input=BODY.replace(b"false", b"true") + b"\n",
+                       capture_output=True, timeout=60, env=ENV)
+    assert p.returncode == 0, p.stderr
+    env = dict(ENV, EVENTS_SPOOL_DIR=str(spool), EVENTS_COLLECTOR="file:%s" % sink)
+    p = subprocess.run([DECISION_FCGI, "ship", "--once", "--deadline", "30"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    delivered = "".join((sink / n).read_text() for n in os.listdir(sink))
+    assert '"vid":"v1"' in delivered.replace(" ", "")
+    # without either, --spool is still required
+    p = subprocess.run([DECISION_FCGI, "ship", "--once"], env=ENV, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 2 and "usage" in p.stderr
