@@ -223,7 +223,7 @@ int dc_fcgi_inherited_socket(void)
     unsetenv("LISTEN_PID");
     unsetenv("LISTEN_FDS");
     unsetenv("LISTEN_FDNAMES");
-    if (errno || end == fds || *end || n < 1 || n > 1) {
+    if (errno || end == fds || *end || n != 1) {
         dc_log(DC_LOG_ERROR, DCLOGNO(10543) "LISTEN_FDS=%s: decision-fcgi listens on exactly one "
                                             "socket (give its socket unit one ListenStream=)",
                fds);
@@ -283,7 +283,7 @@ int dc_fcgi_serve(dc_fcgi_app_t *app)
     if (app->args.inherited_fd > 0) {
         srv.listen_fd = app->args.inherited_fd;
         srv.inherited = 1;
-        if (pipe(srv.stop_pipe) < 0 ||
+        if (pipe2(srv.stop_pipe, O_CLOEXEC) < 0 ||
             fcntl(srv.listen_fd, F_SETFL, fcntl(srv.listen_fd, F_GETFL) | O_NONBLOCK) < 0) {
             dc_log(DC_LOG_ERROR, DCLOGNO(10545) "cannot set up the inherited socket: %s",
                    strerror(errno));
