@@ -151,7 +151,10 @@ def installed(debs):
     for name in PACKAGES:
         files[name] = [l for l in sh("dpkg", "-L", name).stdout.splitlines() if l.strip()]
     yield files
-    sh(*APT, "purge", *PACKAGES, env=APT_ENV, check=False)
+    left = [n for n in PACKAGES if sh("dpkg-query", "-W", "-f", "${db:Status-Status}", n,
+                                       check=False).stdout.strip() not in ("", "not-installed")]
+    if left:  # a test failed before test_purge_leaves_nothing_behind
+        sh(*APT, "purge", *left, env=APT_ENV, check=False)
 
 
 @needs_root
