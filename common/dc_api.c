@@ -566,6 +566,27 @@ static int fast_parse_decision_body(apr_pool_t *p, const char *body, size_t len,
     return 0;
 }
 
+/* The entries of a context object (NULL or empty: none), as targeting sees them. */
+static void context_from_json(apr_pool_t *p, json_t *context, decision_request_t *dr)
+{
+    const char *key;
+    json_t *value;
+    size_t i = 0;
+
+    if (!context || json_object_size(context) == 0)
+        return;
+    dr->entries = apr_palloc(p, json_object_size(context) * sizeof(*dr->entries));
+    json_object_foreach(context, key, value)
+    {
+        dc_context_entry_t *e = (dc_context_entry_t *)&dr->entries[i++];
+
+        e->key = key;
+        e->key_len = strlen(key);
+        dc_value_from_json(p, value, &e->value);
+    }
+    dr->n_entries = i;
+}
+
 /*
  * Protobuf-JSON rules of the decision-api: each field in snake_case or
  * lowerCamelCase, null = absent, strict types, unknown fields and the same
@@ -653,20 +674,7 @@ static const char *parse_decision_body(apr_pool_t *p, const char *body, size_t l
     if (seen[6] && json_is_false(seen[6]))
         dr->visitor_consent = 0;
     dr->format_response = seen[7] && json_is_true(seen[7]);
-    if (dr->context && json_object_size(dr->context) > 0) {
-        size_t n = json_object_size(dr->context), i = 0;
-        dc_context_entry_t *entries = apr_palloc(p, n * sizeof(*entries));
-
-        json_object_foreach(dr->context, key, value)
-        {
-            entries[i].key = key;
-            entries[i].key_len = strlen(key);
-            dc_value_from_json(p, value, &entries[i].value);
-            i++;
-        }
-        dr->entries = entries;
-        dr->n_entries = n;
-    }
+    context_from_json(p, dr->context, dr);
     return NULL;
 }
 
@@ -781,14 +789,42 @@ static void put_merged_modifications(dc_buf_t *b, const merger_t *m)
     dc_buf_putc(b, '}');
 }
 
+/* A flag's "metadata" members (without braces): where its value comes from. With
+ * omit_null, names the file lacks are left out instead of written as null. */
+static void put_flag_metadata(dc_buf_t *b, const dc_decision_t *d, int omit_null)
+{
+    static const char *const names[] = {",\"campaignName\":", ",\"slug\":", ",\"type\":"};
+    const char *values[] = {d->campaign->name, d->campaign->slug, d->campaign->type};
+
+    dc_buf_puts(b, "\"campaignId\":");
+    dc_json_put_string_or_null(b, d->campaign->id);
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (omit_null && !values[i])
+            continue;
+        dc_buf_puts(b, names[i]);
+        dc_json_put_string_or_null(b, values[i]);
+    }
+    dc_buf_puts(b, ",\"variationGroupId\":");
+    dc_json_put_string(b, d->group->id, d->group->id_len);
+    if (!omit_null || d->group->name) {
+        dc_buf_puts(b, ",\"variationGroupName\":");
+        dc_json_put_string_or_null(b, d->group->name);
+    }
+    dc_buf_puts(b, ",\"variationId\":");
+    dc_json_put_string(b, d->variation->id, d->variation->id_len);
+    if (!omit_null || d->variation->name) {
+        dc_buf_puts(b, ",\"variationName\":");
+        dc_json_put_string_or_null(b, d->variation->name);
+    }
+    dc_buf_puts(b, d->variation->reference ? ",\"reference\":true" : ",\"reference\":false");
+}
+
 static void put_flags(dc_buf_t *b, const merger_t *m)
 {
     int first = 1;
 
     dc_buf_putc(b, '{');
     for (size_t i = 0; i < m->n; i++) {
-        const dc_decision_t *d = m->items[i].decision;
-
         if (!is_last_of_key(m, i))
             continue;
         if (!first)
@@ -800,23 +836,9 @@ static void put_flags(dc_buf_t *b, const merger_t *m)
             dc_buf_append(b, m->items[i].flag->json, m->items[i].flag->json_len);
         else
             dc_buf_puts(b, "null");
-        dc_buf_puts(b, ",\"metadata\":{\"campaignId\":");
-        dc_json_put_string_or_null(b, d->campaign->id);
-        dc_buf_puts(b, ",\"campaignName\":");
-        dc_json_put_string_or_null(b, d->campaign->name);
-        dc_buf_puts(b, ",\"slug\":");
-        dc_json_put_string_or_null(b, d->campaign->slug);
-        dc_buf_puts(b, ",\"type\":");
-        dc_json_put_string_or_null(b, d->campaign->type);
-        dc_buf_puts(b, ",\"variationGroupId\":");
-        dc_json_put_string(b, d->group->id, d->group->id_len);
-        dc_buf_puts(b, ",\"variationGroupName\":");
-        dc_json_put_string_or_null(b, d->group->name);
-        dc_buf_puts(b, ",\"variationId\":");
-        dc_json_put_string(b, d->variation->id, d->variation->id_len);
-        dc_buf_puts(b, ",\"variationName\":");
-        dc_json_put_string_or_null(b, d->variation->name);
-        dc_buf_puts(b, d->variation->reference ? ",\"reference\":true}}" : ",\"reference\":false}}");
+        dc_buf_puts(b, ",\"metadata\":{");
+        put_flag_metadata(b, m->items[i].decision, 0);
+        dc_buf_puts(b, "}}");
     }
     dc_buf_putc(b, '}');
 }
@@ -899,6 +921,68 @@ static void emit_decision_hits(dc_service_t *svc, apr_pool_t *p, const dc_reques
     }
 }
 
+/* A visitor's decision, as every decision route makes it. */
+typedef struct {
+    dc_config_t *cfg;
+    dc_context_t ctx;
+    dc_value_t visitor_value;
+    dc_visitor_t visitor;
+    dc_outcome_t out;
+} decided_t;
+
+#define NO_CONFIG_MESSAGE                                                                          \
+    "no bucketing configuration is loaded yet; see the server log and /v2/ready"
+
+/* Counts the visitor and takes the current configuration (released with p), or NULL when
+ * none is loaded yet. */
+static dc_config_t *begin_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req,
+                                   dc_metrics_slot_t *slot, const decision_request_t *dr)
+{
+    dc_config_t *cfg;
+
+    if (slot && dr->visitor_id_len)
+        dc_metrics_observe_visitor(svc->metrics, dr->visitor_id, dr->visitor_id_len,
+                                   req->received ? req->received : apr_time_now());
+    cfg = dc_slot_acquire(&svc->slot);
+    if (cfg)
+        apr_pool_cleanup_register(p, cfg, release_config, apr_pool_cleanup_null);
+    return cfg;
+}
+
+/* Decides for the visitor of dr against cfg (only: that campaign alone, or NULL). */
+static void decide(dc_service_t *svc, apr_pool_t *p, dc_store_t *store, dc_config_t *cfg,
+                   const decision_request_t *dr, const dc_campaign_t *only, decided_t *d)
+{
+    d->cfg = cfg;
+    build_context(p, dr, &d->ctx, &d->visitor_value);
+    memset(&d->visitor, 0, sizeof(d->visitor));
+    d->visitor.context = &d->ctx;
+    d->visitor.visitor_id = dr->visitor_id;
+    d->visitor.visitor_id_len = dr->visitor_id_len;
+    if (dr->has_anonymous_id) {
+        d->visitor.anonymous_id = dr->anonymous_id;
+        d->visitor.anonymous_id_len = dr->anonymous_id_len;
+    }
+    if (dr->decision_group)
+        d->visitor.decision_group = dc_base64(p, dr->decision_group, dr->decision_group_len,
+                                              &d->visitor.decision_group_len);
+    d->visitor.trigger_hit = dr->trigger_hit;
+    d->out.decisions =
+        apr_palloc(p, (cfg->n_campaigns ? cfg->n_campaigns : 1) * sizeof(dc_decision_t));
+    dc_decide(p, cfg, store, svc->opt.env_id, &d->visitor, only, &d->out);
+}
+
+/* After the answer is built: saves the decision's assignments and sends the hits of the
+ * decisions in shown (d->out, or the part of it the caller showed). */
+static void end_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req,
+                         dc_store_t *store, dc_metrics_slot_t *slot, const decision_request_t *dr,
+                         const decided_t *d, const dc_outcome_t *shown, int send_context)
+{
+    if (dc_engine_save(p, store, svc->opt.env_id, &d->visitor, &d->out, ms_of(apr_time_now())))
+        dc_log(DC_LOG_DEBUG, DCLOGNO(10202) "api: assignments not saved (store unavailable)");
+    emit_decision_hits(svc, p, req, slot, dr, d->cfg, shown, send_context);
+}
+
 /* format_response: the raw value of an IMAGE/TEXT/HTML modification. */
 static int respond_formatted(apr_pool_t *p, dc_response_t *resp, const dc_variation_t *v)
 {
@@ -950,10 +1034,8 @@ static void handle_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t
     const char *error;
     dc_config_t *cfg;
     const dc_campaign_t *only = NULL;
-    dc_context_t ctx;
-    dc_value_t visitor_value;
-    dc_visitor_t visitor;
-    dc_outcome_t out;
+    decided_t d;
+    dc_outcome_t *out = &d.out;
     dc_buf_t b;
 
     parse_query(p, req->query, &q);
@@ -980,17 +1062,11 @@ static void handle_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t
         return;
     }
 
-    if (slot && dr.visitor_id_len)
-        dc_metrics_observe_visitor(svc->metrics, dr.visitor_id, dr.visitor_id_len,
-                                   req->received ? req->received : apr_time_now());
-
-    cfg = dc_slot_acquire(&svc->slot);
+    cfg = begin_decision(svc, p, req, slot, &dr);
     if (!cfg) {
-        respond_error(p, resp, 503,
-                      "no bucketing configuration is loaded yet; see the server log and /v2/ready");
+        respond_error(p, resp, 503, NO_CONFIG_MESSAGE);
         return;
     }
-    apr_pool_cleanup_register(p, cfg, release_config, apr_pool_cleanup_null);
 
     if (route == ROUTE_CAMPAIGN && campaign_ref_len > 0) {
         only = dc_config_find_campaign(cfg, campaign_ref, campaign_ref_len);
@@ -1015,42 +1091,27 @@ static void handle_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t
         return;
     }
 
-    build_context(p, &dr, &ctx, &visitor_value);
-    memset(&visitor, 0, sizeof(visitor));
-    visitor.context = &ctx;
-    visitor.visitor_id = dr.visitor_id;
-    visitor.visitor_id_len = dr.visitor_id_len;
-    if (dr.has_anonymous_id) {
-        visitor.anonymous_id = dr.anonymous_id;
-        visitor.anonymous_id_len = dr.anonymous_id_len;
-    }
-    if (dr.decision_group)
-        visitor.decision_group =
-            dc_base64(p, dr.decision_group, dr.decision_group_len, &visitor.decision_group_len);
-    visitor.trigger_hit = dr.trigger_hit;
+    decide(svc, p, store, cfg, &dr, only, &d);
 
-    out.decisions = apr_palloc(p, (cfg->n_campaigns ? cfg->n_campaigns : 1) * sizeof(dc_decision_t));
-    dc_decide(p, cfg, store, svc->opt.env_id, &visitor, only, &out);
-
-    dc_buf_init(&b, p, answer_size_estimate(&dr, &out, expose_all));
+    dc_buf_init(&b, p, answer_size_estimate(&dr, out, expose_all));
     if (route == ROUTE_CAMPAIGN && only) {
-        if (out.n_decisions == 0) {
-            if (out.single_error == DC_CHOICE_UNTRACKED)
+        if (out->n_decisions == 0) {
+            if (out->single_error == DC_CHOICE_UNTRACKED)
                 respond_error(p, resp, 400, "Visitor untracked");
-            else if (out.single_error == DC_CHOICE_DELETED_VARIATION)
+            else if (out->single_error == DC_CHOICE_DELETED_VARIATION)
                 respond_error(p, resp, 400, "visitor ID assigned to deleted variation");
             else
                 respond(resp, 204, NULL, "", 0);
-        } else if (!(dr.format_response && respond_formatted(p, resp, out.decisions[0].variation))) {
-            put_campaign(&b, &out.decisions[0], expose_all);
+        } else if (!(dr.format_response && respond_formatted(p, resp, out->decisions[0].variation))) {
+            put_campaign(&b, &out->decisions[0], expose_all);
             respond_buf(resp, 200, &b);
         }
-    } else if (route == ROUTE_CAMPAIGN && out.n_decisions == 0) {
+    } else if (route == ROUTE_CAMPAIGN && out->n_decisions == 0) {
         respond(resp, 204, NULL, "", 0);
     } else if (route == ROUTE_FLAGS) {
         merger_t m;
 
-        merge(p, &out, expose_all, &m);
+        merge(p, out, expose_all, &m);
         put_flags(&b, &m);
         respond_buf(resp, 200, &b);
     } else {
@@ -1061,10 +1122,10 @@ static void handle_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t
             dc_buf_puts(&b, "\"visitorId\":");
             dc_json_put_string(&b, dr.visitor_id, dr.visitor_id_len);
             dc_buf_puts(&b, ",\"campaigns\":[");
-            for (size_t i = 0; i < out.n_decisions; i++) {
+            for (size_t i = 0; i < out->n_decisions; i++) {
                 if (i)
                     dc_buf_putc(&b, ',');
-                put_campaign(&b, &out.decisions[i], expose_all);
+                put_campaign(&b, &out->decisions[i], expose_all);
             }
             dc_buf_putc(&b, ']');
             comma = 1;
@@ -1075,18 +1136,18 @@ static void handle_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t
             if (comma)
                 dc_buf_putc(&b, ',');
             dc_buf_puts(&b, "\"campaignsVariation\":[");
-            for (size_t i = 0; i < out.n_decisions; i++) {
+            for (size_t i = 0; i < out->n_decisions; i++) {
                 if (i)
                     dc_buf_putc(&b, ',');
                 dc_buf_puts(&b, "{\"campaignId\":");
-                dc_json_put_string_or_null(&b, out.decisions[i].campaign->id);
+                dc_json_put_string_or_null(&b, out->decisions[i].campaign->id);
                 dc_buf_puts(&b, ",\"variationId\":");
-                dc_json_put_string(&b, out.decisions[i].variation->id,
-                                   out.decisions[i].variation->id_len);
+                dc_json_put_string(&b, out->decisions[i].variation->id,
+                                   out->decisions[i].variation->id_len);
                 dc_buf_putc(&b, '}');
             }
             dc_buf_puts(&b, "],\"mergedModifications\":");
-            merge(p, &out, expose_all, &m);
+            merge(p, out, expose_all, &m);
             put_merged_modifications(&b, &m);
         }
         if (q.extras_account_settings)
@@ -1095,9 +1156,7 @@ static void handle_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t
         respond_buf(resp, 200, &b);
     }
 
-    if (dc_engine_save(p, store, svc->opt.env_id, &visitor, &out, ms_of(apr_time_now())))
-        dc_log(DC_LOG_DEBUG, DCLOGNO(10202) "api: assignments not saved (store unavailable)");
-    emit_decision_hits(svc, p, req, slot, &dr, cfg, &out, send_context);
+    end_decision(svc, p, req, store, slot, &dr, &d, &d.out, send_context);
 }
 
 /* ---- /v2/activate ------------------------------------------------------- */
