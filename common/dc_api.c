@@ -13,6 +13,7 @@
 #include "dc_api.h"
 #include "dc_buf.h"
 #include "dc_engine.h"
+#include "dc_hash.h"
 #include "dc_hits.h"
 #include "dc_log.h"
 #include "dc_status.h"
@@ -1159,6 +1160,451 @@ static void handle_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t
     end_decision(svc, p, req, store, slot, &dr, &d, &d.out, send_context);
 }
 
+/* ---- OFREP -------------------------------------------------------------- */
+
+/*
+ * The OpenFeature Remote Evaluation Protocol (doc/ofrep.md):
+ * POST .../ofrep/v1/evaluate/flags/{key} and POST .../ofrep/v1/evaluate/flags.
+ * The body {"context": {"targetingKey": ..., ...}} is a /v2/flags request:
+ * targetingKey is the visitor id, anonymousId its anonymous id (for XPC), the
+ * rest its context. The flags are /v2/flags's (every key of the visitor's
+ * variations, later campaigns winning), decided by the same steps, each with
+ * an OpenFeature reason. Errors have OFREP's shapes: {"key", "errorCode",
+ * "errorDetails"} for one flag, {"errorCode", "errorDetails"} for the bulk
+ * request, {"errorDetails"} for everything else.
+ */
+
+#define OFREP_TARGETING_KEY "targetingKey"
+#define OFREP_ANONYMOUS_ID "anonymousId"
+
+typedef enum {
+    OFREP_OK = 0,
+    OFREP_PARSE_ERROR,
+    OFREP_TARGETING_KEY_MISSING,
+    OFREP_INVALID_CONTEXT
+} ofrep_error_e;
+
+static const char *const ofrep_error_codes[] = {"", "PARSE_ERROR", "TARGETING_KEY_MISSING",
+                                                "INVALID_CONTEXT"};
+
+static void ofrep_respond_general(apr_pool_t *p, dc_response_t *resp, int status,
+                                  const char *details)
+{
+    dc_buf_t b;
+
+    dc_buf_init(&b, p, 64 + strlen(details));
+    dc_buf_puts(&b, "{\"errorDetails\":");
+    dc_json_put_string(&b, details, strlen(details));
+    dc_buf_puts(&b, "}\n");
+    respond_buf(resp, status, &b);
+}
+
+/* An evaluation's failure; key NULL for the bulk request's. */
+static void ofrep_respond_failure(apr_pool_t *p, dc_response_t *resp, int status,
+                                  const char *key, size_t key_len, const char *code,
+                                  const char *details)
+{
+    dc_buf_t b;
+
+    dc_buf_init(&b, p, 96 + key_len + strlen(details));
+    dc_buf_putc(&b, '{');
+    if (key) {
+        dc_buf_puts(&b, "\"key\":");
+        dc_json_put_string(&b, key, key_len);
+        dc_buf_putc(&b, ',');
+    }
+    dc_buf_puts(&b, "\"errorCode\":\"");
+    dc_buf_puts(&b, code);
+    dc_buf_puts(&b, "\",\"errorDetails\":");
+    dc_json_put_string(&b, details, strlen(details));
+    dc_buf_puts(&b, "}\n");
+    respond_buf(resp, status, &b);
+}
+
+/* The common body, {"context": {scalars and lists}}, read by the scanner; -1: let jansson
+ * read it. */
+static int fast_parse_ofrep_body(apr_pool_t *p, const char *body, size_t len,
+                                 decision_request_t *dr)
+{
+    scanner_t sc = {body, body + len, p};
+    const char *key;
+    size_t key_len;
+
+    if (!scan_char(&sc, '{') || !scan_char(&sc, '"'))
+        return -1;
+    sc.s--;
+    if (scan_string(&sc, &key, &key_len) < 0 || !scan_char(&sc, ':') || key_len != 7 ||
+        memcmp(key, "context", 7) != 0)
+        return -1;
+    scan_ws(&sc);
+    if (sc.s >= sc.end || *sc.s != '{' || scan_context(&sc, dr) < 0 || !scan_char(&sc, '}'))
+        return -1;
+    scan_ws(&sc);
+    return sc.s == sc.end ? 0 : -1;
+}
+
+static const char *value_kind(const dc_value_t *v)
+{
+    static const char *const names[] = {"null", "bool", "number", "string", "array", "object"};
+
+    return names[v->kind];
+}
+
+/* Takes targetingKey (the visitor id) and anonymousId out of the context's entries. */
+static ofrep_error_e take_identity(apr_pool_t *p, decision_request_t *dr, const char **details)
+{
+    dc_context_entry_t *rest = apr_palloc(p, (dr->n_entries + 1) * sizeof(*rest));
+    size_t n = 0;
+
+    for (size_t i = 0; i < dr->n_entries; i++) {
+        const dc_context_entry_t *e = &dr->entries[i];
+        int is_key = e->key_len == sizeof(OFREP_TARGETING_KEY) - 1 &&
+                     memcmp(e->key, OFREP_TARGETING_KEY, e->key_len) == 0;
+        int is_anonymous = e->key_len == sizeof(OFREP_ANONYMOUS_ID) - 1 &&
+                           memcmp(e->key, OFREP_ANONYMOUS_ID, e->key_len) == 0;
+
+        if (!is_key && !is_anonymous) {
+            rest[n++] = *e;
+            continue;
+        }
+        if (e->value.kind == DC_KIND_NULL)
+            continue;
+        if (e->value.kind != DC_KIND_STRING) {
+            *details = apr_psprintf(p, "context.%s must be a string, not %s",
+                                    is_key ? OFREP_TARGETING_KEY : OFREP_ANONYMOUS_ID,
+                                    value_kind(&e->value));
+            return OFREP_INVALID_CONTEXT;
+        }
+        if (is_key) {
+            dr->visitor_id = e->value.str;
+            dr->visitor_id_len = e->value.len;
+            dr->has_visitor_id = 1;
+        } else if (e->value.len) {
+            dr->anonymous_id = e->value.str;
+            dr->anonymous_id_len = e->value.len;
+            dr->has_anonymous_id = 1;
+        }
+    }
+    dr->entries = rest;
+    dr->n_entries = n;
+    if (dr->visitor_id_len == 0) {
+        *details = "context." OFREP_TARGETING_KEY " (the visitor id) is missing or empty";
+        return OFREP_TARGETING_KEY_MISSING;
+    }
+    return OFREP_OK;
+}
+
+/* An OFREP request body into dr; OFREP_OK, or the error with *details. */
+static ofrep_error_e parse_ofrep_body(apr_pool_t *p, const char *body, size_t len,
+                                      decision_request_t *dr, const char **details)
+{
+    json_error_t jerr;
+    json_t *context;
+
+    memset(dr, 0, sizeof(*dr));
+    dr->visitor_id = "";
+    if (fast_parse_ofrep_body(p, body, len, dr) == 0)
+        return take_identity(p, dr, details);
+    memset(dr, 0, sizeof(*dr));
+    dr->visitor_id = "";
+    dr->root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!dr->root) {
+        *details = apr_psprintf(p, "invalid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+                                jerr.column);
+        return OFREP_PARSE_ERROR;
+    }
+    apr_pool_cleanup_register(p, dr->root, release_json, apr_pool_cleanup_null);
+    if (!json_is_object(dr->root)) {
+        *details = apr_psprintf(p, "the body must be an object, not %s", json_kind(dr->root));
+        return OFREP_PARSE_ERROR;
+    }
+    context = json_object_get(dr->root, "context");
+    if (!context || json_is_null(context)) {
+        *details = "the request has no context: context." OFREP_TARGETING_KEY
+                   " is the visitor id";
+        return OFREP_TARGETING_KEY_MISSING;
+    }
+    if (!json_is_object(context)) {
+        *details = apr_psprintf(p, "context must be an object, not %s", json_kind(context));
+        return OFREP_INVALID_CONTEXT;
+    }
+    dr->context = context;
+    context_from_json(p, context, dr);
+    return take_identity(p, dr, details);
+}
+
+/* Whether every visitor falls in the campaign's bucket ranges. */
+static int covers_everyone(const dc_campaign_t *c)
+{
+    for (unsigned bucket = 0; bucket < 100; bucket++)
+        if (!dc_in_bucket_ranges(c, bucket))
+            return 0;
+    return 1;
+}
+
+/*
+ * The OpenFeature reason of a served value: SPLIT when the visitor's hash
+ * chose it (the group has more than one variation with traffic, or less than
+ * 100% on its one, or the campaign's bucket ranges leave visitors out);
+ * otherwise TARGETING_MATCH when the group's targeting selects visitors, and
+ * STATIC when it takes everyone (fs_all_users or no targeting).
+ */
+static const char *ofrep_reason(const dc_decision_t *d)
+{
+    const dc_variation_group_t *g = d->group;
+    size_t with_traffic = 0, full = 0;
+
+    for (size_t i = 0; i < g->n_variations; i++) {
+        with_traffic += g->variations[i].allocation > 0;
+        full += g->variations[i].allocation >= 100;
+    }
+    if (with_traffic != 1 || full != 1 || !covers_everyone(d->campaign))
+        return "SPLIT";
+    for (size_t i = 0; i < g->n_groups; i++) {
+        size_t everyone = 0;
+
+        for (size_t j = 0; j < g->groups[i].n_targetings; j++)
+            everyone += g->groups[i].targetings[j].key_kind == DC_KEY_ALL_USERS;
+        if (everyone == g->groups[i].n_targetings)
+            return "STATIC";
+    }
+    return g->n_groups ? "TARGETING_MATCH" : "STATIC";
+}
+
+/* One evaluation: a null (or, with exposeAllKeys, absent) value of the visitor's variation
+ * has no "value" and reason DEFAULT: the caller's default applies. */
+static void put_ofrep_flag(dc_buf_t *b, const merged_t *item)
+{
+    const dc_decision_t *d = item->decision;
+    int has_value = item->flag && !item->flag->is_null;
+
+    dc_buf_puts(b, "{\"key\":");
+    dc_json_put_string(b, item->key, item->key_len);
+    if (has_value) {
+        dc_buf_puts(b, ",\"value\":");
+        dc_buf_append(b, item->flag->json, item->flag->json_len);
+    }
+    dc_buf_puts(b, ",\"reason\":\"");
+    dc_buf_puts(b, has_value ? ofrep_reason(d) : "DEFAULT");
+    dc_buf_puts(b, "\",\"variant\":");
+    dc_json_put_string(b, d->variation->id, d->variation->id_len);
+    dc_buf_puts(b, ",\"metadata\":{");
+    put_flag_metadata(b, d, 1);
+    dc_buf_puts(b, "}}");
+}
+
+/* The winning entry of key, or NULL. */
+static const merged_t *find_merged(const merger_t *m, const char *key, size_t key_len)
+{
+    for (size_t i = 0; i < m->n; i++)
+        if (m->items[i].key_len == key_len && memcmp(m->items[i].key, key, key_len) == 0 &&
+            is_last_of_key(m, i))
+            return &m->items[i];
+    return NULL;
+}
+
+typedef struct {
+    const char *key;
+    size_t key_len;
+} flag_key_t;
+
+static int compare_flag_keys(const void *a, const void *b)
+{
+    const flag_key_t *x = a, *y = b;
+    int c = memcmp(x->key, y->key, x->key_len < y->key_len ? x->key_len : y->key_len);
+
+    return c ? c : (x->key_len > y->key_len) - (x->key_len < y->key_len);
+}
+
+/* Every flag key of the configuration, sorted and unique; with only, whether that one is
+ * there (*n 0 or 1). */
+static flag_key_t *config_flag_keys(apr_pool_t *p, const dc_config_t *cfg, const char *only,
+                                    size_t only_len, size_t *n)
+{
+    size_t cap = 0, k = 0;
+    flag_key_t *keys;
+
+    for (size_t c = 0; c < cfg->n_campaigns; c++)
+        for (size_t g = 0; g < cfg->campaigns[c].n_groups; g++)
+            cap += cfg->campaigns[c].groups[g].n_all_keys;
+    keys = apr_palloc(p, (cap + 1) * sizeof(*keys));
+    for (size_t c = 0; c < cfg->n_campaigns; c++) {
+        for (size_t g = 0; g < cfg->campaigns[c].n_groups; g++) {
+            const dc_variation_group_t *vg = &cfg->campaigns[c].groups[g];
+
+            for (size_t i = 0; i < vg->n_all_keys; i++) {
+                if (only && (vg->all_key_lens[i] != only_len ||
+                             memcmp(vg->all_keys[i], only, only_len) != 0))
+                    continue;
+                keys[k].key = vg->all_keys[i];
+                keys[k++].key_len = vg->all_key_lens[i];
+            }
+        }
+    }
+    if (k > 1)
+        qsort(keys, k, sizeof(*keys), compare_flag_keys);
+    *n = 0;
+    for (size_t i = 0; i < k; i++)
+        if (*n == 0 || compare_flag_keys(&keys[*n - 1], &keys[i]) != 0)
+            keys[(*n)++] = keys[i];
+    return keys;
+}
+
+/* A bulk answer's entity tag: the configuration's digest and a hash of the answer, so it is
+ * the same for the same configuration and answer, on any server. */
+static const char *ofrep_etag(apr_pool_t *p, const dc_config_t *cfg, const char *body,
+                              size_t len)
+{
+    return apr_psprintf(p, "\"%s-%08x%08x\"", cfg->digest, dc_murmur3_32(body, len, 0),
+                        dc_murmur3_32(body, len, 0x9e3779b9u));
+}
+
+/* Whether If-None-Match (a list of entity tags, weak or strong, or "*") names etag. */
+static int etag_matches(const char *header, const char *etag)
+{
+    size_t etag_len = strlen(etag);
+
+    while (header && *header) {
+        header += strspn(header, " \t,");
+        if (*header == '*')
+            return 1;
+        if (strncmp(header, "W/", 2) == 0)
+            header += 2;
+        if (*header == '"') {
+            const char *end = strchr(header + 1, '"');
+
+            if (!end)
+                return 0;
+            if ((size_t)(end + 1 - header) == etag_len && memcmp(header, etag, etag_len) == 0)
+                return 1;
+            header = end + 1;
+        } else {
+            header += strcspn(header, ",");
+        }
+    }
+    return 0;
+}
+
+/* The bulk answer in b: 200 with its ETag, or 304 when If-None-Match names it. */
+static void ofrep_respond_bulk(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req,
+                               dc_response_t *resp, const dc_config_t *cfg, dc_buf_t *b)
+{
+    const char *etag = ofrep_etag(p, cfg, b->data, b->len);
+
+    apr_table_setn(resp->headers, "ETag", etag);
+    if (svc->opt.cors_enabled)
+        apr_table_setn(resp->headers, "Access-Control-Expose-Headers", "ETag");
+    if (req->if_none_match && etag_matches(req->if_none_match, etag))
+        respond(resp, 304, NULL, "", 0);
+    else
+        respond_buf(resp, 200, b);
+}
+
+/* Panic mode (every campaign off): each flag of the configuration is DISABLED, with no
+ * value, so that the caller's default applies. key NULL: the bulk answer. */
+static void ofrep_respond_panic(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req,
+                                dc_response_t *resp, const dc_config_t *cfg, const char *key,
+                                size_t key_len)
+{
+    size_t n;
+    flag_key_t *keys = config_flag_keys(p, cfg, key, key_len, &n);
+    dc_buf_t b;
+
+    if (key && n == 0) {
+        ofrep_respond_failure(p, resp, 404, key, key_len, "FLAG_NOT_FOUND",
+                              "no campaign of the configuration has this flag");
+        return;
+    }
+    dc_buf_init(&b, p, 64 + n * 48);
+    if (!key)
+        dc_buf_puts(&b, "{\"flags\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            dc_buf_putc(&b, ',');
+        dc_buf_puts(&b, "{\"key\":");
+        dc_json_put_string(&b, keys[i].key, keys[i].key_len);
+        dc_buf_puts(&b, ",\"reason\":\"DISABLED\",\"metadata\":{\"panic\":true}}");
+    }
+    if (key) {
+        respond_buf(resp, 200, &b);
+        return;
+    }
+    dc_buf_puts(&b, "]}");
+    dc_buf_cstr(&b);
+    ofrep_respond_bulk(svc, p, req, resp, cfg, &b);
+}
+
+/* POST .../ofrep/v1/evaluate/flags/{key} (key given) and .../ofrep/v1/evaluate/flags. */
+static void handle_ofrep(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req,
+                         dc_response_t *resp, dc_store_t *store, dc_metrics_slot_t *slot,
+                         const char *key, size_t key_len)
+{
+    decision_request_t dr;
+    const char *details = NULL;
+    ofrep_error_e error = parse_ofrep_body(p, req->body, req->body_len, &dr, &details);
+    dc_config_t *cfg;
+    decided_t d;
+    dc_outcome_t shown;
+    dc_decision_t one;
+    merger_t m;
+    dc_buf_t b;
+
+    if (error) {
+        ofrep_respond_failure(p, resp, 400, key, key_len, ofrep_error_codes[error], details);
+        return;
+    }
+    dr.trigger_hit = svc->opt.ofrep_activate;
+    cfg = begin_decision(svc, p, req, slot, &dr);
+    if (!cfg) {
+        ofrep_respond_general(p, resp, 503, NO_CONFIG_MESSAGE);
+        return;
+    }
+    if (cfg->panic) {
+        ofrep_respond_panic(svc, p, req, resp, cfg, key, key_len);
+        return;
+    }
+    decide(svc, p, store, cfg, &dr, NULL, &d);
+    merge(p, &d.out, 1, &m);
+    shown = d.out;
+    if (key) {
+        const merged_t *item = find_merged(&m, key, key_len);
+
+        shown.n_decisions = 0;
+        if (item) {
+            one = *item->decision;
+            shown.decisions = &one;
+            shown.n_decisions = 1;
+            dc_buf_init(&b, p, 256 + key_len + (item->flag ? item->flag->json_len : 0));
+            put_ofrep_flag(&b, item);
+            respond_buf(resp, 200, &b);
+        } else {
+            size_t n;
+
+            config_flag_keys(p, cfg, key, key_len, &n);
+            ofrep_respond_failure(p, resp, 404, key, key_len, "FLAG_NOT_FOUND",
+                                  n ? "no campaign serves this flag to this visitor"
+                                    : "no campaign of the configuration has this flag");
+        }
+    } else {
+        int first = 1;
+
+        dc_buf_init(&b, p, 64 + m.n * 256);
+        dc_buf_puts(&b, "{\"flags\":[");
+        for (size_t i = 0; i < m.n; i++) {
+            if (!is_last_of_key(&m, i))
+                continue;
+            if (!first)
+                dc_buf_putc(&b, ',');
+            first = 0;
+            put_ofrep_flag(&b, &m.items[i]);
+        }
+        dc_buf_puts(&b, "]}");
+        dc_buf_cstr(&b);
+        ofrep_respond_bulk(svc, p, req, resp, cfg, &b);
+    }
+    end_decision(svc, p, req, store, slot, &dr, &d, &shown, 0);
+}
+
 /* ---- /v2/activate ------------------------------------------------------- */
 
 typedef struct {
@@ -1397,11 +1843,22 @@ static int path_ends_with(const char *path, const char *suffix)
     return slen > 0 && plen >= slen && strcmp(path + plen - slen, suffix) == 0;
 }
 
+/* The part of the path after its first "/ofrep/v1/" segment, or NULL. */
+static const char *after_ofrep(const char *path)
+{
+    const char *s = strstr(path, "/ofrep/v1");
+
+    if (!s || (s[9] != '/' && s[9] != '\0'))
+        return NULL;
+    return s[9] ? s + 10 : "";
+}
+
 #define NSESSIONS_PATH "/iserver/nsessions"
 
 int dc_api_owns_path(const char *path)
 {
-    return after_v2(path) != NULL || path_ends_with(path, NSESSIONS_PATH);
+    return after_v2(path) != NULL || after_ofrep(path) != NULL ||
+           path_ends_with(path, NSESSIONS_PATH);
 }
 
 static int constant_time_equals(const char *a, const char *b)
@@ -1414,19 +1871,27 @@ static int constant_time_equals(const char *a, const char *b)
     return alen > 0 && diff == 0;
 }
 
-int dc_api_authorized(const dc_service_t *svc, const dc_request_t *req)
+/* The API key the request carries (X-API-Key, else Authorization: Bearer), or NULL. */
+static const char *presented_key(const dc_request_t *req)
 {
     const char *key = req->x_api_key;
 
-    if (!svc->opt.require_api_key)
-        return 1;
-    if (!svc->opt.api_key || !*svc->opt.api_key)
-        return 0;
     if (!key && req->authorization && strncasecmp(req->authorization, "Bearer ", 7) == 0) {
         key = req->authorization + 7;
         while (*key == ' ')
             key++;
     }
+    return key;
+}
+
+int dc_api_authorized(const dc_service_t *svc, const dc_request_t *req)
+{
+    const char *key = presented_key(req);
+
+    if (!svc->opt.require_api_key)
+        return 1;
+    if (!svc->opt.api_key || !*svc->opt.api_key)
+        return 0;
     return key && constant_time_equals(key, svc->opt.api_key);
 }
 
@@ -1442,6 +1907,9 @@ typedef enum {
     R_CAMPAIGN,
     R_FLAGS,
     R_ACTIVATE,
+    R_OFREP_FLAG,  /* .../ofrep/v1/evaluate/flags/{key} */
+    R_OFREP_BULK,  /* .../ofrep/v1/evaluate/flags */
+    R_OFREP_OTHER, /* any other .../ofrep/v1/...: 404 in OFREP's shape */
     /* read-only routes (GET/HEAD) */
     R_METRICS,
     R_PROMETHEUS,
@@ -1455,7 +1923,9 @@ static dc_endpoint_e endpoint_of(route_e route)
     switch (route) {
     case R_CAMPAIGNS: return DC_EP_CAMPAIGNS;
     case R_CAMPAIGN: return DC_EP_CAMPAIGN;
-    case R_FLAGS: return DC_EP_FLAGS;
+    case R_FLAGS:
+    case R_OFREP_FLAG:
+    case R_OFREP_BULK: return DC_EP_FLAGS;
     case R_ACTIVATE: return DC_EP_ACTIVATE;
     case R_METRICS:
     case R_PROMETHEUS: return DC_EP_METRICS;
@@ -1468,13 +1938,20 @@ static void route_request(dc_service_t *svc, apr_pool_t *p, const dc_request_t *
                           route_e *routed)
 {
     const char *path = req->path ? req->path : "";
-    const char *rest = after_v2(path);
+    const char *ofrep = after_ofrep(path);
+    const char *rest = ofrep ? NULL : after_v2(path);
     const char *slash, *ref = "";
     size_t ref_len;
     route_e route = R_NONE;
-    int read_only;
+    int read_only, is_ofrep;
 
-    if (rest) {
+    if (ofrep) {
+        route = R_OFREP_OTHER;
+        if (strcmp(ofrep, "evaluate/flags") == 0)
+            route = R_OFREP_BULK;
+        else if (strncmp(ofrep, "evaluate/flags/", 15) == 0)
+            route = R_OFREP_FLAG, ref = ofrep + 15;
+    } else if (rest) {
         if (strcmp(rest, "campaigns") == 0)
             route = R_CAMPAIGNS;
         else if (strncmp(rest, "campaigns/", 10) == 0)
@@ -1522,6 +1999,7 @@ static void route_request(dc_service_t *svc, apr_pool_t *p, const dc_request_t *
         return;
     }
     read_only = route >= R_METRICS;
+    is_ofrep = route == R_OFREP_FLAG || route == R_OFREP_BULK || route == R_OFREP_OTHER;
 
     if (svc->opt.cors_enabled) {
         apr_table_setn(resp->headers, "Access-Control-Allow-Origin", svc->opt.cors_origins);
@@ -1541,20 +2019,36 @@ static void route_request(dc_service_t *svc, apr_pool_t *p, const dc_request_t *
             return;
         }
     } else if (strcmp(req->method, "POST") != 0) {
-        method_not_allowed(p, resp);
+        if (is_ofrep) {
+            apr_table_setn(resp->headers, "Allow", "POST, OPTIONS");
+            ofrep_respond_general(p, resp, 405, "only POST http method is allowed");
+        } else {
+            method_not_allowed(p, resp);
+        }
         return;
     }
     /* Liveness stays open: it says nothing but "this process answers", and
      * probes (load balancers, kubelet) often cannot send a key. */
     if (route != R_HEALTH && !dc_api_authorized(svc, req)) {
         apr_table_setn(resp->headers, "WWW-Authenticate", "Bearer");
-        respond_error(p, resp, 401, "missing or invalid API key (X-API-Key or Authorization: Bearer)");
+        if (!is_ofrep)
+            respond_error(p, resp, 401,
+                          "missing or invalid API key (X-API-Key or Authorization: Bearer)");
+        else if (presented_key(req)) /* OFREP tells a wrong key (403) from none (401) */
+            ofrep_respond_general(p, resp, 403, "invalid API key");
+        else
+            ofrep_respond_general(p, resp, 401,
+                                  "missing API key (X-API-Key or Authorization: Bearer)");
         return;
     }
     if (req->body_too_large || req->body_len > svc->opt.max_body_size) {
-        respond_error(p, resp, 413,
-                      apr_psprintf(p, "request body too large (limit %" APR_SIZE_T_FMT " bytes)",
-                                   svc->opt.max_body_size));
+        const char *m = apr_psprintf(p, "request body too large (limit %" APR_SIZE_T_FMT " bytes)",
+                                     svc->opt.max_body_size);
+
+        if (is_ofrep)
+            ofrep_respond_general(p, resp, 413, m);
+        else
+            respond_error(p, resp, 413, m);
         return;
     }
 
@@ -1571,6 +2065,18 @@ static void route_request(dc_service_t *svc, apr_pool_t *p, const dc_request_t *
         break;
     case R_ACTIVATE:
         handle_activate(svc, p, req, resp, store, slot);
+        break;
+    case R_OFREP_FLAG:
+        ref = url_decode(p, ref, strlen(ref), 0, &ref_len);
+        handle_ofrep(svc, p, req, resp, store, slot, ref, ref_len);
+        break;
+    case R_OFREP_BULK:
+        handle_ofrep(svc, p, req, resp, store, slot, NULL, 0);
+        break;
+    case R_OFREP_OTHER:
+        ofrep_respond_general(p, resp, 404, "not found: OFREP's routes are POST "
+                                            "/ofrep/v1/evaluate/flags and "
+                                            "/ofrep/v1/evaluate/flags/{key}");
         break;
     case R_METRICS:
         dc_status_respond_metrics(svc, p, resp);
