@@ -1371,9 +1371,10 @@ static const char *ofrep_reason(const dc_decision_t *d)
     return g->n_groups ? "TARGETING_MATCH" : "STATIC";
 }
 
-/* One evaluation: a null (or, with exposeAllKeys, absent) value of the visitor's variation
- * has no "value" and reason DEFAULT: the caller's default applies. */
-static void put_ofrep_flag(dc_buf_t *b, const merged_t *item)
+/* One evaluation, reason the served value's (ofrep_reason of its decision): a null (or, with
+ * exposeAllKeys, absent) value of the visitor's variation has no "value" and reason DEFAULT,
+ * so that the caller's default applies. */
+static void put_ofrep_flag(dc_buf_t *b, const merged_t *item, const char *reason)
 {
     const dc_decision_t *d = item->decision;
     int has_value = item->flag && !item->flag->is_null;
@@ -1385,7 +1386,7 @@ static void put_ofrep_flag(dc_buf_t *b, const merged_t *item)
         dc_buf_append(b, item->flag->json, item->flag->json_len);
     }
     dc_buf_puts(b, ",\"reason\":\"");
-    dc_buf_puts(b, has_value ? ofrep_reason(d) : "DEFAULT");
+    dc_buf_puts(b, has_value ? reason : "DEFAULT");
     dc_buf_puts(b, "\",\"variant\":");
     dc_json_put_string(b, d->variation->id, d->variation->id_len);
     dc_buf_puts(b, ",\"metadata\":{");
@@ -1575,7 +1576,7 @@ static void handle_ofrep(dc_service_t *svc, apr_pool_t *p, const dc_request_t *r
             shown.decisions = &one;
             shown.n_decisions = 1;
             dc_buf_init(&b, p, 256 + key_len + (item->flag ? item->flag->json_len : 0));
-            put_ofrep_flag(&b, item);
+            put_ofrep_flag(&b, item, ofrep_reason(item->decision));
             respond_buf(resp, 200, &b);
         } else {
             size_t n;
@@ -1586,8 +1587,12 @@ static void handle_ofrep(dc_service_t *svc, apr_pool_t *p, const dc_request_t *r
                                     : "no campaign of the configuration has this flag");
         }
     } else {
+        const char **reasons = apr_palloc(p, (d.out.n_decisions + 1) * sizeof(*reasons));
         int first = 1;
 
+        /* once per decision, not per flag */
+        for (size_t i = 0; i < d.out.n_decisions; i++)
+            reasons[i] = ofrep_reason(&d.out.decisions[i]);
         dc_buf_init(&b, p, 64 + m.n * 256);
         dc_buf_puts(&b, "{\"flags\":[");
         for (size_t i = 0; i < m.n; i++) {
@@ -1596,7 +1601,7 @@ static void handle_ofrep(dc_service_t *svc, apr_pool_t *p, const dc_request_t *r
             if (!first)
                 dc_buf_putc(&b, ',');
             first = 0;
-            put_ofrep_flag(&b, &m.items[i]);
+            put_ofrep_flag(&b, &m.items[i], reasons[m.items[i].decision - d.out.decisions]);
         }
         dc_buf_puts(&b, "]}");
         dc_buf_cstr(&b);

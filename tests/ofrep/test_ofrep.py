@@ -10,6 +10,7 @@ tests/diff (decision-fcgi eval, one process per route).
 
 Run:  /usr/bin/python3 -m pytest tests/ofrep -q
 """
+import contextlib
 import json
 import os
 import shutil
@@ -178,16 +179,30 @@ def title_is(base_url, prefix, want):
     return check
 
 
-def test_httpd_with_the_official_providers():
+@contextlib.contextmanager
+def httpd_serving(directives):
+    """httpd with the module serving a fresh bucketing file under /v2 and /ofrep; yields
+    (httpd, its run directory, the file's path)."""
     rundir = make_world_readable_dir("dc-ofrep-")
     config = os.path.join(rundir, "bucketing.json")
     write_config(config)
     httpd = Httpd(rundir, body=(
-        "DecisionEnvironment %s\nDecisionBucketingFile %s\nDecisionPollInterval 1\n"
-        "DecisionStore memory\n<Location /v2>\n  SetHandler decision\n</Location>\n"
-        "<Location /ofrep>\n  SetHandler decision\n</Location>\n") % (ENV_ID, config))
+        "DecisionEnvironment %s\nDecisionBucketingFile %s\n%s\n"
+        "<Location /v2>\n  SetHandler decision\n</Location>\n"
+        "<Location /ofrep>\n  SetHandler decision\n</Location>\n") % (
+            ENV_ID, config, directives.replace("{d}", rundir)))
     httpd.start()
     try:
+        yield httpd, rundir, config
+    finally:
+        httpd.stop()
+        reports = httpd.sanitizer_reports()
+        shutil.rmtree(rundir, ignore_errors=True)
+    assert "AddressSanitizer" not in reports and "runtime error" not in reports, reports
+
+
+def test_httpd_with_the_official_providers():
+    with httpd_serving("DecisionPollInterval 1\nDecisionStore memory") as (httpd, _, config):
         url = httpd.base_url
         wait = lambda: wait_until(title_is(url, "", "Platinum"), timeout=30, what="new config")
         check_front_end(url, config, wait)
@@ -199,26 +214,12 @@ def test_httpd_with_the_official_providers():
         assert s == 400 and body["errorCode"] == "TARGETING_KEY_MISSING"
         s, _, body = single(url, "/ofrep/v1/evaluate/flags/vipOn", "{")
         assert s == 400 and body["errorCode"] == "PARSE_ERROR"
-        assert "AddressSanitizer" not in httpd.sanitizer_reports()
-    finally:
-        httpd.stop()
-        shutil.rmtree(rundir, ignore_errors=True)
 
 
 def test_httpd_api_key_401_403_and_activation_hits():
-    rundir = make_world_readable_dir("dc-ofrep-")
-    config = os.path.join(rundir, "bucketing.json")
-    spool = os.path.join(rundir, "spool")
-    os.makedirs(spool)
-    os.chmod(spool, 0o777)
-    write_config(config)
-    httpd = Httpd(rundir, body=(
-        "DecisionEnvironment %s\nDecisionBucketingFile %s\nDecisionApiKey k1\n"
-        "DecisionRequireApiKey on\nDecisionOFREPActivate on\nDecisionSpool %s\n"
-        "DecisionCollector file:%s/out\n<Location /ofrep>\n  SetHandler decision\n</Location>\n")
-        % (ENV_ID, config, spool, rundir))
-    httpd.start()
-    try:
+    with httpd_serving("DecisionApiKey k1\nDecisionRequireApiKey on\nDecisionOFREPActivate on\n"
+                       "DecisionSpool {d}/spool\nDecisionCollector file:{d}/out") as (httpd, rundir,
+                                                                                    _):
         url = httpd.base_url
         vip = {"context": {"targetingKey": "hit-1", "plan": "vip"}}
         assert single(url, "/ofrep/v1/evaluate/flags", vip)[0] == 401
@@ -231,18 +232,19 @@ def test_httpd_api_key_401_403_and_activation_hits():
         s, _, _ = single(url, "/ofrep/v1/evaluate/flags/vipOn", vip, {"X-API-Key": "k1"})
         assert s == 200
 
-        def spooled():
+        def spooled():  # in the spool, or already shipped to the file collector
             text = ""
-            for root, _, files in os.walk(spool):
+            for root, _, files in list(os.walk(os.path.join(rundir, "spool"))) + list(
+                    os.walk(os.path.join(rundir, "out"))):
                 for name in files:
-                    with open(os.path.join(root, name), "rb") as f:
-                        text += f.read().decode("utf-8", "replace")
+                    try:
+                        with open(os.path.join(root, name), "rb") as f:
+                            text += f.read().decode("utf-8", "replace")
+                    except OSError:  # shipped and removed meanwhile
+                        pass
             return text
         wait_until(lambda: '"vid":"hit-1"' in spooled(), timeout=20, what="the activation hit")
         assert '"caid":"vg_vip"' in spooled()
-    finally:
-        httpd.stop()
-        shutil.rmtree(rundir, ignore_errors=True)
 
 
 def test_fcgi_behind_nginx_with_the_official_providers():
