@@ -570,21 +570,22 @@ static int fast_parse_decision_body(apr_pool_t *p, const char *body, size_t len,
 /* The entries of a context object (NULL or empty: none), as targeting sees them. */
 static void context_from_json(apr_pool_t *p, json_t *context, decision_request_t *dr)
 {
+    dc_context_entry_t *entries;
     const char *key;
     json_t *value;
     size_t i = 0;
 
     if (!context || json_object_size(context) == 0)
         return;
-    dr->entries = apr_palloc(p, json_object_size(context) * sizeof(*dr->entries));
+    entries = apr_palloc(p, json_object_size(context) * sizeof(*entries));
     json_object_foreach(context, key, value)
     {
-        dc_context_entry_t *e = (dc_context_entry_t *)&dr->entries[i++];
-
-        e->key = key;
-        e->key_len = strlen(key);
-        dc_value_from_json(p, value, &e->value);
+        entries[i].key = key;
+        entries[i].key_len = strlen(key);
+        dc_value_from_json(p, value, &entries[i].value);
+        i++;
     }
+    dr->entries = entries;
     dr->n_entries = i;
 }
 
