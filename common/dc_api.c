@@ -1161,6 +1161,28 @@ static void handle_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t
     end_decision(svc, p, req, store, slot, &dr, &d, &d.out, send_context);
 }
 
+/* One visitor one test needs to know which "ab" test a visitor saw: records that visitor
+ * vid was shown variation vaid of variation group caid, unless the store knows it already. */
+static void save_activation(dc_service_t *svc, apr_pool_t *p, dc_store_t *store,
+                            const char *vid, size_t vid_len, const char *caid, size_t caid_len,
+                            const char *vaid, size_t vaid_len)
+{
+    dc_assignments_t current, change;
+    const dc_assignment_t *have;
+
+    memset(&change, 0, sizeof(change));
+    if (dc_store_load(store, p, svc->opt.env_id, vid, vid_len, &current) == DC_STORE_UNAVAILABLE)
+        memset(&current, 0, sizeof(current));
+    have = dc_assignments_find(&current, caid, caid_len);
+    if (have && have->activated && have->variation_id_len == vaid_len &&
+        memcmp(have->variation_id, vaid, vaid_len) == 0)
+        return;
+    dc_assignments_set(p, &change, caid, caid_len, vaid, vaid_len, 1);
+    if (dc_store_save(store, p, svc->opt.env_id, vid, vid_len, &change, ms_of(apr_time_now())) ==
+        DC_STORE_UNAVAILABLE)
+        dc_log(DC_LOG_DEBUG, DCLOGNO(10203) "activate: assignment not saved (store unavailable)");
+}
+
 /* ---- OFREP -------------------------------------------------------------- */
 
 /*
@@ -1555,7 +1577,8 @@ static void handle_ofrep(dc_service_t *svc, apr_pool_t *p, const dc_request_t *r
         ofrep_respond_failure(p, resp, 400, key, key_len, ofrep_error_codes[error], details);
         return;
     }
-    dr.trigger_hit = svc->opt.ofrep_activate;
+    /* One flag activates only the campaign that served it (below), not every one decided. */
+    dr.trigger_hit = key ? 0 : svc->opt.ofrep_activate;
     cfg = begin_decision(svc, p, req, slot, &dr);
     if (!cfg) {
         ofrep_respond_general(p, resp, 503, NO_CONFIG_MESSAGE);
@@ -1576,6 +1599,7 @@ static void handle_ofrep(dc_service_t *svc, apr_pool_t *p, const dc_request_t *r
             one = *item->decision;
             shown.decisions = &one;
             shown.n_decisions = 1;
+            dr.trigger_hit = svc->opt.ofrep_activate;
             dc_buf_init(&b, p, 256 + key_len + (item->flag ? item->flag->json_len : 0));
             put_ofrep_flag(&b, item, ofrep_reason(item->decision));
             respond_buf(resp, 200, &b);
@@ -1609,6 +1633,9 @@ static void handle_ofrep(dc_service_t *svc, apr_pool_t *p, const dc_request_t *r
         ofrep_respond_bulk(svc, p, req, resp, cfg, &b);
     }
     end_decision(svc, p, req, store, slot, &dr, &d, &shown, 0);
+    if (key && dr.trigger_hit && cfg->enabled_1v1t && !dc_store_is_none(store))
+        save_activation(svc, p, store, dr.visitor_id, dr.visitor_id_len, one.group->id,
+                        one.group->id_len, one.variation->id, one.variation->id_len);
 }
 
 /* ---- /v2/activate ------------------------------------------------------- */
@@ -1778,27 +1805,10 @@ static void handle_activate(dc_service_t *svc, apr_pool_t *p, const dc_request_t
     /* One visitor one test needs to know which "ab" test a visitor saw. */
     cfg = dc_slot_acquire(&svc->slot);
     if (cfg) {
-        if (cfg->enabled_1v1t && !dc_store_is_none(store)) {
-            for (size_t i = 0; i < n; i++) {
-                dc_assignments_t current, change;
-                const dc_assignment_t *have;
-
-                memset(&change, 0, sizeof(change));
-                if (dc_store_load(store, p, svc->opt.env_id, items[i].vid, items[i].vid_len,
-                                  &current) == DC_STORE_UNAVAILABLE)
-                    memset(&current, 0, sizeof(current));
-                have = dc_assignments_find(&current, items[i].caid, items[i].caid_len);
-                if (have && have->activated && have->variation_id_len == items[i].vaid_len &&
-                    memcmp(have->variation_id, items[i].vaid, items[i].vaid_len) == 0)
-                    continue;
-                dc_assignments_set(p, &change, items[i].caid, items[i].caid_len, items[i].vaid,
-                                   items[i].vaid_len, 1);
-                if (dc_store_save(store, p, svc->opt.env_id, items[i].vid, items[i].vid_len,
-                                  &change, ms_of(apr_time_now())) == DC_STORE_UNAVAILABLE)
-                    dc_log(DC_LOG_DEBUG, DCLOGNO(10203) "activate: assignment not saved (store "
-                                                        "unavailable)");
-            }
-        }
+        if (cfg->enabled_1v1t && !dc_store_is_none(store))
+            for (size_t i = 0; i < n; i++)
+                save_activation(svc, p, store, items[i].vid, items[i].vid_len, items[i].caid,
+                                items[i].caid_len, items[i].vaid, items[i].vaid_len);
         dc_config_unref(cfg);
     }
 

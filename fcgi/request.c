@@ -4,9 +4,9 @@
  * Routing path: SCRIPT_NAME + PATH_INFO is the path as the web server sees
  * it after its own rewrites, so it is preferred; servers decode it, while
  * dc_api expects the path as received and decodes it once itself, so any
- * '%' in it is re-escaped. When that path has no "/v2" segment (a server that
- * puts the whole path in SCRIPT_NAME of another location, or none at all),
- * the raw REQUEST_URI is used.
+ * '%' in it is re-escaped. When that path has no "/v2" or "/ofrep/v1"
+ * segment (a server that puts the whole path in SCRIPT_NAME of another
+ * location, or none at all), the raw REQUEST_URI is used.
  *
  * The body is read only up to MAX_BODY_SIZE: a larger CONTENT_LENGTH is
  * answered 413 without reading it, and a body without CONTENT_LENGTH is read

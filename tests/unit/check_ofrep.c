@@ -21,7 +21,7 @@ static char last_hit[1024];
 /* A campaign per reason: a targeted toggle (every value type), an A/B test on everyone, a
  * perso for everyone with one variation, and a variation whose flag is null. */
 static const char *const config_text =
-    "{\"panic\":false,\"accountSettings\":{\"enabledXPC\":%s,\"enabled1V1T\":false},"
+    "{\"panic\":false,\"accountSettings\":{\"enabledXPC\":%s,\"enabled1V1T\":%s},"
     "\"campaigns\":["
     "{\"id\":\"c_vip\",\"name\":\"VIP\",\"type\":\"toggle\",\"bucketRanges\":[{\"r\":[0,100]}],"
     " \"variationGroups\":[{\"id\":\"vg_vip\",\"targeting\":{\"targetingGroups\":[{\"targetings\":"
@@ -54,9 +54,10 @@ static int count_hits(void *baton, apr_pool_t *p, const dc_hit_t *hits, size_t n
     return 0;
 }
 
-static void publish(int xpc, int panic)
+static void publish_with(int xpc, int panic, int one_test)
 {
-    char *text = apr_psprintf(pool, config_text, xpc ? "true" : "false");
+    char *text = apr_psprintf(pool, config_text, xpc ? "true" : "false",
+                              one_test ? "true" : "false");
     dc_config_t *cfg;
     dc_config_error_t err;
 
@@ -65,6 +66,11 @@ static void publish(int xpc, int panic)
     ck_assert_msg(dc_config_parse(text, strlen(text), &cfg, &err) == 0, "%s: %s", err.path,
                   err.text);
     dc_slot_publish(&svc.slot, cfg);
+}
+
+static void publish(int xpc, int panic)
+{
+    publish_with(xpc, panic, 0);
 }
 
 static void setup(void)
@@ -465,6 +471,37 @@ START_TEST(activation_only_when_asked)
 }
 END_TEST
 
+/* Whether the store holds an activated assignment of vid to variation group vg. */
+static int activated(const char *vid, const char *vg)
+{
+    dc_assignments_t a;
+    const dc_assignment_t *have;
+
+    ck_assert_int_eq(dc_store_load(svc.store, pool, svc.opt.env_id, vid, strlen(vid), &a),
+                     DC_STORE_OK);
+    have = dc_assignments_find(&a, vg, strlen(vg));
+    return have && have->activated;
+}
+
+START_TEST(one_flag_activates_its_campaign_only)
+{
+    json_t *a;
+
+    /* one visitor one test remembers the "ab" test a visitor saw: evaluating a flag of
+     * another campaign must not count as seeing it */
+    publish_with(0, 0, 1);
+    svc.opt.ofrep_activate = 1;
+    a = call(FLAG("vipOn"), VIP, 200);
+    json_decref(a);
+    ck_assert(activated("v1", "vg_vip"));
+    ck_assert(!activated("v1", "vg_ab"));
+    a = call(FLAG("color"), VIP, 200);
+    json_decref(a);
+    ck_assert(activated("v1", "vg_ab"));
+    ck_assert_uint_eq(hits_seen, 2);
+}
+END_TEST
+
 START_TEST(xpc_through_anonymous_id)
 {
     const char *anon = "anon-1";
@@ -513,6 +550,7 @@ static Suite *ofrep_suite(void)
     tcase_add_test(tc, panic_is_disabled);
     tcase_add_test(tc, auth_methods_and_mounts);
     tcase_add_test(tc, activation_only_when_asked);
+    tcase_add_test(tc, one_flag_activates_its_campaign_only);
     tcase_add_test(tc, xpc_through_anonymous_id);
     suite_add_tcase(s, tc);
     return s;
