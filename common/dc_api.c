@@ -1887,6 +1887,15 @@ static int constant_time_equals(const char *a, const char *b)
     return alen > 0 && diff == 0;
 }
 
+const char *dc_api_key_mode_describe(dc_api_key_mode_e mode)
+{
+    switch (mode) {
+    case DC_API_KEY_OFF: return "not required";
+    case DC_API_KEY_DECISIONS: return "required except on /v2/activate";
+    default: return "required";
+    }
+}
+
 /* The API key the request carries (X-API-Key, else Authorization: Bearer), or NULL. */
 static const char *presented_key(const dc_request_t *req)
 {
@@ -2044,8 +2053,11 @@ static void route_request(dc_service_t *svc, apr_pool_t *p, const dc_request_t *
         return;
     }
     /* Liveness stays open: it says nothing but "this process answers", and
-     * probes (load balancers, kubelet) often cannot send a key. */
-    if (route != R_HEALTH && !dc_api_authorized(svc, req)) {
+     * probes (load balancers, kubelet) often cannot send a key. Activations
+     * may be open too (DC_API_KEY_DECISIONS): SDKs send them without one. */
+    if (route != R_HEALTH &&
+        !(route == R_ACTIVATE && svc->opt.require_api_key == DC_API_KEY_DECISIONS) &&
+        !dc_api_authorized(svc, req)) {
         apr_table_setn(resp->headers, "WWW-Authenticate", "Bearer");
         if (!is_ofrep)
             respond_error(p, resp, 401,

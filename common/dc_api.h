@@ -53,10 +53,24 @@ typedef int dc_hit_sink_fn(void *baton, apr_pool_t *p, const dc_hit_t *hits, siz
 #define DC_DEFAULT_CORS_HEADERS \
     "Content-Type,Authorization,X-Api-Key,X-Sdk-Client,X-Sdk-Version,X-Pop,If-None-Match"
 
+/* Which routes need the API key (opt.require_api_key). /v2/health never does.
+ * DC_API_KEY_DECISIONS exists because Flagship SDKs post activations without
+ * one (the Python SDK) or to their own cloud: decisions, metrics and status
+ * need the key, /v2/activate does not (its body is still validated, and its
+ * cid must still be the environment's). */
+typedef enum {
+    DC_API_KEY_OFF = 0,
+    DC_API_KEY_ALL,
+    DC_API_KEY_DECISIONS
+} dc_api_key_mode_e;
+
+/* For log lines: "not required", "required", "required except on /v2/activate". */
+const char *dc_api_key_mode_describe(dc_api_key_mode_e mode);
+
 typedef struct {
     const char *env_id;          /* NULL: any cid is accepted on /v2/activate */
-    const char *api_key;         /* checked when require_api_key */
-    int require_api_key;
+    const char *api_key;         /* checked unless require_api_key is DC_API_KEY_OFF */
+    dc_api_key_mode_e require_api_key;
     int cors_enabled;            /* default on */
     const char *cors_origins;    /* default "*" */
     const char *cors_headers;
@@ -116,7 +130,8 @@ void dc_api_handle(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req, dc
 int dc_api_owns_path(const char *path);
 
 /* Whether the request carries the API key the service requires (always
- * true when it requires none). For handlers outside dc_api_handle. */
+ * true when it requires none; /v2/activate's exemption under
+ * DC_API_KEY_DECISIONS is dc_api_handle's). For handlers outside dc_api_handle. */
 int dc_api_authorized(const dc_service_t *svc, const dc_request_t *req);
 
 #endif

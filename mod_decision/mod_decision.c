@@ -31,6 +31,7 @@
 #include "dc_buf.h"
 #include "dc_hash.h"
 #include "dc_log.h"
+#include "dc_settings.h"
 #include "dc_status.h"
 #include "dc_store.h"
 
@@ -305,9 +306,14 @@ static const char *add_cors_origin(cmd_parms *cmd, void *dc, const char *arg)
     return NULL;
 }
 
-static const char *set_require_key(cmd_parms *cmd, void *dc, int on)
+static const char *set_require_key(cmd_parms *cmd, void *dc, const char *arg)
 {
-    cmd_conf(cmd)->require_key = on;
+    dc_api_key_mode_e mode;
+
+    if (dc_parse_api_key_mode(arg, &mode) < 0)
+        return apr_psprintf(cmd->pool, "%s: expected on, off or decisions, not \"%s\"",
+                            cmd->cmd->name, arg);
+    cmd_conf(cmd)->require_key = (int)mode;
     return NULL;
 }
 
@@ -402,8 +408,9 @@ static const command_rec decision_cmds[] = {
                  "On to add CORS headers and answer OPTIONS preflights (default On)"),
     AP_INIT_ITERATE("DecisionCORSOrigins", add_cors_origin, NULL, RSRC_CONF,
                     "Access-Control-Allow-Origin value(s) (default *)"),
-    AP_INIT_FLAG("DecisionRequireApiKey", set_require_key, NULL, RSRC_CONF,
-                 "On to answer 401 to requests without the DecisionApiKey (default Off)"),
+    AP_INIT_TAKE1("DecisionRequireApiKey", set_require_key, NULL, RSRC_CONF,
+                  "On to answer 401 to requests without the DecisionApiKey, decisions to "
+                  "require it everywhere but on /v2/activate (default Off)"),
     AP_INIT_FLAG("DecisionOFREPActivate", set_ofrep_activate, NULL, RSRC_CONF,
                  "On to send an activation hit for the campaigns an OFREP evaluation shows, "
                  "like /v2/flags with trigger_hit (default Off)"),
@@ -472,9 +479,11 @@ static int check_one(apr_pool_t *ptemp, server_rec *s, decision_srv_conf_t *c)
     const char *where = apr_psprintf(ptemp, "%s:%u", s->server_hostname ? s->server_hostname : "",
                                      s->port);
 
-    if (c->require_key == 1 && !c->api_key)
-        return fail(s, apr_psprintf(ptemp, "DecisionRequireApiKey on needs a DecisionApiKey "
-                                           "(server %s)", where));
+    if (c->require_key > DC_API_KEY_OFF && !c->api_key)
+        return fail(s, apr_psprintf(ptemp, "DecisionRequireApiKey %s needs a DecisionApiKey "
+                                           "(server %s)",
+                                    c->require_key == DC_API_KEY_DECISIONS ? "decisions" : "on",
+                                    where));
     if (!is_configured(c)) {
         if (c->own && (c->api_key || c->store_uri || c->lkg || c->interval))
             return fail(s, apr_psprintf(ptemp, "Decision* directives in server %s need "
@@ -723,7 +732,8 @@ static int build_service(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
                                                                           : NULL;
     svc->api.opt.env_id = c->env_id;
     svc->api.opt.api_key = c->api_key;
-    svc->api.opt.require_api_key = c->require_key == 1;
+    svc->api.opt.require_api_key =
+        c->require_key > DC_API_KEY_OFF ? (dc_api_key_mode_e)c->require_key : DC_API_KEY_OFF;
     if (c->cors != -1)
         svc->api.opt.cors_enabled = c->cors;
     if (c->cors_origins)

@@ -398,7 +398,7 @@ START_TEST(auth_methods_and_mounts)
     extra_t x = {0};
     json_t *a;
 
-    svc.opt.require_api_key = 1;
+    svc.opt.require_api_key = DC_API_KEY_ALL;
     svc.opt.api_key = "sekret";
     call_with(BULK, VIP, &x, &r);
     ck_assert_int_eq(r.status, 401);
@@ -423,7 +423,7 @@ START_TEST(auth_methods_and_mounts)
     call_with(FLAG("color"), "", &x, &r);
     ck_assert_int_eq(r.status, 204);
     ck_assert(strstr(apr_table_get(r.headers, "Access-Control-Allow-Headers"), "If-None-Match"));
-    svc.opt.require_api_key = 0;
+    svc.opt.require_api_key = DC_API_KEY_OFF;
 
     /* under the /v2 mount (baseUrl http://host/v2), and under any prefix */
     a = call("/v2/ofrep/v1/evaluate/flags/banner", VIP, 200);
