@@ -413,6 +413,12 @@ START_TEST(auth_methods_and_mounts)
     x.authorization = "Bearer sekret";
     call_with(BULK, VIP, &x, &r);
     ck_assert_int_eq(r.status, 200);
+    /* "decisions" exempts /v2/activate only: evaluations are decisions */
+    svc.opt.require_api_key = DC_API_KEY_DECISIONS;
+    call_with(BULK, VIP, NULL, &r);
+    ck_assert_int_eq(r.status, 401);
+    call_with(BULK, VIP, &x, &r);
+    ck_assert_int_eq(r.status, 200);
 
     x.method = "GET";
     call_with(BULK, VIP, &x, &r);
