@@ -14,6 +14,8 @@
  *   POST /v2/flags
  *   POST /v2/activate
  *   POST /v2/{envId}/campaigns   (what Flagship SDKs call with decisionApiUrl)
+ *   POST /ofrep/v1/evaluate/flags/{key}, /ofrep/v1/evaluate/flags (OpenFeature's
+ *        OFREP, under an "/ofrep/v1" path segment wherever mounted: doc/ofrep.md)
  *   GET  /v2/metrics, /v2/health, /v2/ready, /iserver/nsessions and the
  *        Prometheus path (opt.prometheus_path): see dc_status.h
  *
@@ -49,7 +51,7 @@ typedef int dc_hit_sink_fn(void *baton, apr_pool_t *p, const dc_hit_t *hits, siz
 
 #define DC_DEFAULT_MAX_BODY_SIZE (1024 * 1024)
 #define DC_DEFAULT_CORS_HEADERS \
-    "Content-Type,Authorization,X-Api-Key,X-Sdk-Client,X-Sdk-Version,X-Pop"
+    "Content-Type,Authorization,X-Api-Key,X-Sdk-Client,X-Sdk-Version,X-Pop,If-None-Match"
 
 /* Which routes need the API key (opt.require_api_key). /v2/health never does.
  * DC_API_KEY_DECISIONS exists because Flagship SDKs post activations without
@@ -75,6 +77,7 @@ typedef struct {
     apr_size_t max_body_size;    /* default 1 MiB */
     const char *prometheus_path; /* default "/metrics", matched at the end of the path;
                                     NULL or "" = not served */
+    int ofrep_activate;          /* OFREP evaluations send activation hits (default off) */
 } dc_api_options_t;
 
 typedef struct dc_service {
@@ -104,6 +107,7 @@ typedef struct {
     const char *origin;
     const char *x_api_key;
     const char *authorization;
+    const char *if_none_match;  /* If-None-Match, for the OFREP bulk route */
     apr_time_t received;
     dc_metrics_slot_t *metrics_slot; /* this writer's slot (httpd child, fcgi thread);
                                         NULL = slot 0 of svc->metrics */
@@ -120,7 +124,7 @@ typedef struct {
 /* Handles one request; everything is allocated in p. Never fails: errors are responses. */
 void dc_api_handle(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req, dc_response_t *resp);
 
-/* Whether a path belongs to the API (has a "/v2" segment, or ends in
+/* Whether a path belongs to the API (has a "/v2" or "/ofrep/v1" segment, or ends in
  * /iserver/nsessions), for front ends that share a URL space. The Prometheus
  * path is the service's: compare it with opt.prometheus_path. */
 int dc_api_owns_path(const char *path);

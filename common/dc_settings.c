@@ -62,7 +62,7 @@ enum {
     S_ADDRESS, S_STORE, S_BUCKETING_URL, S_BUCKETING_FILE, S_LAST_KNOWN_GOOD, S_MAX_BODY_SIZE,
     S_THREADS, S_LISTEN, S_SHUTDOWN_TIMEOUT,
     S_METRICS_ENABLED, S_PROMETHEUS_PATH, S_STATUS_PATH,
-    S_SPOOL_DIR, S_SPOOL_OPTIONS, S_COLLECTOR, S_SHIPPER,
+    S_SPOOL_DIR, S_SPOOL_OPTIONS, S_COLLECTOR, S_SHIPPER, S_OFREP_ACTIVATE,
     S_COUNT
 };
 
@@ -154,10 +154,13 @@ static const setting_def_t defs[S_COUNT] = {
                      DC_SHIPPER_DEFAULT_COLLECTOR, "where events go: http(s)://... or file:/DIR"},
     [S_SHIPPER] = {"EVENTS_SHIPPER", "events.shipper", K_BOOL, "true",
                    "ship from this process (off: run `decision-fcgi ship` beside it)"},
+    [S_OFREP_ACTIVATE] = {"OFREP_ACTIVATE", "ofrep.activate", K_BOOL, "false",
+                          "OFREP evaluations send an activation hit for the campaigns they "
+                          "show, like /v2/flags with trigger_hit"},
 };
 
 static const char *const env_prefixes[] = {"CACHE_", "CORS_", "BUCKETING_", "LOG_", "METRICS_",
-                                           "EVENTS_"};
+                                           "EVENTS_", "OFREP_"};
 
 static void add_error(dc_settings_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void add_error(dc_settings_t *s, const char *fmt, ...)
@@ -724,6 +727,8 @@ int dc_settings_finish(dc_settings_t *s)
                 s->cors_enabled = b;
             else if (i == S_METRICS_ENABLED)
                 s->metrics_enabled = b;
+            else if (i == S_OFREP_ACTIVATE)
+                s->ofrep_activate = b;
             else
                 s->shipper_enabled = b;
             break;
@@ -841,6 +846,7 @@ void dc_settings_api_options(const dc_settings_t *s, dc_api_options_t *opt)
     opt->cors_headers = s->cors_allowed_headers;
     opt->max_body_size = s->max_body_size;
     opt->prometheus_path = s->prometheus_path;
+    opt->ofrep_activate = s->ofrep_activate;
 }
 
 void dc_settings_write_help(FILE *out)

@@ -55,6 +55,7 @@ typedef struct dc_settings {
     const char *spool_options;     /* "key=value,..." for dc_spool_options_parse, NULL: defaults */
     const char *collector;         /* the shipper's sink */
     int shipper_enabled;
+    int ofrep_activate;            /* OFREP evaluations send activation hits */
 
     /* Raw text by setting, and where each came from ("environment", "file.yaml:3"). */
     const char **raw;

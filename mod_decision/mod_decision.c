@@ -72,6 +72,7 @@ static void *create_server_conf(apr_pool_t *p, server_rec *s)
     c->require_key = -1;
     c->metrics = -1;
     c->keepalive_on_worker = -1;
+    c->ofrep_activate = -1;
     return c;
 }
 
@@ -99,6 +100,7 @@ static void *merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     MERGE_NUM(max_body, 0);
     MERGE_NUM(cors, -1);
     MERGE_NUM(require_key, -1);
+    MERGE_NUM(ofrep_activate, -1);
     m->own = add->own;
     return m;
 }
@@ -285,6 +287,12 @@ static const char *set_cors(cmd_parms *cmd, void *dc, int on)
     return NULL;
 }
 
+static const char *set_ofrep_activate(cmd_parms *cmd, void *dc, int on)
+{
+    cmd_conf(cmd)->ofrep_activate = on;
+    return NULL;
+}
+
 static const char *add_cors_origin(cmd_parms *cmd, void *dc, const char *arg)
 {
     decision_srv_conf_t *c = cmd_conf(cmd);
@@ -403,6 +411,9 @@ static const command_rec decision_cmds[] = {
     AP_INIT_TAKE1("DecisionRequireApiKey", set_require_key, NULL, RSRC_CONF,
                   "On to answer 401 to requests without the DecisionApiKey, decisions to "
                   "require it everywhere but on /v2/activate (default Off)"),
+    AP_INIT_FLAG("DecisionOFREPActivate", set_ofrep_activate, NULL, RSRC_CONF,
+                 "On to send an activation hit for the campaigns an OFREP evaluation shows, "
+                 "like /v2/flags with trigger_hit (default Off)"),
     AP_INIT_TAKE1("DecisionMaxBodySize", set_max_body, NULL, RSRC_CONF,
                   "largest request body accepted, in bytes (default 1048576)"),
     AP_INIT_FLAG("DecisionKeepAliveOnWorker", set_keepalive_on_worker, NULL, RSRC_CONF,
@@ -729,6 +740,7 @@ static int build_service(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
         svc->api.opt.cors_origins = c->cors_origins;
     if (c->max_body)
         svc->api.opt.max_body_size = c->max_body;
+    svc->api.opt.ofrep_activate = c->ofrep_activate == 1;
 
     memset(&so, 0, sizeof(so));
     if (c->url && strcmp(c->url, "none") != 0)
@@ -985,6 +997,7 @@ static int decision_handler(request_rec *r)
     req.origin = apr_table_get(r->headers_in, "Origin");
     req.x_api_key = apr_table_get(r->headers_in, "X-API-Key");
     req.authorization = apr_table_get(r->headers_in, "Authorization");
+    req.if_none_match = apr_table_get(r->headers_in, "If-None-Match");
     req.received = r->request_time;
     req.metrics_slot = metrics_slot(svc, r);
     if ((rc = read_body(r, svc->api.opt.max_body_size, &req)) != OK)

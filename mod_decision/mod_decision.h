@@ -47,6 +47,7 @@ typedef struct {
     int require_key;              /* a dc_api_key_mode_e, -1: unset */
     int metrics;                  /* DecisionMetrics: -1 unset */
     int keepalive_on_worker;      /* DecisionKeepAliveOnWorker: -1 unset */
+    int ofrep_activate;           /* DecisionOFREPActivate: -1 unset */
     const char *prometheus_path;  /* DecisionPrometheusPath; "none" = off */
     const char *spool_dir;        /* DecisionSpool: events on; NULL = not collected */
     const char *spool_options;    /* DecisionSpoolOptions */

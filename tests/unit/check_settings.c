@@ -114,6 +114,20 @@ START_TEST(defaults)
     ck_assert_str_eq(opt.env_id, "env1");
     ck_assert_str_eq(opt.cors_origins, "*");
     ck_assert_int_eq(opt.require_api_key, 0);
+    ck_assert_int_eq(opt.ofrep_activate, 0);
+    ck_assert(strstr(opt.cors_headers, "If-None-Match") != NULL); /* OFREP's revalidation */
+
+    /* OFREP evaluations send activation hits only when asked */
+    s = dc_settings_create(pool);
+    dc_settings_set(s, "ENV_ID", "env1", "test");
+    dc_settings_set(s, "ofrep.activate", "on", "test");
+    ck_assert_int_eq(dc_settings_finish(s), 0);
+    dc_settings_api_options(s, &opt);
+    ck_assert_int_eq(opt.ofrep_activate, 1);
+    s = dc_settings_create(pool);
+    dc_settings_set(s, "ENV_ID", "env1", "test");
+    dc_settings_set(s, "OFREP_ACTIVATE", "sometimes", "test");
+    ck_assert_int_eq(dc_settings_finish(s), -1);
 }
 END_TEST
 
