@@ -10,18 +10,23 @@
  */
 #include "dc_shipper.h"
 #include "dc_buf.h"
+#include "dc_cloud_http.h"
 #include "dc_http.h"
 #include "dc_hits.h"
 #include "dc_log.h"
+#include "dc_objstore.h"
 
 #include <apr_file_info.h>
+#include <apr_md5.h>
 #include <apr_file_io.h>
 #include <apr_strings.h>
 #include <apr_thread_cond.h>
+#include <apr_uri.h>
 #include <apr_thread_mutex.h>
 #include <apr_thread_proc.h>
 #include <curl/curl.h>
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -43,7 +48,11 @@ struct dc_shipper {
     apr_pool_t *pool;
     dc_shipper_options_t opt;
     const char *dead_dir;
+    const char *display;        /* the collector as logs show it: secrets masked */
     const char *file_dir;       /* file sink, else NULL */
+    dc_objstore_t *obj;         /* object store sink, else NULL */
+    apr_time_t last_object;     /* when the last object was acknowledged */
+    int flushing;               /* dc_shipper_flush runs: objects do not wait */
     CURL *curl;
     int curl_initialised;
 
@@ -125,6 +134,33 @@ static void fill_defaults(dc_shipper_options_t *o)
         o->file_rotate_bytes = DC_SHIPPER_DEFAULT_FILE_ROTATE_BYTES;
     if (!o->user_agent)
         o->user_agent = "mod_decision/" PACKAGE_VERSION;
+    if (o->object_interval <= 0)
+        o->object_interval = DC_SHIPPER_DEFAULT_OBJECT_INTERVAL;
+}
+
+int dc_shipper_check_collector(apr_pool_t *p, const char *collector, char *err, size_t errlen)
+{
+    apr_uri_t uri;
+
+    if (dc_objstore_is_uri(collector))
+        return dc_objstore_check(p, collector, err, errlen);
+    if (strncmp(collector, "file:", 5) == 0) {
+        const char *dir = collector + 5;
+
+        if (strncmp(dir, "//", 2) == 0)
+            dir += 2;
+        if (*dir == '/')
+            return 0;
+        snprintf(err, errlen, "a file sink needs an absolute path (file:/dir)");
+        return -1;
+    }
+    if (apr_uri_parse(p, collector, &uri) == APR_SUCCESS && uri.scheme && uri.hostname &&
+        (strcasecmp(uri.scheme, "http") == 0 || strcasecmp(uri.scheme, "https") == 0))
+        return 0;
+    snprintf(err, errlen,
+             "expected http://, https://, file:/dir, s3://BUCKET/PREFIX or "
+             "azblob://ACCOUNT/CONTAINER/PREFIX");
+    return -1;
 }
 
 /* ---- state --------------------------------------------------------------------- */
@@ -143,18 +179,18 @@ static void set_state(dc_shipper_t *sh, dc_shipper_state_e state, const char *wh
         return;
     if (state == DC_SHIPPER_OK)
         dc_log(DC_LOG_WARN, DCLOGNO(10720) "shipper: delivering to %s again (state ok)",
-               sh->opt.collector);
+               sh->display);
     else if (state == DC_SHIPPER_RETRYING)
         dc_log(DC_LOG_WARN,
                DCLOGNO(10721) "shipper: delivery to %s failed (%s); retrying with backoff, "
                               "events stay in the spool (state retrying)",
-               sh->opt.collector, why ? why : "?");
+               sh->display, why ? why : "?");
     else
         dc_log(DC_LOG_ERROR,
                DCLOGNO(10722) "shipper: delivery to %s failed %u times in a row (%s); check "
                               "the collector setting and the network; events stay in the "
                               "spool (state failing)",
-               sh->opt.collector, sh->failures, why ? why : "?");
+               sh->display, sh->failures, why ? why : "?");
 }
 
 static void note_success(dc_shipper_t *sh, size_t batches, size_t hits)
@@ -192,6 +228,15 @@ static void note_retry(dc_shipper_t *sh, const char *why)
            why, apr_time_as_msec(delay));
     set_state(sh, sh->failures >= FAILING_AFTER ? DC_SHIPPER_FAILING : DC_SHIPPER_RETRYING,
               why);
+}
+
+static void observe(dc_shipper_t *sh, dc_sink_op_e op, int ok, apr_time_t since, size_t bytes)
+{
+    apr_interval_time_t took = apr_time_now() - since;
+
+    apr_thread_mutex_lock(sh->lock);
+    dc_sink_observe(&sh->stats.sink, op, ok, took, bytes);
+    apr_thread_mutex_unlock(sh->lock);
 }
 
 /* ---- sinks ------------------------------------------------------------------------ */
@@ -337,8 +382,14 @@ static send_result_e file_send(dc_shipper_t *sh, const char *body, size_t len, c
     return SEND_OK;
 }
 
+static void probe_object_store(dc_shipper_t *sh);
+
 static void probe_sink(dc_shipper_t *sh)
 {
+    if (sh->obj) {
+        probe_object_store(sh);
+        return;
+    }
     if (sh->file_dir) {
         char probe[PATH_MAX];
         int fd;
@@ -366,11 +417,11 @@ static void probe_sink(dc_shipper_t *sh)
             dc_log(DC_LOG_ERROR,
                    DCLOGNO(10725) "shipper: the collector %s does not answer (%s): events stay "
                                   "in the spool and delivery is retried",
-                   sh->opt.collector, curl_easy_strerror(cc));
+                   sh->display, curl_easy_strerror(cc));
             set_state(sh, DC_SHIPPER_RETRYING, curl_easy_strerror(cc));
         } else {
             dc_log(DC_LOG_INFO, DCLOGNO(10726) "shipper: the collector %s answers",
-                   sh->opt.collector);
+                   sh->display);
         }
     }
 }
@@ -393,6 +444,7 @@ dc_shipper_t *dc_shipper_create(apr_pool_t *p, const dc_shipper_options_t *opt, 
     p = sh->pool;
     sh->opt = *opt;
     fill_defaults(&sh->opt);
+    sh->display = dc_cloud_mask_uri(p, sh->opt.collector);
     sh->file_fd = -1;
     sh->seed = (unsigned)getpid() ^ (unsigned)apr_time_now();
     if (!sh->opt.spool_dir || !*sh->opt.spool_dir) {
@@ -421,10 +473,23 @@ dc_shipper_t *dc_shipper_create(apr_pool_t *p, const dc_shipper_options_t *opt, 
                      apr_strerror(rv, msg, sizeof(msg)));
             return NULL;
         }
+    } else if (dc_objstore_is_uri(sh->opt.collector)) {
+        dc_objstore_http_t http;
+
+        http.timeout_ms = opt->timeout_ms > 0 ? opt->timeout_ms
+                                               : DC_SHIPPER_DEFAULT_OBJECT_TIMEOUT_MS;
+        http.connect_timeout_ms = sh->opt.connect_timeout_ms;
+        http.ca_file = sh->opt.ca_file;
+        http.user_agent = sh->opt.user_agent;
+        if (!(sh->obj = dc_objstore_open(p, sh->opt.collector, &http, err, errlen)))
+            return NULL;
+        sh->display = sh->obj->display;
     } else if (strncmp(sh->opt.collector, "http://", 7) != 0 &&
                strncmp(sh->opt.collector, "https://", 8) != 0) {
-        snprintf(err, errlen, "collector \"%s\": expected http://, https:// or file:/dir",
-                 sh->opt.collector);
+        snprintf(err, errlen,
+                 "collector \"%s\": expected http://, https://, file:/dir, s3://BUCKET/PREFIX "
+                 "or azblob://ACCOUNT/CONTAINER/PREFIX",
+                 sh->display);
         return NULL;
     } else {
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -440,6 +505,9 @@ dc_shipper_t *dc_shipper_create(apr_pool_t *p, const dc_shipper_options_t *opt, 
     }
     sh->opt.spool_dir = apr_pstrdup(p, sh->opt.spool_dir);
     sh->opt.collector = apr_pstrdup(p, sh->opt.collector);
+    apr_cpystrn(sh->stats.sink.backend,
+                sh->obj ? sh->obj->ops->scheme : sh->file_dir ? "file" : "http",
+                sizeof(sh->stats.sink.backend));
     sh->dead_dir = apr_pstrcat(p, sh->opt.spool_dir, "/dead-letter", NULL);
     if (apr_thread_mutex_create(&sh->lock, APR_THREAD_MUTEX_DEFAULT, p) != APR_SUCCESS ||
         apr_thread_cond_create(&sh->wake, p) != APR_SUCCESS) {
@@ -460,6 +528,9 @@ void dc_shipper_destroy(dc_shipper_t *sh)
     if (sh->curl)
         curl_easy_cleanup(sh->curl);
     sh->curl = NULL;
+    if (sh->obj)
+        dc_objstore_close(sh->obj);
+    sh->obj = NULL;
     if (sh->curl_initialised)
         curl_global_cleanup();
     sh->curl_initialised = 0;
@@ -639,6 +710,7 @@ static int ship_segment(dc_shipper_t *sh, const char *name, apr_time_t deadline,
         size_t to = pos, bytes = 256, n;
         char why[160] = "";
         send_result_e r;
+        apr_time_t sent_at;
 
         if (apr_time_now() >= deadline) {
             result = DC_SHIP_MORE;
@@ -650,10 +722,12 @@ static int ship_segment(dc_shipper_t *sh, const char *name, apr_time_t deadline,
             to++;
         }
         n = build_batch(sh, hits, pos, to, apr_time_as_msec(apr_time_now()), &body, &ids);
+        sent_at = apr_time_now();
         r = sh->file_dir ? file_send(sh, body.data, body.len, why, sizeof(why))
                          : http_send(sh, body.data, body.len, ids.data, why, sizeof(why));
+        observe(sh, DC_SINK_OP_SEND, r == SEND_OK, sent_at, body.len);
         if (r == SEND_RETRY) {
-            note_retry(sh, apr_psprintf(p, "%s: %s", sh->opt.collector, why));
+            note_retry(sh, apr_psprintf(p, "%s: %s", sh->display, why));
             result = DC_SHIP_BACKOFF;
             break;
         }
@@ -681,7 +755,7 @@ static int ship_segment(dc_shipper_t *sh, const char *name, apr_time_t deadline,
 
         if (file_sync(sh, why, sizeof(why)) < 0) {
             if (result != DC_SHIP_BACKOFF)
-                note_retry(sh, apr_psprintf(p, "%s: %s", sh->opt.collector, why));
+                note_retry(sh, apr_psprintf(p, "%s: %s", sh->display, why));
             return DC_SHIP_BACKOFF; /* resent from the last progress: at least once */
         }
         if (unsynced_batches)
@@ -701,6 +775,235 @@ static int ship_segment(dc_shipper_t *sh, const char *name, apr_time_t deadline,
     sh->stats.segments_done++;
     apr_thread_mutex_unlock(sh->lock);
     return 0;
+}
+
+/* ---- object stores ---------------------------------------------------------------- */
+
+/* What an operation's failure class asks the operator to check. */
+static const char *obj_hint(const dc_objstore_t *os, dc_obj_result_e r, apr_pool_t *p)
+{
+    char creds[200] = "";
+
+    if (os->ops->describe)
+        os->ops->describe((dc_objstore_t *)os, creds, sizeof(creds));
+    switch (r) {
+    case DC_OBJ_CREDENTIALS:
+        return apr_psprintf(p, "the store does not accept the credentials, or none were found: %s",
+                            creds);
+    case DC_OBJ_NOT_FOUND:
+        return apr_psprintf(p, "the %s does not exist", os->where);
+    case DC_OBJ_PERMISSION:
+        return apr_psprintf(p, "the credentials may not write objects to the %s", os->where);
+    case DC_OBJ_TRANSIENT:
+        return "the store did not answer or failed (endpoint, network, outage)";
+    default:
+        return "the store refused the request";
+    }
+}
+
+static const char *obj_why(const dc_objstore_t *os, const dc_obj_error_t *e, apr_pool_t *p)
+{
+    return apr_psprintf(p, "%s: %s (%s)", dc_obj_result_name(e->result), e->detail,
+                        obj_hint(os, e->result, p));
+}
+
+static dc_obj_result_e obj_put(dc_shipper_t *sh, const char *key, const char *data, size_t len,
+                               const char *type, dc_obj_error_t *e)
+{
+    unsigned char md5[APR_MD5_DIGESTSIZE];
+    apr_time_t t0 = apr_time_now();
+    dc_obj_result_e r;
+
+    apr_md5(md5, data, len);
+    r = sh->obj->ops->put(sh->obj, key, data, len, md5, type, e);
+    observe(sh, DC_SINK_OP_SEND, r == DC_OBJ_OK, t0, len);
+    return r;
+}
+
+static dc_obj_result_e obj_delete(dc_shipper_t *sh, const char *key, dc_obj_error_t *e)
+{
+    apr_time_t t0 = apr_time_now();
+    dc_obj_result_e r = sh->obj->ops->del(sh->obj, key, e);
+
+    observe(sh, DC_SINK_OP_DELETE, r == DC_OBJ_OK, t0, 0);
+    return r;
+}
+
+/* The start-up test: a small object put, then deleted. Uploads need only
+ * the put; a failed delete is a warning. */
+static void probe_object_store(dc_shipper_t *sh)
+{
+    apr_pool_t *p;
+    const char *key;
+    dc_obj_error_t e;
+
+    apr_pool_create(&p, sh->pool);
+    key = dc_objstore_probe_key(p, sh->obj);
+    if (obj_put(sh, key, "mod_decision probe\n", 19, "text/plain", &e) != DC_OBJ_OK) {
+        dc_log(DC_LOG_ERROR,
+               DCLOGNO(10733) "shipper: the start-up test write to %s failed: %s; events stay "
+                              "in the spool and delivery is retried",
+               sh->display, obj_why(sh->obj, &e, p));
+        set_state(sh, DC_SHIPPER_RETRYING, obj_why(sh->obj, &e, p));
+    } else if (obj_delete(sh, key, &e) != DC_OBJ_OK) {
+        dc_log(DC_LOG_WARN,
+               DCLOGNO(10734) "shipper: the start-up test object %s was written to %s but not "
+                              "deleted: %s; uploads do not need to delete, remove it by hand",
+               key, sh->display, obj_why(sh->obj, &e, p));
+    } else {
+        dc_log(DC_LOG_INFO,
+               DCLOGNO(10735) "shipper: the start-up test write to %s succeeded (put and delete)",
+               sh->display);
+    }
+    apr_pool_destroy(p);
+}
+
+/* One ready segment's hits from its progress point, as JSON lines in out. */
+static size_t segment_lines(dc_shipper_t *sh, const char *name, dc_buf_t *out, int64_t now_ms,
+                            int64_t *first_ms, const char **seq, apr_pool_t *p)
+{
+    const char *path = apr_pstrcat(p, sh->opt.spool_dir, "/", name, NULL);
+    const char *stem = name + 4, *dash = strrchr(name, '-');
+    const char *progress =
+        apr_psprintf(p, "%s/%.*s.progress", sh->opt.spool_dir,
+                     (int)(dash ? (size_t)(dash - name) : strlen(name)), name);
+    collect_t c;
+    char *data;
+    size_t len;
+    const flat_hit_t *hits;
+
+    if (dc_read_file(p, path, (size_t)1024 * 1024 * 1024, &data, &len) < 0) {
+        if (errno != ENOENT)
+            dc_log(DC_LOG_ERROR, DCLOGNO(10736) "shipper: cannot read %s: %s", path,
+                   strerror(errno));
+        return 0;
+    }
+    c.hits = apr_array_make(p, 64, sizeof(flat_hit_t));
+    read_progress(progress, &c.from_offset, &c.from_index);
+    dc_spool_parse(data, len, name, p, collect_hits, &c, NULL);
+    hits = (const flat_hit_t *)c.hits->elts;
+    if (seq && !*seq) {
+        /* seg-<stem>-n<N>.ready: the stem names the object, and where it resumed */
+        *seq = apr_psprintf(p, "%.*s", (int)(dash && dash > stem ? (size_t)(dash - stem) : 0),
+                            stem);
+        if (c.from_offset > 0)
+            *seq = apr_psprintf(p, "%s-o%" APR_OFF_T_FMT "-%zu", *seq, c.from_offset,
+                                c.from_index);
+    }
+    for (int i = 0; i < c.hits->nelts; i++) {
+        const dc_spool_hit_t *h = &hits[i].hit;
+        int64_t qt = h->qt_base + (now_ms > h->received_ms ? now_ms - h->received_ms : 0);
+
+        if (*first_ms == 0)
+            *first_ms = h->received_ms;
+        if (h->json_len > 2) {
+            dc_buf_append(out, h->json, h->json_len - 1);
+            dc_buf_putc(out, ',');
+        } else {
+            dc_buf_putc(out, '{');
+        }
+        dc_buf_printf(out, "\"qt\":%" PRId64 ",\"ts\":%" PRId64 ",\"hit_id\":\"", qt,
+                      h->received_ms);
+        for (size_t k = 0; k < h->id_len; k++) /* ours are [0-9a-z-]; anything else goes */
+            dc_buf_putc(out, isalnum((unsigned char)h->id[k]) || h->id[k] == '-' ? h->id[k] : '_');
+        dc_buf_puts(out, "\"}\n");
+    }
+    return (size_t)c.hits->nelts;
+}
+
+static void segment_done(dc_shipper_t *sh, const char *name, apr_pool_t *p)
+{
+    const char *path = apr_pstrcat(p, sh->opt.spool_dir, "/", name, NULL);
+    const char *dash = strrchr(name, '-');
+
+    if (unlink(path) < 0 && errno != ENOENT)
+        dc_log(DC_LOG_ERROR,
+               DCLOGNO(10737) "shipper: cannot delete the delivered segment %s: %s (it would "
+                              "be sent again)",
+               path, strerror(errno));
+    unlink(apr_psprintf(p, "%s/%.*s.progress", sh->opt.spool_dir,
+                        (int)(dash ? (size_t)(dash - name) : strlen(name)), name));
+    apr_thread_mutex_lock(sh->lock);
+    sh->stats.segments_done++;
+    apr_thread_mutex_unlock(sh->lock);
+}
+
+/* Bytes of the ready segments names[from..n), stopping at limit. */
+static apr_off_t ready_bytes(dc_shipper_t *sh, const char **names, size_t n, apr_off_t limit,
+                             apr_pool_t *p)
+{
+    apr_off_t total = 0;
+
+    for (size_t i = 0; i < n && total < limit; i++) {
+        struct stat st;
+
+        if (stat(apr_pstrcat(p, sh->opt.spool_dir, "/", names[i], NULL), &st) == 0)
+            total += st.st_size;
+    }
+    return total;
+}
+
+/* Ships names[0..n) as objects of at most max_bytes of lines: DC_SHIP_DONE
+ * when all went, DC_SHIP_IDLE when they wait for object_interval,
+ * DC_SHIP_MORE or DC_SHIP_BACKOFF. */
+static dc_ship_result_e ship_objects(dc_shipper_t *sh, const char **names, size_t n, apr_time_t deadline,
+                        apr_pool_t *p)
+{
+    dc_objstore_t *os = sh->obj;
+    size_t i = 0;
+
+    if (!sh->flushing && apr_time_now() - sh->last_object < sh->opt.object_interval &&
+        ready_bytes(sh, names, n, (apr_off_t)os->max_bytes, p) < (apr_off_t)os->max_bytes)
+        return DC_SHIP_IDLE;
+    while (i < n) {
+        apr_pool_t *op;
+        dc_buf_t lines;
+        size_t first = i, hits = 0, gz_len = 0;
+        int64_t first_ms = 0, now_ms = apr_time_as_msec(apr_time_now());
+        const char *seq = NULL;
+        char key[1024];
+        void *gz;
+        dc_obj_error_t e;
+
+        if (apr_time_now() >= deadline)
+            return DC_SHIP_MORE;
+        apr_pool_create(&op, p);
+        dc_buf_init(&lines, op, 64 * 1024);
+        for (; i < n && (i == first || lines.len < os->max_bytes); i++)
+            hits += segment_lines(sh, names[i], &lines, now_ms, &first_ms, &seq, op);
+        if (hits == 0) { /* only torn records or vanished segments */
+            for (size_t k = first; k < i; k++)
+                segment_done(sh, names[k], op);
+            apr_pool_destroy(op);
+            continue;
+        }
+        if (!dc_objstore_key(key, sizeof(key), os->prefix, apr_time_from_msec(first_ms),
+                             os->server, seq && *seq ? seq : "0") ||
+            !(gz = dc_objstore_gzip(op, lines.data, lines.len, &gz_len))) {
+            dc_log(DC_LOG_ERROR, DCLOGNO(10738) "shipper: cannot build an object for %s (%s)",
+                   names[first], key[0] ? "gzip failed" : "key too long");
+            note_retry(sh, "cannot build an object");
+            apr_pool_destroy(op);
+            return DC_SHIP_BACKOFF;
+        }
+        if (obj_put(sh, key, gz, gz_len, "application/gzip", &e) != DC_OBJ_OK) {
+            note_retry(sh, apr_psprintf(op, "%s: put %s: %s", sh->display, key,
+                                        obj_why(os, &e, op)));
+            apr_pool_destroy(op);
+            return DC_SHIP_BACKOFF;
+        }
+        dc_log(DC_LOG_DEBUG, DCLOGNO(10739) "shipper: %zu hit(s) from %zu segment(s) in %s",
+               hits, i - first, key);
+        for (size_t k = first; k < i; k++)
+            segment_done(sh, names[k], op);
+        sh->last_object = apr_time_now();
+        apr_thread_mutex_lock(sh->lock);
+        sh->stats.objects++;
+        apr_thread_mutex_unlock(sh->lock);
+        note_success(sh, 1, hits);
+        apr_pool_destroy(op);
+    }
+    return DC_SHIP_DONE;
 }
 
 /* Progress files whose segment is gone (deleted by drop-oldest while the
@@ -744,6 +1047,10 @@ dc_ship_result_e dc_shipper_run_once(dc_shipper_t *sh, apr_time_t deadline)
     dc_spool_adopt_dead(sh->opt.spool_dir, p);
     if (dc_spool_list_ready(sh->opt.spool_dir, p, &names, &n) == 0) {
         remove_orphan_progress(sh, names, n, p);
+        if (sh->obj && n) {
+            result = ship_objects(sh, names, n, deadline, p);
+            n = 0;
+        }
         for (size_t i = 0; i < n; i++) {
             int r;
 
@@ -771,6 +1078,9 @@ static void sleep_until(dc_shipper_t *sh, apr_time_t when)
 
 int dc_shipper_flush(dc_shipper_t *sh, apr_time_t deadline)
 {
+    int rc = -1;
+
+    sh->flushing = 1;
     for (;;) {
         dc_ship_result_e r = dc_shipper_run_once(sh, deadline);
         apr_time_t next;
@@ -778,21 +1088,25 @@ int dc_shipper_flush(dc_shipper_t *sh, apr_time_t deadline)
         if (r == DC_SHIP_IDLE || r == DC_SHIP_DONE) {
             /* Done only when a fresh look finds nothing (segments may have
              * been closed while we shipped). */
-            if (r == DC_SHIP_IDLE)
-                return 0;
+            if (r == DC_SHIP_IDLE) {
+                rc = 0;
+                break;
+            }
             continue;
         }
         if (apr_time_now() >= deadline)
-            return -1;
+            break;
         if (r == DC_SHIP_BACKOFF) {
             apr_thread_mutex_lock(sh->lock);
             next = sh->stats.next_attempt;
             apr_thread_mutex_unlock(sh->lock);
             if (next >= deadline)
-                return -1;
+                break;
             sleep_until(sh, next);
         }
     }
+    sh->flushing = 0;
+    return rc;
 }
 
 /* ---- the thread ------------------------------------------------------------------------ */
