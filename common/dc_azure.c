@@ -364,7 +364,7 @@ static dc_obj_result_e azure_request(azure_store_t *s, const char *method, const
     if (data) {
         apr_base64_encode_binary(md5_b64, md5, 16);
         headers[n++] = "x-ms-blob-type: BlockBlob";
-        headers[n++] = apr_psprintf(p, "Content-Length: %zu", len);
+        headers[n++] = apr_psprintf(p, "Content-Length: %" APR_SIZE_T_FMT, len);
         headers[n++] = apr_pstrcat(p, "Content-MD5: ", md5_b64, NULL);
         headers[n++] = apr_pstrcat(p, "Content-Type: ", content_type, NULL);
     }

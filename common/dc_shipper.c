@@ -779,32 +779,36 @@ static int ship_segment(dc_shipper_t *sh, const char *name, apr_time_t deadline,
 
 /* ---- object stores ---------------------------------------------------------------- */
 
-/* What an operation's failure class asks the operator to check. */
-static const char *obj_hint(const dc_objstore_t *os, dc_obj_result_e r, apr_pool_t *p)
+/* A failed operation for the log: its class, what came back, and what the
+ * class asks the operator to check. */
+static const char *obj_why(const dc_objstore_t *os, const dc_obj_error_t *e, const char *verb,
+                           apr_pool_t *p)
 {
     char creds[200] = "";
+    const char *hint;
 
     if (os->ops->describe)
         os->ops->describe((dc_objstore_t *)os, creds, sizeof(creds));
-    switch (r) {
+    switch (e->result) {
     case DC_OBJ_CREDENTIALS:
-        return apr_psprintf(p, "the store does not accept the credentials, or none were found: %s",
-                            creds);
+        /* status 0: nothing was sent, the detail says why there are none */
+        hint = e->status ? apr_psprintf(p, "the store does not accept the credentials: %s", creds)
+                         : "no usable credentials";
+        break;
     case DC_OBJ_NOT_FOUND:
-        return apr_psprintf(p, "the %s does not exist", os->where);
+        hint = apr_psprintf(p, "the %s does not exist", os->where);
+        break;
     case DC_OBJ_PERMISSION:
-        return apr_psprintf(p, "the credentials may not write objects to the %s", os->where);
+        hint = apr_psprintf(p, "the credentials (%s) may not %s objects in the %s", creds, verb,
+                            os->where);
+        break;
     case DC_OBJ_TRANSIENT:
-        return "the store did not answer or failed (endpoint, network, outage)";
+        hint = "the store did not answer or failed: endpoint, network, outage";
+        break;
     default:
-        return "the store refused the request";
+        hint = "the store refused the request";
     }
-}
-
-static const char *obj_why(const dc_objstore_t *os, const dc_obj_error_t *e, apr_pool_t *p)
-{
-    return apr_psprintf(p, "%s: %s (%s)", dc_obj_result_name(e->result), e->detail,
-                        obj_hint(os, e->result, p));
+    return apr_psprintf(p, "%s: %s (%s)", dc_obj_result_name(e->result), e->detail, hint);
 }
 
 static dc_obj_result_e obj_put(dc_shipper_t *sh, const char *key, const char *data, size_t len,
@@ -843,13 +847,13 @@ static void probe_object_store(dc_shipper_t *sh)
         dc_log(DC_LOG_ERROR,
                DCLOGNO(10733) "shipper: the start-up test write to %s failed: %s; events stay "
                               "in the spool and delivery is retried",
-               sh->display, obj_why(sh->obj, &e, p));
-        set_state(sh, DC_SHIPPER_RETRYING, obj_why(sh->obj, &e, p));
+               sh->display, obj_why(sh->obj, &e, "write", p));
+        set_state(sh, DC_SHIPPER_RETRYING, obj_why(sh->obj, &e, "write", p));
     } else if (obj_delete(sh, key, &e) != DC_OBJ_OK) {
         dc_log(DC_LOG_WARN,
                DCLOGNO(10734) "shipper: the start-up test object %s was written to %s but not "
                               "deleted: %s; uploads do not need to delete, remove it by hand",
-               key, sh->display, obj_why(sh->obj, &e, p));
+               key, sh->display, obj_why(sh->obj, &e, "delete", p));
     } else {
         dc_log(DC_LOG_INFO,
                DCLOGNO(10735) "shipper: the start-up test write to %s succeeded (put and delete)",
@@ -887,7 +891,7 @@ static size_t segment_lines(dc_shipper_t *sh, const char *name, dc_buf_t *out, i
         *seq = apr_psprintf(p, "%.*s", (int)(dash && dash > stem ? (size_t)(dash - stem) : 0),
                             stem);
         if (c.from_offset > 0)
-            *seq = apr_psprintf(p, "%s-o%" APR_OFF_T_FMT "-%zu", *seq, c.from_offset,
+            *seq = apr_psprintf(p, "%s-o%" APR_OFF_T_FMT "-%" APR_SIZE_T_FMT, *seq, c.from_offset,
                                 c.from_index);
     }
     for (int i = 0; i < c.hits->nelts; i++) {
@@ -988,7 +992,7 @@ static dc_ship_result_e ship_objects(dc_shipper_t *sh, const char **names, size_
         }
         if (obj_put(sh, key, gz, gz_len, "application/gzip", &e) != DC_OBJ_OK) {
             note_retry(sh, apr_psprintf(op, "%s: put %s: %s", sh->display, key,
-                                        obj_why(os, &e, op)));
+                                        obj_why(os, &e, "write", op)));
             apr_pool_destroy(op);
             return DC_SHIP_BACKOFF;
         }
