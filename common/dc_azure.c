@@ -243,7 +243,7 @@ int dc_azure_parse(apr_pool_t *p, const char *uri, dc_azure_getenv_fn *getenv_fn
                    dc_azure_t *az, dc_objstore_t *os, char *err, size_t errlen)
 {
     static const char *const allowed[] = {"endpoint", "sas", "key", "server",
-                                          "max_object_bytes", NULL};
+                                          "max_object_bytes", "interval", NULL};
     const char *rest = uri + strlen("azblob://"), *qmark = strchr(rest, '?'), *v, *cs;
     char *path = apr_pstrmemdup(p, rest, qmark ? (size_t)(qmark - rest) : strlen(rest));
     char *slash, *slash2, qerr[120];

@@ -240,6 +240,24 @@ static int parse_size(const char *v, apr_size_t *out)
     return 0;
 }
 
+static int parse_duration(const char *v, apr_interval_time_t *out)
+{
+    char *end;
+    long long n = strtoll(v, &end, 10);
+
+    if (end == v || n < 0)
+        return -1;
+    if (strcmp(end, "ms") == 0)
+        *out = apr_time_from_msec(n);
+    else if (strcmp(end, "s") == 0 || !*end)
+        *out = apr_time_from_sec(n);
+    else if (strcmp(end, "m") == 0)
+        *out = apr_time_from_sec(n * 60);
+    else
+        return -1;
+    return *out <= apr_time_from_sec(3600) ? 0 : -1;
+}
+
 int dc_objstore_common_options(dc_objstore_t *os, apr_pool_t *p, apr_table_t *q, char *err,
                                size_t errlen)
 {
@@ -247,6 +265,7 @@ int dc_objstore_common_options(dc_objstore_t *os, apr_pool_t *p, apr_table_t *q,
 
     os->server = dc_objstore_default_server(p);
     os->max_bytes = DC_OBJSTORE_DEFAULT_MAX_BYTES;
+    os->interval = DC_OBJSTORE_DEFAULT_INTERVAL;
     if ((v = apr_table_get(q, "server")) != NULL) {
         if (!*v || strlen(v) > 63 || strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                                                "0123456789._-") != strlen(v)) {
@@ -258,6 +277,10 @@ int dc_objstore_common_options(dc_objstore_t *os, apr_pool_t *p, apr_table_t *q,
     if ((v = apr_table_get(q, "max_object_bytes")) != NULL &&
         parse_size(v, &os->max_bytes) < 0) {
         snprintf(err, errlen, "max_object_bytes=%.40s: a size from 1 to 1g (k, m suffixes)", v);
+        return -1;
+    }
+    if ((v = apr_table_get(q, "interval")) != NULL && parse_duration(v, &os->interval) < 0) {
+        snprintf(err, errlen, "interval=%.40s: a duration from 0 to 1h (ms, s, m)", v);
         return -1;
     }
     return 0;

@@ -2,8 +2,12 @@
  * dc_objstore: cloud object storage as an event sink, behind one small
  * table of functions, so the shipper knows nothing of S3 or Azure.
  *
- *     s3://BUCKET/PREFIX[?region=R&endpoint=URL&server=NAME]            (dc_s3.c)
+ *     s3://BUCKET/PREFIX[?region=R&endpoint=URL&profile=P&…]            (dc_s3.c)
  *     azblob://ACCOUNT/CONTAINER/PREFIX[?endpoint=URL&sas=…|key=…&…]     (dc_azure.c)
+ *
+ * and the options of both: server=NAME (default: the host name),
+ * max_object_bytes=16m (events per object, before compression),
+ * interval=5s (least time between two objects while less is ready).
  *
  * The shipper turns ready spool segments into one gzipped JSON-lines object
  * at a time, named by the hour of its first event
@@ -76,9 +80,11 @@ struct dc_objstore {
     const char *prefix;     /* key prefix without leading or trailing '/', or "" */
     const char *server;     /* <server> of the object names */
     apr_size_t max_bytes;   /* uncompressed bytes of events per object */
+    apr_interval_time_t interval; /* least time between two objects, unless max_bytes are ready */
 };
 
 #define DC_OBJSTORE_DEFAULT_MAX_BYTES (16 * 1024 * 1024)
+#define DC_OBJSTORE_DEFAULT_INTERVAL apr_time_from_sec(5) /* the spool's segment age */
 
 /* 1 when uri names an object store sink (s3://, azblob://). */
 int dc_objstore_is_uri(const char *uri);
@@ -117,7 +123,8 @@ const char *dc_objstore_default_server(apr_pool_t *p);
 struct apr_table_t;
 struct apr_table_t *dc_objstore_query(apr_pool_t *p, const char *query,
                                       const char *const *allowed, char *err, size_t errlen);
-/* Applies the options every sink takes (server=, max_object_bytes=) from q to os. */
+/* Applies the options every sink takes (server=, max_object_bytes=,
+ * interval=) from q to os. */
 int dc_objstore_common_options(dc_objstore_t *os, apr_pool_t *p, struct apr_table_t *q,
                                char *err, size_t errlen);
 

@@ -135,7 +135,7 @@ int dc_s3_parse(apr_pool_t *p, const char *uri, const char **bucket, dc_objstore
                 apr_table_t **query, char *err, size_t errlen)
 {
     static const char *const allowed[] = {"region", "endpoint", "profile", "server",
-                                          "max_object_bytes", NULL};
+                                          "max_object_bytes", "interval", NULL};
     const char *rest = uri + strlen("s3://"), *qmark = strchr(rest, '?'), *v;
     char *path = apr_pstrmemdup(p, rest, qmark ? (size_t)(qmark - rest) : strlen(rest));
     char *slash = strchr(path, '/');

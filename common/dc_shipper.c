@@ -26,7 +26,6 @@
 #include <apr_thread_proc.h>
 #include <curl/curl.h>
 
-#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -102,6 +101,7 @@ void dc_shipper_spool_figures(dc_spool_t *spool, const dc_shipper_stats_t *ship,
         f->dead_lettered = ship->dead_letter_hits;
         f->degraded |= ship->state == DC_SHIPPER_FAILING;
         apr_cpystrn(f->last_error, ship->last_error, sizeof(f->last_error));
+        f->sink = ship->sink;
     }
 }
 
@@ -134,8 +134,6 @@ static void fill_defaults(dc_shipper_options_t *o)
         o->file_rotate_bytes = DC_SHIPPER_DEFAULT_FILE_ROTATE_BYTES;
     if (!o->user_agent)
         o->user_agent = "mod_decision/" PACKAGE_VERSION;
-    if (o->object_interval <= 0)
-        o->object_interval = DC_SHIPPER_DEFAULT_OBJECT_INTERVAL;
 }
 
 int dc_shipper_check_collector(apr_pool_t *p, const char *collector, char *err, size_t errlen)
@@ -908,8 +906,11 @@ static size_t segment_lines(dc_shipper_t *sh, const char *name, dc_buf_t *out, i
         }
         dc_buf_printf(out, "\"qt\":%" PRId64 ",\"ts\":%" PRId64 ",\"hit_id\":\"", qt,
                       h->received_ms);
-        for (size_t k = 0; k < h->id_len; k++) /* ours are [0-9a-z-]; anything else goes */
-            dc_buf_putc(out, isalnum((unsigned char)h->id[k]) || h->id[k] == '-' ? h->id[k] : '_');
+        for (size_t k = 0; k < h->id_len; k++) { /* ours are [0-9a-f.-]: JSON as they are */
+            unsigned char ch = (unsigned char)h->id[k];
+
+            dc_buf_putc(out, ch > 0x20 && ch < 0x7f && ch != '"' && ch != '\\' ? (char)ch : '_');
+        }
         dc_buf_puts(out, "\"}\n");
     }
     return (size_t)c.hits->nelts;
@@ -956,7 +957,7 @@ static dc_ship_result_e ship_objects(dc_shipper_t *sh, const char **names, size_
     dc_objstore_t *os = sh->obj;
     size_t i = 0;
 
-    if (!sh->flushing && apr_time_now() - sh->last_object < sh->opt.object_interval &&
+    if (!sh->flushing && apr_time_now() - sh->last_object < os->interval &&
         ready_bytes(sh, names, n, (apr_off_t)os->max_bytes, p) < (apr_off_t)os->max_bytes)
         return DC_SHIP_IDLE;
     while (i < n) {

@@ -34,10 +34,10 @@
  * "qt", plus "ts", the ms when the server received it, and "hit_id", its
  * spool id) of at most the store's max_object_bytes, put with Content-MD5;
  * the segments are deleted once the store acknowledged the object. Past a
- * put, the next object waits for object_interval (default 5 s, the spool's
- * segment age) unless max_object_bytes are ready or the shipper is flushing,
- * so a busy server makes about one object per interval, not one per
- * segment. Each sink makes a test at creation (HTTP: a HEAD to the
+ * put, the next object waits for the store's interval (default 5 s, the
+ * spool's segment age) unless max_object_bytes are ready or the shipper is
+ * flushing, so a busy server makes about one object per interval, not one
+ * per segment. Each sink makes a test at creation (HTTP: a HEAD to the
  * collector; file: a probe file; object stores: a probe object put and
  * deleted, its failure named: credentials, bucket/container, permission) and
  * logs a clear error when it fails; that is not fatal (the spool keeps the
@@ -65,7 +65,6 @@
 #define DC_SHIPPER_DEFAULT_BACKOFF_MAX apr_time_from_sec(60)
 #define DC_SHIPPER_DEFAULT_INTERVAL apr_time_from_sec(1)
 #define DC_SHIPPER_DEFAULT_FILE_ROTATE_BYTES (64 * 1024 * 1024)
-#define DC_SHIPPER_DEFAULT_OBJECT_INTERVAL apr_time_from_sec(5)
 #define DC_SHIPPER_DEFAULT_OBJECT_TIMEOUT_MS 30000 /* a put of an object, when timeout_ms is 0 */
 
 typedef struct {
@@ -81,7 +80,6 @@ typedef struct {
     apr_off_t file_rotate_bytes;        /* file sink; 0 = default */
     const char *ca_file;                /* extra CA bundle, NULL = system */
     const char *user_agent;             /* NULL = "mod_decision/VERSION" */
-    apr_interval_time_t object_interval; /* object stores; 0 = default */
 } dc_shipper_options_t;
 
 typedef enum { DC_SHIPPER_OK = 0, DC_SHIPPER_RETRYING, DC_SHIPPER_FAILING } dc_shipper_state_e;
