@@ -36,8 +36,8 @@ import boto3
 import pytest
 
 import azure_client
-from harness import (DECISION_FCGI, SAMPLE_BUCKETING, Proc, fcgi_call, free_port, wait_port,
-                     wait_until)
+from harness import (DECISION_FCGI, SAMPLE_BUCKETING, Httpd, Proc, fcgi_call, free_port,
+                     http_request, make_world_readable_dir, wait_port, wait_until)
 from test_events import ENV, eval_spool, ready_segments, spool_records, visitor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -169,8 +169,10 @@ def azure(tmp_path_factory):
 def ship(spool, collector, env, *extra, timeout=60):
     args = [DECISION_FCGI, "ship", "--spool", str(spool), "--collector", collector, "--once",
             "--backoff-min", "50", "--backoff-max", "300", "--log-level", "info"] + list(extra)
-    return subprocess.run(args, capture_output=True, text=True, timeout=timeout,
-                          env=clean_env(env))
+    r = subprocess.run(args, capture_output=True, text=True, timeout=timeout,
+                       env=clean_env(env))
+    assert "Sanitizer" not in r.stderr, r.stderr
+    return r
 
 
 def lines_of(objects):
@@ -404,3 +406,43 @@ def test_killed_server_and_storage_outage_lose_no_acknowledged_event(tmp_path, s
     assert len(set(ids)) >= len({(h["vid"], h["caid"], h["vaid"]) for _, h in lines
                                  if h["t"] == "CAMPAIGN"})
     assert not ready_segments(spool) and not glob.glob(os.path.join(spool, "seg-*.open"))
+
+
+def test_httpd_ships_to_azure_from_its_watchdog_child(azure):
+    """The module's shipper (one child, mod_watchdog) on the same sink, the account
+    key in the URI: masked in every line of the error log."""
+    rundir = make_world_readable_dir("dc-sinks-httpd-")
+    azure_client_key = azure_client.DEV_KEY
+    uri = "azblob://devstoreaccount1/events/httpd?%s" % urllib.parse.urlencode(
+        {"endpoint": azure.endpoint, "key": azure_client_key, "interval": "300ms"})
+    body = ("DecisionEnvironment %s\nDecisionBucketingFile %s\n"
+            "DecisionSpool %s\nDecisionSpoolOptions segment-age=300ms\nDecisionCollector %s\n"
+            "<Location /v2>\n  SetHandler decision\n</Location>\n" % (
+                ENV, SAMPLE_BUCKETING, os.path.join(rundir, "spool"), uri))
+    h = Httpd(rundir, body, mpm="event")
+    try:
+        h.start()
+        vids = ["httpd-%d" % n for n in range(10)]
+        for vid in vids:
+            status, _, data = http_request(h.base_url, "/v2/activate", {
+                "cid": ENV, "vid": vid, "caid": "vg_ab", "vaid": "v_ab_red"})
+            assert status == 204, data
+
+        def uploaded():
+            objects = azure.objects("events", "httpd/")
+            return {h2["vid"] for _, h2 in lines_of((k, b) for k, (_, b) in objects.items())}
+        wait_until(lambda: set(vids) <= uploaded(), timeout=30, interval=0.5,
+                   what="the activations in Azure")
+        # the shipping child's figures, through shared memory, from whichever child answers
+        status, _, data = http_request(h.base_url, "/v2/metrics", None, method="GET")
+        assert status == 200
+        sink = json.loads(data)["spool"]["sink"]
+        assert sink["backend"] == "azblob" and sink["send"]["operations"] >= 2, sink
+        assert sink["delete"]["operations"] == 1 and sink["sent_bytes"] > 0, sink
+        log = h.log()
+        assert "DC10735" in log  # the start-up test write, from the shipping child
+        assert azure_client_key not in log and urllib.parse.quote(azure_client_key) not in log
+    finally:
+        h.stop()
+        assert h.sanitizer_reports() == ""
+        shutil.rmtree(rundir, ignore_errors=True)
