@@ -676,30 +676,66 @@ static void save_progress(const char *progress, const flat_hit_t *hits, size_t p
 }
 
 /* 0 = the segment is done and deleted; DC_SHIP_BACKOFF or DC_SHIP_MORE otherwise. */
-static int ship_segment(dc_shipper_t *sh, const char *name, apr_time_t deadline, apr_pool_t *p)
+/* seg-<stem>-n<N>.ready → DIR/seg-<stem>.progress */
+static const char *progress_path(dc_shipper_t *sh, const char *name, apr_pool_t *p)
+{
+    const char *dash = strrchr(name, '-');
+
+    return apr_psprintf(p, "%s/%.*s.progress", sh->opt.spool_dir,
+                        (int)(dash ? (size_t)(dash - name) : strlen(name)), name);
+}
+
+/* A ready segment's hits from its progress point. 0; 1 when it is gone
+ * (drop-oldest); -1 when it cannot be read (logged, left where it is). */
+static int read_segment(dc_shipper_t *sh, const char *name, collect_t *c, apr_pool_t *p)
 {
     const char *path = apr_pstrcat(p, sh->opt.spool_dir, "/", name, NULL);
-    const char *dash = strrchr(name, '-');
-    const char *progress =
-        apr_psprintf(p, "%s/%.*s.progress", sh->opt.spool_dir,
-                     (int)(dash ? (size_t)(dash - name) : strlen(name)), name);
-    collect_t c;
     char *data;
-    size_t len, pos = 0;
+    size_t len;
+
+    c->hits = apr_array_make(p, 64, sizeof(flat_hit_t));
+    c->from_offset = 0;
+    c->from_index = 0;
+    if (dc_read_file(p, path, (size_t)1024 * 1024 * 1024, &data, &len) < 0) {
+        if (errno == ENOENT)
+            return 1;
+        dc_log(DC_LOG_ERROR, DCLOGNO(10729) "shipper: cannot read %s: %s", path,
+               strerror(errno));
+        return -1;
+    }
+    read_progress(progress_path(sh, name, p), &c->from_offset, &c->from_index);
+    dc_spool_parse(data, len, name, p, collect_hits, c, NULL);
+    return 0;
+}
+
+/* Every hit of a segment is delivered: it and its progress file go. */
+static void segment_done(dc_shipper_t *sh, const char *name, apr_pool_t *p)
+{
+    const char *path = apr_pstrcat(p, sh->opt.spool_dir, "/", name, NULL);
+
+    if (unlink(path) < 0 && errno != ENOENT)
+        dc_log(DC_LOG_ERROR,
+               DCLOGNO(10730) "shipper: cannot delete the delivered segment %s: %s (it would "
+                              "be sent again)",
+               path, strerror(errno));
+    unlink(progress_path(sh, name, p));
+    apr_thread_mutex_lock(sh->lock);
+    sh->stats.segments_done++;
+    apr_thread_mutex_unlock(sh->lock);
+}
+
+static int ship_segment(dc_shipper_t *sh, const char *name, apr_time_t deadline, apr_pool_t *p)
+{
+    const char *progress = progress_path(sh, name, p);
+    collect_t c;
+    size_t pos = 0;
     flat_hit_t *hits;
     dc_buf_t body, ids;
     size_t unsynced_batches = 0, unsynced_hits = 0, synced;
     int result = 0;
 
-    if (dc_read_file(p, path, (size_t)1024 * 1024 * 1024, &data, &len) < 0) {
-        if (errno != ENOENT)
-            dc_log(DC_LOG_ERROR, DCLOGNO(10729) "shipper: cannot read %s: %s", path,
-                   strerror(errno));
+    if (read_segment(sh, name, &c, p) != 0)
         return 0; /* dropped meanwhile (drop-oldest), or unreadable: next one */
-    }
-    c.hits = apr_array_make(p, 64, sizeof(flat_hit_t));
-    read_progress(progress, &c.from_offset, &c.from_index);
-    dc_spool_parse(data, len, name, p, collect_hits, &c, NULL);
     hits = (flat_hit_t *)c.hits->elts;
     dc_buf_init(&body, p, 16 * 1024);
     dc_buf_init(&ids, p, 4 * 1024);
@@ -763,15 +799,7 @@ static int ship_segment(dc_shipper_t *sh, const char *name, apr_time_t deadline,
     }
     if (result)
         return result;
-    if (unlink(path) < 0 && errno != ENOENT)
-        dc_log(DC_LOG_ERROR,
-               DCLOGNO(10730) "shipper: cannot delete the delivered segment %s: %s (it would "
-                              "be sent again)",
-               path, strerror(errno));
-    unlink(progress);
-    apr_thread_mutex_lock(sh->lock);
-    sh->stats.segments_done++;
-    apr_thread_mutex_unlock(sh->lock);
+    segment_done(sh, name, p);
     return 0;
 }
 
@@ -860,37 +888,26 @@ static void probe_object_store(dc_shipper_t *sh)
     apr_pool_destroy(p);
 }
 
-/* One ready segment's hits from its progress point, as JSON lines in out. */
-static size_t segment_lines(dc_shipper_t *sh, const char *name, dc_buf_t *out, int64_t now_ms,
-                            int64_t *first_ms, const char **seq, apr_pool_t *p)
+/* One ready segment's hits from its progress point, as JSON lines in out:
+ * how many, or -1 when it cannot be read (it is then left where it is). */
+static long segment_lines(dc_shipper_t *sh, const char *name, dc_buf_t *out, int64_t now_ms,
+                          int64_t *first_ms, const char **seq, apr_pool_t *p)
 {
-    const char *path = apr_pstrcat(p, sh->opt.spool_dir, "/", name, NULL);
     const char *stem = name + 4, *dash = strrchr(name, '-');
-    const char *progress =
-        apr_psprintf(p, "%s/%.*s.progress", sh->opt.spool_dir,
-                     (int)(dash ? (size_t)(dash - name) : strlen(name)), name);
     collect_t c;
-    char *data;
-    size_t len;
     const flat_hit_t *hits;
+    int rc = read_segment(sh, name, &c, p);
 
-    if (dc_read_file(p, path, (size_t)1024 * 1024 * 1024, &data, &len) < 0) {
-        if (errno != ENOENT)
-            dc_log(DC_LOG_ERROR, DCLOGNO(10736) "shipper: cannot read %s: %s", path,
-                   strerror(errno));
-        return 0;
-    }
-    c.hits = apr_array_make(p, 64, sizeof(flat_hit_t));
-    read_progress(progress, &c.from_offset, &c.from_index);
-    dc_spool_parse(data, len, name, p, collect_hits, &c, NULL);
+    if (rc != 0)
+        return rc < 0 ? -1 : 0;
     hits = (const flat_hit_t *)c.hits->elts;
-    if (seq && !*seq) {
+    if (!*seq) {
         /* seg-<stem>-n<N>.ready: the stem names the object, and where it resumed */
         *seq = apr_psprintf(p, "%.*s", (int)(dash && dash > stem ? (size_t)(dash - stem) : 0),
                             stem);
         if (c.from_offset > 0)
-            *seq = apr_psprintf(p, "%s-o%" APR_OFF_T_FMT "-%" APR_SIZE_T_FMT, *seq, c.from_offset,
-                                c.from_index);
+            *seq = apr_psprintf(p, "%s-o%" APR_OFF_T_FMT "-%" APR_SIZE_T_FMT, *seq,
+                                c.from_offset, c.from_index);
     }
     for (int i = 0; i < c.hits->nelts; i++) {
         const dc_spool_hit_t *h = &hits[i].hit;
@@ -913,24 +930,7 @@ static size_t segment_lines(dc_shipper_t *sh, const char *name, dc_buf_t *out, i
         }
         dc_buf_puts(out, "\"}\n");
     }
-    return (size_t)c.hits->nelts;
-}
-
-static void segment_done(dc_shipper_t *sh, const char *name, apr_pool_t *p)
-{
-    const char *path = apr_pstrcat(p, sh->opt.spool_dir, "/", name, NULL);
-    const char *dash = strrchr(name, '-');
-
-    if (unlink(path) < 0 && errno != ENOENT)
-        dc_log(DC_LOG_ERROR,
-               DCLOGNO(10737) "shipper: cannot delete the delivered segment %s: %s (it would "
-                              "be sent again)",
-               path, strerror(errno));
-    unlink(apr_psprintf(p, "%s/%.*s.progress", sh->opt.spool_dir,
-                        (int)(dash ? (size_t)(dash - name) : strlen(name)), name));
-    apr_thread_mutex_lock(sh->lock);
-    sh->stats.segments_done++;
-    apr_thread_mutex_unlock(sh->lock);
+    return c.hits->nelts;
 }
 
 /* Bytes of the ready segments names[from..n), stopping at limit. */
@@ -966,7 +966,7 @@ static dc_ship_result_e ship_objects(dc_shipper_t *sh, const char **names, size_
         size_t first = i, hits = 0, gz_len = 0;
         int64_t first_ms = 0, now_ms = apr_time_as_msec(apr_time_now());
         const char *seq = NULL;
-        char key[1024];
+        char key[1024], *unreadable;
         void *gz;
         dc_obj_error_t e;
 
@@ -974,11 +974,19 @@ static dc_ship_result_e ship_objects(dc_shipper_t *sh, const char **names, size_
             return DC_SHIP_MORE;
         apr_pool_create(&op, p);
         dc_buf_init(&lines, op, 64 * 1024);
-        for (; i < n && (i == first || lines.len < os->max_bytes); i++)
-            hits += segment_lines(sh, names[i], &lines, now_ms, &first_ms, &seq, op);
+        unreadable = apr_pcalloc(op, n);
+        for (; i < n && (i == first || lines.len < os->max_bytes); i++) {
+            long got = segment_lines(sh, names[i], &lines, now_ms, &first_ms, &seq, op);
+
+            if (got < 0)
+                unreadable[i] = 1;
+            else
+                hits += (size_t)got;
+        }
         if (hits == 0) { /* only torn records or vanished segments */
             for (size_t k = first; k < i; k++)
-                segment_done(sh, names[k], op);
+                if (!unreadable[k])
+                    segment_done(sh, names[k], op);
             apr_pool_destroy(op);
             continue;
         }
@@ -1000,7 +1008,8 @@ static dc_ship_result_e ship_objects(dc_shipper_t *sh, const char **names, size_
         dc_log(DC_LOG_DEBUG, DCLOGNO(10739) "shipper: %zu hit(s) from %zu segment(s) in %s",
                hits, i - first, key);
         for (size_t k = first; k < i; k++)
-            segment_done(sh, names[k], op);
+            if (!unreadable[k])
+                segment_done(sh, names[k], op);
         sh->last_object = apr_time_now();
         apr_thread_mutex_lock(sh->lock);
         sh->stats.objects++;
