@@ -198,6 +198,13 @@ START_TEST(azure_uri_and_credentials)
     ck_assert_int_eq(parse("azblob://acct1/events?max_object_bytes=2m", &az, &os, err), 0);
     ck_assert_uint_eq(os.max_bytes, 2 * 1024 * 1024);
     ck_assert_int_eq(parse("azblob://acct1/events?max_object_bytes=0", &az, &os, err), -1);
+    ck_assert_uint_eq(os.interval, DC_OBJSTORE_DEFAULT_INTERVAL);
+    ck_assert_int_eq(parse("azblob://acct1/events?interval=250ms", &az, &os, err), 0);
+    ck_assert_int_eq(os.interval, apr_time_from_msec(250));
+    ck_assert_int_eq(parse("azblob://acct1/events?interval=2m", &az, &os, err), 0);
+    ck_assert_int_eq(os.interval, apr_time_from_sec(120));
+    ck_assert_int_eq(parse("azblob://acct1/events?interval=soon", &az, &os, err), -1);
+    ck_assert_int_eq(parse("azblob://acct1/events?interval=2h", &az, &os, err), -1);
 }
 END_TEST
 
