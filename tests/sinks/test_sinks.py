@@ -36,6 +36,7 @@ import boto3
 import pytest
 
 import azure_client
+import prom_parse
 from harness import (DECISION_FCGI, SAMPLE_BUCKETING, Httpd, Proc, fcgi_call, free_port,
                      http_request, make_world_readable_dir, wait_port, wait_until)
 from test_events import ENV, eval_spool, ready_segments, spool_records, visitor
@@ -388,6 +389,11 @@ def test_killed_server_and_storage_outage_lose_no_acknowledged_event(tmp_path, s
                           metrics)
         assert sends and int(sends.group(1)) >= 2
         assert 'decision_sink_operation_duration_seconds_count{backend="s3",op="send"}' in metrics
+        families = prom_parse.parse(metrics)  # strict: histograms whole, types, help
+        assert prom_parse.value(families, "decision_sink_sent_bytes_total", backend="s3") > 0
+        p = subprocess.run(["promtool", "check", "metrics"], input=metrics, capture_output=True,
+                           text=True, timeout=30)
+        assert p.returncode == 0 and not (p.stdout + p.stderr).strip(), p.stdout + p.stderr
         assert server.proc.stop() == 0
     finally:
         server.proc.stop()
