@@ -355,6 +355,7 @@ def test_killed_server_and_storage_outage_lose_no_acknowledged_event(tmp_path, s
     env = clean_env(dict(S3_KEYS, ENV_ID=ENV, BUCKETING_FILE=SAMPLE_BUCKETING,
                          EVENTS_SPOOL_DIR=str(spool),
                          EVENTS_SPOOL_OPTIONS="segment-age=300ms",
+                         METRICS_STATUS_PATH="/v2/status",
                          EVENTS_COLLECTOR=s3.uri("run", interval="300ms", server="srv")))
     answers = []
     server = Server(tmp_path, env)
@@ -394,6 +395,8 @@ def test_killed_server_and_storage_outage_lose_no_acknowledged_event(tmp_path, s
         p = subprocess.run(["promtool", "check", "metrics"], input=metrics, capture_output=True,
                            text=True, timeout=30)
         assert p.returncode == 0 and not (p.stdout + p.stderr).strip(), p.stdout + p.stderr
+        status, _, page = fcgi_call(("127.0.0.1", server.port), "GET", "/v2/status")
+        assert status == 200 and re.search(rb"s3: \d+ sends \(\d+ failed", page), page[-3000:]
         assert server.proc.stop() == 0
     finally:
         server.proc.stop()
