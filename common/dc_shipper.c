@@ -428,6 +428,7 @@ dc_shipper_t *dc_shipper_create(apr_pool_t *p, const dc_shipper_options_t *opt, 
                                 size_t errlen)
 {
     dc_shipper_t *sh = apr_pcalloc(p, sizeof(*sh));
+    char why[256];
     apr_status_t rv;
     apr_allocator_t *allocator;
 
@@ -453,16 +454,15 @@ dc_shipper_t *dc_shipper_create(apr_pool_t *p, const dc_shipper_options_t *opt, 
         snprintf(err, errlen, "batch size %zu is over 500 hits", sh->opt.batch_max_hits);
         return NULL;
     }
+    if (dc_shipper_check_collector(p, sh->opt.collector, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "collector \"%s\": %s", sh->display, why);
+        return NULL;
+    }
     if (strncmp(sh->opt.collector, "file:", 5) == 0) {
         const char *dir = sh->opt.collector + 5;
 
         if (strncmp(dir, "//", 2) == 0)
             dir += 2;
-        if (*dir != '/') {
-            snprintf(err, errlen, "collector %s: a file sink needs an absolute path (file:/dir)",
-                     sh->opt.collector);
-            return NULL;
-        }
         sh->file_dir = apr_pstrdup(p, dir);
         if ((rv = apr_dir_make_recursive(sh->file_dir, APR_FPROT_OS_DEFAULT, p)) != APR_SUCCESS) {
             char msg[120];
@@ -482,13 +482,6 @@ dc_shipper_t *dc_shipper_create(apr_pool_t *p, const dc_shipper_options_t *opt, 
         if (!(sh->obj = dc_objstore_open(p, sh->opt.collector, &http, err, errlen)))
             return NULL;
         sh->display = sh->obj->display;
-    } else if (strncmp(sh->opt.collector, "http://", 7) != 0 &&
-               strncmp(sh->opt.collector, "https://", 8) != 0) {
-        snprintf(err, errlen,
-                 "collector \"%s\": expected http://, https://, file:/dir, s3://BUCKET/PREFIX "
-                 "or azblob://ACCOUNT/CONTAINER/PREFIX",
-                 sh->display);
-        return NULL;
     } else {
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
             snprintf(err, errlen, "cannot initialise libcurl");
