@@ -1769,7 +1769,7 @@ static void handle_activate(dc_service_t *svc, apr_pool_t *p, const dc_request_t
         items = apr_palloc(p, n * sizeof(*items));
         for (size_t i = 0; i < n; i++) {
             if ((error = parse_activation(p, json_array_get(batch, i), &items[i]))) {
-                respond_error(p, resp, 400, apr_psprintf(p, "batch[%zu]: %s", i, error));
+                respond_error(p, resp, 400, apr_psprintf(p, "batch[%" APR_SIZE_T_FMT "]: %s", i, error));
                 return;
             }
             items[i].cid = json_is_string(cid) ? json_string_value(cid) : NULL;

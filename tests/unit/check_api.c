@@ -183,6 +183,17 @@ START_TEST(error_messages)
                      "or campaignId.");
     json_decref(got);
 
+    /* the index of a refused batch item, printed by APR's own format (it has no %zu) */
+    call("POST", "/v2/activate",
+         "{\"cid\":\"env_r\",\"batch\":[{\"vid\":\"v\",\"caid\":\"vg\",\"vaid\":\"a\"},"
+         "7]}",
+         &resp);
+    got = parse_body(&resp);
+    ck_assert_int_eq(resp.status, 400);
+    ck_assert_msg(strncmp(json_string_value(json_object_get(got, "message")), "batch[1]: ", 10) == 0,
+                  "%s", json_string_value(json_object_get(got, "message")));
+    json_decref(got);
+
     call("POST", "/v2/campaigns", "{\"visitor_id\":5}", &resp);
     ck_assert_int_eq(resp.status, 400);
     ck_assert(strstr(resp.body, "syntax error in body json request. Must be a valid json : ") != NULL);
