@@ -199,6 +199,21 @@ def check_errors(base_url, api_key=None, max_body_size=DEFAULT_MAX_BODY_SIZE):
     assert r.status == 200 and got["visitorId"] == "v1"
 
 
+def check_hostile_queries(base_url, api_key=None):
+    """A decoded NUL in a query name or value is refused (not read as the end of the value), and
+    an echoed byte that is not UTF-8 comes back as U+FFFD: every answer is UTF-8 JSON."""
+    auth = _auth(api_key)
+    for query in ["mode=%00%ff", "mode=simple%00x", "mode%00=full", "exposeAllKeys=true%00"]:
+        r = request(base_url, "POST", "/v2/campaigns?" + query, VISITORS[0], auth)
+        assert r.status == 400, (query, r)
+        assert "NUL" in json.loads(r.body.decode("utf-8", "strict"))["message"], (query, r)
+    for query in ["mode=%ff", "mode=%c3%28", "mode=%e2%82"]:
+        r = request(base_url, "POST", "/v2/campaigns?" + query, VISITORS[0], auth)
+        assert r.status == 400, (query, r)
+        message = json.loads(r.body.decode("utf-8", "strict"))["message"]
+        assert message.startswith("unknown mode") and "\ufffd" in message, (query, r)
+
+
 def check_cors(base_url, api_key=None, origins="*"):
     """CORS headers on answers and errors; OPTIONS preflight is 204 without an API key."""
     r = request(base_url, "POST", "/v2/campaigns", VISITORS[0],
@@ -241,6 +256,7 @@ def check_all_endpoints(base_url, api_key=None, env_id=ENV_ID,
     check_env_campaigns(base_url, api_key, env_id)
     check_activate(base_url, api_key, env_id)
     check_errors(base_url, api_key, max_body_size)
+    check_hostile_queries(base_url, api_key)
     check_cors(base_url, api_key, cors_origins)
     if api_key:
         check_api_key(base_url, api_key)

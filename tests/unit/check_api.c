@@ -292,6 +292,53 @@ START_TEST(no_config_yet)
 }
 END_TEST
 
+/* Hostile query strings and paths: a decoded NUL is refused, never read as the end of the
+ * value, and every echo of caller input is valid UTF-8 JSON (jansson refuses anything else). */
+START_TEST(hostile_input)
+{
+    static const struct {
+        const char *target;
+        int status;
+        const char *needle;
+    } cases[] = {
+        {"/v2/campaigns?mode=%00%ff", 400, "NUL"},
+        {"/v2/campaigns?mode=simple%00x", 400, "NUL"},
+        {"/v2/campaigns?mode%00x=full", 400, "NUL"},
+        {"/v2/campaigns?exposeAllKeys=true%00", 400, "NUL"},
+        {"/v2/campaigns?other=%00", 400, "NUL"},
+        {"/v2/campaigns?mode=%ff", 400, "unknown mode \"\xef\xbf\xbd\""},
+        {"/v2/campaigns?mode=%c3%28%e2%82", 400, "unknown mode"},
+        {"/v2/campaigns/c%00x", 400, "NUL"},
+        {"/v2/campaigns/%ff%fe", 400, "The campaign \xef\xbf\xbd\xef\xbf\xbd is paused"},
+        {"/v2/env_r%00/campaigns", 400, "NUL"},
+        {"/v2/%ff/campaigns", 404, "environment \xef\xbf\xbd is not"},
+        {"/v2/campaigns?mode=simple", 200, NULL},
+    };
+    dc_response_t resp;
+
+    publish_fixture("env1.json");
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *got;
+
+        call("POST", cases[i].target, "{\"visitor_id\":\"a\"}", &resp);
+        ck_assert_msg(resp.status == cases[i].status, "%s: %d", cases[i].target, resp.status);
+        got = parse_body(&resp);
+        if (cases[i].needle)
+            ck_assert_msg(strstr(json_string_value(json_object_get(got, "message")),
+                                 cases[i].needle) != NULL,
+                          "%s: %.*s", cases[i].target, (int)resp.body_len, resp.body);
+        json_decref(got);
+    }
+    /* raw bytes that are not UTF-8 in the body: the syntax error quoting them is UTF-8 */
+    call("POST", "/v2/campaigns", "\xff\xfe{", &resp);
+    ck_assert_int_eq(resp.status, 400);
+    json_decref(parse_body(&resp));
+    call("POST", "/v2/activate", "{\"batch\":[{\"vid\":\"\xff\"}]}", &resp);
+    ck_assert_int_eq(resp.status, 400);
+    json_decref(parse_body(&resp));
+}
+END_TEST
+
 /* The spec's reference examples on conf/sample-bucketing.json. */
 START_TEST(reference_examples)
 {
@@ -336,6 +383,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, limits_and_auth);
     tcase_add_test(tc, sdk_cloud_path);
     tcase_add_test(tc, no_config_yet);
+    tcase_add_test(tc, hostile_input);
     tcase_add_test(tc, reference_examples);
     suite_add_tcase(s, tc);
     return s;
