@@ -15,6 +15,7 @@
 #include "dc_engine.h"
 #include "dc_hits.h"
 #include "dc_log.h"
+#include "dc_openapi.h"
 #include "dc_status.h"
 
 #include <apr_strings.h>
@@ -1396,7 +1397,8 @@ typedef enum {
     R_PROMETHEUS,
     R_HEALTH,
     R_READY,
-    R_NSESSIONS
+    R_NSESSIONS,
+    R_SWAGGER
 } route_e;
 
 static dc_endpoint_e endpoint_of(route_e route)
@@ -1438,6 +1440,8 @@ static void route_request(dc_service_t *svc, apr_pool_t *p, const dc_request_t *
             route = R_HEALTH;
         else if (strcmp(rest, "ready") == 0)
             route = R_READY;
+        else if (strncmp(rest, "swagger", 7) == 0 && (rest[7] == '\0' || rest[7] == '/'))
+            route = R_SWAGGER;
         else if ((slash = strchr(rest, '/')) != NULL && slash > rest &&
                  (strcmp(slash, "/campaigns") == 0 || strncmp(slash, "/campaigns/", 11) == 0 ||
                   strcmp(slash, "/flags") == 0)) {
@@ -1540,6 +1544,11 @@ static void route_request(dc_service_t *svc, apr_pool_t *p, const dc_request_t *
         break;
     case R_READY:
         dc_status_respond_ready(svc, p, resp);
+        break;
+    case R_SWAGGER:
+        /* the mount: what comes before "/v2/" */
+        dc_openapi_respond(svc, p, req, apr_pstrndup(p, path, (apr_size_t)(rest - path) - 4),
+                           rest + 7, resp);
         break;
     default:
         dc_status_respond_nsessions(svc, p, resp);

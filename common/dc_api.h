@@ -16,6 +16,7 @@
  *   POST /v2/{envId}/campaigns   (what Flagship SDKs call with decisionApiUrl)
  *   GET  /v2/metrics, /v2/health, /v2/ready, /iserver/nsessions and the
  *        Prometheus path (opt.prometheus_path): see dc_status.h
+ *   GET  /v2/swagger/doc.json, /v2/swagger/index.html, ...: see dc_openapi.h
  *
  * Metrics: when svc->metrics is set, every request is timed and counted in
  * req->metrics_slot (slot 0 when the front end leaves it NULL), and its
@@ -61,6 +62,8 @@ typedef struct {
     apr_size_t max_body_size;    /* default 1 MiB */
     const char *prometheus_path; /* default "/metrics", matched at the end of the path;
                                     NULL or "" = not served */
+    const char *swagger_ui;      /* URL of an installed Swagger UI (swagger-ui-dist's files);
+                                    NULL = /v2/swagger/index.html is our own page */
 } dc_api_options_t;
 
 typedef struct dc_service {
@@ -90,6 +93,8 @@ typedef struct {
     const char *origin;
     const char *x_api_key;
     const char *authorization;
+    const char *host;           /* the Host header (for /v2/swagger/doc.json's servers); NULL = unknown */
+    int https;                  /* the request came over TLS */
     apr_time_t received;
     dc_metrics_slot_t *metrics_slot; /* this writer's slot (httpd child, fcgi thread);
                                         NULL = slot 0 of svc->metrics */

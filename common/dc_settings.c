@@ -11,6 +11,7 @@
  * file is bounded (1 MiB) and the walk is bounded in depth and node visits,
  * because YAML aliases can make a small document describe a huge tree.
  */
+#include "dc_openapi.h"
 #include "dc_settings.h"
 #include "dc_shipper.h"
 #include "dc_source.h"
@@ -62,6 +63,7 @@ enum {
     S_THREADS, S_LISTEN, S_SHUTDOWN_TIMEOUT,
     S_METRICS_ENABLED, S_PROMETHEUS_PATH, S_STATUS_PATH,
     S_SPOOL_DIR, S_SPOOL_OPTIONS, S_COLLECTOR, S_SHIPPER,
+    S_SWAGGER_UI,
     S_COUNT
 };
 
@@ -151,10 +153,13 @@ static const setting_def_t defs[S_COUNT] = {
                      DC_SHIPPER_DEFAULT_COLLECTOR, "where events go: http(s)://... or file:/DIR"},
     [S_SHIPPER] = {"EVENTS_SHIPPER", "events.shipper", K_BOOL, "true",
                    "ship from this process (off: run `decision-fcgi ship` beside it)"},
+    [S_SWAGGER_UI] = {"SWAGGER_UI_URL", "swagger.ui_url", K_STRING, NULL,
+                      "where Swagger UI (swagger-ui-dist's files) is installed: "
+                      "/v2/swagger/index.html loads it instead of the plain reference page"},
 };
 
 static const char *const env_prefixes[] = {"CACHE_", "CORS_", "BUCKETING_", "LOG_", "METRICS_",
-                                           "EVENTS_"};
+                                           "EVENTS_", "SWAGGER_"};
 
 static void add_error(dc_settings_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void add_error(dc_settings_t *s, const char *fmt, ...)
@@ -669,6 +674,13 @@ static void finish_observability(dc_settings_t *s)
             add_error(s, "%s: expected a path such as /v2/status, not %s",
                       label(s, S_STATUS_PATH), shown(s, S_STATUS_PATH));
     }
+    if ((v = value_of(s, S_SWAGGER_UI)) != NULL) {
+        if (dc_openapi_ui_url_valid(v))
+            s->swagger_ui = v;
+        else
+            add_error(s, "%s: expected a path (/swagger-ui) or an http(s):// URL, not %s",
+                      label(s, S_SWAGGER_UI), shown(s, S_SWAGGER_UI));
+    }
     s->spool_dir = value_of(s, S_SPOOL_DIR);
     s->spool_options = value_of(s, S_SPOOL_OPTIONS);
     if (s->spool_options) {
@@ -820,6 +832,7 @@ void dc_settings_api_options(const dc_settings_t *s, dc_api_options_t *opt)
     opt->cors_headers = s->cors_allowed_headers;
     opt->max_body_size = s->max_body_size;
     opt->prometheus_path = s->prometheus_path;
+    opt->swagger_ui = s->swagger_ui;
 }
 
 void dc_settings_write_help(FILE *out)

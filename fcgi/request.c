@@ -21,6 +21,7 @@
 #include <apr_strings.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static const char *escape_percent(apr_pool_t *p, const char *s)
 {
@@ -65,7 +66,7 @@ const char *dc_fcgi_route_path(apr_pool_t *p, const char *script_name, const cha
  * would scan the 30-odd variables a web server sends once per name). */
 typedef struct {
     const char *method, *script_name, *path_info, *request_uri, *query, *content_length;
-    const char *origin, *x_api_key, *authorization, *remote_addr;
+    const char *origin, *x_api_key, *authorization, *remote_addr, *host, *https, *scheme;
 } cgi_vars_t;
 
 #define TAKE(entry, name, field)                                                              \
@@ -85,6 +86,7 @@ static void collect_vars(char **envp, cgi_vars_t *v)
             TAKE(e, "REQUEST_METHOD", v->method);
             TAKE(e, "REQUEST_URI", v->request_uri);
             TAKE(e, "REMOTE_ADDR", v->remote_addr);
+            TAKE(e, "REQUEST_SCHEME", v->scheme);
             break;
         case 'S': TAKE(e, "SCRIPT_NAME", v->script_name); break;
         case 'P': TAKE(e, "PATH_INFO", v->path_info); break;
@@ -94,6 +96,8 @@ static void collect_vars(char **envp, cgi_vars_t *v)
             TAKE(e, "HTTP_ORIGIN", v->origin);
             TAKE(e, "HTTP_X_API_KEY", v->x_api_key);
             TAKE(e, "HTTP_AUTHORIZATION", v->authorization);
+            TAKE(e, "HTTP_HOST", v->host);
+            TAKE(e, "HTTPS", v->https);
             break;
         default: break;
         }
@@ -171,6 +175,7 @@ static const char *reason(int status)
     switch (status) {
     case 200: return "OK";
     case 204: return "No Content";
+    case 301: return "Moved Permanently";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 404: return "Not Found";
@@ -309,6 +314,9 @@ void dc_fcgi_handle(dc_fcgi_app_t *app, apr_pool_t *p, const dc_fcgi_io_t *io)
     req.origin = v.origin;
     req.x_api_key = v.x_api_key;
     req.authorization = v.authorization;
+    req.host = v.host;
+    req.https = (v.https && (strcasecmp(v.https, "on") == 0 || strcmp(v.https, "1") == 0)) ||
+                (v.scheme && strcasecmp(v.scheme, "https") == 0);
     req.metrics_slot = io->metrics_slot;
 
     /* Read before taking the options lock: a slow upload must not hold up a reload.

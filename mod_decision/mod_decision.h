@@ -48,6 +48,7 @@ typedef struct {
     int metrics;                  /* DecisionMetrics: -1 unset */
     int keepalive_on_worker;      /* DecisionKeepAliveOnWorker: -1 unset */
     const char *prometheus_path;  /* DecisionPrometheusPath; "none" = off */
+    const char *swagger_ui;       /* DecisionSwaggerUI; "none" = the plain page */
     const char *spool_dir;        /* DecisionSpool: events on; NULL = not collected */
     const char *spool_options;    /* DecisionSpoolOptions */
     const char *collector;        /* DecisionCollector */
