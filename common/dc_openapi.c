@@ -114,11 +114,19 @@ static json_t *yaml_node_json(yaml_document_t *doc, yaml_node_t *n, int depth, c
             }
             value = yaml_node_json(doc, yaml_document_get_node(doc, pair->value), depth + 1, err,
                                    err_size);
-            if (!value || json_object_setn_new(out, (const char *)k->data.scalar.value,
-                                               k->data.scalar.length, value) < 0) {
-                if (value)
-                    snprintf(err, err_size, "line %lu: a key that is not UTF-8",
-                             (unsigned long)k->start_mark.line + 1);
+            if (!value) {
+                json_decref(out);
+                return NULL;
+            }
+            /* json_object_set_new takes value even when it fails (a key not UTF-8); a key
+             * with a NUL is refused before (json_object_setn_new is jansson 2.14, we ask 2.11) */
+            if (strlen((const char *)k->data.scalar.value) != k->data.scalar.length) {
+                json_decref(value);
+                value = NULL;
+            }
+            if (!value || json_object_set_new(out, (const char *)k->data.scalar.value, value) < 0) {
+                snprintf(err, err_size, "line %lu: a key that is not UTF-8 text",
+                         (unsigned long)k->start_mark.line + 1);
                 json_decref(out);
                 return NULL;
             }
@@ -182,20 +190,20 @@ json_t *dc_openapi_document(const dc_service_t *svc, const char *server_url)
     return doc;
 }
 
+#define URL_ALNUM "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
 /* A Host header we may print: host name or IP literal, optional port. */
 static int host_is_plain(const char *host)
 {
     size_t n = host ? strlen(host) : 0;
 
-    return n > 0 && n < 256 &&
-           strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]_") == n;
+    return n > 0 && n < 256 && strspn(host, URL_ALNUM ".-:[]_") == n;
 }
 
 /* A mount we may print: the path as sent, in the characters a URL path may hold. */
 static int path_is_plain(const char *path)
 {
-    return strspn(path, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@%/") ==
-           strlen(path);
+    return strspn(path, URL_ALNUM "-._~!$&'()*+,;=:@%/") == strlen(path);
 }
 
 static const char *server_url(apr_pool_t *p, const dc_request_t *req, const char *mount)
@@ -712,8 +720,11 @@ void dc_openapi_respond(const dc_service_t *svc, apr_pool_t *p, const dc_request
         const char *path = req->path ? req->path : "";
         size_t keep = strlen(path) - strlen(sub);
 
-        apr_table_setn(resp->headers, "Location",
-                       apr_pstrcat(p, apr_pstrndup(p, path, keep), "/index.html", NULL));
+        if (path_is_plain(path))
+            apr_table_setn(resp->headers, "Location",
+                           apr_pstrcat(p, apr_pstrndup(p, path, keep), "/index.html", NULL));
+        else /* relative to the path as sent, which we would rather not repeat */
+            apr_table_setn(resp->headers, "Location", *sub ? "index.html" : "swagger/index.html");
         answer_error(p, resp, 301, "moved to index.html");
         return;
     }
