@@ -16,8 +16,9 @@
 
 Front ends: the httpd module (prefork) and decision-fcgi behind nginx (test_ops.FrontEnd).
 
-Profiles: DC_OPENAPI_EXAMPLES examples per operation and front end (default 25, the CI
-profile, about 20 s for both front ends; 1000 is the long run of doc/openapi.md, some minutes).
+Profiles: DC_OPENAPI_EXAMPLES examples per operation and front end (default 15, the CI
+profile, about 20 s for both front ends; 300 is the long run of doc/openapi.md, about 2 minutes
+per front end).
 """
 import json
 import os
@@ -38,7 +39,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOOLS = os.path.join(os.path.dirname(HERE), "openapi")
 KINDS = ["httpd", "fcgi"]
 KEY = "oa-key-7"
-EXAMPLES = int(os.environ.get("DC_OPENAPI_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("DC_OPENAPI_EXAMPLES", "15"))
 METHODS = ["get", "head", "post", "put", "patch", "delete", "options"]
 # any character a URL or a JSON text can carry (not a lone surrogate, which has no UTF-8)
 CHARS = st.characters(blacklist_categories=("Cs",))
@@ -377,6 +378,8 @@ def test_reference_page_renders_in_chromium(kind, front, workdir):
     console = [l for l in p.stderr.splitlines()
                if "CONSOLE" in l or "Content Security Policy" in l or "Refused to" in l]
     assert not console, "\n".join(console[:20])
+    if kind != "httpd":
+        return  # the same bytes: one screenshot is enough
     # the style sheet applied (under the page's CSP): a screenshot is not black on white only
     from PIL import Image
     shot = os.path.join(str(workdir), "swagger-%s.png" % kind)
