@@ -208,6 +208,15 @@ def check_too_large(base_url, api_key=None, max_body_size=DEFAULT_MAX_BODY_SIZE)
     assert r.status == 200 and got["visitorId"] == "v1"
 
 
+def _refused_by_the_web_server(r):
+    """lighttpd refuses a query with %00 or bytes that are not UTF-8 itself (400 and its own HTML
+    page, server.http-parseopts): the request never reaches the API."""
+    if r.headers.get("content-type", "").startswith("application/json"):
+        return False
+    assert r.status == 400 and r.headers.get("content-type", "").startswith("text/html"), r
+    return True
+
+
 def check_hostile_queries(base_url, api_key=None):
     """A decoded NUL in a query name or value is refused (not read as the end of the value), and
     an echoed byte that is not UTF-8 comes back as U+FFFD: every answer is UTF-8 JSON."""
@@ -215,10 +224,14 @@ def check_hostile_queries(base_url, api_key=None):
     for query in ["mode=%00%ff", "mode=simple%00x", "mode%00=full", "exposeAllKeys=true%00"]:
         r = request(base_url, "POST", "/v2/campaigns?" + query, VISITORS[0], auth)
         assert r.status == 400, (query, r)
+        if _refused_by_the_web_server(r):
+            continue
         assert "NUL" in json.loads(r.body.decode("utf-8", "strict"))["message"], (query, r)
     for query in ["mode=%ff", "mode=%c3%28", "mode=%e2%82"]:
         r = request(base_url, "POST", "/v2/campaigns?" + query, VISITORS[0], auth)
         assert r.status == 400, (query, r)
+        if _refused_by_the_web_server(r):
+            continue
         message = json.loads(r.body.decode("utf-8", "strict"))["message"]
         assert message.startswith("unknown mode") and "\ufffd" in message, (query, r)
 
