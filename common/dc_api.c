@@ -63,6 +63,11 @@ static void respond_error(apr_pool_t *p, dc_response_t *resp, int status, const 
     respond(resp, status, "application/json", b.data, b.len);
 }
 
+void dc_api_respond_error(apr_pool_t *p, dc_response_t *resp, int status, const char *message)
+{
+    respond_error(p, resp, status, message);
+}
+
 static void respond_buf(dc_response_t *resp, int status, dc_buf_t *b)
 {
     dc_buf_cstr(b);

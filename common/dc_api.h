@@ -116,6 +116,9 @@ void dc_api_handle(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req, dc
  * path is the service's: compare it with opt.prometheus_path. */
 int dc_api_owns_path(const char *path);
 
+/* An error answer: status and {"message": message} (any bytes; not UTF-8 ones become U+FFFD). */
+void dc_api_respond_error(apr_pool_t *p, dc_response_t *resp, int status, const char *message);
+
 /* Whether the request carries the API key the service requires (always
  * true when it requires none). For handlers outside dc_api_handle. */
 int dc_api_authorized(const dc_service_t *svc, const dc_request_t *req);

@@ -675,17 +675,6 @@ static void answer(dc_response_t *resp, int status, const char *type, dc_buf_t *
     resp->body_len = b->len;
 }
 
-static void answer_error(apr_pool_t *p, dc_response_t *resp, int status, const char *message)
-{
-    dc_buf_t b;
-
-    dc_buf_init(&b, p, 64);
-    dc_buf_puts(&b, "{\"message\":");
-    dc_json_put_string(&b, message, strlen(message));
-    dc_buf_puts(&b, "}\n");
-    answer(resp, status, "application/json", &b);
-}
-
 static apr_status_t release_json(void *data)
 {
     json_decref(data);
@@ -725,7 +714,7 @@ void dc_openapi_respond(const dc_service_t *svc, apr_pool_t *p, const dc_request
                            apr_pstrcat(p, apr_pstrndup(p, path, keep), "/index.html", NULL));
         else /* relative to the path as sent, which we would rather not repeat */
             apr_table_setn(resp->headers, "Location", *sub ? "index.html" : "swagger/index.html");
-        answer_error(p, resp, 301, "moved to index.html");
+        dc_api_respond_error(p, resp, 301, "moved to index.html");
         return;
     }
     if (strcmp(sub, "/reference.css") == 0) {
@@ -742,7 +731,7 @@ void dc_openapi_respond(const dc_service_t *svc, apr_pool_t *p, const dc_request
             "});\n";
 
         if (!svc->opt.swagger_ui || !*svc->opt.swagger_ui) {
-            answer_error(p, resp, 404, "not found");
+            dc_api_respond_error(p, resp, 404, "not found");
             return;
         }
         resp->status = 200;
@@ -752,7 +741,7 @@ void dc_openapi_respond(const dc_service_t *svc, apr_pool_t *p, const dc_request
         return;
     }
     if (strcmp(sub, "/doc.json") != 0 && strcmp(sub, "/index.html") != 0) {
-        answer_error(p, resp, 404, "not found");
+        dc_api_respond_error(p, resp, 404, "not found");
         return;
     }
     if (strcmp(sub, "/index.html") == 0 && svc->opt.swagger_ui && *svc->opt.swagger_ui) {
@@ -763,7 +752,8 @@ void dc_openapi_respond(const dc_service_t *svc, apr_pool_t *p, const dc_request
     }
     doc = dc_openapi_document(svc, server_url(p, req, mount));
     if (!doc) {
-        answer_error(p, resp, 500, "the API description could not be read; see the server log");
+        dc_api_respond_error(p, resp, 500,
+                             "the API description could not be read; see the server log");
         return;
     }
     apr_pool_cleanup_register(p, doc, release_json, apr_pool_cleanup_null);
