@@ -12,7 +12,8 @@
   content type, a body valid against its schema, the documented headers present;
 - headless Chromium renders /v2/swagger/index.html: every route on the page, no console error
   (the page is sent with a strict Content-Security-Policy, so a script or inline style would
-  be one).
+  be one); and, with the Swagger UI setting, the real Swagger UI (npm swagger-ui-dist) renders
+  every route of doc.json.
 
 Front ends: the httpd module (prefork) and decision-fcgi behind nginx (test_ops.FrontEnd).
 
@@ -51,12 +52,15 @@ def tools():
     npm, node = shutil.which("npm"), shutil.which("node")
     assert npm and node, "node and npm are needed (Debian packages nodejs npm, see tests/run)"
     prism = os.path.join(TOOLS, "node_modules", ".bin", "prism")
-    if not os.path.exists(prism):
+    ui = os.path.join(TOOLS, "node_modules", "swagger-ui-dist", "package.json")
+    if not os.path.exists(prism) or not os.path.exists(ui):
         p = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=TOOLS,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
         assert p.returncode == 0, "npm ci failed in %s:\n%s" % (TOOLS, p.stdout[-4000:])
     with open(os.path.join(TOOLS, "node_modules", "@stoplight", "prism-cli", "package.json")) as f:
         assert json.load(f)["version"] == "5.14.2", "stale tests/openapi/node_modules: run npm ci"
+    with open(ui) as f:
+        assert json.load(f)["version"] == "5.36.0", "stale tests/openapi/node_modules: run npm ci"
     return node, prism
 
 
@@ -403,3 +407,33 @@ def test_swagger_ui_setting_points_the_page_at_it(kind, front):
     status, headers, body = f.get("/v2/swagger/swagger-initializer.js")
     assert status == 200 and headers["content-type"].startswith("text/javascript")
     assert b'url: "doc.json"' in body
+
+
+@pytest.mark.parametrize("kind", ["httpd"])
+def test_swagger_ui_renders_the_document_in_chromium(kind, front, tools, workdir):
+    """With the setting, the page loads the real Swagger UI (npm swagger-ui-dist, served by a
+    static server of its own) and that renders every route of doc.json."""
+    browser = chromium_binary()
+    assert browser, "chromium is not installed (Debian package chromium, see tests/run)"
+    port = free_port()
+    static = Proc(["/usr/bin/python3", "-m", "http.server", "--bind", "127.0.0.1", str(port),
+                   "--directory", os.path.join(TOOLS, "node_modules", "swagger-ui-dist")],
+                  os.path.join(str(workdir), "static.log"))
+    try:
+        wait_port(port)
+        f = front(kind, swagger_ui="http://127.0.0.1:%d/" % port)
+        doc = fetch_doc(f)
+        p = subprocess.run([browser] + CHROMIUM_FLAGS +
+                           ["--user-data-dir=" + tempfile.mkdtemp(dir=str(workdir)),
+                            "--enable-logging=stderr", "--v=0", "--virtual-time-budget=15000",
+                            "--dump-dom", f.base_url + "/v2/swagger/index.html"],
+                           capture_output=True, text=True, timeout=120)
+    finally:
+        static.stop()
+    assert p.returncode == 0, p.stderr[-2000:]
+    dom = p.stdout
+    assert "swagger-ui" in dom and "opblock" in dom, dom[:2000]
+    for path in doc["paths"]:
+        assert 'data-path="%s"' % path in dom, path
+    errors = [l for l in p.stderr.splitlines() if "CONSOLE" in l and "rror" in l]
+    assert not errors, "\n".join(errors[:20])
