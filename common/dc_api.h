@@ -18,6 +18,7 @@
  *        OFREP, under an "/ofrep/v1" path segment wherever mounted: doc/ofrep.md)
  *   GET  /v2/metrics, /v2/health, /v2/ready, /iserver/nsessions and the
  *        Prometheus path (opt.prometheus_path): see dc_status.h
+ *   GET  /v2/swagger/doc.json, /v2/swagger/index.html, ...: see dc_openapi.h
  *
  * Metrics: when svc->metrics is set, every request is timed and counted in
  * req->metrics_slot (slot 0 when the front end leaves it NULL), and its
@@ -78,6 +79,8 @@ typedef struct {
     const char *prometheus_path; /* default "/metrics", matched at the end of the path;
                                     NULL or "" = not served */
     int ofrep_activate;          /* OFREP evaluations send activation hits (default off) */
+    const char *swagger_ui;      /* URL of an installed Swagger UI (swagger-ui-dist's files);
+                                    NULL = /v2/swagger/index.html is our own page */
 } dc_api_options_t;
 
 typedef struct dc_service {
@@ -108,6 +111,8 @@ typedef struct {
     const char *x_api_key;
     const char *authorization;
     const char *if_none_match;  /* If-None-Match, for the OFREP bulk route */
+    const char *host;           /* the Host header (for /v2/swagger/doc.json's servers); NULL = unknown */
+    int https;                  /* the request came over TLS */
     apr_time_t received;
     dc_metrics_slot_t *metrics_slot; /* this writer's slot (httpd child, fcgi thread);
                                         NULL = slot 0 of svc->metrics */
@@ -128,6 +133,9 @@ void dc_api_handle(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req, dc
  * /iserver/nsessions), for front ends that share a URL space. The Prometheus
  * path is the service's: compare it with opt.prometheus_path. */
 int dc_api_owns_path(const char *path);
+
+/* An error answer: status and {"message": message} (any bytes; not UTF-8 ones become U+FFFD). */
+void dc_api_respond_error(apr_pool_t *p, dc_response_t *resp, int status, const char *message);
 
 /* Whether the request carries the API key the service requires (always
  * true when it requires none; /v2/activate's exemption under

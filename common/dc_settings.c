@@ -11,6 +11,7 @@
  * file is bounded (1 MiB) and the walk is bounded in depth and node visits,
  * because YAML aliases can make a small document describe a huge tree.
  */
+#include "dc_openapi.h"
 #include "dc_settings.h"
 #include "dc_cloud_http.h"
 #include "dc_shipper.h"
@@ -64,6 +65,7 @@ enum {
     S_THREADS, S_LISTEN, S_SHUTDOWN_TIMEOUT,
     S_METRICS_ENABLED, S_PROMETHEUS_PATH, S_STATUS_PATH,
     S_SPOOL_DIR, S_SPOOL_OPTIONS, S_COLLECTOR, S_SHIPPER, S_OFREP_ACTIVATE,
+    S_SWAGGER_UI,
     S_COUNT
 };
 
@@ -160,10 +162,13 @@ static const setting_def_t defs[S_COUNT] = {
     [S_OFREP_ACTIVATE] = {"OFREP_ACTIVATE", "ofrep.activate", K_BOOL, "false",
                           "OFREP evaluations send an activation hit for the campaigns they "
                           "show, like /v2/flags with trigger_hit"},
+    [S_SWAGGER_UI] = {"SWAGGER_UI_URL", "swagger.ui_url", K_STRING, NULL,
+                      "where Swagger UI (swagger-ui-dist's files) is installed: "
+                      "/v2/swagger/index.html loads it instead of the plain reference page"},
 };
 
 static const char *const env_prefixes[] = {"CACHE_", "CORS_", "BUCKETING_", "LOG_", "METRICS_",
-                                           "EVENTS_", "OFREP_"};
+                                           "EVENTS_", "OFREP_", "SWAGGER_"};
 
 static void add_error(dc_settings_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void add_error(dc_settings_t *s, const char *fmt, ...)
@@ -692,6 +697,13 @@ static void finish_observability(dc_settings_t *s)
             add_error(s, "%s: expected a path such as /v2/status, not %s",
                       label(s, S_STATUS_PATH), shown(s, S_STATUS_PATH));
     }
+    if ((v = value_of(s, S_SWAGGER_UI)) != NULL) {
+        if (dc_openapi_ui_url_valid(v))
+            s->swagger_ui = v;
+        else
+            add_error(s, "%s: expected a path (/swagger-ui) or an http(s):// URL, not %s",
+                      label(s, S_SWAGGER_UI), shown(s, S_SWAGGER_UI));
+    }
     s->spool_dir = value_of(s, S_SPOOL_DIR);
     s->spool_options = value_of(s, S_SPOOL_OPTIONS);
     if (s->spool_options) {
@@ -849,6 +861,7 @@ void dc_settings_api_options(const dc_settings_t *s, dc_api_options_t *opt)
     opt->max_body_size = s->max_body_size;
     opt->prometheus_path = s->prometheus_path;
     opt->ofrep_activate = s->ofrep_activate;
+    opt->swagger_ui = s->swagger_ui;
 }
 
 void dc_settings_write_help(FILE *out)

@@ -300,24 +300,10 @@ void dc_status_respond_prometheus(dc_service_t *svc, apr_pool_t *p, dc_response_
 
 /* ---- the HTML page ------------------------------------------------------- */
 
-static void put_html_n(dc_buf_t *b, const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        switch (s[i]) {
-        case '&': dc_buf_puts(b, "&amp;"); break;
-        case '<': dc_buf_puts(b, "&lt;"); break;
-        case '>': dc_buf_puts(b, "&gt;"); break;
-        case '"': dc_buf_puts(b, "&quot;"); break;
-        case '\'': dc_buf_puts(b, "&#39;"); break;
-        default: dc_buf_putc(b, s[i]);
-        }
-    }
-}
-
 static void put_html(dc_buf_t *b, const char *s)
 {
     if (s)
-        put_html_n(b, s, strlen(s));
+        dc_html_put(b, s, strlen(s));
     else
         dc_buf_puts(b, "&mdash;");
 }
@@ -595,7 +581,7 @@ static void put_campaigns_table(dc_buf_t *b, const dc_config_t *cfg)
             dc_buf_puts(b, "<td>");
             put_html(b, vg->name);
             dc_buf_puts(b, " <code>");
-            put_html_n(b, vg->id, vg->id_len);
+            dc_html_put(b, vg->id, vg->id_len);
             dc_buf_puts(b, "</code></td><td>");
             for (size_t v = 0; v < vg->n_variations; v++) {
                 const dc_variation_t *var = &vg->variations[v];
@@ -604,7 +590,7 @@ static void put_campaigns_table(dc_buf_t *b, const dc_config_t *cfg)
                     dc_buf_puts(b, "<br>");
                 put_html(b, var->name);
                 dc_buf_puts(b, " <code>");
-                put_html_n(b, var->id, var->id_len);
+                dc_html_put(b, var->id, var->id_len);
                 dc_buf_printf(b, "</code>: %g%s", var->allocation,
                               var->reference ? " (reference)" : "");
             }

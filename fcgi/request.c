@@ -21,6 +21,7 @@
 #include <apr_strings.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static const char *escape_percent(apr_pool_t *p, const char *s)
 {
@@ -65,7 +66,8 @@ const char *dc_fcgi_route_path(apr_pool_t *p, const char *script_name, const cha
  * would scan the 30-odd variables a web server sends once per name). */
 typedef struct {
     const char *method, *script_name, *path_info, *request_uri, *query, *content_length;
-    const char *origin, *x_api_key, *authorization, *if_none_match, *remote_addr;
+    const char *origin, *x_api_key, *authorization, *if_none_match, *remote_addr, *host, *https,
+        *scheme, *server_port;
 } cgi_vars_t;
 
 #define TAKE(entry, name, field)                                                              \
@@ -85,8 +87,12 @@ static void collect_vars(char **envp, cgi_vars_t *v)
             TAKE(e, "REQUEST_METHOD", v->method);
             TAKE(e, "REQUEST_URI", v->request_uri);
             TAKE(e, "REMOTE_ADDR", v->remote_addr);
+            TAKE(e, "REQUEST_SCHEME", v->scheme);
             break;
-        case 'S': TAKE(e, "SCRIPT_NAME", v->script_name); break;
+        case 'S':
+            TAKE(e, "SCRIPT_NAME", v->script_name);
+            TAKE(e, "SERVER_PORT", v->server_port);
+            break;
         case 'P': TAKE(e, "PATH_INFO", v->path_info); break;
         case 'Q': TAKE(e, "QUERY_STRING", v->query); break;
         case 'C': TAKE(e, "CONTENT_LENGTH", v->content_length); break;
@@ -95,6 +101,8 @@ static void collect_vars(char **envp, cgi_vars_t *v)
             TAKE(e, "HTTP_X_API_KEY", v->x_api_key);
             TAKE(e, "HTTP_AUTHORIZATION", v->authorization);
             TAKE(e, "HTTP_IF_NONE_MATCH", v->if_none_match);
+            TAKE(e, "HTTP_HOST", v->host);
+            TAKE(e, "HTTPS", v->https);
             break;
         default: break;
         }
@@ -172,6 +180,7 @@ static const char *reason(int status)
     switch (status) {
     case 200: return "OK";
     case 204: return "No Content";
+    case 301: return "Moved Permanently";
     case 304: return "Not Modified";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
@@ -296,6 +305,22 @@ static int write_response(apr_pool_t *p, const dc_fcgi_io_t *io, const dc_respon
     return 0;
 }
 
+/* The request's host and port for URLs we hand out (/v2/swagger/doc.json's servers): some web
+ * servers pass HTTP_HOST without the port (Debian's nginx sends $host), so SERVER_PORT is added
+ * when the host has none and it is not the scheme's default. */
+static const char *request_host(apr_pool_t *p, const char *host, const char *port, int https)
+{
+    const char *bracket;
+
+    if (!host || !*host || !port || !*port || strcmp(port, https ? "443" : "80") == 0 ||
+        strspn(port, "0123456789") != strlen(port))
+        return host;
+    bracket = strrchr(host, ']');
+    if (strchr(bracket ? bracket : host, ':'))
+        return host;
+    return apr_pstrcat(p, host, ":", port, NULL);
+}
+
 void dc_fcgi_handle(dc_fcgi_app_t *app, apr_pool_t *p, const dc_fcgi_io_t *io)
 {
     dc_request_t req;
@@ -313,6 +338,9 @@ void dc_fcgi_handle(dc_fcgi_app_t *app, apr_pool_t *p, const dc_fcgi_io_t *io)
     req.x_api_key = v.x_api_key;
     req.authorization = v.authorization;
     req.if_none_match = v.if_none_match;
+    req.https = (v.https && (strcasecmp(v.https, "on") == 0 || strcmp(v.https, "1") == 0)) ||
+                (v.scheme && strcasecmp(v.scheme, "https") == 0);
+    req.host = request_host(p, v.host, v.server_port, req.https);
     req.metrics_slot = io->metrics_slot;
 
     /* Read before taking the options lock: a slow upload must not hold up a reload.

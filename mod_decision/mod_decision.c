@@ -32,6 +32,7 @@
 #include "dc_hash.h"
 #include "dc_log.h"
 #include "dc_settings.h"
+#include "dc_openapi.h"
 #include "dc_status.h"
 #include "dc_store.h"
 
@@ -91,6 +92,7 @@ static void *merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     MERGE_PTR(store_uri);
     MERGE_PTR(cors_origins);
     MERGE_PTR(prometheus_path);
+    MERGE_PTR(swagger_ui);
     MERGE_PTR(spool_dir);
     MERGE_PTR(spool_options);
     MERGE_PTR(collector);
@@ -338,6 +340,15 @@ static const char *set_prometheus_path(cmd_parms *cmd, void *dc, const char *arg
     return NULL;
 }
 
+static const char *set_swagger_ui(cmd_parms *cmd, void *dc, const char *arg)
+{
+    if (strcmp(arg, "none") != 0 && !dc_openapi_ui_url_valid(arg))
+        return apr_psprintf(cmd->pool, "%s: \"%s\" is not a path (/swagger-ui), an http(s):// URL "
+                            "or none", cmd->cmd->name, arg);
+    cmd_conf(cmd)->swagger_ui = arg;
+    return NULL;
+}
+
 static const char *set_spool(cmd_parms *cmd, void *dc, const char *arg)
 {
     return set_path(cmd, &cmd_conf(cmd)->spool_dir, arg);
@@ -423,6 +434,9 @@ static const command_rec decision_cmds[] = {
     AP_INIT_TAKE1("DecisionPrometheusPath", set_prometheus_path, NULL, RSRC_CONF,
                   "path ending a request for the Prometheus text format (default /metrics; "
                   "none: off)"),
+    AP_INIT_TAKE1("DecisionSwaggerUI", set_swagger_ui, NULL, RSRC_CONF,
+                  "where Swagger UI (swagger-ui-dist's files) is installed; /v2/swagger/index.html "
+                  "then loads it (default none: the plain reference page)"),
     AP_INIT_TAKE1("DecisionSpool", set_spool, NULL, RSRC_CONF,
                   "directory of the durable event spool; events (hits) are collected only "
                   "with it"),
@@ -728,6 +742,8 @@ static int build_service(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
     if (c->prometheus_path)
         svc->api.opt.prometheus_path = strcmp(c->prometheus_path, "none") ? c->prometheus_path
                                                                           : NULL;
+    if (c->swagger_ui)
+        svc->api.opt.swagger_ui = strcmp(c->swagger_ui, "none") ? c->swagger_ui : NULL;
     svc->api.opt.env_id = c->env_id;
     svc->api.opt.api_key = c->api_key;
     svc->api.opt.require_api_key =
@@ -996,6 +1012,8 @@ static int decision_handler(request_rec *r)
     req.x_api_key = apr_table_get(r->headers_in, "X-API-Key");
     req.authorization = apr_table_get(r->headers_in, "Authorization");
     req.if_none_match = apr_table_get(r->headers_in, "If-None-Match");
+    req.host = apr_table_get(r->headers_in, "Host");
+    req.https = strcmp(ap_http_scheme(r), "https") == 0;
     req.received = r->request_time;
     req.metrics_slot = metrics_slot(svc, r);
     if ((rc = read_body(r, svc->api.opt.max_body_size, &req)) != OK)
