@@ -836,14 +836,6 @@ static apr_status_t redis_cleanup(void *data)
     return APR_SUCCESS;
 }
 
-const dc_store_provider_t dc_store_redis_provider = {
-    .name = "redis",
-    .load = redis_load,
-    .save = redis_save,
-    .health = redis_health,
-    .child_init = redis_child_init,
-    .close = redis_close,
-};
 
 /* %-decodes [s, s + len) into p; NULL on a bad escape or an escaped NUL. */
 static char *percent_decode(apr_pool_t *p, const char *s, size_t len)
@@ -961,8 +953,11 @@ static int parse_options(apr_pool_t *p, redis_store_t *r, const char *q, const c
     return 0;
 }
 
-int dc_store_redis_open(dc_store_t *s, apr_pool_t *p, const char *uri, char *err, size_t err_len)
+/* args->uri: the whole redis:// or rediss:// URI. Fills s (uri masked), or err and returns -1. */
+static int redis_open(dc_store_t *s, apr_pool_t *p, const dc_store_open_args_t *args, char *err,
+                      size_t err_len)
 {
+    const char *uri = args->uri;
     redis_store_t *r = apr_pcalloc(p, sizeof(*r));
     const char *rest, *at, *host_end, *end, *query;
     const char *masked_user = "";
@@ -1093,7 +1088,6 @@ int dc_store_redis_open(dc_store_t *s, apr_pool_t *p, const char *uri, char *err
     }
 #endif
     r->cache = redis_cache_create(p, (size_t)r->client_cache_bytes, r->where, connect_for_cache, r);
-    s->provider = &dc_store_redis_provider;
     s->impl = r;
     s->prefix = r->prefix;
     s->uri = apr_psprintf(p, "%s://%s%s%s", r->tls ? "rediss" : "redis", masked_user,
@@ -1101,3 +1095,13 @@ int dc_store_redis_open(dc_store_t *s, apr_pool_t *p, const char *uri, char *err
     apr_pool_cleanup_register(p, s, redis_cleanup, apr_pool_cleanup_null);
     return 0;
 }
+
+const dc_store_provider_t dc_store_redis_provider = {
+    .name = "redis",
+    .open = redis_open,
+    .load = redis_load,
+    .save = redis_save,
+    .health = redis_health,
+    .child_init = redis_child_init,
+    .close = redis_close,
+};
