@@ -474,14 +474,13 @@ static int plugin_open(dc_store_t *s, apr_pool_t *p, const dc_store_open_args_t 
         return -1; /* the object stays loaded with p: cleanups it registered may run */
     }
     ps->open = 1;
-    /* registered after the load: runs before the object is unloaded */
-    apr_pool_cleanup_register(p, ps, plugin_cleanup, apr_pool_cleanup_null);
-
     wrapper = apr_pmemdup(p, &dc_store_plugin_provider, sizeof(*wrapper));
     wrapper->name = ps->name;
     wrapper->open = NULL;
     s->provider = wrapper;
     s->impl = ps;
+    /* registered after the load: runs before the object is unloaded */
+    apr_pool_cleanup_register(p, s, plugin_cleanup, apr_pool_cleanup_null);
     s->prefix = ps->inner.prefix ? ps->inner.prefix : "";
     if (ps->inner.uri && ps->inner.uri != s->uri)
         s->uri = ps->inner.uri; /* the plugin masked it its own way */
