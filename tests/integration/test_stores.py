@@ -156,8 +156,8 @@ def dbm_available(tmp_path, dbm_type):
 
 
 @pytest.fixture(params=["dbm:" + t for t in DBM_TYPES] +
-                ["redis", "memcached", "memcached@httpd-prefork", "memcached@httpd-event",
-                 "memcached@fcgi"])
+                ["redis", "memcached", "memcached-via-httpd-prefork", "memcached-via-httpd-event",
+                 "memcached-via-fcgi"])
 def store(request, tmp_path):
     """A store URI that outlives one eval run (or one front end's run)."""
     if request.param == "redis":
@@ -168,8 +168,8 @@ def store(request, tmp_path):
     if request.param.startswith("memcached"):
         server = MemcachedServer(tmp_path).start()
         front = None
-        if "@" in request.param:
-            front = Front(server.uri(), request.param.split("@")[1])
+        if "-via-" in request.param:
+            front = Front(server.uri(), request.param.split("-via-")[1])
         try:
             yield front if front is not None else server.uri()
         finally:
