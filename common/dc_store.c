@@ -323,6 +323,46 @@ void dc_store_log_limited(dc_store_log_limit_t *l, dc_log_level_e level, const c
     l->suppressed = 0;
 }
 
+void dc_store_queue_push(dc_store_queue_t *q, dc_store_pending_t *e, size_t max_n,
+                         size_t max_bytes)
+{
+    if (!e || q->n >= max_n || q->bytes + e->bytes > max_bytes) {
+        q->dropped++;
+        free(e);
+        return;
+    }
+    e->next = NULL;
+    if (q->tail)
+        q->tail->next = e;
+    else
+        q->head = e;
+    q->tail = e;
+    q->n++;
+    q->bytes += e->bytes;
+}
+
+dc_store_pending_t *dc_store_queue_take(dc_store_queue_t *q, size_t *n, unsigned *dropped)
+{
+    dc_store_pending_t *list = q->head;
+
+    if (n)
+        *n = q->n;
+    if (dropped)
+        *dropped = q->dropped;
+    memset(q, 0, sizeof(*q));
+    return list;
+}
+
+void dc_store_pending_free(dc_store_pending_t *list)
+{
+    while (list) {
+        dc_store_pending_t *next = list->next;
+
+        free(list);
+        list = next;
+    }
+}
+
 static dc_store_status_e none_load(dc_store_t *s, apr_pool_t *p, const char *env_id,
                                    const char *id, size_t id_len, dc_assignments_t *out)
 {

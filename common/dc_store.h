@@ -131,6 +131,29 @@ typedef struct {
 void dc_store_log_limited(dc_store_log_limit_t *l, dc_log_level_e level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Saves a backend could not make during an outage, kept in order for its replay
+ * (the Redis store, the plugin wrapper). An entry is the backend's own struct
+ * whose first member is a dc_store_pending_t, malloc'd in one piece. The
+ * caller holds the lock that guards the queue. */
+typedef struct dc_store_pending dc_store_pending_t;
+struct dc_store_pending {
+    dc_store_pending_t *next;
+    size_t bytes; /* what the entry counts against the queue's byte limit */
+};
+typedef struct {
+    dc_store_pending_t *head, *tail;
+    size_t n, bytes;
+    unsigned dropped;
+} dc_store_queue_t;
+/* Appends e unless the queue holds max_n entries or max_bytes would be passed (or e
+ * is NULL): then counts it dropped and frees it. */
+void dc_store_queue_push(dc_store_queue_t *q, dc_store_pending_t *e, size_t max_n,
+                         size_t max_bytes);
+/* Empties q: its entries, oldest first (free with dc_store_pending_free), their number
+ * and the count of those dropped. */
+dc_store_pending_t *dc_store_queue_take(dc_store_queue_t *q, size_t *n, unsigned *dropped);
+void dc_store_pending_free(dc_store_pending_t *list);
+
 /* Backends (one file each), listed in the registry. */
 extern const dc_store_provider_t dc_store_none_provider;
 extern const dc_store_provider_t dc_store_memory_provider;

@@ -50,7 +50,7 @@
 /* One save made during an outage: env_id NUL, id, the changes as a record. */
 typedef struct pending pending_t;
 struct pending {
-    pending_t *next;
+    dc_store_pending_t link; /* first: the queue's */
     size_t env_len, id_len, rec_len;
     char data[];
 };
@@ -67,9 +67,7 @@ typedef struct {
     apr_time_t retry_at;
     apr_interval_time_t backoff;
     char error[200];
-    pending_t *pending, *pending_tail;
-    size_t n_pending, pending_bytes;
-    unsigned dropped;
+    dc_store_queue_t pending;
 } plugin_store_t;
 
 /* ---- the server's side of the interface ---------------------------------- */
@@ -103,27 +101,15 @@ const dc_store_host_t dc_store_host = {
 
 /* ---- outage state -------------------------------------------------------- */
 
-static void free_pending(pending_t *p)
-{
-    while (p) {
-        pending_t *next = p->next;
-
-        free(p);
-        p = next;
-    }
-}
-
 /* 1: skip the plugin (inside a backoff window); 0: call it (maybe as the probe). */
 static int skip(plugin_store_t *ps)
 {
-    pending_t *stale = NULL;
+    dc_store_pending_t *stale = NULL;
     int skipping = 0;
 
     apr_thread_mutex_lock(ps->mutex);
     if (ps->pid != getpid()) { /* forked without child_init: the parent's queue is its own */
-        stale = ps->pending;
-        ps->pending = ps->pending_tail = NULL;
-        ps->n_pending = ps->pending_bytes = 0;
+        stale = dc_store_queue_take(&ps->pending, NULL, NULL);
         ps->pid = getpid();
     }
     if (ps->failing) {
@@ -135,7 +121,7 @@ static int skip(plugin_store_t *ps)
             ps->retry_at = now + ps->backoff; /* this call probes, the others skip */
     }
     apr_thread_mutex_unlock(ps->mutex);
-    free_pending(stale);
+    dc_store_pending_free(stale);
     return skipping;
 }
 
@@ -174,7 +160,7 @@ static void queue_save(plugin_store_t *ps, apr_pool_t *p, const char *env_id, co
     total = env_len + 1 + id_len + rec_len;
     entry = malloc(sizeof(*entry) + total);
     if (entry) {
-        entry->next = NULL;
+        entry->link.bytes = total;
         entry->env_len = env_len;
         entry->id_len = id_len;
         entry->rec_len = rec_len;
@@ -183,36 +169,27 @@ static void queue_save(plugin_store_t *ps, apr_pool_t *p, const char *env_id, co
         memcpy(entry->data + env_len + 1 + id_len, rec, rec_len);
     }
     apr_thread_mutex_lock(ps->mutex);
-    if (!entry || ps->n_pending >= PLUGIN_MAX_PENDING ||
-        ps->pending_bytes + total > PLUGIN_MAX_PENDING_BYTES || ps->pid != getpid()) {
-        ps->dropped++;
-    } else {
-        if (ps->pending_tail)
-            ps->pending_tail->next = entry;
-        else
-            ps->pending = entry;
-        ps->pending_tail = entry;
-        ps->n_pending++;
-        ps->pending_bytes += total;
-        entry = NULL;
-    }
+    dc_store_queue_push(&ps->pending, ps->pid == getpid() && entry ? &entry->link : NULL,
+                        PLUGIN_MAX_PENDING, PLUGIN_MAX_PENDING_BYTES);
+    if (ps->pid != getpid())
+        free(entry);
     apr_thread_mutex_unlock(ps->mutex);
-    free(entry);
 }
 
 /* Writes what was queued during the outage; only groups the store lacks by now. */
-static void replay(plugin_store_t *ps, pending_t *list, size_t n, unsigned dropped)
+static void replay(plugin_store_t *ps, dc_store_pending_t *list, size_t n, unsigned dropped)
 {
     const dc_store_provider_t *vt = ps->inner.provider;
     apr_pool_t *tmp;
     size_t written = 0;
-    pending_t *e;
+    dc_store_pending_t *l;
 
     if (apr_pool_create_unmanaged_ex(&tmp, NULL, NULL) != APR_SUCCESS) {
-        free_pending(list);
+        dc_store_pending_free(list);
         return;
     }
-    for (e = list; e; e = e->next) {
+    for (l = list; l; l = l->next) {
+        const pending_t *e = (const pending_t *)l;
         const char *env_id = e->data, *id = e->data + e->env_len + 1;
         dc_assignments_t changes, current, missing;
         dc_store_status_e rc;
@@ -239,8 +216,8 @@ static void replay(plugin_store_t *ps, pending_t *list, size_t n, unsigned dropp
         written++;
     }
     apr_pool_destroy(tmp);
-    free_pending(list);
-    if (e) {
+    dc_store_pending_free(list);
+    if (l) {
         fail(ps, "replaying saves");
         dc_log(DC_LOG_WARN,
                DCLOGNO(10361) "store %s: failed again while writing the %zu save(s) made during "
@@ -256,7 +233,7 @@ static void replay(plugin_store_t *ps, pending_t *list, size_t n, unsigned dropp
 
 static void succeed(plugin_store_t *ps)
 {
-    pending_t *list = NULL;
+    dc_store_pending_t *list = NULL;
     size_t n = 0;
     unsigned dropped = 0;
 
@@ -264,12 +241,7 @@ static void succeed(plugin_store_t *ps)
         return; /* the common case: no lock */
     apr_thread_mutex_lock(ps->mutex);
     if (ps->failing) {
-        list = ps->pending;
-        n = ps->n_pending;
-        dropped = ps->dropped;
-        ps->pending = ps->pending_tail = NULL;
-        ps->n_pending = ps->pending_bytes = 0;
-        ps->dropped = 0;
+        list = dc_store_queue_take(&ps->pending, &n, &dropped);
         ps->failing = 0;
         ps->backoff = 0;
     }
@@ -346,9 +318,7 @@ static void plugin_child_init(dc_store_t *s, apr_pool_t *pchild)
 {
     plugin_store_t *ps = s->impl;
 
-    free_pending(ps->pending);
-    ps->pending = ps->pending_tail = NULL;
-    ps->n_pending = ps->pending_bytes = 0;
+    dc_store_pending_free(dc_store_queue_take(&ps->pending, NULL, NULL)); /* the parent's */
     ps->pid = getpid();
     if (ps->inner.provider->child_init)
         ps->inner.provider->child_init(&ps->inner, pchild);
@@ -363,9 +333,7 @@ static void plugin_close(dc_store_t *s)
     ps->open = 0;
     if (ps->inner.provider->close)
         ps->inner.provider->close(&ps->inner);
-    free_pending(ps->pending);
-    ps->pending = ps->pending_tail = NULL;
-    ps->n_pending = ps->pending_bytes = 0;
+    dc_store_pending_free(dc_store_queue_take(&ps->pending, NULL, NULL));
 }
 
 static apr_status_t plugin_cleanup(void *data)
