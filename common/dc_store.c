@@ -518,7 +518,11 @@ dc_store_t *dc_store_open(apr_pool_t *p, const char *uri, char *err, size_t err_
         args.n_options = (size_t)n;
     }
     s->provider = backend->provider;
-    s->uri = backend->provider == &dc_store_none_provider ? "none" : dc_store_uri_masked(p, uri);
+    /* a scheme://user:password@ URI is masked here; others are shown as given (a DBM
+     * path may hold "@"), a plugin's masks its options' secrets itself */
+    s->uri = backend->provider == &dc_store_none_provider ? "none"
+             : strstr(uri, "://")                          ? dc_store_uri_masked(p, uri)
+                                                           : uri;
     s->prefix = "";
     if (backend->provider->open && backend->provider->open(s, p, &args, err, err_len) < 0)
         return NULL;

@@ -344,6 +344,23 @@ static apr_status_t plugin_cleanup(void *data)
 
 /* ---- loading ------------------------------------------------------------- */
 
+/* plugin:PATH?k=v&... with the value of any option whose name says it is a secret
+ * (password, secret, token, key) shown as "***", for the status page and logs. */
+static const char *masked_uri(apr_pool_t *p, const dc_store_open_args_t *args)
+{
+    const char *uri = apr_pstrcat(p, "plugin:", args->target, NULL);
+
+    for (size_t i = 0; i < args->n_options; i++) {
+        const char *k = args->options[i].key;
+        int secret = strstr(k, "password") || strstr(k, "secret") || strstr(k, "token") ||
+                     strstr(k, "key");
+
+        uri = apr_pstrcat(p, uri, i ? "&" : "?", k, "=", secret ? "***" : args->options[i].value,
+                          NULL);
+    }
+    return uri;
+}
+
 static int valid_name(const char *name)
 {
     size_t len = name ? strlen(name) : 0;
@@ -432,6 +449,7 @@ static int plugin_open(dc_store_t *s, apr_pool_t *p, const dc_store_open_args_t 
         return -1;
     }
     ps->pid = getpid();
+    s->uri = masked_uri(p, args);
     ps->inner.provider = vt;
     ps->inner.uri = s->uri;
     ps->inner.prefix = "";

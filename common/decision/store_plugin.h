@@ -212,7 +212,10 @@ struct dc_store_provider {
 struct dc_store {
     const dc_store_provider_t *provider;
     void *impl;         /* the provider's own */
-    const char *uri;    /* as configured, with any password masked (set by the server) */
+    /* As shown to operators (status page, logs), set by the server before open(): for a
+     * plugin, plugin:PATH?k=v&... with the values of options whose name holds "password",
+     * "secret", "token" or "key" as "***"; open() may set a masked form of its own. */
+    const char *uri;
     const char *prefix; /* key prefix, "" by default */
 };
 

@@ -111,6 +111,18 @@ def test_httpd_configtest_refuses_each_bad_plugin(refused):
         shutil.rmtree(rundir, ignore_errors=True)
 
 
+def test_secret_options_are_masked_where_the_uri_is_shown(tmp_path):
+    so = build_plugin(tmp_path, "any_options",
+                      OTHER_ABI.replace("DC_STORE_PLUGIN_ABI + 1", "DC_STORE_PLUGIN_ABI"))
+    uri = "plugin:%s?host=db1&api_key=hunter2&password=p%%40ss&timeout_ms=20" % so
+    rc, out, err = run_eval(["{}"], store=uri, extra=["--report", "/v2/metrics"])
+    assert rc == 0, err
+    store = json.loads("\n".join(out[1:]))["store"]
+    assert store["backend"] == "future", store
+    assert store["uri"] == "plugin:%s?host=db1&api_key=***&password=***&timeout_ms=20" % so, store
+    assert "hunter2" not in err and "p@ss" not in err
+
+
 def prom_value(text, series):
     for line in text.splitlines():
         if line.startswith(series + " "):
