@@ -12,6 +12,7 @@
  * because YAML aliases can make a small document describe a huge tree.
  */
 #include "dc_settings.h"
+#include "dc_cloud_http.h"
 #include "dc_shipper.h"
 #include "dc_source.h"
 #include "dc_spool.h"
@@ -151,7 +152,9 @@ static const setting_def_t defs[S_COUNT] = {
                          "fsync=100ms|always|never, segment-bytes, segment-age, max-bytes, "
                          "on-full=refuse|drop-oldest"},
     [S_COLLECTOR] = {"EVENTS_COLLECTOR", "events.collector", K_STRING,
-                     DC_SHIPPER_DEFAULT_COLLECTOR, "where events go: http(s)://... or file:/DIR"},
+                     DC_SHIPPER_DEFAULT_COLLECTOR,
+                     "where events go: http(s)://..., file:/DIR, s3://BUCKET/PREFIX or "
+                     "azblob://ACCOUNT/CONTAINER/PREFIX (doc/cloud-sinks.md)"},
     [S_SHIPPER] = {"EVENTS_SHIPPER", "events.shipper", K_BOOL, "true",
                    "ship from this process (off: run `decision-fcgi ship` beside it)"},
     [S_OFREP_ACTIVATE] = {"OFREP_ACTIVATE", "ofrep.activate", K_BOOL, "false",
@@ -701,12 +704,11 @@ static void finish_observability(dc_settings_t *s)
             add_error(s, "%s is set but EVENTS_SPOOL_DIR is not", label(s, S_SPOOL_OPTIONS));
     }
     if ((v = value_of(s, S_COLLECTOR)) != NULL) {
-        if (strncasecmp(v, "http://", 7) == 0 || strncasecmp(v, "https://", 8) == 0 ||
-            strncmp(v, "file:/", 6) == 0)
+        if (dc_shipper_check_collector(s->pool, v, err, sizeof(err)) == 0)
             s->collector = v;
         else
-            add_error(s, "%s: expected an http:// or https:// URL or file:/DIR, not %s",
-                      label(s, S_COLLECTOR), shown(s, S_COLLECTOR));
+            add_error(s, "%s: %s (%s)", label(s, S_COLLECTOR), err,
+                      dc_cloud_mask_uri(s->pool, v));
     }
 }
 

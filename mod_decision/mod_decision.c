@@ -373,13 +373,10 @@ static const char *set_spool_options(cmd_parms *cmd, void *dc, const char *arg)
 
 static const char *set_collector(cmd_parms *cmd, void *dc, const char *arg)
 {
-    apr_uri_t uri;
+    char err[256];
 
-    if (strncmp(arg, "file:/", 6) != 0 &&
-        (apr_uri_parse(cmd->pool, arg, &uri) != APR_SUCCESS || !uri.scheme || !uri.hostname ||
-         (strcasecmp(uri.scheme, "http") != 0 && strcasecmp(uri.scheme, "https") != 0)))
-        return apr_psprintf(cmd->pool, "%s: not an http:// or https:// URL, nor file:/DIR",
-                            cmd->cmd->name);
+    if (dc_shipper_check_collector(cmd->pool, arg, err, sizeof(err)) < 0)
+        return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
     cmd_conf(cmd)->collector = arg;
     return NULL;
 }
@@ -449,7 +446,8 @@ static const command_rec decision_cmds[] = {
                   "event spool settings: fsync=always|never|100ms,max-bytes=1g,..."),
     AP_INIT_TAKE1("DecisionCollector", set_collector, NULL, RSRC_CONF,
                   "where the shipper sends events (default https://ariane.abtasty.com; "
-                  "file:/DIR writes JSON lines)"),
+                  "file:/DIR writes JSON lines; s3://BUCKET/PREFIX and "
+                  "azblob://ACCOUNT/CONTAINER/PREFIX upload gzipped JSON lines)"),
     AP_INIT_FLAG("DecisionExport", set_export, NULL, OR_OPTIONS,
                  "On to put the visitor's flags in DECISION_FLAGS for other handlers"),
     AP_INIT_TAKE1("DecisionVisitorCookie", set_visitor_cookie, NULL, OR_OPTIONS,

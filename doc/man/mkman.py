@@ -71,15 +71,16 @@ def split_help(text, program):
 
 
 def settings_roff(settings):
-    out = []
+    out = [".ad l"]  # left-aligned: long defaults (header lists) cannot be justified
     for env, yaml, meaning, default in settings:
         out += [".TP", ".B %s" % env]
         out.append("config file: \\fI%s\\fR" % roff(yaml))
         out.append(".br")
         out.append(roff(meaning[:1].upper() + meaning[1:] + ("" if meaning.endswith(".") else ".")))
         if default is not None:
-            out.append("Default: \\fB%s\\fR." % roff(default))
-    return out
+            # a break point after each comma: a long list of names would not fit a line
+            out.append("Default: \\fB%s\\fR." % roff(default).replace(",", ",\\:"))
+    return out + [".ad b"]
 
 
 def fcgi_page(template, version, program):

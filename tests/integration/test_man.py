@@ -69,7 +69,8 @@ def test_defaults_and_meanings_of_help_are_in_the_page():
     for env, meaning in re.findall(r"^  ([A-Z][A-Z0-9_]+)\s+\S+\n      (.*)$", out, re.M):
         m = re.search(r" \[default: (.*)\]$", meaning)
         if m:
-            assert "Default: \\fB%s\\fR." % m.group(1).replace("\\", "\\e") in entries[env], env
+            assert "Default: \\fB%s\\fR." % m.group(1).replace("\\", "\\e").replace(",", ",\\:") \
+                in entries[env], env
             meaning = meaning[:m.start()]
         words = re.sub(r"\s+", " ", entries[env].replace("\\e", "\\"))
         assert meaning[1:] in words, env
