@@ -57,6 +57,14 @@ const char *dc_backend_name(dc_backend_e b)
     return (unsigned)b < DC_BACKEND_COUNT ? backend_names[b] : "other";
 }
 
+const char *dc_backend_label(dc_backend_e b, const char *store_backend)
+{
+    if (b == DC_BACKEND_OTHER && store_backend && dc_backend_of(store_backend) == DC_BACKEND_OTHER &&
+        strcmp(store_backend, "none") != 0)
+        return store_backend;
+    return dc_backend_name(b);
+}
+
 dc_backend_e dc_backend_of(const char *provider_name)
 {
     for (unsigned i = 0; provider_name && i < DC_BACKEND_OTHER; i++)

@@ -89,7 +89,8 @@ typedef enum {
 /* Upper bounds (inclusive, microseconds) of the buckets, ascending. */
 extern const uint32_t dc_latency_bounds_us[DC_LATENCY_BOUNDS];
 
-/* Store backends measured apart; a provider of another name counts as "other". */
+/* Store backends measured apart; a provider of another name (a plugin) counts as
+ * "other", labelled with its own name (dc_backend_label). */
 typedef enum {
     DC_BACKEND_MEMORY = 0,
     DC_BACKEND_DBM,
@@ -103,6 +104,10 @@ typedef enum { DC_STORE_OP_LOAD = 0, DC_STORE_OP_SAVE, DC_STORE_OP_COUNT } dc_st
 const char *dc_endpoint_name(dc_endpoint_e ep);
 const char *dc_backend_name(dc_backend_e b);
 dc_backend_e dc_backend_of(const char *provider_name);
+/* The "backend" label of slot b when the service's store is store_backend (its
+ * provider's name): a plugin's operations are counted in DC_BACKEND_OTHER and
+ * labelled with the name the plugin declares ("memcached"). */
+const char *dc_backend_label(dc_backend_e b, const char *store_backend);
 
 #define DC_METRICS_MINUTES 30
 #define DC_HLL_PRECISION 12

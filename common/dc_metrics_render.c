@@ -134,7 +134,7 @@ void dc_metrics_render_flagship(const dc_service_t *svc, const dc_status_snapsho
             if (t->store_ops[k][o] == 0)
                 continue;
             dc_buf_printf(&one, "%s\"%s.%s\":{\"count\":%llu,\"errors\":%llu", first ? "" : ",",
-                          dc_backend_name((dc_backend_e)k), o == DC_STORE_OP_LOAD ? "load" : "save",
+                          dc_backend_label((dc_backend_e)k, s->store_backend), o == DC_STORE_OP_LOAD ? "load" : "save",
                           (unsigned long long)t->store_ops[k][o],
                           (unsigned long long)t->store_errors[k][o]);
             if (h->count) { /* timed backends only */
@@ -329,7 +329,7 @@ void dc_metrics_render_prometheus(const dc_service_t *svc, const dc_status_snaps
             for (int o = 0; o < DC_STORE_OP_COUNT; o++)
                 if (t->store_ops[k][o] || (k == (int)own && !dc_store_is_none(svc->store))) {
                     prom_series(b, "decision_store_operations_total", "", "backend",
-                                dc_backend_name((dc_backend_e)k), "op", ops[o]);
+                                dc_backend_label((dc_backend_e)k, s->store_backend), "op", ops[o]);
                     prom_uint(b, t->store_ops[k][o]);
                 }
         prom_family(b, "decision_store_errors_total", "counter",
@@ -338,7 +338,7 @@ void dc_metrics_render_prometheus(const dc_service_t *svc, const dc_status_snaps
             for (int o = 0; o < DC_STORE_OP_COUNT; o++)
                 if (t->store_ops[k][o] || (k == (int)own && !dc_store_is_none(svc->store))) {
                     prom_series(b, "decision_store_errors_total", "", "backend",
-                                dc_backend_name((dc_backend_e)k), "op", ops[o]);
+                                dc_backend_label((dc_backend_e)k, s->store_backend), "op", ops[o]);
                     prom_uint(b, t->store_errors[k][o]);
                 }
         prom_family(b, "decision_store_operation_duration_seconds", "histogram",
@@ -351,7 +351,7 @@ void dc_metrics_render_prometheus(const dc_service_t *svc, const dc_status_snaps
                      !dc_store_is_none(svc->store)))
                     prom_histogram(b, "decision_store_operation_duration_seconds",
                                    &t->store_latency[k][o], "backend",
-                                   dc_backend_name((dc_backend_e)k), "op", ops[o]);
+                                   dc_backend_label((dc_backend_e)k, s->store_backend), "op", ops[o]);
 
         prom_family(b, "decision_hits_total", "counter",
                     "Events (hits) produced by requests, by whether the spool accepted them.");

@@ -472,7 +472,7 @@ static void put_store_table(dc_buf_t *b, apr_pool_t *p, const dc_status_snapshot
                           "<tr><td>%s</td><td>%s</td><td class=\"n\">%llu</td><td "
                           "class=\"n\">%llu</td><td class=\"n\">%s</td><td "
                           "class=\"n\">%s</td></tr>\n",
-                          dc_backend_name((dc_backend_e)k), ops[o],
+                          dc_backend_label((dc_backend_e)k, s->store_backend), ops[o],
                           (unsigned long long)s->totals->store_ops[k][o],
                           (unsigned long long)s->totals->store_errors[k][o],
                           h->count ? ms_text(p, dc_histogram_quantile(h, 0.5)) : "not timed",

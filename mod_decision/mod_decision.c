@@ -242,16 +242,30 @@ static const char *set_max_body(cmd_parms *cmd, void *dc, const char *arg)
 
 static const char *check_store_uri(apr_pool_t *p, const char *uri)
 {
-    if (strcmp(uri, "none") == 0)
-        return NULL;
+    const dc_store_backend_t *backend = dc_store_backend_of(uri);
+
     if (strcmp(uri, "memory") == 0 || strncmp(uri, "memory?", 7) == 0)
         return decision_memstore_check_uri(p, uri);
     if (strncmp(uri, "dbm:", 4) == 0)
         return uri[4] ? NULL : "dbm: needs a path (dbm:PATH or dbm:TYPE:PATH)";
-    if (strncmp(uri, "redis://", 8) == 0 || strncmp(uri, "rediss://", 9) == 0)
+    if (strncmp(uri, "plugin:", 7) == 0)
+        return uri[7] && uri[7] != '?' ? NULL : "plugin: needs the path of a shared object "
+                                                "(plugin:/path/to/store.so[?key=value&...])";
+    if (backend)
         return NULL; /* checked in full by dc_store_open in check_config */
     /* not echoed: a mistyped redis URI may hold a password */
-    return "unknown store: use none, memory, dbm:PATH or redis://host:port[/db]";
+    return apr_pstrcat(p, "unknown store: ", dc_store_usage(p), NULL);
+}
+
+/* "plugin:PATH[?options]" with PATH made absolute (relative to ServerRoot). */
+static const char *plugin_uri_absolute(apr_pool_t *p, const char *uri)
+{
+    const char *query = strchr(uri, '?');
+    const char *path = apr_pstrmemdup(p, uri + 7, query ? (size_t)(query - uri - 7)
+                                                        : strlen(uri + 7));
+
+    path = ap_server_root_relative(p, path);
+    return path ? apr_pstrcat(p, "plugin:", path, query ? query : "", NULL) : NULL;
 }
 
 /* "dbm:[TYPE:]PATH" with PATH made absolute (relative to ServerRoot, as
@@ -277,6 +291,8 @@ static const char *set_store(cmd_parms *cmd, void *dc, const char *arg)
 
     if (!err && strncmp(arg, "dbm:", 4) == 0 && !(arg = dbm_uri_absolute(cmd->pool, arg)))
         err = "dbm: the path is not valid";
+    if (!err && strncmp(arg, "plugin:", 7) == 0 && !(arg = plugin_uri_absolute(cmd->pool, arg)))
+        err = "plugin: the path is not valid";
     if (err)
         return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
     cmd_conf(cmd)->store_uri = arg;
@@ -407,8 +423,8 @@ static const command_rec decision_cmds[] = {
     AP_INIT_TAKE1("DecisionPollInterval", set_interval, NULL, RSRC_CONF,
                   "seconds between two refreshes of the bucketing file (default 60)"),
     AP_INIT_TAKE1("DecisionStore", set_store, NULL, RSRC_CONF,
-                  "assignment store: none, memory[?size=BYTES], dbm:PATH or "
-                  "redis://host:port[/db]"),
+                  "assignment store: none, memory[?size=BYTES], dbm:PATH, "
+                  "redis://host:port[/db] or plugin:/path/to/store.so[?key=value&...]"),
     AP_INIT_TAKE1("DecisionLastKnownGood", set_lkg, NULL, RSRC_CONF,
                   "where the last accepted remote config is kept (default: under "
                   "DefaultRuntimeDir)"),
@@ -515,7 +531,10 @@ static int check_one(apr_pool_t *ptemp, server_rec *s, decision_srv_conf_t *c)
                                         err.path, err.path[0] ? ": " : "", err.text));
         dc_config_unref(cfg);
     }
-    if (c->store_uri && strncmp(c->store_uri, "redis", 5) == 0) {
+    /* Stores whose open checks more than the URI (a Redis URI's parts, a plugin's
+     * object and options) are opened once here, so configtest refuses them. */
+    if (c->store_uri &&
+        (strncmp(c->store_uri, "redis", 5) == 0 || strncmp(c->store_uri, "plugin:", 7) == 0)) {
         char err[512];
         dc_store_t *st = dc_store_open(ptemp, c->store_uri, err, sizeof(err));
 
