@@ -14,6 +14,9 @@ no error, and every warning listed with its reason in doc/debian.md), then
   conditions (User=decision, EnvironmentFile=/etc/default/decision-fcgi, the
   socket unit's socket passed as LISTEN_FDS, ExecReload's SIGHUP), events
   spooled in /var/spool/decision and delivered by the shipper unit's command;
+- libdecision-store-plugin-dev: the example plugin of doc/store-plugins.md built
+  with only `pkg-config --cflags decision-store-plugin`, served by the packaged
+  decision-fcgi; decision-store-memcached: its plugin loaded by the same;
 - purge leaves no file behind that the packages created.
 
 Needs root (apt, a2enmod); CI runs as root. The packages are purged at the end
@@ -36,7 +39,8 @@ import pytest
 
 from harness import REPO, fcgi_call, free_port, wait_until
 
-PACKAGES = ("libapache2-mod-decision", "decision-fcgi")
+PACKAGES = ("libapache2-mod-decision", "decision-fcgi", "libdecision-store-plugin-dev",
+            "decision-store-memcached")
 LINTIAN_LOG = os.path.join(REPO, "build-lintian.log")
 DEBIAN_DOC = os.path.join(REPO, "doc", "debian.md")
 APT_ENV = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
@@ -341,6 +345,33 @@ def test_the_responder_under_its_socket_unit(installed, tmp_path):
     assert '"vid":"v1"' in delivered.replace(" ", ""), delivered
 
 
+MULTIARCH = subprocess.run(["dpkg-architecture", "-qDEB_HOST_MULTIARCH"], capture_output=True,
+                           text=True).stdout.strip()
+
+
+@needs_root
+def test_the_plugin_packages_build_and_load_a_store(installed, tmp_path):
+    """A plugin author's machine: the -dev package's pkg-config flags alone build the
+    example; the packaged responder's eval serves it and loads the memcached plugin."""
+    cflags = sh("pkg-config", "--cflags", "decision-store-plugin").stdout.split()
+    assert "/usr/include/decision/store_plugin.h" in installed["libdecision-store-plugin-dev"]
+    so = str(tmp_path / "store_example.so")
+    sh("cc", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-o", so,
+       os.path.join(REPO, "stores", "example", "store_example.c"), *cflags)
+    sample = "/usr/share/doc/libapache2-mod-decision/examples/sample-bucketing.json"
+    lines = "\n".join(json.dumps({"visitor_id": "v%d" % (i % 2)}) for i in range(4)) + "\n"
+    p = sh("/usr/bin/decision-fcgi", "eval", "--bucketing", sample, "--store",
+           "plugin:%s" % so, "--report", "/metrics", input=lines)
+    assert 'decision_store_operations_total{backend="example",op="save"} 2' in p.stdout, p.stdout
+    memcached = "/usr/lib/%s/mod_decision/store_memcached.so" % MULTIARCH
+    assert memcached in installed["decision-store-memcached"]
+    # nothing listens there: the store is down, decisions come from the hash, eval still answers
+    p = sh("/usr/bin/decision-fcgi", "eval", "--bucketing", sample, "--store",
+           "plugin:%s?servers=127.0.0.1:%d&timeout_ms=200" % (memcached, free_port()),
+           input=lines)
+    assert len([l for l in p.stdout.splitlines() if l.startswith("{")]) == 4, p.stdout
+
+
 @needs_root
 def test_purge_leaves_nothing_behind(installed):
     sh(*APT, "purge", *PACKAGES, env=APT_ENV)
@@ -350,7 +381,8 @@ def test_purge_leaves_nothing_behind(installed):
     shared = {"/", "/etc", "/lib", "/usr", "/usr/bin", "/usr/lib", "/usr/share", "/usr/share/doc",
               "/usr/share/man", "/usr/share/man/man8", "/etc/default", "/etc/apache2",
               "/etc/apache2/mods-available", "/lib/systemd", "/lib/systemd/system",
-              "/usr/lib/apache2", "/usr/lib/apache2/modules", "/."}
+              "/usr/lib/apache2", "/usr/lib/apache2/modules", "/.", "/usr/include",
+              "/usr/lib/" + MULTIARCH, "/usr/lib/%s/pkgconfig" % MULTIARCH}
     left = [path for files in installed.values() for path in files
             if path not in shared and os.path.lexists(path)]
     assert not left, left
