@@ -19,6 +19,7 @@
 
 #include "dc_api.h"
 #include "dc_log.h"
+#include "dc_otel.h"
 
 #include <apr_pools.h>
 #include <apr_tables.h>
@@ -55,6 +56,7 @@ typedef struct dc_settings {
     const char *spool_options;     /* "key=value,..." for dc_spool_options_parse, NULL: defaults */
     const char *collector;         /* the shipper's sink */
     int shipper_enabled;
+    dc_otel_options_t otel;        /* OTEL_*: .enabled 0 unless an endpoint is set */
 
     /* Raw text by setting, and where each came from ("environment", "file.yaml:3"). */
     const char **raw;

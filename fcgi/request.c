@@ -66,7 +66,30 @@ const char *dc_fcgi_route_path(apr_pool_t *p, const char *script_name, const cha
 typedef struct {
     const char *method, *script_name, *path_info, *request_uri, *query, *content_length;
     const char *origin, *x_api_key, *authorization, *remote_addr;
+    const char *traceparent, *tracestate, *http_host, *server_name, *server_port;
 } cgi_vars_t;
+
+/* server.address and server.port of a traced request: the Host header as the
+ * client sent it ("name", "name:port", "[v6]:port"), else SERVER_NAME and SERVER_PORT. */
+static void server_of(apr_pool_t *p, const cgi_vars_t *v, dc_request_t *req)
+{
+    const char *h = v->http_host, *colon;
+
+    req->port = v->server_port ? (unsigned)atoi(v->server_port) : 0;
+    if (!h || !*h) {
+        req->host = v->server_name && *v->server_name ? v->server_name : NULL;
+        return;
+    }
+    colon = strrchr(h, ':');
+    if (colon && (h[0] != '[' || colon > strchr(h, ']'))) {
+        req->port = (unsigned)atoi(colon + 1);
+        req->host = apr_pstrmemdup(p, h, (apr_size_t)(colon - h));
+    } else {
+        req->host = h;
+    }
+    if (req->port > 65535)
+        req->port = 0;
+}
 
 #define TAKE(entry, name, field)                                                              \
     if (!(field) && strncmp(entry, name "=", sizeof(name)) == 0) {                            \
@@ -86,7 +109,11 @@ static void collect_vars(char **envp, cgi_vars_t *v)
             TAKE(e, "REQUEST_URI", v->request_uri);
             TAKE(e, "REMOTE_ADDR", v->remote_addr);
             break;
-        case 'S': TAKE(e, "SCRIPT_NAME", v->script_name); break;
+        case 'S':
+            TAKE(e, "SCRIPT_NAME", v->script_name);
+            TAKE(e, "SERVER_NAME", v->server_name);
+            TAKE(e, "SERVER_PORT", v->server_port);
+            break;
         case 'P': TAKE(e, "PATH_INFO", v->path_info); break;
         case 'Q': TAKE(e, "QUERY_STRING", v->query); break;
         case 'C': TAKE(e, "CONTENT_LENGTH", v->content_length); break;
@@ -94,6 +121,9 @@ static void collect_vars(char **envp, cgi_vars_t *v)
             TAKE(e, "HTTP_ORIGIN", v->origin);
             TAKE(e, "HTTP_X_API_KEY", v->x_api_key);
             TAKE(e, "HTTP_AUTHORIZATION", v->authorization);
+            TAKE(e, "HTTP_TRACEPARENT", v->traceparent);
+            TAKE(e, "HTTP_HOST", v->http_host);
+            TAKE(e, "HTTP_TRACESTATE", v->tracestate);
             break;
         default: break;
         }
@@ -309,6 +339,9 @@ void dc_fcgi_handle(dc_fcgi_app_t *app, apr_pool_t *p, const dc_fcgi_io_t *io)
     req.origin = v.origin;
     req.x_api_key = v.x_api_key;
     req.authorization = v.authorization;
+    req.traceparent = v.traceparent;
+    req.tracestate = v.tracestate;
+    server_of(p, &v, &req);
     req.metrics_slot = io->metrics_slot;
 
     /* Read before taking the options lock: a slow upload must not hold up a reload.
