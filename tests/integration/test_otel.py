@@ -160,3 +160,109 @@ def test_fcgi_behind_nginx_traces_and_metrics(workdir, receiver):
     finally:
         proc.stop()
         assert responder.stop() == 0, responder.output()
+
+
+# ---- httpd ---------------------------------------------------------------------
+
+@pytest.fixture
+def rundir():
+    import shutil
+    d = make_world_readable_dir("dc-otel-")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def otel_httpd(rundir, receiver, mpm="event", directives="", env=None, store=None):
+    """httpd with the module, OTel set by directives, resource attributes from the environment."""
+    body = ("DecisionEnvironment %s\nDecisionBucketingFile %s\n" % (ENV_ID, SAMPLE_BUCKETING) +
+            ("DecisionStore %s\n" % store if store else "") +
+            "DecisionOTelEndpoint %s\nDecisionOTelServiceName decision-test\n"
+            "DecisionOTelScheduleDelay 200\nDecisionOTelMetricInterval 500\n" % receiver.url +
+            directives +
+            "<Location /v2>\n  SetHandler decision\n</Location>\n"
+            "<Location /metrics>\n  SetHandler decision\n</Location>\n")
+    h = Httpd(rundir, body, mpm=mpm)
+    # not given by a directive: read from httpd's environment, as an SDK would
+    h.env["OTEL_RESOURCE_ATTRIBUTES"] = "deployment.environment=ci,team=growth%20lab"
+    h.env.update(env or {})
+    return h
+
+
+def stop_httpd(h):
+    h.stop()
+    assert h.sanitizer_reports() == ""
+    assert "exit signal" not in h.log(), h.log()[-3000:]
+
+
+@pytest.mark.parametrize("mpm", ["event", "prefork"])
+def test_httpd_traces_and_metrics(rundir, receiver, mpm):
+    h = otel_httpd(rundir, receiver, mpm=mpm).start()
+    try:
+        exercise(h.base_url)
+        check_exercise(receiver)
+        span = [s for _, _, s in server_spans(receiver.spans())][0]
+        a = attrs(span.attributes)
+        assert a["server.address"] == "127.0.0.1" and a["server.port"] == h.port
+        check_metrics(receiver, 4)
+        _, _, body = http_request(h.base_url, "/v2/metrics", method="GET")
+        fig = json.loads(body)["otel"]
+        assert fig["enabled"] and fig["spans_exported"] >= 4 and fig["spans_dropped"] == 0
+        _, _, prom = http_request(h.base_url, "/metrics", method="GET")
+        assert b'decision_otel_spans_total{result="exported"}' in prom
+    finally:
+        stop_httpd(h)
+
+
+def test_httpd_redis_store_child_spans(rundir, receiver):
+    redis = RedisServer(rundir).start()
+    h = otel_httpd(rundir, receiver, store=redis.uri).start()
+    try:
+        for i in range(2):  # the second request of a visitor finds what the first saved
+            assert http_request(h.base_url, "/v2/campaigns", POST % 7)[0] == 200
+        spans = receiver.wait_spans(lambda s: len(server_spans(s)) >= 2 and
+                                    len([x for x in s if x[2].kind == 3]) >= 3)
+        servers = sorted(server_spans(spans), key=lambda s: s[2].start_time_unix_nano)
+        clients = [s for _, _, s in spans if s.kind == 3]
+        first, second = servers[0][2], servers[1][2]
+        assert attrs(first.attributes)["decision.store"] == "redis"
+        assert attrs(first.attributes)["decision.store.result"] == "miss"
+        assert attrs(second.attributes)["decision.store.result"] == "hit"
+        for c in clients:
+            a = attrs(c.attributes)
+            assert a["db.system.name"] == "redis" and a["db.operation.name"] in ("load", "save")
+            parent = first if c.parent_span_id == first.span_id else second
+            assert c.trace_id == parent.trace_id and c.parent_span_id == parent.span_id
+            assert parent.start_time_unix_nano <= c.start_time_unix_nano
+            assert c.end_time_unix_nano <= parent.end_time_unix_nano
+            assert c.name == "%s redis" % a["db.operation.name"]
+        # the redis store is down: the server span says degraded, the child span is an error
+        redis.stop()
+        assert http_request(h.base_url, "/v2/campaigns", POST % 8)[0] == 200
+        spans = receiver.wait_spans(lambda s: any(
+            attrs(x[2].attributes).get("decision.store.result") == "degraded"
+            and x[2].kind == 2 for x in s))
+        assert any(x[2].kind == 3 and x[2].status.code == 2 for x in spans)
+    finally:
+        stop_httpd(h)
+        redis.stop()
+
+
+@pytest.mark.parametrize("directive,value,needle", [
+    ("DecisionOTelSampler", "sometimes", "DecisionOTelSampler (OTEL_TRACES_SAMPLER)"),
+    ("DecisionOTelSamplerArg", "1.5", "DecisionOTelSamplerArg (OTEL_TRACES_SAMPLER_ARG)"),
+    ("DecisionOTelEndpoint", "ftp://x", "DecisionOTelEndpoint (OTEL_EXPORTER_OTLP_ENDPOINT)"),
+    ("DecisionOTelCompression", "brotli", "DecisionOTelCompression"),
+    ("DecisionOTelHeaders", "novalue", "DecisionOTelHeaders"),
+])
+def test_httpd_bad_values_fail_configtest(rundir, receiver, directive, value, needle):
+    h = otel_httpd(rundir, receiver, directives="%s %s\nDecisionOTelSampler traceidratio\n"
+                   % (directive, value) if directive == "DecisionOTelSamplerArg"
+                   else "%s %s\n" % (directive, value))
+    rc, out = h.configtest()
+    assert rc != 0 and needle in out, out
+
+
+def test_httpd_bad_environment_value_fails_configtest(rundir, receiver):
+    h = otel_httpd(rundir, receiver, env={"OTEL_EXPORTER_OTLP_TIMEOUT": "soon"})
+    rc, out = h.configtest()
+    assert rc != 0 and "OTEL_EXPORTER_OTLP_TIMEOUT" in out and "environment" in out, out
