@@ -21,7 +21,8 @@ import endpoints
 from harness import (DECISION_FCGI, SAMPLE_BUCKETING, Httpd, RedisServer, http_request,
                      make_world_readable_dir, wait_until)
 from otlp_receiver import OtlpReceiver, attrs
-from test_fcgi import Responder, clean_env, start_nginx, workdir  # noqa: F401 (fixture)
+from test_fcgi import (BASE_ENV, Responder, check_config, start_nginx,  # noqa: F401 (fixture)
+                       workdir)
 
 ENV_ID = endpoints.ENV_ID
 POST = '{"visitor_id":"v%d","context":{"isVIP":true},"trigger_hit":false}'
@@ -162,6 +163,37 @@ def test_fcgi_behind_nginx_traces_and_metrics(workdir, receiver):
         assert responder.stop() == 0, responder.output()
 
 
+@pytest.mark.parametrize("env,needle", [
+    ({"OTEL_TRACES_SAMPLER": "sometimes"}, "OTEL_TRACES_SAMPLER: \"sometimes\" is not supported"),
+    ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "2"},
+     "OTEL_TRACES_SAMPLER_ARG: \"2\" is not a ratio"),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"}, "OTEL_EXPORTER_OTLP_ENDPOINT: "),
+    ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "OTEL_EXPORTER_OTLP_PROTOCOL: \"grpc\""),
+    ({"OTEL_EXPORTER_OTLP_TIMEOUT": "10s"}, "OTEL_EXPORTER_OTLP_TIMEOUT: \"10s\""),
+    ({"OTEL_RESOURCE_ATTRIBUTES": "a=1,b"}, "OTEL_RESOURCE_ATTRIBUTES: "),
+    ({"OTEL_METRIC_EXPORT_INTERVAL": "-5"}, "OTEL_METRIC_EXPORT_INTERVAL: "),
+])
+def test_fcgi_bad_values_fail_naming_the_setting(env, needle):
+    rc, err = check_config(dict(BASE_ENV, **env))
+    assert rc != 0 and needle in err, err
+
+
+def test_fcgi_otel_from_yaml(workdir, receiver):
+    path = os.path.join(workdir, "decision.yaml")
+    with open(path, "w") as f:
+        f.write("otel:\n  exporter_otlp_endpoint: %s\n  service_name: decision-test\n"
+                "  resource_attributes: deployment.environment=ci,team=growth%%20lab\n"
+                "  bsp_schedule_delay: 100\n  metrics_exporter: none\n" % receiver.url)
+    responder = Responder(workdir, args=["--config", path])
+    try:
+        assert responder.call("POST", "/v2/flags", POST % 1, headers={"Host": "decide.example"})[0] == 200
+        spans = receiver.wait_spans(lambda s: len(s) >= 1)
+        check_server_span(*spans[0], "POST", "/v2/flags", 200)
+        assert receiver.messages("/v1/metrics") == []  # OTEL_METRICS_EXPORTER=none
+    finally:
+        assert responder.stop() == 0, responder.output()
+
+
 # ---- httpd ---------------------------------------------------------------------
 
 @pytest.fixture
@@ -266,3 +298,137 @@ def test_httpd_bad_environment_value_fails_configtest(rundir, receiver):
     h = otel_httpd(rundir, receiver, env={"OTEL_EXPORTER_OTLP_TIMEOUT": "soon"})
     rc, out = h.configtest()
     assert rc != 0 and "OTEL_EXPORTER_OTLP_TIMEOUT" in out and "environment" in out, out
+
+
+# ---- the collector down, slow, refusing: requests never notice ---------------------
+
+def load(base_url, n, threads=8):
+    """n decision requests from a few threads; (statuses, latencies in seconds)."""
+    import http.client
+    statuses, latencies, lock = [], [], threading.Lock()
+
+    def worker(k):
+        conn = http.client.HTTPConnection("127.0.0.1", int(base_url.rsplit(":", 1)[1]), timeout=10)
+        for i in range(k, n, threads):
+            t = time.monotonic()
+            status = http_request(base_url, "/v2/campaigns", POST % i, conn=conn)[0]
+            with lock:
+                statuses.append(status)
+                latencies.append(time.monotonic() - t)
+        conn.close()
+
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(timeout=120)
+    return statuses, sorted(latencies)
+
+
+def otel_figures(base_url):
+    return json.loads(http_request(base_url, "/v2/metrics", method="GET")[2])["otel"]
+
+
+def check_outage(base_url, receiver):
+    """Down, then slow, then 500 and 429, under load: every request answered at once;
+    spans dropped and failures counted; export resumes when the receiver is back."""
+    port = receiver.port
+    receiver.stop()                                        # down: connection refused
+    statuses, lat = load(base_url, 400)
+    assert statuses == [200] * 400
+    wait_until(lambda: otel_figures(base_url)["spans_dropped"] > 0, timeout=20,
+               what="spans dropped while the collector is down")
+    assert otel_figures(base_url)["span_export_failures"] > 0
+
+    receiver.start()                                      # back on the same port, but slow
+    assert receiver.port == port
+    receiver.delay = 2.0
+    statuses, lat = load(base_url, 200)
+    assert statuses == [200] * 200
+    # nobody waited for the collector (each export takes 2 s and times out)
+    assert lat[int(len(lat) * 0.99)] < 1.0, lat[-5:]
+
+    for code in (500, 429):
+        receiver.delay = 0
+        receiver.status = code
+        failures = otel_figures(base_url)["span_export_failures"]
+        statuses, lat = load(base_url, 200)
+        assert statuses == [200] * 200
+        wait_until(lambda: receiver.answered.get(code, 0) > 0, timeout=20, what="a %d" % code)
+        wait_until(lambda: otel_figures(base_url)["span_export_failures"] > failures, timeout=20,
+                   what="failures counted")
+
+    receiver.status = 200                                  # healthy again: export resumes
+    # (the queue may still be full of spans being retried: a new one is dropped until
+    # it drains, so a traced request is sent every half second until one arrives)
+    exported = otel_figures(base_url)["spans_exported"]
+    deadline = time.time() + 40
+    seen = False
+    while not seen and time.time() < deadline:
+        tid = os.urandom(16).hex()
+        assert http_request(base_url, "/v2/campaigns", POST % 1,
+                            headers={"traceparent": "00-%s-%s-01" % (tid, "34" * 8)})[0] == 200
+        time.sleep(0.5)
+        seen = any(x[2].trace_id.hex() == tid for x in receiver.spans())
+    assert seen, "export never resumed: %s" % otel_figures(base_url)
+    assert otel_figures(base_url)["spans_exported"] > exported
+    assert not receiver.errors, receiver.errors
+
+
+OUTAGE_ENV = {"OTEL_BSP_MAX_QUEUE_SIZE": "64", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "32",
+              "OTEL_EXPORTER_OTLP_TIMEOUT": "500", "OTEL_BSP_SCHEDULE_DELAY": "100",
+              "OTEL_METRICS_EXPORTER": "none"}
+
+
+def test_fcgi_collector_outage_costs_requests_nothing(workdir, receiver):
+    responder = Responder(workdir, env=otel_env(receiver, **OUTAGE_ENV))
+    proc, port = start_nginx(workdir, responder)
+    try:
+        check_outage("http://127.0.0.1:%d" % port, receiver)
+    finally:
+        proc.stop()
+        assert responder.stop() == 0, responder.output()
+
+
+def test_httpd_collector_outage_costs_requests_nothing(rundir, receiver):
+    h = otel_httpd(rundir, receiver, env=OUTAGE_ENV).start()
+    try:
+        check_outage(h.base_url, receiver)
+    finally:
+        stop_httpd(h)
+
+
+# ---- spans that ended leave a process that exits ------------------------------------
+
+def test_fcgi_sigterm_exports_spans_before_exit(workdir, receiver):
+    # the exporter would wait 10 minutes: only the flush at exit sends them
+    responder = Responder(workdir, env=otel_env(receiver, OTEL_BSP_SCHEDULE_DELAY="600000",
+                                                OTEL_METRICS_EXPORTER="none"))
+    proc, port = start_nginx(workdir, responder)
+    try:
+        statuses, _ = load("http://127.0.0.1:%d" % port, 50, threads=4)
+        assert statuses == [200] * 50
+        time.sleep(0.3)
+        assert receiver.spans() == []
+    finally:
+        proc.stop()
+        assert responder.stop() == 0, responder.output()
+    assert len(server_spans(receiver.spans())) == 50
+
+
+@pytest.mark.parametrize("mpm", ["event", "prefork"])
+def test_httpd_graceful_restart_exports_spans_of_old_children(rundir, receiver, mpm):
+    h = otel_httpd(rundir, receiver, mpm=mpm, directives="DecisionOTelMetricsExporter none\n",
+                   env={"OTEL_BSP_SCHEDULE_DELAY": "600000"})
+    h.write_config(h.body.replace("DecisionOTelScheduleDelay 200\n", ""))
+    h.start()
+    try:
+        statuses, _ = load(h.base_url, 40, threads=4)
+        assert statuses == [200] * 40
+        time.sleep(0.3)
+        assert receiver.spans() == []
+        h.graceful()
+        receiver.wait_spans(lambda s: len(server_spans(s)) >= 40, timeout=30)
+        assert len(server_spans(receiver.spans())) == 40
+    finally:
+        stop_httpd(h)
