@@ -970,8 +970,7 @@ static void *APR_THREAD_FUNC exporter_main(apr_thread_t *thread, void *data)
         curl_easy_cleanup(t->curl);
     t->curl = NULL;
     apr_pool_destroy(p);
-    apr_thread_exit(thread, APR_SUCCESS);
-    return NULL;
+    return NULL; /* not apr_thread_exit(): a plain return lets the thread end as it began */
 }
 
 int dc_otel_start(dc_otel_t *t)
