@@ -581,7 +581,7 @@ struct dc_otel {
     unsigned n_sources;
     apr_thread_t *thread;
     CURL *curl;
-    struct curl_slist *headers_pb;
+    int failing;                   /* the last export failed: logged once until one succeeds */
     apr_time_t metrics_started;
 };
 
@@ -846,16 +846,22 @@ static int export(dc_otel_t *t, apr_pool_t *p, const char *url, const dc_buf_t *
         sent_e rc = post(t, p, url, body, &retry_after, why, sizeof(why));
         int go_on;
 
-        if (rc == SENT_OK)
+        if (rc == SENT_OK) {
+            if (__atomic_exchange_n(&t->failing, 0, __ATOMIC_RELAXED))
+                dc_log(DC_LOG_INFO, DCLOGNO(10904) "otel: the collector at %s accepts exports again",
+                       url);
             return 1;
+        }
         dc_metrics_otel_add(t->figures,
                             strcmp(what, "spans") == 0 ? DC_OTEL_EXPORT_FAILURES
                                                        : DC_OTEL_METRIC_FAILURES,
                             1);
         if (rc == SENT_REJECTED || attempt + 1 >= MAX_RETRIES) {
-            dc_log(DC_LOG_WARN,
-                   DCLOGNO(10901) "otel: %s not exported to %s (%s); the collector did not "
-                                  "accept them after %d attempt(s)",
+            /* one warning when exports start failing, not one per batch of an outage */
+            dc_log(__atomic_exchange_n(&t->failing, 1, __ATOMIC_RELAXED) ? DC_LOG_DEBUG
+                                                                         : DC_LOG_WARN,
+                   DCLOGNO(10901) "otel: %s not exported to %s (%s) after %d attempt(s); they are "
+                                  "dropped and counted, and exports go on",
                    what, url, why, attempt + 1);
             return 0;
         }
