@@ -565,6 +565,8 @@ int dc_otel_should_sample(const dc_otel_options_t *o, const dc_otel_context_t *p
 
 typedef struct {
     dc_service_t *svc;
+    dc_otel_guard_fn *guard;
+    void *baton;
 } metric_source_t;
 
 struct dc_otel {
@@ -585,14 +587,37 @@ struct dc_otel {
     apr_time_t metrics_started;
 };
 
+/* The options in p: the tracer outlives the settings it was made from (a
+ * decision-fcgi reload frees them). */
+static void copy_options(apr_pool_t *p, dc_otel_options_t *to, const dc_otel_options_t *o)
+{
+    *to = *o;
+    to->traces_url = o->traces_url ? apr_pstrdup(p, o->traces_url) : NULL;
+    to->metrics_url = o->metrics_url ? apr_pstrdup(p, o->metrics_url) : NULL;
+    to->service_name = apr_pstrdup(p, o->service_name);
+    to->headers = apr_array_make(p, o->headers->nelts, sizeof(const char *));
+    for (int i = 0; i < o->headers->nelts; i++)
+        APR_ARRAY_PUSH(to->headers, const char *) =
+            apr_pstrdup(p, APR_ARRAY_IDX(o->headers, i, const char *));
+    to->resource = apr_array_make(p, o->resource->nelts, sizeof(dc_otel_attr_t));
+    for (int i = 0; i < o->resource->nelts; i++) {
+        const dc_otel_attr_t *a = &APR_ARRAY_IDX(o->resource, i, dc_otel_attr_t);
+        dc_otel_attr_t *c = apr_array_push(to->resource);
+
+        c->key = apr_pstrdup(p, a->key);
+        c->value = apr_pstrdup(p, a->value);
+    }
+}
+
 dc_otel_t *dc_otel_create(apr_pool_t *p, const dc_otel_options_t *o, dc_metrics_t *figures)
 {
-    dc_otel_t *t = apr_pcalloc(p, sizeof(*t));
+    dc_otel_t *t;
 
     if (!o->enabled)
         return NULL;
+    t = apr_pcalloc(p, sizeof(*t));
     t->pool = p;
-    t->opt = *o;
+    copy_options(p, &t->opt, o);
     t->figures = figures;
     t->ring = apr_pcalloc(p, (apr_size_t)o->max_queue * sizeof(dc_otel_span_t));
     if (apr_thread_mutex_create(&t->lock, APR_THREAD_MUTEX_DEFAULT, p) != APR_SUCCESS ||
@@ -600,11 +625,6 @@ dc_otel_t *dc_otel_create(apr_pool_t *p, const dc_otel_options_t *o, dc_metrics_
         return NULL;
     t->metrics_started = apr_time_now();
     return t;
-}
-
-const dc_otel_options_t *dc_otel_options(const dc_otel_t *t)
-{
-    return t ? &t->opt : NULL;
 }
 
 static void copy_str(char *dst, size_t cap, const char *src)
@@ -710,7 +730,8 @@ void dc_otel_store_span(dc_otel_t *t, const dc_otel_span_t *parent, dc_backend_e
 
 /* ---- the exporter --------------------------------------------------------------------- */
 
-void dc_otel_export_metrics_here(dc_otel_t *t, dc_service_t *svc)
+void dc_otel_export_metrics_here(dc_otel_t *t, dc_service_t *svc, dc_otel_guard_fn *guard,
+                                 void *baton)
 {
     if (!t || !t->opt.metrics_url || !svc)
         return;
@@ -718,8 +739,11 @@ void dc_otel_export_metrics_here(dc_otel_t *t, dc_service_t *svc)
     for (unsigned i = 0; i < t->n_sources; i++)
         if (t->sources[i].svc == svc)
             goto out;
-    if (t->n_sources < MAX_METRIC_SERVICES)
-        t->sources[t->n_sources++].svc = svc;
+    if (t->n_sources < MAX_METRIC_SERVICES) {
+        t->sources[t->n_sources].svc = svc;
+        t->sources[t->n_sources].guard = guard;
+        t->sources[t->n_sources++].baton = baton;
+    }
 out:
     apr_thread_mutex_unlock(t->lock);
 }
@@ -901,8 +925,12 @@ static void export_metrics(dc_otel_t *t, apr_pool_t *p, const metric_source_t *s
     for (unsigned i = 0; i < n; i++) {
         dc_status_snapshot_t s;
 
+        if (src[i].guard)
+            src[i].guard(src[i].baton, 1);
         dc_status_gather(src[i].svc, p, &s);
         dc_otel_encode_metrics(&b, &t->opt, src[i].svc, &s, t->metrics_started);
+        if (src[i].guard)
+            src[i].guard(src[i].baton, 0);
     }
     if (export(t, p, t->opt.metrics_url, &b, "metrics"))
         dc_metrics_otel_add(t->figures, DC_OTEL_METRIC_EXPORTS, 1);

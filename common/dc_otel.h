@@ -151,9 +151,9 @@ typedef struct dc_otel_span {
 
 typedef struct dc_otel dc_otel_t;
 
-/* A tracer for o, in p (which outlives it). figures NULL: not counted. */
+/* A tracer for o (copied into p, which outlives the tracer), NULL when o is
+ * not enabled. Its figures go to the region figures (NULL: not counted). */
 dc_otel_t *dc_otel_create(apr_pool_t *p, const dc_otel_options_t *o, dc_metrics_t *figures);
-const dc_otel_options_t *dc_otel_options(const dc_otel_t *t);
 
 /* Starts a server span for a request carrying these headers (either NULL).
  * Returns 1 when the span is sampled (and span is filled), 0 otherwise. */
@@ -168,10 +168,17 @@ void dc_otel_end(dc_otel_t *t, const dc_otel_span_t *span);
 
 /* ---- the exporter ------------------------------------------------------------ */
 
+/* Holds (lock 1) or releases (lock 0) what keeps svc's options and store
+ * alive while its figures are read (decision-fcgi's reload lock). */
+typedef void dc_otel_guard_fn(void *baton, int lock);
+
 /* Makes this process the one that exports svc's metrics (httpd: the child
  * that runs the watchdog singleton; decision-fcgi: itself): the figures of
- * dc_status_gather(), what /metrics renders. Up to 8 services per tracer. */
-void dc_otel_export_metrics_here(dc_otel_t *t, dc_service_t *svc);
+ * dc_status_gather(), what /metrics renders, read and encoded between
+ * guard(baton, 1) and guard(baton, 0) when guard is given. Up to 8 services
+ * per tracer; a service already registered is not added twice. */
+void dc_otel_export_metrics_here(dc_otel_t *t, dc_service_t *svc, dc_otel_guard_fn *guard,
+                                 void *baton);
 /* Starts the exporter thread (in the process that records spans: after any
  * fork). Returns 0, or -1 with a log line. */
 int dc_otel_start(dc_otel_t *t);

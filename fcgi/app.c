@@ -194,6 +194,18 @@ static int cgi_needs_fetch(const dc_settings_t *s, int have_config)
     return apr_time_now() - apr_time_from_sec(st.st_mtime) >= s->polling_interval;
 }
 
+/* dc_otel_guard_fn: the metrics exporter reads the options and store as a request does,
+ * under the reload lock. */
+static void hold_options(void *baton, int lock)
+{
+    dc_fcgi_app_t *app = baton;
+
+    if (lock)
+        pthread_rwlock_rdlock(&app->options_lock);
+    else
+        pthread_rwlock_unlock(&app->options_lock);
+}
+
 int dc_fcgi_app_start(dc_fcgi_app_t *app, apr_pool_t *p, const dc_fcgi_args_t *args,
                       dc_settings_t *settings, int cgi)
 {
@@ -242,7 +254,7 @@ int dc_fcgi_app_start(dc_fcgi_app_t *app, apr_pool_t *p, const dc_fcgi_args_t *a
      * process lives for one request). OTEL_* are read once, at start. */
     if (!cgi && settings->otel.enabled) {
         app->svc.otel = dc_otel_create(p, &settings->otel, app->svc.metrics);
-        dc_otel_export_metrics_here(app->svc.otel, &app->svc);
+        dc_otel_export_metrics_here(app->svc.otel, &app->svc, hold_options, app);
         dc_log(DC_LOG_INFO, DCLOGNO(10910) "OpenTelemetry: traces to %s, metrics to %s",
                settings->otel.traces_url ? settings->otel.traces_url : "(off)",
                settings->otel.metrics_url ? settings->otel.metrics_url : "(off)");

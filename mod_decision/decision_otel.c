@@ -88,7 +88,7 @@ static apr_status_t export_metrics(int state, void *data, apr_pool_t *p)
     decision_service_t *svc = data;
 
     if (state == AP_WATCHDOG_STATE_STARTING)
-        dc_otel_export_metrics_here(svc->api.otel, &svc->api);
+        dc_otel_export_metrics_here(svc->api.otel, &svc->api, NULL, NULL);
     return APR_SUCCESS;
 }
 

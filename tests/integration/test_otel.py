@@ -194,6 +194,25 @@ def test_fcgi_otel_from_yaml(workdir, receiver):
         assert responder.stop() == 0, responder.output()
 
 
+def test_fcgi_reload_keeps_exporting(workdir, receiver):
+    # SIGHUP replaces the settings (and their pool) the tracer was made from
+    responder = Responder(workdir, env=otel_env(receiver, OTEL_METRIC_EXPORT_INTERVAL="200"))
+    try:
+        for _ in range(3):
+            responder.proc.send_signal(signal.SIGHUP)
+            time.sleep(0.3)
+        assert responder.call("POST", "/v2/flags", POST % 1, headers={"Host": "h"})[0] == 200
+        spans = receiver.wait_spans(lambda s: len(s) >= 1)
+        check_server_span(*spans[0], "POST", "/v2/flags", 200)
+        n = len(receiver.messages("/v1/metrics"))
+        wait_until(lambda: len(receiver.messages("/v1/metrics")) > n + 2, timeout=20,
+                   what="metrics after the reloads")
+        res = receiver.metrics()["decision.requests"][0]
+        assert res["service.name"] == "decision-test" and res["decision.env_id"] == ENV_ID
+    finally:
+        assert responder.stop() == 0, responder.output()
+
+
 # ---- httpd ---------------------------------------------------------------------
 
 @pytest.fixture
