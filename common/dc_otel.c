@@ -777,6 +777,16 @@ static char *gzip(apr_pool_t *p, const char *data, size_t len, size_t *out_len)
 
 typedef enum { SENT_OK, SENT_RETRY, SENT_REJECTED } sent_e;
 
+/* Cuts a transfer that outlives the stop deadline (stop may come mid-transfer). */
+static int past_deadline(void *data, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                         curl_off_t ulnow)
+{
+    dc_otel_t *t = data;
+
+    return __atomic_load_n(&t->stopping, __ATOMIC_ACQUIRE) &&
+           apr_time_now() > __atomic_load_n(&t->deadline, __ATOMIC_RELAXED);
+}
+
 static sent_e post(dc_otel_t *t, apr_pool_t *p, const char *url, const dc_buf_t *body,
                    apr_interval_time_t *retry_after, char *why, size_t whylen)
 {
@@ -796,9 +806,9 @@ static sent_e post(dc_otel_t *t, apr_pool_t *p, const char *url, const dc_buf_t 
         return SENT_REJECTED;
     }
     timeout = t->opt.timeout;
-    if (__atomic_load_n(&t->stopping, __ATOMIC_RELAXED)) {
+    if (__atomic_load_n(&t->stopping, __ATOMIC_ACQUIRE)) {
         /* on the way out: no export outlives the shutdown budget */
-        apr_interval_time_t left = t->deadline - apr_time_now();
+        apr_interval_time_t left = __atomic_load_n(&t->deadline, __ATOMIC_RELAXED) - apr_time_now();
 
         if (left < timeout)
             timeout = left > apr_time_from_msec(50) ? left : apr_time_from_msec(50);
@@ -806,6 +816,9 @@ static sent_e post(dc_otel_t *t, apr_pool_t *p, const char *url, const dc_buf_t 
     dc_http_setup(t->curl, url, (long)apr_time_as_msec(timeout), (long)apr_time_as_msec(timeout),
                   NULL, "mod_decision/" PACKAGE_VERSION);
     curl_easy_setopt(t->curl, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(t->curl, CURLOPT_XFERINFOFUNCTION, past_deadline);
+    curl_easy_setopt(t->curl, CURLOPT_XFERINFODATA, t);
+    curl_easy_setopt(t->curl, CURLOPT_NOPROGRESS, 0L);
     headers = curl_slist_append(headers, "Content-Type: application/x-protobuf");
     headers = curl_slist_append(headers, "Expect:");
     if (t->opt.gzip)
@@ -985,12 +998,14 @@ static void *APR_THREAD_FUNC exporter_main(apr_thread_t *thread, void *data)
 
         if (n)
             export_spans(t, p, batch, n);
-        if (!t->count || apr_time_now() >= next_flush)
+        /* the ring was emptied (or was empty when its time came): the next batch waits
+         * its delay; after a full batch the next one goes at once if it is full too */
+        if (n ? n < t->opt.max_batch : apr_time_now() >= next_flush)
             next_flush = apr_time_now() + t->opt.schedule_delay;
         if (metrics_due) {
             export_metrics(t, p, src, n_src);
             next_metrics = apr_time_now() + t->opt.metric_interval;
-            final_metrics = t->stopping;
+            final_metrics = __atomic_load_n(&t->stopping, __ATOMIC_ACQUIRE);
         }
         apr_pool_clear(p);
         apr_thread_mutex_lock(t->lock);
@@ -1033,8 +1048,8 @@ void dc_otel_stop(dc_otel_t *t, apr_interval_time_t budget)
     if (!t || !t->thread)
         return;
     apr_thread_mutex_lock(t->lock);
-    t->deadline = apr_time_now() + budget;
-    __atomic_store_n(&t->stopping, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->deadline, apr_time_now() + budget, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->stopping, 1, __ATOMIC_RELEASE);
     apr_thread_mutex_unlock(t->lock);
     apr_thread_cond_broadcast(t->wake);
     apr_thread_join(&rv, t->thread);

@@ -31,8 +31,9 @@ def attrs(kvs):
 
 
 class OtlpReceiver:
-    def __init__(self, port=None):
+    def __init__(self, port=None, decode=True):
         self.port = port
+        self.decode = decode     # False: a sink that only counts (bench/otel.py)
         self.status = 200
         self.delay = 0.0
         self.lock = threading.Lock()
@@ -59,12 +60,14 @@ class OtlpReceiver:
                 length = int(self.headers.get("Content-Length", "0"))
                 raw = self.rfile.read(length)
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                msg, err = receiver._decode(self.path, headers, raw)
+                msg, err = (receiver._decode(self.path, headers, raw) if receiver.decode
+                            else (None, None))
                 if receiver.delay:
                     time.sleep(receiver.delay)
                 status = receiver.status
                 with receiver.lock:
-                    receiver.requests.append((self.path, headers, raw, msg))
+                    if receiver.decode:
+                        receiver.requests.append((self.path, headers, raw, msg))
                     receiver.answered[status] = receiver.answered.get(status, 0) + 1
                     if err:
                         receiver.errors.append(err)
