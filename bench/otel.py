@@ -12,7 +12,7 @@ rate to the other's, and the CPU per request it adds (the exporter threads'
 encoding, gzip and HTTP included: they run in the children). Not a test:
 figures depend on the machine; compare runs made together.
 
-    python3 bench/otel.py [--duration 10] [--rounds 3] [--warmup 3]   (make bench-otel-httpd)
+    /usr/bin/python3 bench/otel.py [--duration 10] [--rounds 3] [--warmup 3]   (make bench-otel-httpd)
 """
 import argparse
 import os
