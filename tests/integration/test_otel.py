@@ -12,6 +12,7 @@ spans flushed on SIGTERM of decision-fcgi and on a graceful restart of httpd.
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 
@@ -194,6 +195,28 @@ def test_fcgi_otel_from_yaml(workdir, receiver):
         assert responder.stop() == 0, responder.output()
 
 
+def test_fcgi_dbm_store_child_spans(workdir, receiver):
+    responder = Responder(workdir, env=otel_env(receiver, STORE="dbm:%s/assignments" % workdir,
+                                                OTEL_METRICS_EXPORTER="none"))
+    try:
+        for _ in range(2):
+            assert responder.call("POST", "/v2/campaigns", POST % 9, headers={"Host": "h"})[0] == 200
+        spans = receiver.wait_spans(lambda s: len(server_spans(s)) >= 2 and
+                                    len([x for x in s if x[2].kind == 1]) >= 3)
+        servers = sorted((x[2] for x in server_spans(spans)), key=lambda x: x.start_time_unix_nano)
+        assert [attrs(x.attributes)["decision.store.result"] for x in servers] == ["miss", "hit"]
+        assert all(attrs(x.attributes)["decision.store"] == "dbm" for x in servers)
+        ids = {x.span_id for x in servers}
+        for _, _, c in spans:
+            if c.kind != 1:
+                continue
+            a = attrs(c.attributes)
+            assert c.name in ("load dbm", "save dbm") and a["db.system.name"] == "dbm"
+            assert c.parent_span_id in ids  # a local file: INTERNAL, child of its request
+    finally:
+        assert responder.stop() == 0, responder.output()
+
+
 def test_fcgi_reload_keeps_exporting(workdir, receiver):
     # SIGHUP replaces the settings (and their pool) the tracer was made from
     responder = Responder(workdir, env=otel_env(receiver, OTEL_METRIC_EXPORT_INTERVAL="200"))
@@ -260,6 +283,10 @@ def test_httpd_traces_and_metrics(rundir, receiver, mpm):
         assert fig["enabled"] and fig["spans_exported"] >= 4 and fig["spans_dropped"] == 0
         _, _, prom = http_request(h.base_url, "/metrics", method="GET")
         assert b'decision_otel_spans_total{result="exported"}' in prom
+        # the exposition with the exporter's families is still one promtool accepts
+        p = subprocess.run(["promtool", "check", "metrics"], input=prom, capture_output=True,
+                           timeout=30)
+        assert p.returncode == 0, p.stdout + p.stderr
     finally:
         stop_httpd(h)
 
@@ -433,6 +460,19 @@ def test_fcgi_sigterm_exports_spans_before_exit(workdir, receiver):
         proc.stop()
         assert responder.stop() == 0, responder.output()
     assert len(server_spans(receiver.spans())) == 50
+
+
+def test_httpd_stop_exports_spans(rundir, receiver):
+    h = otel_httpd(rundir, receiver, directives="DecisionOTelMetricsExporter none\n",
+                   env={"OTEL_BSP_SCHEDULE_DELAY": "600000"})
+    h.write_config(h.body.replace("DecisionOTelScheduleDelay 200\n", ""))
+    h.start()
+    try:
+        statuses, _ = load(h.base_url, 30, threads=3)
+        assert statuses == [200] * 30
+    finally:
+        stop_httpd(h)  # SIGTERM to the parent: the children exit and flush
+    assert len(server_spans(receiver.spans())) == 30
 
 
 @pytest.mark.parametrize("mpm", ["event", "prefork"])
