@@ -661,6 +661,7 @@ int dc_otel_begin(const dc_otel_t *t, dc_otel_span_t *span, const char *tracepar
     span->store_result = DC_OTEL_STORE_SKIPPED;
     span->store_backend = DC_BACKEND_COUNT; /* "none" until the request says */
     span->campaigns = -1;
+    span->route = NULL;
     span->start_ns = (int64_t)start * 1000;
     span->end_ns = 0;
     span->status = 0;
@@ -720,6 +721,7 @@ void dc_otel_store_span(dc_otel_t *t, const dc_otel_span_t *parent, dc_backend_e
                      : result == DC_STORE_OK        ? DC_OTEL_STORE_HIT
                                                     : DC_OTEL_STORE_MISS;
     s.status = 0;
+    s.route = NULL;
     s.campaigns = -1;
     s.start_ns = (int64_t)start * 1000;
     s.end_ns = (int64_t)end * 1000;

@@ -137,7 +137,7 @@ typedef struct dc_otel_span {
     uint8_t trace_id[16], span_id[8], parent_id[8];
     uint8_t type, has_parent, flags, store_result;
     uint8_t store_backend, store_op, store_status; /* dc_backend_e, dc_store_op_e, dc_store_status_e */
-    uint8_t endpoint;                              /* dc_endpoint_e */
+    const char *route;                             /* http.route (a literal), NULL: none */
     int16_t status;                                /* HTTP status; 0 for a store span */
     int32_t campaigns;                             /* -1: not a decision answer */
     int64_t start_ns, end_ns;                      /* Unix epoch nanoseconds */

@@ -171,18 +171,6 @@ static void put_scope(dc_buf_t *b, unsigned field)
 
 /* ---- spans -------------------------------------------------------------------- */
 
-static const char *route_of(uint8_t endpoint)
-{
-    switch ((dc_endpoint_e)endpoint) {
-    case DC_EP_CAMPAIGNS: return "/v2/campaigns";
-    case DC_EP_CAMPAIGN: return "/v2/campaigns/{id}";
-    case DC_EP_FLAGS: return "/v2/flags";
-    case DC_EP_ACTIVATE: return "/v2/activate";
-    case DC_EP_METRICS: return "/v2/metrics";
-    default: return NULL;
-    }
-}
-
 static const char *const store_results[] = {"skipped", "hit", "miss", "degraded"};
 
 static void put_span(dc_buf_t *b, const dc_otel_span_t *s, const char *store_name)
@@ -197,7 +185,7 @@ static void put_span(dc_buf_t *b, const dc_otel_span_t *s, const char *store_nam
     if (s->has_parent)
         put_bytes(b, 4, s->parent_id, 8);
     if (s->type == DC_OTEL_SPAN_SERVER) {
-        const char *route = route_of(s->endpoint);
+        const char *route = s->route;
 
         /* HTTP semantic conventions: "{method} {http.route}", the method alone without a route */
         snprintf(name, sizeof(name), "%s%s%s", s->method[0] ? s->method : "HTTP",
@@ -218,7 +206,7 @@ static void put_span(dc_buf_t *b, const dc_otel_span_t *s, const char *store_nam
     put_fixed64(b, 7, (uint64_t)s->start_ns);
     put_fixed64(b, 8, (uint64_t)s->end_ns);
     if (s->type == DC_OTEL_SPAN_SERVER) {
-        const char *route = route_of(s->endpoint);
+        const char *route = s->route;
 
         attr_str(b, 9, "http.request.method", s->method[0] ? s->method : "_OTHER");
         attr_str(b, 9, "url.path", s->path);

@@ -2,7 +2,7 @@
  * libFuzzer target: any bytes as a request to the decision API. The first
  * byte picks the route and method, the rest is the body (and, after a NUL,
  * the query string), against the sample bucketing file and a memory store
- * so sticky-assignment paths run too. With bit 6 of the first byte the query
+ * so sticky-assignment paths run too. With bit 7 of the first byte the query
  * string is also the request's traceparent and tracestate, and the request is
  * traced (a tracer whose small queue is never drained: it fills, then drops).
  * Every answer must be a well-formed response; nothing may crash.
@@ -77,7 +77,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char *const paths[] = {"/v2/campaigns", "/v2/flags", "/v2/activate",
                                         "/v2/campaigns/ab-button", "/v2/campaigns/",
-                                        "/v2/env/campaigns", "/v2/campaigns/c_vip", "/x"};
+                                        "/v2/env/campaigns", "/v2/campaigns/c_vip", "/x",
+                                        /* OFREP (the query doubles as If-None-Match) */
+                                        "/ofrep/v1/evaluate/flags",
+                                        "/ofrep/v1/evaluate/flags/btnColor",
+                                        "/v2/ofrep/v1/evaluate/flags/vipFeature",
+                                        "/ofrep/v1/evaluate/flags/missing%2",
+                                        "/ofrep/v1/evaluate/flags/",
+                                        "/ofrep/v1/evaluate", "/ofrep/v1",
+                                        "/api/ofrep/v1/evaluate/flags"};
     static const char *const methods[] = {"POST", "POST", "POST", "GET", "OPTIONS", "POST",
                                           "POST", "PUT"};
     dc_request_t req;
@@ -92,7 +100,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     first = data[0];
     memset(&req, 0, sizeof(req));
-    req.path = paths[data[0] & 7];
+    req.path = paths[(data[0] & 7) | ((data[0] >> 3) & 8)];
     req.method = methods[(data[0] >> 3) & 7];
     data++;
     size--;
@@ -106,10 +114,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(q, nul + 1, qlen);
         q[qlen] = '\0';
         req.query = q;
+        req.if_none_match = q;
     }
     req.received = apr_time_now();
     svc.otel = NULL;
-    if (first & 0x40) {
+    if (first & 0x80) {
         svc.otel = tracer;
         req.traceparent = req.query;
         req.tracestate = req.query;

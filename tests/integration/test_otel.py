@@ -283,6 +283,18 @@ def test_httpd_traces_and_metrics(rundir, receiver, mpm):
         assert fig["enabled"] and fig["spans_exported"] >= 4 and fig["spans_dropped"] == 0
         _, _, prom = http_request(h.base_url, "/metrics", method="GET")
         assert b'decision_otel_spans_total{result="exported"}' in prom
+        # OFREP evaluations are decision requests too
+        status = http_request(h.base_url, "/v2/ofrep/v1/evaluate/flags/btnColor",
+                              '{"context":{"targetingKey":"v1","isVIP":true}}')[0]
+        spans = receiver.wait_spans(lambda s: any(
+            attrs(x[2].attributes).get("http.route") == "/ofrep/v1/evaluate/flags/{key}"
+            for x in s))
+        span = [x[2] for x in spans if attrs(x[2].attributes).get("http.route") ==
+                "/ofrep/v1/evaluate/flags/{key}"][0]
+        a = attrs(span.attributes)
+        assert span.name == "POST /ofrep/v1/evaluate/flags/{key}"
+        assert a["url.path"] == "/v2/ofrep/v1/evaluate/flags/btnColor"
+        assert a["http.response.status_code"] == status and a["decision.campaigns"] >= 0
         # the exposition with the exporter's families is still one promtool accepts
         p = subprocess.run(["promtool", "check", "metrics"], input=prom, capture_output=True,
                            timeout=30)

@@ -452,7 +452,7 @@ START_TEST(encode_spans)
     spans[0].has_parent = 1;
     spans[0].flags = 1;
     spans[0].type = DC_OTEL_SPAN_SERVER;
-    spans[0].endpoint = DC_EP_CAMPAIGNS;
+    spans[0].route = "/v2/campaigns";
     spans[0].status = 503;
     spans[0].campaigns = 3;
     spans[0].store_backend = DC_BACKEND_REDIS;
