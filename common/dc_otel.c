@@ -1030,11 +1030,18 @@ int dc_otel_start(dc_otel_t *t)
 
     if (!t || t->thread)
         return 0;
+    /* here, not implicitly in the thread's first curl_easy_init, as the shipper and the
+     * poller do: reference-counted, undone in dc_otel_stop */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        dc_log(DC_LOG_ERROR, DCLOGNO(10905) "otel: cannot initialise libcurl: no exports");
+        return -1;
+    }
     t->stopping = 0;
     rv = apr_thread_create(&t->thread, NULL, exporter_main, t, t->pool);
     if (rv != APR_SUCCESS) {
         char err[128];
 
+        curl_global_cleanup();
         t->thread = NULL;
         dc_log(DC_LOG_ERROR, DCLOGNO(10903) "otel: cannot start the exporter thread (%s)",
                apr_strerror(rv, err, sizeof(err)));
@@ -1056,4 +1063,5 @@ void dc_otel_stop(dc_otel_t *t, apr_interval_time_t budget)
     apr_thread_cond_broadcast(t->wake);
     apr_thread_join(&rv, t->thread);
     t->thread = NULL;
+    curl_global_cleanup();
 }
