@@ -17,6 +17,7 @@
 #include "dc_hash.h"
 #include "dc_hits.h"
 #include "dc_log.h"
+#include "dc_openapi.h"
 #include "dc_status.h"
 
 #include <apr_strings.h>
@@ -62,6 +63,11 @@ static void respond_error(apr_pool_t *p, dc_response_t *resp, int status, const 
     dc_json_put_string(&b, message, strlen(message));
     dc_buf_puts(&b, "}\n");
     respond(resp, status, "application/json", b.data, b.len);
+}
+
+void dc_api_respond_error(apr_pool_t *p, dc_response_t *resp, int status, const char *message)
+{
+    respond_error(p, resp, status, message);
 }
 
 static void respond_buf(dc_response_t *resp, int status, dc_buf_t *b)
@@ -111,6 +117,7 @@ typedef struct {
     const char *expose_all_keys;
     const char *send_context_event;
     int extras_account_settings;
+    int has_nul;           /* a name or value decoded to a NUL byte (%00): refused */
 } query_t;
 
 static void parse_query(apr_pool_t *p, const char *query, query_t *q)
@@ -120,10 +127,13 @@ static void parse_query(apr_pool_t *p, const char *query, query_t *q)
         const char *amp = strchr(query, '&');
         size_t len = amp ? (size_t)(amp - query) : strlen(query);
         const char *eq = memchr(query, '=', len);
-        size_t klen = eq ? (size_t)(eq - query) : len;
-        const char *key = url_decode(p, query, klen, 1, NULL);
-        const char *value = eq ? url_decode(p, eq + 1, len - klen - 1, 1, NULL) : "";
+        size_t klen = eq ? (size_t)(eq - query) : len, key_len, value_len = 0;
+        const char *key = url_decode(p, query, klen, 1, &key_len);
+        const char *value = eq ? url_decode(p, eq + 1, len - klen - 1, 1, &value_len) : "";
 
+        /* C strings end at a NUL: "simple%00x" would read as "simple". */
+        if (strlen(key) != key_len || strlen(value) != value_len)
+            q->has_nul = 1;
         if (strcmp(key, "mode") == 0)
             q->mode = value;
         else if (strcmp(key, "exposeAllKeys") == 0)
@@ -1042,6 +1052,10 @@ static void handle_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t
     dc_buf_t b;
 
     parse_query(p, req->query, &q);
+    if (q.has_nul) {
+        respond_error(p, resp, 400, "the query string holds an encoded NUL byte (%00)");
+        return;
+    }
     if (q.mode && *q.mode) {
         if (strcmp(q.mode, "simple") == 0)
             mode = MODE_SIMPLE;
@@ -1775,7 +1789,7 @@ static void handle_activate(dc_service_t *svc, apr_pool_t *p, const dc_request_t
         items = apr_palloc(p, n * sizeof(*items));
         for (size_t i = 0; i < n; i++) {
             if ((error = parse_activation(p, json_array_get(batch, i), &items[i]))) {
-                respond_error(p, resp, 400, apr_psprintf(p, "batch[%zu]: %s", i, error));
+                respond_error(p, resp, 400, apr_psprintf(p, "batch[%" APR_SIZE_T_FMT "]: %s", i, error));
                 return;
             }
             items[i].cid = json_is_string(cid) ? json_string_value(cid) : NULL;
@@ -1946,7 +1960,8 @@ typedef enum {
     R_PROMETHEUS,
     R_HEALTH,
     R_READY,
-    R_NSESSIONS
+    R_NSESSIONS,
+    R_SWAGGER
 } route_e;
 
 static dc_endpoint_e endpoint_of(route_e route)
@@ -1997,19 +2012,25 @@ static void route_request(dc_service_t *svc, apr_pool_t *p, const dc_request_t *
             route = R_HEALTH;
         else if (strcmp(rest, "ready") == 0)
             route = R_READY;
+        else if (strncmp(rest, "swagger", 7) == 0 && (rest[7] == '\0' || rest[7] == '/'))
+            route = R_SWAGGER;
         else if ((slash = strchr(rest, '/')) != NULL && slash > rest &&
                  (strcmp(slash, "/campaigns") == 0 || strncmp(slash, "/campaigns/", 11) == 0 ||
                   strcmp(slash, "/flags") == 0)) {
             /* /v2/{envId}/campaigns: the Flagship cloud path SDKs call. */
-            char *env = url_decode(p, rest, (size_t)(slash - rest), 0, NULL);
+            size_t env_len;
+            char *env = url_decode(p, rest, (size_t)(slash - rest), 0, &env_len);
 
-            if (svc->opt.env_id && strcmp(env, svc->opt.env_id) != 0) {
+            if (strlen(env) != env_len || (svc->opt.env_id && strcmp(env, svc->opt.env_id) != 0)) {
                 if (svc->opt.cors_enabled) {
                     apr_table_setn(resp->headers, "Access-Control-Allow-Origin", svc->opt.cors_origins);
                     apr_table_setn(resp->headers, "Access-Control-Allow-Headers", svc->opt.cors_headers);
                 }
-                respond_error(p, resp, 404,
-                              apr_psprintf(p, "environment %s is not served here", env));
+                if (strlen(env) != env_len)
+                    respond_error(p, resp, 400, "the path holds an encoded NUL byte (%00)");
+                else
+                    respond_error(p, resp, 404,
+                                  apr_psprintf(p, "environment %s is not served here", env));
                 return;
             }
             if (strcmp(slash, "/campaigns") == 0)
@@ -2092,6 +2113,10 @@ static void route_request(dc_service_t *svc, apr_pool_t *p, const dc_request_t *
         break;
     case R_CAMPAIGN:
         ref = url_decode(p, ref, strlen(ref), 0, &ref_len);
+        if (strlen(ref) != ref_len) {
+            respond_error(p, resp, 400, "the path holds an encoded NUL byte (%00)");
+            break;
+        }
         handle_decision(svc, p, req, resp, store, slot, span, ROUTE_CAMPAIGN, ref, ref_len);
         break;
     case R_FLAGS:
@@ -2123,6 +2148,11 @@ static void route_request(dc_service_t *svc, apr_pool_t *p, const dc_request_t *
         break;
     case R_READY:
         dc_status_respond_ready(svc, p, resp);
+        break;
+    case R_SWAGGER:
+        /* the mount: what comes before "/v2/" */
+        dc_openapi_respond(svc, p, req, apr_pstrndup(p, path, (apr_size_t)(rest - path) - 4),
+                           rest + 7, resp);
         break;
     default:
         dc_status_respond_nsessions(svc, p, resp);
@@ -2166,10 +2196,10 @@ static void end_span(dc_service_t *svc, const dc_request_t *req, const dc_respon
         (dst)[len_] = '\0';                                                                    \
     } while (0)
     COPY(span->path, req->path);
-    COPY(span->host, req->host);
+    COPY(span->host, req->server_name);
     COPY(span->env_id, svc->opt.env_id);
 #undef COPY
-    span->port = (uint16_t)req->port;
+    span->port = (uint16_t)req->server_port;
     if (!dc_store_is_none(svc->store))
         span->store_backend = (uint8_t)dc_backend_of(svc->store->provider->name);
     dc_otel_end(svc->otel, span);

@@ -18,6 +18,7 @@
  *        OFREP, under an "/ofrep/v1" path segment wherever mounted: doc/ofrep.md)
  *   GET  /v2/metrics, /v2/health, /v2/ready, /iserver/nsessions and the
  *        Prometheus path (opt.prometheus_path): see dc_status.h
+ *   GET  /v2/swagger/doc.json, /v2/swagger/index.html, ...: see dc_openapi.h
  *
  * Metrics: when svc->metrics is set, every request is timed and counted in
  * req->metrics_slot (slot 0 when the front end leaves it NULL), and its
@@ -78,6 +79,8 @@ typedef struct {
     const char *prometheus_path; /* default "/metrics", matched at the end of the path;
                                     NULL or "" = not served */
     int ofrep_activate;          /* OFREP evaluations send activation hits (default off) */
+    const char *swagger_ui;      /* URL of an installed Swagger UI (swagger-ui-dist's files);
+                                    NULL = /v2/swagger/index.html is our own page */
 } dc_api_options_t;
 
 struct dc_otel;
@@ -110,13 +113,15 @@ typedef struct {
     const char *x_api_key;
     const char *authorization;
     const char *if_none_match;  /* If-None-Match, for the OFREP bulk route */
+    const char *host;           /* the Host header (for /v2/swagger/doc.json's servers); NULL = unknown */
+    int https;                  /* the request came over TLS */
     apr_time_t received;
     /* For tracing (dc_otel.h), all optional: the W3C headers as received, and
      * the server's name and port (server.address, server.port). */
     const char *traceparent;
     const char *tracestate;
-    const char *host;
-    unsigned port;
+    const char *server_name;     /* NULL: unknown */
+    unsigned server_port;        /* 0: unknown */
     dc_metrics_slot_t *metrics_slot; /* this writer's slot (httpd child, fcgi thread);
                                         NULL = slot 0 of svc->metrics */
 } dc_request_t;
@@ -136,6 +141,9 @@ void dc_api_handle(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req, dc
  * /iserver/nsessions), for front ends that share a URL space. The Prometheus
  * path is the service's: compare it with opt.prometheus_path. */
 int dc_api_owns_path(const char *path);
+
+/* An error answer: status and {"message": message} (any bytes; not UTF-8 ones become U+FFFD). */
+void dc_api_respond_error(apr_pool_t *p, dc_response_t *resp, int status, const char *message);
 
 /* Whether the request carries the API key the service requires (always
  * true when it requires none; /v2/activate's exemption under

@@ -323,3 +323,17 @@ int dc_read_file(apr_pool_t *p, const char *path, size_t max, char **data, size_
     *len = got;
     return 0;
 }
+
+void dc_html_put(dc_buf_t *b, const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        switch (s[i]) {
+        case '&': dc_buf_puts(b, "&amp;"); break;
+        case '<': dc_buf_puts(b, "&lt;"); break;
+        case '>': dc_buf_puts(b, "&gt;"); break;
+        case '"': dc_buf_puts(b, "&quot;"); break;
+        case '\'': dc_buf_puts(b, "&#39;"); break;
+        default: dc_buf_putc(b, s[i]);
+        }
+    }
+}

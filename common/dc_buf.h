@@ -50,4 +50,7 @@ void dc_json_put_number(dc_buf_t *b, double d);
 /* Any jansson value, object keys sorted, numbers shortest. */
 void dc_json_put_value(dc_buf_t *b, const json_t *v);
 
+/* s[0..len) as HTML text or attribute value (& < > " ' escaped). */
+void dc_html_put(dc_buf_t *b, const char *s, size_t len);
+
 #endif

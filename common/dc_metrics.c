@@ -59,6 +59,14 @@ const char *dc_backend_name(dc_backend_e b)
     return (unsigned)b < DC_BACKEND_COUNT ? backend_names[b] : "other";
 }
 
+const char *dc_backend_label(dc_backend_e b, const char *store_backend)
+{
+    if (b == DC_BACKEND_OTHER && store_backend && dc_backend_of(store_backend) == DC_BACKEND_OTHER &&
+        strcmp(store_backend, "none") != 0)
+        return store_backend;
+    return dc_backend_name(b);
+}
+
 dc_backend_e dc_backend_of(const char *provider_name)
 {
     for (unsigned i = 0; provider_name && i < DC_BACKEND_OTHER; i++)
@@ -162,6 +170,23 @@ static void histogram_add(dc_histogram_t *h, apr_interval_time_t duration)
 
     add64(&h->sum_us, us);
     add64(&h->buckets[bucket_of(us)], 1);
+}
+
+const char *dc_sink_op_name(dc_sink_op_e op)
+{
+    return op == DC_SINK_OP_SEND ? "send" : "delete";
+}
+
+void dc_sink_observe(dc_sink_figures_t *f, dc_sink_op_e op, int ok, apr_interval_time_t duration,
+                     uint64_t bytes)
+{
+    f->ops[op]++;
+    if (!ok)
+        f->errors[op]++;
+    else
+        f->bytes += bytes;
+    histogram_add(&f->latency[op], duration);
+    f->latency[op].count++;
 }
 
 /* The ring entry of this minute, claimed and cleared by the first writer to see it. */

@@ -89,7 +89,8 @@ typedef enum {
 /* Upper bounds (inclusive, microseconds) of the buckets, ascending. */
 extern const uint32_t dc_latency_bounds_us[DC_LATENCY_BOUNDS];
 
-/* Store backends measured apart; a provider of another name counts as "other". */
+/* Store backends measured apart; a provider of another name (a plugin) counts as
+ * "other", labelled with its own name (dc_backend_label). */
 typedef enum {
     DC_BACKEND_MEMORY = 0,
     DC_BACKEND_DBM,
@@ -103,6 +104,10 @@ typedef enum { DC_STORE_OP_LOAD = 0, DC_STORE_OP_SAVE, DC_STORE_OP_COUNT } dc_st
 const char *dc_endpoint_name(dc_endpoint_e ep);
 const char *dc_backend_name(dc_backend_e b);
 dc_backend_e dc_backend_of(const char *provider_name);
+/* The "backend" label of slot b when the service's store is store_backend (its
+ * provider's name): a plugin's operations are counted in DC_BACKEND_OTHER and
+ * labelled with the name the plugin declares ("memcached"). */
+const char *dc_backend_label(dc_backend_e b, const char *store_backend);
 
 #define DC_METRICS_MINUTES 30
 #define DC_HLL_PRECISION 12
@@ -223,6 +228,27 @@ void dc_metrics_note_store_result(dc_metrics_t *m, dc_store_t *store, dc_store_s
 int dc_metrics_store_degraded(const dc_metrics_t *m);
 
 
+/* ---- the event sink, measured ----------------------------------------------
+ * The shipper's operations on its sink (one backend per shipper): "send" is a
+ * batch POSTed to the collector, a batch written to the file sink, or an
+ * object put to S3/Azure; "delete" is the probe object's deletion. Written
+ * by the shipper under its own lock, copied out with its stats (in httpd
+ * through shared memory). */
+typedef enum { DC_SINK_OP_SEND = 0, DC_SINK_OP_DELETE, DC_SINK_OP_COUNT } dc_sink_op_e;
+
+typedef struct {
+    char backend[8];              /* "http", "file", "s3", "azblob"; "" when unknown */
+    uint64_t ops[DC_SINK_OP_COUNT];
+    uint64_t errors[DC_SINK_OP_COUNT];
+    dc_histogram_t latency[DC_SINK_OP_COUNT];
+    uint64_t bytes;               /* sent by successful sends (objects: compressed) */
+} dc_sink_figures_t;
+
+const char *dc_sink_op_name(dc_sink_op_e op);
+/* One operation: counted, timed, its bytes added when it succeeded (no lock: the caller's). */
+void dc_sink_observe(dc_sink_figures_t *f, dc_sink_op_e op, int ok, apr_interval_time_t duration,
+                     uint64_t bytes);
+
 /* ---- figures owned elsewhere ---------------------------------------------
  * The event spool (and, in httpd, the config source, which runs in one
  * child's watchdog) fill these when a page is rendered. */
@@ -234,6 +260,7 @@ typedef struct {
     uint64_t delivered, retried, dead_lettered;
     int degraded;                 /* deliveries failing, or the spool refuses appends */
     char last_error[256];         /* "" when the last delivery succeeded; no secrets */
+    dc_sink_figures_t sink;       /* backend "" when this process has no shipper's figures */
 } dc_spool_figures_t;
 
 typedef struct {

@@ -134,7 +134,7 @@ void dc_metrics_render_flagship(const dc_service_t *svc, const dc_status_snapsho
             if (t->store_ops[k][o] == 0)
                 continue;
             dc_buf_printf(&one, "%s\"%s.%s\":{\"count\":%llu,\"errors\":%llu", first ? "" : ",",
-                          dc_backend_name((dc_backend_e)k), o == DC_STORE_OP_LOAD ? "load" : "save",
+                          dc_backend_label((dc_backend_e)k, s->store_backend), o == DC_STORE_OP_LOAD ? "load" : "save",
                           (unsigned long long)t->store_ops[k][o],
                           (unsigned long long)t->store_errors[k][o]);
             if (h->count) { /* timed backends only */
@@ -340,7 +340,7 @@ void dc_metrics_render_prometheus(const dc_service_t *svc, const dc_status_snaps
             for (int o = 0; o < DC_STORE_OP_COUNT; o++)
                 if (t->store_ops[k][o] || (k == (int)own && !dc_store_is_none(svc->store))) {
                     prom_series(b, "decision_store_operations_total", "", "backend",
-                                dc_backend_name((dc_backend_e)k), "op", ops[o]);
+                                dc_backend_label((dc_backend_e)k, s->store_backend), "op", ops[o]);
                     prom_uint(b, t->store_ops[k][o]);
                 }
         prom_family(b, "decision_store_errors_total", "counter",
@@ -349,7 +349,7 @@ void dc_metrics_render_prometheus(const dc_service_t *svc, const dc_status_snaps
             for (int o = 0; o < DC_STORE_OP_COUNT; o++)
                 if (t->store_ops[k][o] || (k == (int)own && !dc_store_is_none(svc->store))) {
                     prom_series(b, "decision_store_errors_total", "", "backend",
-                                dc_backend_name((dc_backend_e)k), "op", ops[o]);
+                                dc_backend_label((dc_backend_e)k, s->store_backend), "op", ops[o]);
                     prom_uint(b, t->store_errors[k][o]);
                 }
         prom_family(b, "decision_store_operation_duration_seconds", "histogram",
@@ -362,7 +362,7 @@ void dc_metrics_render_prometheus(const dc_service_t *svc, const dc_status_snaps
                      !dc_store_is_none(svc->store)))
                     prom_histogram(b, "decision_store_operation_duration_seconds",
                                    &t->store_latency[k][o], "backend",
-                                   dc_backend_name((dc_backend_e)k), "op", ops[o]);
+                                   dc_backend_label((dc_backend_e)k, s->store_backend), "op", ops[o]);
 
         prom_family(b, "decision_hits_total", "counter",
                     "Events (hits) produced by requests, by whether the spool accepted them.");
@@ -449,6 +449,34 @@ void dc_metrics_render_prometheus(const dc_service_t *svc, const dc_status_snaps
         prom_uint(b, sp->retried);
         prom_series(b, "decision_events_total", "", "outcome", "dead_lettered", NULL, NULL);
         prom_uint(b, sp->dead_lettered);
+    }
+    if (s->extra.has_spool && sp->sink.backend[0]) {
+        const dc_sink_figures_t *k = &sp->sink;
+
+        prom_family(b, "decision_sink_operations_total", "counter",
+                    "The shipper's operations on its sink (send: a batch posted or written, an "
+                    "object put; delete: the start-up probe object), by backend.");
+        for (int o = 0; o < DC_SINK_OP_COUNT; o++) {
+            prom_series(b, "decision_sink_operations_total", "", "backend", k->backend, "op",
+                        dc_sink_op_name((dc_sink_op_e)o));
+            prom_uint(b, k->ops[o]);
+        }
+        prom_family(b, "decision_sink_errors_total", "counter",
+                    "Sink operations that failed (retried later), by backend.");
+        for (int o = 0; o < DC_SINK_OP_COUNT; o++) {
+            prom_series(b, "decision_sink_errors_total", "", "backend", k->backend, "op",
+                        dc_sink_op_name((dc_sink_op_e)o));
+            prom_uint(b, k->errors[o]);
+        }
+        prom_family(b, "decision_sink_operation_duration_seconds", "histogram",
+                    "Time of one sink operation, by backend.");
+        for (int o = 0; o < DC_SINK_OP_COUNT; o++)
+            prom_histogram(b, "decision_sink_operation_duration_seconds", &k->latency[o],
+                           "backend", k->backend, "op", dc_sink_op_name((dc_sink_op_e)o));
+        prom_family(b, "decision_sink_sent_bytes_total", "counter",
+                    "Bytes the sink acknowledged (objects: compressed).");
+        prom_series(b, "decision_sink_sent_bytes_total", "", "backend", k->backend, NULL, NULL);
+        prom_uint(b, k->bytes);
     }
     if (s->otel) {
         const uint64_t *f = s->otel_figures;

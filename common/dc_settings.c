@@ -11,7 +11,9 @@
  * file is bounded (1 MiB) and the walk is bounded in depth and node visits,
  * because YAML aliases can make a small document describe a huge tree.
  */
+#include "dc_openapi.h"
 #include "dc_settings.h"
+#include "dc_cloud_http.h"
 #include "dc_shipper.h"
 #include "dc_source.h"
 #include "dc_spool.h"
@@ -63,6 +65,7 @@ enum {
     S_THREADS, S_LISTEN, S_SHUTDOWN_TIMEOUT,
     S_METRICS_ENABLED, S_PROMETHEUS_PATH, S_STATUS_PATH,
     S_SPOOL_DIR, S_SPOOL_OPTIONS, S_COLLECTOR, S_SHIPPER, S_OFREP_ACTIVATE,
+    S_SWAGGER_UI,
     S_OTEL_SDK_DISABLED, S_OTEL_EXPORTER_OTLP_ENDPOINT, S_OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, S_OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, S_OTEL_EXPORTER_OTLP_PROTOCOL, S_OTEL_EXPORTER_OTLP_HEADERS, S_OTEL_EXPORTER_OTLP_COMPRESSION, S_OTEL_EXPORTER_OTLP_TIMEOUT, S_OTEL_TRACES_EXPORTER, S_OTEL_METRICS_EXPORTER, S_OTEL_SERVICE_NAME, S_OTEL_RESOURCE_ATTRIBUTES, S_OTEL_TRACES_SAMPLER, S_OTEL_TRACES_SAMPLER_ARG, S_OTEL_METRIC_EXPORT_INTERVAL, S_OTEL_BSP_SCHEDULE_DELAY, S_OTEL_BSP_MAX_QUEUE_SIZE, S_OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
     S_COUNT
 };
@@ -152,12 +155,17 @@ static const setting_def_t defs[S_COUNT] = {
                          "fsync=100ms|always|never, segment-bytes, segment-age, max-bytes, "
                          "on-full=refuse|drop-oldest"},
     [S_COLLECTOR] = {"EVENTS_COLLECTOR", "events.collector", K_STRING,
-                     DC_SHIPPER_DEFAULT_COLLECTOR, "where events go: http(s)://... or file:/DIR"},
+                     DC_SHIPPER_DEFAULT_COLLECTOR,
+                     "where events go: http(s)://..., file:/DIR, s3://BUCKET/PREFIX or "
+                     "azblob://ACCOUNT/CONTAINER/PREFIX (doc/cloud-sinks.md)"},
     [S_SHIPPER] = {"EVENTS_SHIPPER", "events.shipper", K_BOOL, "true",
                    "ship from this process (off: run `decision-fcgi ship` beside it)"},
     [S_OFREP_ACTIVATE] = {"OFREP_ACTIVATE", "ofrep.activate", K_BOOL, "false",
                           "OFREP evaluations send an activation hit for the campaigns they "
                           "show, like /v2/flags with trigger_hit"},
+    [S_SWAGGER_UI] = {"SWAGGER_UI_URL", "swagger.ui_url", K_STRING, NULL,
+                      "where Swagger UI (swagger-ui-dist's files) is installed: "
+                      "/v2/swagger/index.html loads it instead of the plain reference page"},
     /* OpenTelemetry: the SDK's own variables (doc/opentelemetry.md), checked by dc_otel */
     [S_OTEL_SDK_DISABLED] = {"OTEL_SDK_DISABLED", "otel.sdk_disabled", K_STRING, "false",
         "true: no traces or metrics are exported, whatever else is set"},
@@ -198,7 +206,7 @@ static const setting_def_t defs[S_COUNT] = {
 };
 
 static const char *const env_prefixes[] = {"CACHE_", "CORS_", "BUCKETING_", "LOG_", "METRICS_",
-                                           "EVENTS_", "OFREP_"};
+                                           "EVENTS_", "OFREP_", "SWAGGER_"};
 
 static void add_error(dc_settings_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void add_error(dc_settings_t *s, const char *fmt, ...)
@@ -738,6 +746,13 @@ static void finish_observability(dc_settings_t *s)
             add_error(s, "%s: expected a path such as /v2/status, not %s",
                       label(s, S_STATUS_PATH), shown(s, S_STATUS_PATH));
     }
+    if ((v = value_of(s, S_SWAGGER_UI)) != NULL) {
+        if (dc_openapi_ui_url_valid(v))
+            s->swagger_ui = v;
+        else
+            add_error(s, "%s: expected a path (/swagger-ui) or an http(s):// URL, not %s",
+                      label(s, S_SWAGGER_UI), shown(s, S_SWAGGER_UI));
+    }
     s->spool_dir = value_of(s, S_SPOOL_DIR);
     s->spool_options = value_of(s, S_SPOOL_OPTIONS);
     if (s->spool_options) {
@@ -750,12 +765,11 @@ static void finish_observability(dc_settings_t *s)
             add_error(s, "%s is set but EVENTS_SPOOL_DIR is not", label(s, S_SPOOL_OPTIONS));
     }
     if ((v = value_of(s, S_COLLECTOR)) != NULL) {
-        if (strncasecmp(v, "http://", 7) == 0 || strncasecmp(v, "https://", 8) == 0 ||
-            strncmp(v, "file:/", 6) == 0)
+        if (dc_shipper_check_collector(s->pool, v, err, sizeof(err)) == 0)
             s->collector = v;
         else
-            add_error(s, "%s: expected an http:// or https:// URL or file:/DIR, not %s",
-                      label(s, S_COLLECTOR), shown(s, S_COLLECTOR));
+            add_error(s, "%s: %s (%s)", label(s, S_COLLECTOR), err,
+                      dc_cloud_mask_uri(s->pool, v));
     }
 }
 
@@ -904,6 +918,7 @@ void dc_settings_api_options(const dc_settings_t *s, dc_api_options_t *opt)
     opt->max_body_size = s->max_body_size;
     opt->prometheus_path = s->prometheus_path;
     opt->ofrep_activate = s->ofrep_activate;
+    opt->swagger_ui = s->swagger_ui;
 }
 
 void dc_settings_write_help(FILE *out)

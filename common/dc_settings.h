@@ -52,6 +52,7 @@ typedef struct dc_settings {
     int metrics_enabled;
     const char *prometheus_path;   /* NULL: not served */
     const char *status_path;       /* NULL: no status page */
+    const char *swagger_ui;        /* NULL: the plain reference page */
     const char *spool_dir;         /* NULL: events are not collected */
     const char *spool_options;     /* "key=value,..." for dc_spool_options_parse, NULL: defaults */
     const char *collector;         /* the shipper's sink */

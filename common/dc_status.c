@@ -171,6 +171,22 @@ void dc_status_put_spool_json(dc_buf_t *b, const dc_status_snapshot_t *s)
                   (unsigned long long)sp->delivered, (unsigned long long)sp->retried,
                   (unsigned long long)sp->dead_lettered);
     put_str(b, sp->last_error[0] ? sp->last_error : NULL);
+    if (sp->sink.backend[0]) {
+        const dc_sink_figures_t *k = &sp->sink;
+
+        dc_buf_puts(b, ",\"sink\":{\"backend\":");
+        put_str(b, k->backend);
+        for (int o = 0; o < DC_SINK_OP_COUNT; o++) {
+            dc_buf_printf(b, ",\"%s\":{\"operations\":%llu,\"errors\":%llu,\"p50_ms\":",
+                          dc_sink_op_name((dc_sink_op_e)o), (unsigned long long)k->ops[o],
+                          (unsigned long long)k->errors[o]);
+            dc_json_put_number(b, round3(dc_histogram_quantile(&k->latency[o], 0.5) / 1000.0));
+            dc_buf_puts(b, ",\"p99_ms\":");
+            dc_json_put_number(b, round3(dc_histogram_quantile(&k->latency[o], 0.99) / 1000.0));
+            dc_buf_putc(b, '}');
+        }
+        dc_buf_printf(b, ",\"sent_bytes\":%llu}", (unsigned long long)k->bytes);
+    }
     dc_buf_putc(b, '}');
 }
 
@@ -286,24 +302,10 @@ void dc_status_respond_prometheus(dc_service_t *svc, apr_pool_t *p, dc_response_
 
 /* ---- the HTML page ------------------------------------------------------- */
 
-static void put_html_n(dc_buf_t *b, const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        switch (s[i]) {
-        case '&': dc_buf_puts(b, "&amp;"); break;
-        case '<': dc_buf_puts(b, "&lt;"); break;
-        case '>': dc_buf_puts(b, "&gt;"); break;
-        case '"': dc_buf_puts(b, "&quot;"); break;
-        case '\'': dc_buf_puts(b, "&#39;"); break;
-        default: dc_buf_putc(b, s[i]);
-        }
-    }
-}
-
 static void put_html(dc_buf_t *b, const char *s)
 {
     if (s)
-        put_html_n(b, s, strlen(s));
+        dc_html_put(b, s, strlen(s));
     else
         dc_buf_puts(b, "&mdash;");
 }
@@ -472,7 +474,7 @@ static void put_store_table(dc_buf_t *b, apr_pool_t *p, const dc_status_snapshot
                           "<tr><td>%s</td><td>%s</td><td class=\"n\">%llu</td><td "
                           "class=\"n\">%llu</td><td class=\"n\">%s</td><td "
                           "class=\"n\">%s</td></tr>\n",
-                          dc_backend_name((dc_backend_e)k), ops[o],
+                          dc_backend_label((dc_backend_e)k, s->store_backend), ops[o],
                           (unsigned long long)s->totals->store_ops[k][o],
                           (unsigned long long)s->totals->store_errors[k][o],
                           h->count ? ms_text(p, dc_histogram_quantile(h, 0.5)) : "not timed",
@@ -534,6 +536,17 @@ static void put_events_table(dc_buf_t *b, apr_pool_t *p, const dc_status_snapsho
             dc_pstrfmt(p, "%llu / %llu / %llu", (unsigned long long)sp->delivered,
                          (unsigned long long)sp->retried, (unsigned long long)sp->dead_lettered));
         row(b, "last delivery error", sp->last_error[0] ? sp->last_error : "none");
+        if (sp->sink.backend[0]) {
+            const dc_sink_figures_t *k = &sp->sink;
+
+            row(b, "sink",
+                dc_pstrfmt(p, "%s: %llu sends (%llu failed, p50 %.1f ms, p99 %.1f ms), %llu bytes",
+                           k->backend, (unsigned long long)k->ops[DC_SINK_OP_SEND],
+                           (unsigned long long)k->errors[DC_SINK_OP_SEND],
+                           dc_histogram_quantile(&k->latency[DC_SINK_OP_SEND], 0.5) / 1000.0,
+                           dc_histogram_quantile(&k->latency[DC_SINK_OP_SEND], 0.99) / 1000.0,
+                           (unsigned long long)k->bytes));
+        }
     } else {
         row(b, "spool", "not configured here");
     }
@@ -584,7 +597,7 @@ static void put_campaigns_table(dc_buf_t *b, const dc_config_t *cfg)
             dc_buf_puts(b, "<td>");
             put_html(b, vg->name);
             dc_buf_puts(b, " <code>");
-            put_html_n(b, vg->id, vg->id_len);
+            dc_html_put(b, vg->id, vg->id_len);
             dc_buf_puts(b, "</code></td><td>");
             for (size_t v = 0; v < vg->n_variations; v++) {
                 const dc_variation_t *var = &vg->variations[v];
@@ -593,7 +606,7 @@ static void put_campaigns_table(dc_buf_t *b, const dc_config_t *cfg)
                     dc_buf_puts(b, "<br>");
                 put_html(b, var->name);
                 dc_buf_puts(b, " <code>");
-                put_html_n(b, var->id, var->id_len);
+                dc_html_put(b, var->id, var->id_len);
                 dc_buf_printf(b, "</code>: %g%s", var->allocation,
                               var->reference ? " (reference)" : "");
             }

@@ -323,6 +323,46 @@ void dc_store_log_limited(dc_store_log_limit_t *l, dc_log_level_e level, const c
     l->suppressed = 0;
 }
 
+void dc_store_queue_push(dc_store_queue_t *q, dc_store_pending_t *e, size_t max_n,
+                         size_t max_bytes)
+{
+    if (!e || q->n >= max_n || q->bytes + e->bytes > max_bytes) {
+        q->dropped++;
+        free(e);
+        return;
+    }
+    e->next = NULL;
+    if (q->tail)
+        q->tail->next = e;
+    else
+        q->head = e;
+    q->tail = e;
+    q->n++;
+    q->bytes += e->bytes;
+}
+
+dc_store_pending_t *dc_store_queue_take(dc_store_queue_t *q, size_t *n, unsigned *dropped)
+{
+    dc_store_pending_t *list = q->head;
+
+    if (n)
+        *n = q->n;
+    if (dropped)
+        *dropped = q->dropped;
+    memset(q, 0, sizeof(*q));
+    return list;
+}
+
+void dc_store_pending_free(dc_store_pending_t *list)
+{
+    while (list) {
+        dc_store_pending_t *next = list->next;
+
+        free(list);
+        list = next;
+    }
+}
+
 static dc_store_status_e none_load(dc_store_t *s, apr_pool_t *p, const char *env_id,
                                    const char *id, size_t id_len, dc_assignments_t *out)
 {
@@ -342,66 +382,151 @@ static dc_store_health_e none_health(dc_store_t *s, const char **detail)
     return DC_STORE_HEALTH_OK;
 }
 
-static const dc_store_provider_t none_provider = {
+const dc_store_provider_t dc_store_none_provider = {
     .name = "none", .load = none_load, .save = none_save, .health = none_health,
 };
 
-static int parse_size_option(const char *query, const char *name, size_t *out)
+const dc_store_backend_t *dc_store_backend_of(const char *uri)
 {
-    const char *p = query;
-    size_t nlen = strlen(name);
+    size_t len = strcspn(uri, ":?");
 
-    while (p && *p) {
-        if (strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
-            char *end;
-            unsigned long long v = strtoull(p + nlen + 1, &end, 10);
+    for (size_t i = 0; i < dc_store_n_backends; i++)
+        if (strlen(dc_store_backends[i].scheme) == len &&
+            strncmp(uri, dc_store_backends[i].scheme, len) == 0)
+            return &dc_store_backends[i];
+    return NULL;
+}
 
-            if (end == p + nlen + 1 || (*end && *end != '&') || v == 0)
-                return -1;
-            *out = (size_t)v;
-            return 0;
+const char *dc_store_usage(apr_pool_t *p)
+{
+    const char *usage = "use ";
+
+    for (size_t i = 0; i < dc_store_n_backends; i++)
+        usage = apr_pstrcat(p, usage, i == 0 ? "" : i + 1 == dc_store_n_backends ? " or " : ", ",
+                            dc_store_backends[i].usage, NULL);
+    return usage;
+}
+
+static int hex_value(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* %-decodes [s, s + len) into p; NULL on a bad escape or an escaped NUL. */
+static char *option_decode(apr_pool_t *p, const char *s, size_t len)
+{
+    char *out = apr_palloc(p, len + 1), *o = out;
+
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '%') {
+            int hi = i + 2 < len ? hex_value(s[i + 1]) : -1, lo = hi >= 0 ? hex_value(s[i + 2]) : -1;
+
+            if (lo < 0 || (hi == 0 && lo == 0))
+                return NULL;
+            *o++ = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            *o++ = s[i];
         }
-        p = strchr(p, '&');
-        if (p)
-            p++;
     }
-    return 0;
+    *o = '\0';
+    return out;
+}
+
+int dc_store_parse_query(apr_pool_t *p, const char *query, dc_store_option_t **out, char *err,
+                         size_t err_len)
+{
+    size_t n = 0, cap = 1;
+    dc_store_option_t *opts;
+
+    for (const char *q = query; q && *q; q++)
+        cap += *q == '&';
+    opts = apr_pcalloc(p, cap * sizeof(*opts));
+    while (query && *query) {
+        size_t len = strcspn(query, "&");
+        const char *eq = memchr(query, '=', len);
+
+        if (len) {
+            if (!eq || eq == query) {
+                snprintf(err, err_len, "option \"%.*s\" needs a name and a value (key=value)",
+                         (int)(len > 64 ? 64 : len), query);
+                return -1;
+            }
+            opts[n].key = option_decode(p, query, (size_t)(eq - query));
+            opts[n].value = option_decode(p, eq + 1, len - (size_t)(eq - query) - 1);
+            if (!opts[n].key || !opts[n].value) {
+                snprintf(err, err_len, "option \"%.*s\": bad %%-escape",
+                         (int)(eq - query > 64 ? 64 : eq - query), query);
+                return -1;
+            }
+            n++;
+        }
+        query += len;
+        if (*query == '&')
+            query++;
+    }
+    *out = opts;
+    return (int)n;
+}
+
+const char *dc_store_option(const dc_store_open_args_t *args, const char *key)
+{
+    const char *value = NULL;
+
+    for (size_t i = 0; i < args->n_options; i++)
+        if (strcmp(args->options[i].key, key) == 0)
+            value = args->options[i].value; /* the last one given wins */
+    return value;
 }
 
 dc_store_t *dc_store_open(apr_pool_t *p, const char *uri, char *err, size_t err_len)
 {
     dc_store_t *s = apr_pcalloc(p, sizeof(*s));
+    const dc_store_backend_t *backend;
+    dc_store_open_args_t args;
+    dc_store_option_t *options = NULL;
+    const char *colon, *query;
+    char why[400];
+    int n = 0;
 
-    s->uri = uri;
+    if (!uri || !*uri)
+        uri = "none";
+    backend = dc_store_backend_of(uri);
+    if (!backend) {
+        snprintf(err, err_len, "unknown store \"%s\": %s", dc_store_uri_masked(p, uri),
+                 dc_store_usage(p));
+        return NULL;
+    }
+    memset(&args, 0, sizeof(args));
+    args.uri = uri;
+    args.host = &dc_store_host;
+    colon = uri + strcspn(uri, ":?");
+    args.target = *colon == ':' ? colon + 1 : "";
+    query = *colon == '?' ? colon : strchr(args.target, '?');
+    if (backend->parse_options && query) {
+        if (*colon == ':')
+            args.target = apr_pstrmemdup(p, args.target, (size_t)(query - args.target));
+        n = dc_store_parse_query(p, query + 1, &options, why, sizeof(why));
+        if (n < 0) {
+            snprintf(err, err_len, "store \"%s\": %s", dc_store_uri_masked(p, uri), why);
+            return NULL;
+        }
+        args.options = options;
+        args.n_options = (size_t)n;
+    }
+    s->provider = backend->provider;
+    /* a scheme://user:password@ URI is masked here; others are shown as given (a DBM
+     * path may hold "@"), a plugin's masks its options' secrets itself */
+    s->uri = backend->provider == &dc_store_none_provider ? "none"
+             : strstr(uri, "://")                          ? dc_store_uri_masked(p, uri)
+                                                           : uri;
     s->prefix = "";
-    if (!uri || !*uri || strcmp(uri, "none") == 0) {
-        s->provider = &none_provider;
-        s->uri = "none";
-        return s;
-    }
-    if (strcmp(uri, "memory") == 0 || strncmp(uri, "memory?", 7) == 0) {
-        size_t max_entries = 100000;
-
-        if (uri[6] == '?' && parse_size_option(uri + 7, "max_entries", &max_entries) < 0) {
-            snprintf(err, err_len, "store \"%s\": max_entries must be a positive number", uri);
-            return NULL;
-        }
-        s->provider = &dc_store_memory_provider;
-        s->impl = dc_store_memory_create(p, max_entries);
-        if (!s->impl) {
-            snprintf(err, err_len, "store \"%s\": cannot create the memory store", uri);
-            return NULL;
-        }
-        return s;
-    }
-    if (strncmp(uri, "dbm:", 4) == 0)
-        return dc_store_dbm_open(s, p, uri + 4, err, err_len) == 0 ? s : NULL;
-    if (strncmp(uri, "redis://", 8) == 0 || strncmp(uri, "rediss://", 9) == 0)
-        return dc_store_redis_open(s, p, uri, err, err_len) == 0 ? s : NULL;
-    snprintf(err, err_len,
-             "unknown store \"%s\": use none, memory, dbm:PATH or redis://host:port[/db]",
-             dc_store_uri_masked(p, uri));
-    return NULL;
+    if (backend->provider->open && backend->provider->open(s, p, &args, err, err_len) < 0)
+        return NULL;
+    return s;
 }
 
 const char *dc_store_userinfo_end(const char *authority)
@@ -442,7 +567,7 @@ void dc_store_child_init(dc_store_t *s, apr_pool_t *pchild)
 
 int dc_store_is_none(const dc_store_t *s)
 {
-    return !s || s->provider == &none_provider;
+    return !s || s->provider == &dc_store_none_provider;
 }
 
 dc_store_status_e dc_store_load(dc_store_t *s, apr_pool_t *p, const char *env_id, const char *id,

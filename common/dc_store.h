@@ -5,47 +5,25 @@
  * or decision group) got variation V, and it was / was not activated". The
  * engine loads a visitor's assignments before deciding and saves the ones
  * that changed after. Backends sit behind one small vtable, like httpd's
- * providers: none, memory (bounded, in-process), dbm (apr_dbm file, locked
- * for writers) and redis (hiredis, the Flagship decision-api's layout); the
- * httpd module adds a store in shared memory of its own through the same
- * table. A URI picks the backend everywhere (dc_store_open()).
- *
- * Contract for every backend:
- * - thread-safe: load/save may be called from many threads at once;
- * - bounded: no call blocks longer than the backend's timeout;
- * - save merges: entries for other variation groups are kept;
- * - failures are reported as DC_STORE_UNAVAILABLE, never fatal: the engine
- *   then decides from the hash alone and the store's health says degraded.
+ * providers, and that vtable is the public plugin interface
+ * (decision/store_plugin.h, which also states the contract every backend
+ * keeps): none, memory (bounded, in-process), dbm (apr_dbm file, locked for
+ * writers), redis (hiredis, the Flagship decision-api's layout) and plugin
+ * (a shared object implementing the same vtable, store_plugin.c); the httpd
+ * module adds a store in shared memory of its own through the same table. A
+ * URI picks the backend everywhere (dc_store_open()), through the registry
+ * (store_registry.c), so this dispatcher knows no backend by name.
  */
 #ifndef DC_STORE_H
 #define DC_STORE_H
 
 #include "dc_log.h"
+#include "decision/store_plugin.h"
 
 #include <apr_pools.h>
 #include <apr_time.h>
 #include <stddef.h>
 #include <stdint.h>
-
-typedef struct {
-    const char *vg_id;
-    size_t vg_id_len;
-    const char *variation_id;
-    size_t variation_id_len;
-    int activated;
-} dc_assignment_t;
-
-typedef struct {
-    dc_assignment_t *items;
-    size_t n;
-    size_t cap;
-    int64_t ts_ms; /* when last saved (Unix ms), 0 if unknown */
-} dc_assignments_t;
-
-/* Limits on what a store keeps for one id, so no visitor can grow a record without bound. */
-#define DC_STORE_MAX_ID_LEN 1024
-#define DC_STORE_MAX_ASSIGNMENTS 1024
-#define DC_STORE_MAX_FIELD_LEN 256
 
 const dc_assignment_t *dc_assignments_find(const dc_assignments_t *a, const char *vg_id,
                                            size_t vg_id_len);
@@ -76,40 +54,36 @@ char *dc_assignment_encode_field(apr_pool_t *p, const dc_assignment_t *a, size_t
 int dc_assignment_decode_field(apr_pool_t *p, const char *vg_id, size_t vg_id_len,
                                const char *data, size_t len, dc_assignment_t *out);
 
-typedef enum {
-    DC_STORE_OK = 0,
-    DC_STORE_NOT_FOUND,
-    DC_STORE_UNAVAILABLE
-} dc_store_status_e;
+/* The assignment record, the status codes, the store and its vtable
+ * (dc_store_provider_t) are the public plugin interface:
+ * decision/store_plugin.h. */
 
-typedef enum {
-    DC_STORE_HEALTH_OK = 0,
-    DC_STORE_HEALTH_DEGRADED
-} dc_store_health_e;
-
-typedef struct dc_store dc_store_t;
-
+/*
+ * The registry: every backend dc_store_open() knows, by URI scheme (the text
+ * before the first ":" or "?": "none", "memory", "dbm", "redis", "plugin").
+ * The table is common/store_registry.c; a new backend is one line there.
+ */
 typedef struct {
-    const char *name;
-    /* Loads the record of id into out (allocated in p). */
-    dc_store_status_e (*load)(dc_store_t *s, apr_pool_t *p, const char *env_id, const char *id,
-                              size_t id_len, dc_assignments_t *out);
-    /* Merges changes into the record of id, stamping now_ms. */
-    dc_store_status_e (*save)(dc_store_t *s, apr_pool_t *p, const char *env_id, const char *id,
-                              size_t id_len, const dc_assignments_t *changes, int64_t now_ms);
-    /* Current health and a short operator-facing detail ("connected", "refused: ..."). */
-    dc_store_health_e (*health)(dc_store_t *s, const char **detail);
-    /* Called in a new process (httpd child, after fork) before first use. */
-    void (*child_init)(dc_store_t *s, apr_pool_t *pchild);
-    void (*close)(dc_store_t *s);
-} dc_store_provider_t;
-
-struct dc_store {
+    const char *scheme;
+    const char *usage;    /* for "unknown store" messages: "dbm:PATH" */
     const dc_store_provider_t *provider;
-    void *impl;
-    const char *uri;     /* as configured, with any password masked */
-    const char *prefix;  /* key prefix, "" by default */
-};
+    int parse_options;    /* the query after "?" is given as args->options */
+} dc_store_backend_t;
+
+extern const dc_store_backend_t dc_store_backends[];
+extern const size_t dc_store_n_backends;
+/* The registry entry for uri's scheme, or NULL. */
+const dc_store_backend_t *dc_store_backend_of(const char *uri);
+/* "use none, memory, dbm:PATH, ..." for messages about an unknown store (in p). */
+const char *dc_store_usage(apr_pool_t *p);
+/* The key=value pairs of query (the text after "?"), %-decoded, into *out (in p).
+ * Returns their number, or -1 with err filled ("option \"x\" needs a value"). */
+int dc_store_parse_query(apr_pool_t *p, const char *query, dc_store_option_t **out, char *err,
+                         size_t err_len);
+/* The value of option key in args, or NULL. */
+const char *dc_store_option(const dc_store_open_args_t *args, const char *key);
+/* The server's side of decision/store_plugin.h's dc_store_host_t. */
+extern const dc_store_host_t dc_store_host;
 
 /*
  * Opens a store from its URI, allocating in p (which must outlive the store):
@@ -120,6 +94,7 @@ struct dc_store {
  *   rediss://...                           (TLS, only when built with hiredis_ssl)
  *     options: timeout_ms=50, connect_timeout_ms, ttl=7776000 (s, 0 = none), prefix=P,
  *              max_backoff_ms=5000, client_cache=4194304 (bytes per process, 0 = off), tls_ca=FILE
+ *   plugin:/path/to/store.so[?key=value&...]   (store_plugin.c, doc/store-plugins.md)
  * Returns NULL and fills err on a bad URI or a backend that cannot start.
  * A process using a Redis store must ignore SIGPIPE (httpd does): hiredis
  * writes to its sockets with write(), and a socket the server has reset would
@@ -156,16 +131,35 @@ typedef struct {
 void dc_store_log_limited(dc_store_log_limit_t *l, dc_log_level_e level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Backends (one file each). */
+/* Saves a backend could not make during an outage, kept in order for its replay
+ * (the Redis store, the plugin wrapper). An entry is the backend's own struct
+ * whose first member is a dc_store_pending_t, malloc'd in one piece. The
+ * caller holds the lock that guards the queue. */
+typedef struct dc_store_pending dc_store_pending_t;
+struct dc_store_pending {
+    dc_store_pending_t *next;
+    size_t bytes; /* what the entry counts against the queue's byte limit */
+};
+typedef struct {
+    dc_store_pending_t *head, *tail;
+    size_t n, bytes;
+    unsigned dropped;
+} dc_store_queue_t;
+/* Appends e unless the queue holds max_n entries or max_bytes would be passed (or e
+ * is NULL): then counts it dropped and frees it. */
+void dc_store_queue_push(dc_store_queue_t *q, dc_store_pending_t *e, size_t max_n,
+                         size_t max_bytes);
+/* Empties q: its entries, oldest first (free with dc_store_pending_free), their number
+ * and the count of those dropped. */
+dc_store_pending_t *dc_store_queue_take(dc_store_queue_t *q, size_t *n, unsigned *dropped);
+void dc_store_pending_free(dc_store_pending_t *list);
+
+/* Backends (one file each), listed in the registry. */
+extern const dc_store_provider_t dc_store_none_provider;
 extern const dc_store_provider_t dc_store_memory_provider;
-void *dc_store_memory_create(apr_pool_t *p, size_t max_entries);
 extern const dc_store_provider_t dc_store_dbm_provider;
-/* spec: what follows "dbm:" ([TYPE:]PATH). Fills s, or err and returns -1. */
-int dc_store_dbm_open(dc_store_t *s, apr_pool_t *p, const char *spec, char *err, size_t err_len);
 extern const dc_store_provider_t dc_store_redis_provider;
-/* uri: the whole redis:// or rediss:// URI. Fills s (uri masked), or err and returns -1. */
-int dc_store_redis_open(dc_store_t *s, apr_pool_t *p, const char *uri, char *err,
-                        size_t err_len);
+extern const dc_store_provider_t dc_store_plugin_provider; /* store_plugin.c: the loader */
 
 /*
  * The store URI for the Flagship decision-api's cache settings, so a

@@ -690,15 +690,6 @@ static apr_status_t destroy_handle_pool(void *data)
     return APR_SUCCESS;
 }
 
-const dc_store_provider_t dc_store_dbm_provider = {
-    .name = "dbm",
-    .load = dbm_load,
-    .save = dbm_save,
-    .health = dbm_health,
-    .child_init = dbm_child_init,
-    .close = dbm_close,
-};
-
 /* What "default" is in this apr-util (the file exists): a Berkeley DB file opens as
  * "db"; two files (.dir, .pag) are sdbm's; anything else is handled per operation. */
 static handle_policy_e policy_of(dbm_store_t *d, const char *used2, apr_pool_t *p)
@@ -721,8 +712,11 @@ static handle_policy_e policy_of(dbm_store_t *d, const char *used2, apr_pool_t *
     return HANDLE_PER_OPERATION;
 }
 
-int dc_store_dbm_open(dc_store_t *s, apr_pool_t *p, const char *spec, char *err, size_t err_len)
+/* dbm:[TYPE:]PATH: args->target is [TYPE:]PATH (no options: a path may hold "?"). */
+static int dbm_open(dc_store_t *s, apr_pool_t *p, const dc_store_open_args_t *args, char *err,
+                    size_t err_len)
 {
+    const char *spec = args->target;
     dbm_store_t *d = apr_pcalloc(p, sizeof(*d));
     const char *type = "default", *path = spec, *colon = strchr(spec, ':');
     const char *used1, *used2;
@@ -800,3 +794,13 @@ int dc_store_dbm_open(dc_store_t *s, apr_pool_t *p, const char *spec, char *err,
     unlock_store(d);
     return 0;
 }
+
+const dc_store_provider_t dc_store_dbm_provider = {
+    .name = "dbm",
+    .open = dbm_open,
+    .load = dbm_load,
+    .save = dbm_save,
+    .health = dbm_health,
+    .child_init = dbm_child_init,
+    .close = dbm_close,
+};

@@ -16,6 +16,7 @@
 
 #include <apr_strings.h>
 #include <apr_thread_mutex.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,7 +68,7 @@ static apr_status_t memory_cleanup(void *data)
     return APR_SUCCESS;
 }
 
-void *dc_store_memory_create(apr_pool_t *p, size_t max_entries)
+static void *dc_store_memory_create(apr_pool_t *p, size_t max_entries)
 {
     memory_store_t *m = apr_pcalloc(p, sizeof(*m));
     size_t n = 64;
@@ -226,6 +227,34 @@ static dc_store_health_e memory_health(dc_store_t *s, const char **detail)
     return DC_STORE_HEALTH_OK;
 }
 
+/* memory[?max_entries=N] (default 100000 records; other options are the httpd
+ * module's shared-memory store's and ignored here). */
+static int memory_open(dc_store_t *s, apr_pool_t *p, const dc_store_open_args_t *args, char *err,
+                       size_t err_len)
+{
+    const char *v = dc_store_option(args, "max_entries");
+    size_t max_entries = 100000;
+
+    if (v) {
+        char *end;
+        unsigned long long n = strtoull(v, &end, 10);
+
+        if (end == v || *end || n == 0 || *v == '-') {
+            snprintf(err, err_len, "store \"%s\": max_entries must be a positive number",
+                     s->uri);
+            return -1;
+        }
+        max_entries = (size_t)n;
+    }
+    s->impl = dc_store_memory_create(p, max_entries);
+    if (!s->impl) {
+        snprintf(err, err_len, "store \"%s\": cannot create the memory store", s->uri);
+        return -1;
+    }
+    return 0;
+}
+
 const dc_store_provider_t dc_store_memory_provider = {
-    .name = "memory", .load = memory_load, .save = memory_save, .health = memory_health,
+    .name = "memory", .open = memory_open, .load = memory_load, .save = memory_save,
+    .health = memory_health,
 };

@@ -85,7 +85,7 @@
 
 typedef struct pending pending_t;
 struct pending {
-    pending_t *next;
+    dc_store_pending_t link; /* first: the queue's */
     int n_commands;
     size_t len;
     char commands[]; /* RESP, as redisFormatCommandArgv makes it */
@@ -132,20 +132,8 @@ typedef struct {
     apr_interval_time_t backoff;
     char error[160];
     dc_store_log_limit_t bad_data_log; /* garbage fields, wrong key types */
-    pending_t *pending, *pending_tail;
-    size_t n_pending, pending_bytes;
-    unsigned pending_dropped;
+    dc_store_queue_t pending;
 } redis_store_t;
-
-static void free_pending(pending_t *p)
-{
-    while (p) {
-        pending_t *next = p->next;
-
-        free(p);
-        p = next;
-    }
-}
 
 static void close_conn(redis_store_t *r, conn_t *c)
 {
@@ -217,16 +205,18 @@ static void release(redis_store_t *r, conn_t *c);
 static void broken(redis_store_t *r, conn_t *c, const char *what);
 
 /* Sends the saves queued during an outage on the connection that just worked. */
-static void replay(redis_store_t *r, pending_t *list, size_t n, unsigned dropped)
+static void replay(redis_store_t *r, dc_store_pending_t *list, size_t n, unsigned dropped)
 {
     conn_t *c = acquire(r, 0);
     int n_commands = 0, failed = 0;
 
     if (!c) {
-        free_pending(list);
+        dc_store_pending_free(list);
         return;
     }
-    for (pending_t *p = list; p; p = p->next) {
+    for (const dc_store_pending_t *l = list; l; l = l->next) {
+        const pending_t *p = (const pending_t *)l;
+
         redisAppendFormattedCommand(c->ctx, p->commands, p->len);
         n_commands += p->n_commands;
     }
@@ -239,7 +229,7 @@ static void replay(redis_store_t *r, pending_t *list, size_t n, unsigned dropped
         }
         freeReplyObject(reply);
     }
-    free_pending(list);
+    dc_store_pending_free(list);
     if (failed) {
         broken(r, c, "replaying saves");
         return;
@@ -253,19 +243,14 @@ static void replay(redis_store_t *r, pending_t *list, size_t n, unsigned dropped
 
 static void succeed(redis_store_t *r)
 {
-    pending_t *list = NULL;
+    dc_store_pending_t *list = NULL;
     size_t n = 0;
     unsigned dropped = 0;
 
     apr_thread_mutex_lock(r->mutex);
     if (r->failing) {
         dc_log(DC_LOG_INFO, DCLOGNO(10331) "store redis %s: connected again", r->where);
-        list = r->pending;
-        n = r->n_pending;
-        dropped = r->pending_dropped;
-        r->pending = r->pending_tail = NULL;
-        r->n_pending = r->pending_bytes = 0;
-        r->pending_dropped = 0;
+        list = dc_store_queue_take(&r->pending, &n, &dropped);
     }
     r->failing = 0;
     r->backoff = 0;
@@ -655,7 +640,7 @@ static void queue_for_replay(redis_store_t *r, const char **hset_argv, const siz
             memcpy(o, cmds[i], (size_t)lens[i]);
             o += lens[i];
         }
-        entry->next = NULL;
+        entry->link.bytes = total;
         entry->n_commands = n_commands;
         entry->len = total;
     }
@@ -663,21 +648,11 @@ out:
     for (int i = 0; i < n_commands; i++)
         redisFreeCommand(cmds[i]);
     apr_thread_mutex_lock(r->mutex);
-    if (!entry || r->n_pending >= REDIS_MAX_PENDING ||
-        r->pending_bytes + total > REDIS_MAX_PENDING_BYTES || r->pid != getpid()) {
-        r->pending_dropped++;
-    } else {
-        if (r->pending_tail)
-            r->pending_tail->next = entry;
-        else
-            r->pending = entry;
-        r->pending_tail = entry;
-        r->n_pending++;
-        r->pending_bytes += total;
-        entry = NULL;
-    }
+    dc_store_queue_push(&r->pending, r->pid == getpid() && entry ? &entry->link : NULL,
+                        REDIS_MAX_PENDING, REDIS_MAX_PENDING_BYTES);
+    if (r->pid != getpid())
+        free(entry);
     apr_thread_mutex_unlock(r->mutex);
-    free(entry);
 }
 
 static dc_store_status_e redis_save(dc_store_t *s, apr_pool_t *p, const char *env_id,
@@ -794,9 +769,7 @@ static void redis_child_init(dc_store_t *s, apr_pool_t *pchild)
 
     (void)pchild;
     redis_cache_child_init(r->cache);
-    free_pending(r->pending); /* the parent replays its own */
-    r->pending = r->pending_tail = NULL;
-    r->n_pending = r->pending_bytes = 0;
+    dc_store_pending_free(dc_store_queue_take(&r->pending, NULL, NULL)); /* the parent's */
     free_conns(r, r->idle);
     r->idle = NULL;
     r->n_idle = 0;
@@ -814,9 +787,7 @@ static void redis_close(dc_store_t *s)
     r->idle = NULL;
     r->n_idle = 0;
     r->generation++;
-    free_pending(r->pending);
-    r->pending = r->pending_tail = NULL;
-    r->n_pending = r->pending_bytes = 0;
+    dc_store_pending_free(dc_store_queue_take(&r->pending, NULL, NULL));
     apr_thread_mutex_unlock(r->mutex);
     redis_cache_destroy(r->cache);
     r->cache = NULL;
@@ -836,14 +807,6 @@ static apr_status_t redis_cleanup(void *data)
     return APR_SUCCESS;
 }
 
-const dc_store_provider_t dc_store_redis_provider = {
-    .name = "redis",
-    .load = redis_load,
-    .save = redis_save,
-    .health = redis_health,
-    .child_init = redis_child_init,
-    .close = redis_close,
-};
 
 /* %-decodes [s, s + len) into p; NULL on a bad escape or an escaped NUL. */
 static char *percent_decode(apr_pool_t *p, const char *s, size_t len)
@@ -961,8 +924,11 @@ static int parse_options(apr_pool_t *p, redis_store_t *r, const char *q, const c
     return 0;
 }
 
-int dc_store_redis_open(dc_store_t *s, apr_pool_t *p, const char *uri, char *err, size_t err_len)
+/* args->uri: the whole redis:// or rediss:// URI. Fills s (uri masked), or err and returns -1. */
+static int redis_open(dc_store_t *s, apr_pool_t *p, const dc_store_open_args_t *args, char *err,
+                      size_t err_len)
 {
+    const char *uri = args->uri;
     redis_store_t *r = apr_pcalloc(p, sizeof(*r));
     const char *rest, *at, *host_end, *end, *query;
     const char *masked_user = "";
@@ -1093,7 +1059,6 @@ int dc_store_redis_open(dc_store_t *s, apr_pool_t *p, const char *uri, char *err
     }
 #endif
     r->cache = redis_cache_create(p, (size_t)r->client_cache_bytes, r->where, connect_for_cache, r);
-    s->provider = &dc_store_redis_provider;
     s->impl = r;
     s->prefix = r->prefix;
     s->uri = apr_psprintf(p, "%s://%s%s%s", r->tls ? "rediss" : "redis", masked_user,
@@ -1101,3 +1066,13 @@ int dc_store_redis_open(dc_store_t *s, apr_pool_t *p, const char *uri, char *err
     apr_pool_cleanup_register(p, s, redis_cleanup, apr_pool_cleanup_null);
     return 0;
 }
+
+const dc_store_provider_t dc_store_redis_provider = {
+    .name = "redis",
+    .open = redis_open,
+    .load = redis_load,
+    .save = redis_save,
+    .health = redis_health,
+    .child_init = redis_child_init,
+    .close = redis_close,
+};

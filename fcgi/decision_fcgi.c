@@ -94,6 +94,19 @@ int main(int argc, const char *const *argv)
     if (!settings)
         return 2;
     if (check) {
+        /* a plugin store is loaded and opened, as httpd's configtest does: a missing
+         * object, symbol or option shows here, not at start */
+        if (settings->store_uri && strncmp(settings->store_uri, "plugin:", 7) == 0) {
+            char err[600];
+            dc_store_t *store = dc_store_open(settings_pool, settings->store_uri, err,
+                                              sizeof(err));
+
+            if (!store) {
+                fprintf(stderr, "decision-fcgi: STORE: %s\n", err);
+                return 2;
+            }
+            dc_store_close(store);
+        }
         for (int i = 0; i < settings->warnings->nelts; i++)
             fprintf(stderr, "decision-fcgi: warning: %s\n",
                     APR_ARRAY_IDX(settings->warnings, i, const char *));

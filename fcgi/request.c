@@ -21,6 +21,7 @@
 #include <apr_strings.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static const char *escape_percent(apr_pool_t *p, const char *s)
 {
@@ -65,30 +66,31 @@ const char *dc_fcgi_route_path(apr_pool_t *p, const char *script_name, const cha
  * would scan the 30-odd variables a web server sends once per name). */
 typedef struct {
     const char *method, *script_name, *path_info, *request_uri, *query, *content_length;
-    const char *origin, *x_api_key, *authorization, *if_none_match, *remote_addr;
-    const char *traceparent, *tracestate, *http_host, *server_name, *server_port;
+    const char *origin, *x_api_key, *authorization, *if_none_match, *remote_addr, *host, *https,
+        *scheme, *server_port;
+    const char *traceparent, *tracestate, *server_name;
 } cgi_vars_t;
 
 /* server.address and server.port of a traced request: the Host header as the
  * client sent it ("name", "name:port", "[v6]:port"), else SERVER_NAME and SERVER_PORT. */
 static void server_of(apr_pool_t *p, const cgi_vars_t *v, dc_request_t *req)
 {
-    const char *h = v->http_host, *colon;
+    const char *h = v->host, *colon;
 
-    req->port = v->server_port ? (unsigned)atoi(v->server_port) : 0;
+    req->server_port = v->server_port ? (unsigned)atoi(v->server_port) : 0;
     if (!h || !*h) {
-        req->host = v->server_name && *v->server_name ? v->server_name : NULL;
+        req->server_name = v->server_name && *v->server_name ? v->server_name : NULL;
         return;
     }
     colon = strrchr(h, ':');
     if (colon && (h[0] != '[' || colon > strchr(h, ']'))) {
-        req->port = (unsigned)atoi(colon + 1);
-        req->host = apr_pstrmemdup(p, h, (apr_size_t)(colon - h));
+        req->server_port = (unsigned)atoi(colon + 1);
+        req->server_name = apr_pstrmemdup(p, h, (apr_size_t)(colon - h));
     } else {
-        req->host = h;
+        req->server_name = h;
     }
-    if (req->port > 65535)
-        req->port = 0;
+    if (req->server_port > 65535)
+        req->server_port = 0;
 }
 
 #define TAKE(entry, name, field)                                                              \
@@ -108,6 +110,7 @@ static void collect_vars(char **envp, cgi_vars_t *v)
             TAKE(e, "REQUEST_METHOD", v->method);
             TAKE(e, "REQUEST_URI", v->request_uri);
             TAKE(e, "REMOTE_ADDR", v->remote_addr);
+            TAKE(e, "REQUEST_SCHEME", v->scheme);
             break;
         case 'S':
             TAKE(e, "SCRIPT_NAME", v->script_name);
@@ -122,8 +125,9 @@ static void collect_vars(char **envp, cgi_vars_t *v)
             TAKE(e, "HTTP_X_API_KEY", v->x_api_key);
             TAKE(e, "HTTP_AUTHORIZATION", v->authorization);
             TAKE(e, "HTTP_IF_NONE_MATCH", v->if_none_match);
+            TAKE(e, "HTTP_HOST", v->host);
+            TAKE(e, "HTTPS", v->https);
             TAKE(e, "HTTP_TRACEPARENT", v->traceparent);
-            TAKE(e, "HTTP_HOST", v->http_host);
             TAKE(e, "HTTP_TRACESTATE", v->tracestate);
             break;
         default: break;
@@ -202,6 +206,7 @@ static const char *reason(int status)
     switch (status) {
     case 200: return "OK";
     case 204: return "No Content";
+    case 301: return "Moved Permanently";
     case 304: return "Not Modified";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
@@ -326,6 +331,22 @@ static int write_response(apr_pool_t *p, const dc_fcgi_io_t *io, const dc_respon
     return 0;
 }
 
+/* The request's host and port for URLs we hand out (/v2/swagger/doc.json's servers): some web
+ * servers pass HTTP_HOST without the port (Debian's nginx sends $host), so SERVER_PORT is added
+ * when the host has none and it is not the scheme's default. */
+static const char *request_host(apr_pool_t *p, const char *host, const char *port, int https)
+{
+    const char *bracket;
+
+    if (!host || !*host || !port || !*port || strcmp(port, https ? "443" : "80") == 0 ||
+        strspn(port, "0123456789") != strlen(port))
+        return host;
+    bracket = strrchr(host, ']');
+    if (strchr(bracket ? bracket : host, ':'))
+        return host;
+    return apr_pstrcat(p, host, ":", port, NULL);
+}
+
 void dc_fcgi_handle(dc_fcgi_app_t *app, apr_pool_t *p, const dc_fcgi_io_t *io)
 {
     dc_request_t req;
@@ -343,6 +364,9 @@ void dc_fcgi_handle(dc_fcgi_app_t *app, apr_pool_t *p, const dc_fcgi_io_t *io)
     req.x_api_key = v.x_api_key;
     req.authorization = v.authorization;
     req.if_none_match = v.if_none_match;
+    req.https = (v.https && (strcasecmp(v.https, "on") == 0 || strcmp(v.https, "1") == 0)) ||
+                (v.scheme && strcasecmp(v.scheme, "https") == 0);
+    req.host = request_host(p, v.host, v.server_port, req.https);
     req.traceparent = v.traceparent;
     req.tracestate = v.tracestate;
     server_of(p, &v, &req);

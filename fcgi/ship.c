@@ -21,12 +21,13 @@
 void dc_ship_usage(const char *prog)
 {
     fprintf(stderr,
-            "usage: %s ship --spool DIR [--collector URL|file:/DIR] [--once] [--deadline SEC]\n"
-            "           [--batch-hits N] [--request-timeout MS] [--backoff-min MS]\n"
-            "           [--backoff-max MS] [--ca-file FILE] [--log-level LEVEL]\n"
+            "usage: %s ship --spool DIR [--collector URL|file:/DIR|s3://...|azblob://...]\n"
+            "           [--once] [--deadline SEC] [--batch-hits N] [--request-timeout MS]\n"
+            "           [--backoff-min MS] [--backoff-max MS] [--ca-file FILE] [--log-level LEVEL]\n"
             "\n"
             "Delivers the event spool in DIR to the collector (default %s),\n"
-            "oldest first, deleting a segment once every batch of it got a 2xx. --once ships\n"
+            "oldest first, deleting a segment once every batch of it got a 2xx (S3, Azure:\n"
+            "once its object was stored; see doc/cloud-sinks.md). --once ships\n"
             "what is there and exits (0: nothing left, 1: something left at the deadline,\n"
             "default 60 s); otherwise it runs until SIGTERM/SIGINT. --spool and --collector\n"
             "default to the responder's EVENTS_SPOOL_DIR and EVENTS_COLLECTOR settings.\n",
@@ -47,7 +48,7 @@ int dc_ship_main(int argc, const char *const *argv)
 {
     static const apr_getopt_option_t options[] = {
         {"spool", 'S', 1, "spool directory"},
-        {"collector", 'c', 1, "collector URL or file:/dir"},
+        {"collector", 'c', 1, "collector URL, file:/dir, s3://BUCKET/PREFIX or azblob://ACCOUNT/CONTAINER/PREFIX"},
         {"once", '1', 0, "ship what is there and exit"},
         {"deadline", 'd', 1, "seconds --once may take"},
         {"batch-hits", 'n', 1, "hits per batch"},

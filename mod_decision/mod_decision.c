@@ -32,6 +32,7 @@
 #include "dc_hash.h"
 #include "dc_log.h"
 #include "dc_settings.h"
+#include "dc_openapi.h"
 #include "dc_status.h"
 #include "dc_store.h"
 
@@ -91,6 +92,7 @@ static void *merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     MERGE_PTR(store_uri);
     MERGE_PTR(cors_origins);
     MERGE_PTR(prometheus_path);
+    MERGE_PTR(swagger_ui);
     MERGE_PTR(spool_dir);
     MERGE_PTR(spool_options);
     MERGE_PTR(collector);
@@ -240,16 +242,30 @@ static const char *set_max_body(cmd_parms *cmd, void *dc, const char *arg)
 
 static const char *check_store_uri(apr_pool_t *p, const char *uri)
 {
-    if (strcmp(uri, "none") == 0)
-        return NULL;
+    const dc_store_backend_t *backend = dc_store_backend_of(uri);
+
     if (strcmp(uri, "memory") == 0 || strncmp(uri, "memory?", 7) == 0)
         return decision_memstore_check_uri(p, uri);
     if (strncmp(uri, "dbm:", 4) == 0)
         return uri[4] ? NULL : "dbm: needs a path (dbm:PATH or dbm:TYPE:PATH)";
-    if (strncmp(uri, "redis://", 8) == 0 || strncmp(uri, "rediss://", 9) == 0)
+    if (strncmp(uri, "plugin:", 7) == 0)
+        return uri[7] && uri[7] != '?' ? NULL : "plugin: needs the path of a shared object "
+                                                "(plugin:/path/to/store.so[?key=value&...])";
+    if (backend)
         return NULL; /* checked in full by dc_store_open in check_config */
     /* not echoed: a mistyped redis URI may hold a password */
-    return "unknown store: use none, memory, dbm:PATH or redis://host:port[/db]";
+    return apr_pstrcat(p, "unknown store: ", dc_store_usage(p), NULL);
+}
+
+/* "plugin:PATH[?options]" with PATH made absolute (relative to ServerRoot). */
+static const char *plugin_uri_absolute(apr_pool_t *p, const char *uri)
+{
+    const char *query = strchr(uri, '?');
+    const char *path = apr_pstrmemdup(p, uri + 7, query ? (size_t)(query - uri - 7)
+                                                        : strlen(uri + 7));
+
+    path = ap_server_root_relative(p, path);
+    return path ? apr_pstrcat(p, "plugin:", path, query ? query : "", NULL) : NULL;
 }
 
 /* "dbm:[TYPE:]PATH" with PATH made absolute (relative to ServerRoot, as
@@ -275,6 +291,8 @@ static const char *set_store(cmd_parms *cmd, void *dc, const char *arg)
 
     if (!err && strncmp(arg, "dbm:", 4) == 0 && !(arg = dbm_uri_absolute(cmd->pool, arg)))
         err = "dbm: the path is not valid";
+    if (!err && strncmp(arg, "plugin:", 7) == 0 && !(arg = plugin_uri_absolute(cmd->pool, arg)))
+        err = "plugin: the path is not valid";
     if (err)
         return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
     cmd_conf(cmd)->store_uri = arg;
@@ -338,6 +356,15 @@ static const char *set_prometheus_path(cmd_parms *cmd, void *dc, const char *arg
     return NULL;
 }
 
+static const char *set_swagger_ui(cmd_parms *cmd, void *dc, const char *arg)
+{
+    if (strcmp(arg, "none") != 0 && !dc_openapi_ui_url_valid(arg))
+        return apr_psprintf(cmd->pool, "%s: \"%s\" is not a path (/swagger-ui), an http(s):// URL "
+                            "or none", cmd->cmd->name, arg);
+    cmd_conf(cmd)->swagger_ui = arg;
+    return NULL;
+}
+
 static const char *set_spool(cmd_parms *cmd, void *dc, const char *arg)
 {
     return set_path(cmd, &cmd_conf(cmd)->spool_dir, arg);
@@ -357,13 +384,10 @@ static const char *set_spool_options(cmd_parms *cmd, void *dc, const char *arg)
 
 static const char *set_collector(cmd_parms *cmd, void *dc, const char *arg)
 {
-    apr_uri_t uri;
+    char err[256];
 
-    if (strncmp(arg, "file:/", 6) != 0 &&
-        (apr_uri_parse(cmd->pool, arg, &uri) != APR_SUCCESS || !uri.scheme || !uri.hostname ||
-         (strcasecmp(uri.scheme, "http") != 0 && strcasecmp(uri.scheme, "https") != 0)))
-        return apr_psprintf(cmd->pool, "%s: not an http:// or https:// URL, nor file:/DIR",
-                            cmd->cmd->name);
+    if (dc_shipper_check_collector(cmd->pool, arg, err, sizeof(err)) < 0)
+        return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
     cmd_conf(cmd)->collector = arg;
     return NULL;
 }
@@ -399,8 +423,8 @@ static const command_rec decision_cmds[] = {
     AP_INIT_TAKE1("DecisionPollInterval", set_interval, NULL, RSRC_CONF,
                   "seconds between two refreshes of the bucketing file (default 60)"),
     AP_INIT_TAKE1("DecisionStore", set_store, NULL, RSRC_CONF,
-                  "assignment store: none, memory[?size=BYTES], dbm:PATH or "
-                  "redis://host:port[/db]"),
+                  "assignment store: none, memory[?size=BYTES], dbm:PATH, "
+                  "redis://host:port[/db] or plugin:/path/to/store.so[?key=value&...]"),
     AP_INIT_TAKE1("DecisionLastKnownGood", set_lkg, NULL, RSRC_CONF,
                   "where the last accepted remote config is kept (default: under "
                   "DefaultRuntimeDir)"),
@@ -426,6 +450,9 @@ static const command_rec decision_cmds[] = {
     AP_INIT_TAKE1("DecisionPrometheusPath", set_prometheus_path, NULL, RSRC_CONF,
                   "path ending a request for the Prometheus text format (default /metrics; "
                   "none: off)"),
+    AP_INIT_TAKE1("DecisionSwaggerUI", set_swagger_ui, NULL, RSRC_CONF,
+                  "where Swagger UI (swagger-ui-dist's files) is installed; /v2/swagger/index.html "
+                  "then loads it (default none: the plain reference page)"),
     AP_INIT_TAKE1("DecisionSpool", set_spool, NULL, RSRC_CONF,
                   "directory of the durable event spool; events (hits) are collected only "
                   "with it"),
@@ -433,7 +460,8 @@ static const command_rec decision_cmds[] = {
                   "event spool settings: fsync=always|never|100ms,max-bytes=1g,..."),
     AP_INIT_TAKE1("DecisionCollector", set_collector, NULL, RSRC_CONF,
                   "where the shipper sends events (default https://ariane.abtasty.com; "
-                  "file:/DIR writes JSON lines)"),
+                  "file:/DIR writes JSON lines; s3://BUCKET/PREFIX and "
+                  "azblob://ACCOUNT/CONTAINER/PREFIX upload gzipped JSON lines)"),
     /* OpenTelemetry (decision_otel.c): each sets one OTEL_* variable, main server only */
     AP_INIT_TAKE1("DecisionOTelDisabled", decision_otel_set, "OTEL_SDK_DISABLED", RSRC_CONF,
                   "true: export nothing, whatever else is set (OTEL_SDK_DISABLED)"),
@@ -540,7 +568,10 @@ static int check_one(apr_pool_t *ptemp, server_rec *s, decision_srv_conf_t *c)
                                         err.path, err.path[0] ? ": " : "", err.text));
         dc_config_unref(cfg);
     }
-    if (c->store_uri && strncmp(c->store_uri, "redis", 5) == 0) {
+    /* Stores whose open checks more than the URI (a Redis URI's parts, a plugin's
+     * object and options) are opened once here, so configtest refuses them. */
+    if (c->store_uri &&
+        (strncmp(c->store_uri, "redis", 5) == 0 || strncmp(c->store_uri, "plugin:", 7) == 0)) {
         char err[512];
         dc_store_t *st = dc_store_open(ptemp, c->store_uri, err, sizeof(err));
 
@@ -770,6 +801,8 @@ static int build_service(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
     if (c->prometheus_path)
         svc->api.opt.prometheus_path = strcmp(c->prometheus_path, "none") ? c->prometheus_path
                                                                           : NULL;
+    if (c->swagger_ui)
+        svc->api.opt.swagger_ui = strcmp(c->swagger_ui, "none") ? c->swagger_ui : NULL;
     svc->api.opt.env_id = c->env_id;
     svc->api.opt.api_key = c->api_key;
     svc->api.opt.require_api_key =
@@ -1042,13 +1075,15 @@ static int decision_handler(request_rec *r)
     req.x_api_key = apr_table_get(r->headers_in, "X-API-Key");
     req.authorization = apr_table_get(r->headers_in, "Authorization");
     req.if_none_match = apr_table_get(r->headers_in, "If-None-Match");
+    req.host = apr_table_get(r->headers_in, "Host");
+    req.https = strcmp(ap_http_scheme(r), "https") == 0;
     req.received = r->request_time;
     req.metrics_slot = metrics_slot(svc, r);
     if (svc->api.otel) {
         req.traceparent = apr_table_get(r->headers_in, "traceparent");
         req.tracestate = apr_table_get(r->headers_in, "tracestate");
-        req.host = r->hostname;
-        req.port = ap_get_server_port(r);
+        req.server_name = r->hostname;
+        req.server_port = ap_get_server_port(r);
     }
     if ((rc = read_body(r, svc->api.opt.max_body_size, &req)) != OK)
         return rc;

@@ -49,6 +49,7 @@ typedef struct {
     int keepalive_on_worker;      /* DecisionKeepAliveOnWorker: -1 unset */
     int ofrep_activate;           /* DecisionOFREPActivate: -1 unset */
     const char *prometheus_path;  /* DecisionPrometheusPath; "none" = off */
+    const char *swagger_ui;       /* DecisionSwaggerUI; "none" = the plain page */
     const char *spool_dir;        /* DecisionSpool: events on; NULL = not collected */
     const char *spool_options;    /* DecisionSpoolOptions */
     const char *collector;        /* DecisionCollector */

@@ -152,6 +152,55 @@ class RedisServer:
         return "redis://127.0.0.1:%d/0" % self.port
 
 
+MEMCACHED_PLUGIN = os.environ.get(
+    "DC_MEMCACHED_PLUGIN", os.path.join(BUILD, "stores", "memcached", ".libs", "store_memcached.so"))
+
+
+class MemcachedServer:
+    """Debian's memcached on a free loopback port (UDP off), stopped by its PID."""
+
+    def __init__(self, tmpdir, port=None):
+        self.tmpdir = str(tmpdir)
+        self.port = port or free_port()
+        self.proc = None
+
+    def start(self):
+        args = ["memcached", "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "16"]
+        if os.geteuid() == 0:
+            args += ["-u", "nobody"]  # memcached refuses to run as root otherwise
+        self.proc = Proc(args, os.path.join(self.tmpdir, "memcached-%d.log" % self.port))
+        wait_port(self.port)
+        return self
+
+    def stop(self):
+        if self.proc:
+            self.proc.send_signal(signal.SIGCONT)  # a paused one would not die of SIGTERM
+            self.proc.stop()
+            self.proc = None
+
+    def get(self, key):
+        """The value of key (text protocol), or None."""
+        import socket
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(b"get " + key.encode() + b"\r\n")
+            data = b""
+            while not data.endswith(b"END\r\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        if not data.startswith(b"VALUE "):
+            return None
+        return data.split(b"\r\n", 1)[1].rsplit(b"\r\nEND\r\n", 1)[0].decode()
+
+    def uri(self, options=""):
+        assert os.path.exists(MEMCACHED_PLUGIN), (
+            "%s is missing: configure did not find libmemcached (apt-get install "
+            "libmemcached-dev)" % MEMCACHED_PLUGIN)
+        return "plugin:%s?servers=127.0.0.1:%d%s" % (MEMCACHED_PLUGIN, self.port,
+                                                    "&" + options if options else "")
+
+
 def run_eval(lines, bucketing=SAMPLE_BUCKETING, mode="normal", store="none", extra=None,
              timeout=60):
     """Runs decision-fcgi eval over request bodies; returns (exit code, output lines, stderr)."""

@@ -37,7 +37,8 @@ def fcgi_env_clean():
     """The test's environment without anything decision-fcgi would read as a setting."""
     prefixes = ("ENV_ID", "API_KEY", "CACHE_", "CORS_", "LOG_", "BUCKETING_", "STORE", "THREADS",
                 "LISTEN", "CONFIG_FILE", "POLLING_INTERVAL", "MAX_BODY_SIZE", "REQUIRE_API_KEY",
-                "LAST_KNOWN_GOOD", "SHUTDOWN_TIMEOUT", "METRICS_", "EVENTS_", "ADDRESS")
+                "LAST_KNOWN_GOOD", "SHUTDOWN_TIMEOUT", "METRICS_", "EVENTS_", "ADDRESS",
+                "SWAGGER_")
     return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
 
 
@@ -51,7 +52,7 @@ class FrontEnd:
     def __init__(self, kind, workdir, api_key=None, store=None, cdn=None, lkg=None,
                  spool=None, spool_options=None, collector=None, debug=False, threads=4,
                  status_access=None, info=False, json_logs=False, as_nobody=False,
-                 key_mode="on"):
+                 key_mode="on", swagger_ui=None):
         self.kind, self.workdir = kind, workdir
         self.api_key = api_key
         self.killed = 0
@@ -72,6 +73,8 @@ class FrontEnd:
                 lines += ["DecisionSpoolOptions %s" % spool_options]
             if collector:
                 lines += ["DecisionCollector %s" % collector]
+            if swagger_ui:
+                lines += ["DecisionSwaggerUI %s" % swagger_ui]
             for loc in ("/v2", "/metrics", "/iserver"):
                 lines += ["<Location %s>" % loc, "  SetHandler decision", "</Location>"]
             lines += ["<Location %s>" % STATUS_PATH, "  SetHandler decision-status",
@@ -102,6 +105,8 @@ class FrontEnd:
                 env.update(EVENTS_SPOOL_OPTIONS=spool_options)
             if collector:
                 env.update(EVENTS_COLLECTOR=collector)
+            if swagger_ui:
+                env.update(SWAGGER_UI_URL=swagger_ui)
             self.env = dict(fcgi_env_clean(), **env)
             self.threads = threads
             self.preexec = None
@@ -123,7 +128,9 @@ class FrontEnd:
                         "http {\n  access_log off;\n  client_body_temp_path %(d)s/body;\n"
                         "  fastcgi_temp_path %(d)s/fcgi;\n  proxy_temp_path %(d)s/proxy;\n"
                         "  uwsgi_temp_path %(d)s/uwsgi;\n  scgi_temp_path %(d)s/scgi;\n"
-                        "  server {\n    listen 127.0.0.1:%(port)d;\n    location / {\n"
+                        "  server {\n    listen 127.0.0.1:%(port)d;\n"
+                        "    client_max_body_size 2m;  # decision-fcgi answers the 413 itself\n"
+                        "    location / {\n"
                         "      include /etc/nginx/fastcgi_params;\n"
                         "      fastcgi_pass 127.0.0.1:%(fcgi)d;\n    }\n  }\n}\n"
                         % {"d": workdir, "port": self.nginx_port, "fcgi": self.fcgi_port})

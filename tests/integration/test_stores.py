@@ -1,6 +1,9 @@
 """Sticky assignments through the engine rules, with real stores behind
-`decision-fcgi eval`: every DBM type this apr-util has (real files) and Redis
-(a real redis-server on a free loopback port).
+`decision-fcgi eval`: every DBM type this apr-util has (real files), Redis
+(a real redis-server on a free loopback port) and the memcached store plugin
+(a real memcached). The memcached plugin also runs the same suite behind httpd
+(prefork and event MPMs) and decision-fcgi as a FastCGI responder: a front end
+serves one bucketing file and is restarted on the next when a test changes it.
 
 Each persistent store keeps what one eval run decided for the next run, so a
 test can change the bucketing file between runs, the way an operator changes
@@ -9,11 +12,16 @@ allocations in the Flagship platform. Every rule is also run once against
 """
 import json
 import os
+import shutil
+import signal
+import socket
+import subprocess
 import time
 
 import pytest
 
-from harness import EvalProcess, RedisServer, run_eval
+from harness import (DECISION_FCGI, EvalProcess, Httpd, MemcachedServer, RedisServer, fcgi_call,
+                     free_port, http_request, make_world_readable_dir, run_eval, wait_until)
 
 ALL_USERS = {"targetingGroups": [{"targetings": [
     {"operator": "EQUALS", "key": "fs_all_users", "value": ""}]}]}
@@ -43,7 +51,99 @@ def variations_of(answer):
     return {c["id"]: c["variation"]["id"] for c in answer["campaigns"]}
 
 
+QUERY = "sendContextEvent=false&mode=normal"  # what eval asks by default
+
+
+class Front(str):
+    """A store URI served by a front end other than eval (what `decide` runs): one
+    server per bucketing file a test uses, all sharing the store, all stopped at once
+    at the end (stopping httpd takes a while; in parallel it is paid once)."""
+
+    def __new__(cls, uri, kind):
+        self = str.__new__(cls, uri)
+        self.kind = kind
+        self.rundir = make_world_readable_dir("dc-front-")
+        self.servers = {}  # (bucketing, env id) -> httpd or decision-fcgi process
+        return self
+
+    def _serve(self, bucketing, env_id):
+        key = (bucketing, env_id)
+        if key in self.servers:
+            return self.servers[key]
+        rundir = os.path.join(self.rundir, str(len(self.servers)))
+        os.mkdir(rundir)
+        os.chmod(rundir, 0o755)
+        local = os.path.join(rundir, "bucketing.json")
+        with open(bucketing) as src, open(local, "w") as dst:
+            dst.write(src.read())
+        os.chmod(local, 0o644)
+        if self.kind == "fcgi":
+            port = free_port()
+            env = {k: v for k, v in os.environ.items()
+                   if k in ("PATH", "LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")}
+            env.update(BUCKETING_FILE=local, STORE=str(self))
+            if env_id:
+                env["ENV_ID"] = env_id
+            log_path = os.path.join(rundir, "fcgi.log")
+            proc = subprocess.Popen(
+                [DECISION_FCGI, "--listen", "127.0.0.1:%d" % port, "--threads", "4"],
+                stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+            proc.address = ("127.0.0.1", port)
+            proc.log_path = log_path
+
+            def accepts():
+                assert proc.poll() is None, open(log_path).read()
+                try:
+                    socket.create_connection(proc.address, timeout=0.2).close()
+                    return True
+                except OSError:
+                    return False
+            wait_until(accepts, what="decision-fcgi listening")
+            self.servers[key] = proc
+        else:
+            body = ("%sDecisionBucketingFile %s\nDecisionStore %s\n"
+                    "<Location /v2>\n  SetHandler decision\n</Location>\n" %
+                    ("DecisionEnvironment %s\n" % env_id if env_id else "", local, self))
+            self.servers[key] = Httpd(rundir, body, mpm=self.kind.split("-")[1]).start()
+        return self.servers[key]
+
+    def decide(self, bucketing, bodies, extra):
+        extra = extra or []
+        env_id = extra[extra.index("--env-id") + 1] if "--env-id" in extra else None
+        path = extra[extra.index("--path") + 1] if "--path" in extra else "/v2/campaigns"
+        server = self._serve(bucketing, env_id)
+        answers = []
+        for body in bodies:
+            data = json.dumps(body).encode()
+            if self.kind == "fcgi":
+                status, _, out = fcgi_call(server.address, "POST", path, data, QUERY)
+            else:
+                status, _, out = http_request(server.base_url, path + "?" + QUERY, data)
+            assert status in (200, 204), (status, out)
+            answers.append(json.loads(out) if status == 200 else {})
+        return answers
+
+    def stop(self):
+        servers, self.servers = list(self.servers.values()), {}
+        for server in servers:  # all at once, then wait for each
+            if self.kind == "fcgi":
+                server.terminate()
+            elif server.pid():
+                os.kill(server.pid(), signal.SIGTERM)
+        for server in servers:
+            if self.kind == "fcgi":
+                assert server.wait(timeout=15) == 0, open(server.log_path).read()
+            else:
+                server.stop()
+                assert server.sanitizer_reports() == ""
+                assert "exit signal" not in server.log(), server.log()[-3000:]
+        shutil.rmtree(self.rundir, ignore_errors=True)
+
+
 def decide(store, bucketing, bodies, extra=None):
+    if isinstance(store, Front):
+        return store.decide(bucketing, bodies, extra)
     rc, out, err = run_eval(bodies, bucketing=bucketing, store=store, extra=extra)
     assert rc == 0, err
     assert len(out) == len(bodies), err
@@ -55,13 +155,27 @@ def dbm_available(tmp_path, dbm_type):
     return rc == 0
 
 
-@pytest.fixture(params=["dbm:" + t for t in DBM_TYPES] + ["redis"])
+@pytest.fixture(params=["dbm:" + t for t in DBM_TYPES] +
+                ["redis", "memcached", "memcached-via-httpd-prefork", "memcached-via-httpd-event",
+                 "memcached-via-fcgi"])
 def store(request, tmp_path):
-    """A store URI that outlives one eval run."""
+    """A store URI that outlives one eval run (or one front end's run)."""
     if request.param == "redis":
         server = RedisServer(tmp_path).start()
         yield server.uri
         server.stop()
+        return
+    if request.param.startswith("memcached"):
+        server = MemcachedServer(tmp_path).start()
+        front = None
+        if "-via-" in request.param:
+            front = Front(server.uri(), request.param.split("-via-")[1])
+        try:
+            yield front if front is not None else server.uri()
+        finally:
+            if front is not None:
+                front.stop()
+            server.stop()
         return
     dbm_type = request.param.split(":")[1]
     if not dbm_available(tmp_path, dbm_type):
@@ -140,9 +254,7 @@ def test_activate_marks_the_assignment_activated(store, tmp_path):
                                 extra)[0])
     assert list(seen) == ["c1"]
     activation = {"cid": "envA", "vid": "v-act", "caid": "vg_c2", "vaid": "y"}
-    rc, out, err = run_eval([activation], bucketing=bucketing, store=store,
-                            extra=extra + ["--path", "/v2/activate"])
-    assert rc == 0 and out == ["{}"], (out, err)
+    assert decide(store, bucketing, [activation], extra + ["--path", "/v2/activate"]) == [{}]
     # the activated c2 now wins over c1, which comes first in the file
     answer = decide(store, bucketing, [{"visitor_id": "v-act", "trigger_hit": False}], extra)[0]
     assert variations_of(answer) == {"c2": "y"}

@@ -8,6 +8,7 @@
 
 #include "dc_api.h"
 #include "dc_config.h"
+#include "dc_openapi.h"
 
 #include <apr_strings.h>
 #include <string.h>
@@ -181,6 +182,17 @@ START_TEST(error_messages)
     ck_assert_str_eq(json_string_value(json_object_get(got, "message")),
                      "The campaign nope is paused or doesn\xe2\x80\x99t exist. Verify your customId "
                      "or campaignId.");
+    json_decref(got);
+
+    /* the index of a refused batch item, printed by APR's own format (it has no %zu) */
+    call("POST", "/v2/activate",
+         "{\"cid\":\"env_r\",\"batch\":[{\"vid\":\"v\",\"caid\":\"vg\",\"vaid\":\"a\"},"
+         "7]}",
+         &resp);
+    got = parse_body(&resp);
+    ck_assert_int_eq(resp.status, 400);
+    ck_assert_msg(strncmp(json_string_value(json_object_get(got, "message")), "batch[1]: ", 10) == 0,
+                  "%s", json_string_value(json_object_get(got, "message")));
     json_decref(got);
 
     call("POST", "/v2/campaigns", "{\"visitor_id\":5}", &resp);
@@ -358,6 +370,160 @@ START_TEST(no_config_yet)
 }
 END_TEST
 
+/* Hostile query strings and paths: a decoded NUL is refused, never read as the end of the
+ * value, and every echo of caller input is valid UTF-8 JSON (jansson refuses anything else). */
+START_TEST(hostile_input)
+{
+    static const struct {
+        const char *target;
+        int status;
+        const char *needle;
+    } cases[] = {
+        {"/v2/campaigns?mode=%00%ff", 400, "NUL"},
+        {"/v2/campaigns?mode=simple%00x", 400, "NUL"},
+        {"/v2/campaigns?mode%00x=full", 400, "NUL"},
+        {"/v2/campaigns?exposeAllKeys=true%00", 400, "NUL"},
+        {"/v2/campaigns?other=%00", 400, "NUL"},
+        {"/v2/campaigns?mode=%ff", 400, "unknown mode \"\xef\xbf\xbd\""},
+        {"/v2/campaigns?mode=%c3%28%e2%82", 400, "unknown mode"},
+        {"/v2/campaigns/c%00x", 400, "NUL"},
+        {"/v2/campaigns/%ff%fe", 400, "The campaign \xef\xbf\xbd\xef\xbf\xbd is paused"},
+        {"/v2/env_r%00/campaigns", 400, "NUL"},
+        {"/v2/%ff/campaigns", 404, "environment \xef\xbf\xbd is not"},
+        {"/v2/campaigns?mode=simple", 200, NULL},
+    };
+    dc_response_t resp;
+
+    publish_fixture("env1.json");
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *got;
+
+        call("POST", cases[i].target, "{\"visitor_id\":\"a\"}", &resp);
+        ck_assert_msg(resp.status == cases[i].status, "%s: %d", cases[i].target, resp.status);
+        got = parse_body(&resp);
+        if (cases[i].needle)
+            ck_assert_msg(strstr(json_string_value(json_object_get(got, "message")),
+                                 cases[i].needle) != NULL,
+                          "%s: %.*s", cases[i].target, (int)resp.body_len, resp.body);
+        json_decref(got);
+    }
+    /* raw bytes that are not UTF-8 in the body: the syntax error quoting them is UTF-8 */
+    call("POST", "/v2/campaigns", "\xff\xfe{", &resp);
+    ck_assert_int_eq(resp.status, 400);
+    json_decref(parse_body(&resp));
+    call("POST", "/v2/activate", "{\"batch\":[{\"vid\":\"\xff\"}]}", &resp);
+    ck_assert_int_eq(resp.status, 400);
+    json_decref(parse_body(&resp));
+}
+END_TEST
+
+/* /v2/swagger/: the compiled-in document with servers and the Prometheus path filled in, the
+ * page naming every route, the redirect, Swagger UI when configured, the API key rule. */
+START_TEST(swagger_routes)
+{
+    dc_response_t resp;
+    dc_request_t req;
+    json_t *doc, *paths, *v;
+    const char *path;
+    char err[128];
+
+    memset(&req, 0, sizeof(req));
+    req.method = "GET";
+    req.path = "/api/v2/swagger/doc.json";
+    req.host = "decide.example:8443";
+    req.https = 1;
+    req.body = "";
+    svc.opt.prometheus_path = "/prom";
+    dc_api_handle(&svc, pool, &req, &resp);
+    ck_assert_int_eq(resp.status, 200);
+    ck_assert_str_eq(resp.content_type, "application/json");
+    doc = parse_body(&resp);
+    ck_assert_str_eq(json_string_value(json_object_get(doc, "openapi")), "3.1.0");
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(doc, "servers"), 0), "url")),
+                     "https://decide.example:8443/api");
+    paths = json_object_get(doc, "paths");
+    ck_assert_ptr_nonnull(json_object_get(paths, "/prom"));
+    ck_assert_ptr_null(json_object_get(paths, "/metrics"));
+    json_decref(doc);
+
+    /* a Host header that is not a plain host name gives a relative server */
+    req.host = "evil.example/\"><script>";
+    dc_api_handle(&svc, pool, &req, &resp);
+    doc = parse_body(&resp);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(doc, "servers"), 0), "url")),
+                     "/api");
+    json_decref(doc);
+
+    req.path = "/api/v2/swagger/index.html";
+    dc_api_handle(&svc, pool, &req, &resp);
+    ck_assert_int_eq(resp.status, 200);
+    ck_assert_str_eq(resp.content_type, "text/html; charset=utf-8");
+    ck_assert_ptr_nonnull(apr_table_get(resp.headers, "Content-Security-Policy"));
+    ck_assert(strstr(resp.body, "<script") == NULL);
+    doc = dc_openapi_document(&svc, "/");
+    json_object_foreach(json_object_get(doc, "paths"), path, v)
+    {
+        const char *esc = apr_pstrcat(pool, "<code>", path, "</code>", NULL);
+
+        ck_assert_msg(strstr(resp.body, esc) != NULL, "%s is not on the page", path);
+    }
+    json_decref(doc);
+
+    req.path = "/api/v2/swagger/";
+    dc_api_handle(&svc, pool, &req, &resp);
+    ck_assert_int_eq(resp.status, 301);
+    ck_assert_str_eq(apr_table_get(resp.headers, "Location"), "/api/v2/swagger/index.html");
+    req.path = "/v2/swagger";
+    dc_api_handle(&svc, pool, &req, &resp);
+    ck_assert_str_eq(apr_table_get(resp.headers, "Location"), "/v2/swagger/index.html");
+    req.path = "/v2/swagger/swagger-initializer.js";
+    dc_api_handle(&svc, pool, &req, &resp);
+    ck_assert_int_eq(resp.status, 404);
+    req.path = "/v2/swagger/other";
+    dc_api_handle(&svc, pool, &req, &resp);
+    ck_assert_int_eq(resp.status, 404);
+
+    svc.opt.swagger_ui = "/swagger-ui/";
+    req.path = "/v2/swagger/index.html";
+    dc_api_handle(&svc, pool, &req, &resp);
+    ck_assert_int_eq(resp.status, 200);
+    ck_assert(strstr(resp.body, "src=\"/swagger-ui/swagger-ui-bundle.js\"") != NULL);
+    req.path = "/v2/swagger/swagger-initializer.js";
+    dc_api_handle(&svc, pool, &req, &resp);
+    ck_assert_int_eq(resp.status, 200);
+    ck_assert(strstr(resp.body, "doc.json") != NULL);
+    ck_assert(dc_openapi_ui_url_valid("https://cdn.example/swagger-ui"));
+    ck_assert(!dc_openapi_ui_url_valid("/ui\"><script>"));
+    ck_assert(!dc_openapi_ui_url_valid("javascript:alert(1)"));
+
+    req.method = "POST";
+    dc_api_handle(&svc, pool, &req, &resp);
+    ck_assert_int_eq(resp.status, 405);
+    req.method = "GET";
+    svc.opt.require_api_key = 1;
+    svc.opt.api_key = "k";
+    dc_api_handle(&svc, pool, &req, &resp);
+    ck_assert_int_eq(resp.status, 401);
+    req.x_api_key = "k";
+    dc_api_handle(&svc, pool, &req, &resp);
+    ck_assert_int_eq(resp.status, 200);
+
+    /* the YAML reader's scalars */
+    path = "a: 1\nb: -2.5\nc: '3'\nd: true\ne: ~\nf: 0.1.0\ng: [x, null]\n";
+    doc = dc_yaml_to_json(path, strlen(path), err, sizeof(err));
+    ck_assert_ptr_nonnull(doc);
+    ck_assert(json_is_integer(json_object_get(doc, "a")));
+    ck_assert(json_real_value(json_object_get(doc, "b")) == -2.5);
+    ck_assert_str_eq(json_string_value(json_object_get(doc, "c")), "3");
+    ck_assert(json_is_true(json_object_get(doc, "d")));
+    ck_assert(json_is_null(json_object_get(doc, "e")));
+    ck_assert_str_eq(json_string_value(json_object_get(doc, "f")), "0.1.0");
+    ck_assert(json_is_null(json_array_get(json_object_get(doc, "g"), 1)));
+    json_decref(doc);
+    ck_assert_ptr_null(dc_yaml_to_json("a: [1\n", 7, err, sizeof(err)));
+}
+END_TEST
+
 /* The spec's reference examples on conf/sample-bucketing.json. */
 START_TEST(reference_examples)
 {
@@ -403,6 +569,8 @@ static Suite *api_suite(void)
     tcase_add_test(tc, key_for_decisions_only);
     tcase_add_test(tc, sdk_cloud_path);
     tcase_add_test(tc, no_config_yet);
+    tcase_add_test(tc, hostile_input);
+    tcase_add_test(tc, swagger_routes);
     tcase_add_test(tc, reference_examples);
     suite_add_tcase(s, tc);
     return s;

@@ -303,6 +303,28 @@ START_TEST(api_key_modes)
 }
 END_TEST
 
+/* SWAGGER_UI_URL / swagger.ui_url reach the API options; a value that is no URL is refused. */
+START_TEST(swagger_ui_url)
+{
+    dc_settings_t *s = dc_settings_create(pool);
+    dc_api_options_t opt;
+
+    dc_settings_set(s, "ENV_ID", "e", "test");
+    dc_settings_set(s, "BUCKETING_FILE", "/nonexistent.json", "test");
+    dc_settings_set(s, "swagger.ui_url", "/swagger-ui", "file.yaml:3");
+    ck_assert_int_eq(dc_settings_finish(s), 0);
+    dc_settings_api_options(s, &opt);
+    ck_assert_str_eq(opt.swagger_ui, "/swagger-ui");
+
+    s = dc_settings_create(pool);
+    dc_settings_set(s, "ENV_ID", "e", "test");
+    dc_settings_set(s, "BUCKETING_FILE", "/nonexistent.json", "test");
+    dc_settings_set(s, "SWAGGER_UI_URL", "/ui\"><script>", "environment");
+    ck_assert_int_lt(dc_settings_finish(s), 0);
+    ck_assert(has_error(s, "SWAGGER_UI_URL (environment): expected a path"));
+}
+END_TEST
+
 /* What any implementation of the mapping must do (the stores work has one too). */
 START_TEST(flagship_cache_mapping)
 {
@@ -368,6 +390,7 @@ static Suite *settings_suite(void)
     tcase_add_test(tc, bad_values_all_named_secrets_hidden);
     tcase_add_test(tc, api_key_modes);
     tcase_add_test(tc, flagship_cache_mapping);
+    tcase_add_test(tc, swagger_ui_url);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -175,6 +175,53 @@ static void store_contract(dc_store_t *s, int env_scoped, size_t max_id)
     ck_assert_ptr_nonnull(detail);
 }
 
+/* The registry and the query parser every backend's options go through. */
+START_TEST(registry_and_options)
+{
+    dc_store_option_t *o;
+    char err[200] = "";
+    static const char *const schemes[][2] = {
+        {"none", "none"}, {"memory?max_entries=5", "memory"}, {"dbm:/x?y", "dbm"},
+        {"redis://h:1/0", "redis"}, {"rediss://h", "rediss"}, {"plugin:/a.so?k=v", "plugin"},
+    };
+
+    for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
+        const dc_store_backend_t *b = dc_store_backend_of(schemes[i][0]);
+
+        ck_assert_ptr_nonnull(b);
+        ck_assert_str_eq(b->scheme, schemes[i][1]);
+    }
+    ck_assert_ptr_null(dc_store_backend_of("memcached://h"));
+    ck_assert_ptr_null(dc_store_backend_of("nonex"));
+    ck_assert_ptr_null(dc_store_backend_of(""));
+    ck_assert_str_eq(dc_store_usage(pool), "use none, memory, dbm:PATH, redis://host:port[/db], "
+                                           "rediss://host:port[/db] or plugin:/path/to/store.so");
+
+    ck_assert_int_eq(dc_store_parse_query(pool, "a=1&b=x%26y%3Dz&&c=", &o, err, sizeof(err)), 3);
+    ck_assert_str_eq(o[0].key, "a");
+    ck_assert_str_eq(o[0].value, "1");
+    ck_assert_str_eq(o[1].value, "x&y=z");
+    ck_assert_str_eq(o[2].key, "c");
+    ck_assert_str_eq(o[2].value, "");
+    ck_assert_int_eq(dc_store_parse_query(pool, "", &o, err, sizeof(err)), 0);
+    ck_assert_int_eq(dc_store_parse_query(pool, "flag", &o, err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, "option \"flag\" needs a name and a value"));
+    ck_assert_int_eq(dc_store_parse_query(pool, "=v", &o, err, sizeof(err)), -1);
+    ck_assert_int_eq(dc_store_parse_query(pool, "k=%zz", &o, err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, "bad %-escape"));
+    ck_assert_int_eq(dc_store_parse_query(pool, "k=%00", &o, err, sizeof(err)), -1);
+    ck_assert_int_eq(dc_store_parse_query(pool, "k=%4", &o, err, sizeof(err)), -1);
+
+    /* a plugin store: every problem a message, nothing opened */
+    ck_assert_ptr_null(dc_store_open(pool, "plugin:", err, sizeof(err)));
+    ck_assert_ptr_nonnull(strstr(err, "give the shared object's path"));
+    ck_assert_ptr_null(dc_store_open(pool, "plugin:/nonexistent/x.so?a=1", err, sizeof(err)));
+    ck_assert_ptr_nonnull(strstr(err, "store plugin /nonexistent/x.so: cannot load it"));
+    ck_assert_ptr_null(dc_store_open(pool, "plugin:/x.so?a", err, sizeof(err)));
+    ck_assert_ptr_nonnull(strstr(err, "needs a name and a value"));
+}
+END_TEST
+
 START_TEST(memory_contract)
 {
     dc_store_t *s = open_ok("memory?max_entries=1000");
@@ -1596,6 +1643,7 @@ static Suite *store_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, record_codec_survives_garbage);
     tcase_add_test(tc, record_fast_reader_agrees_with_jansson);
+    tcase_add_test(tc, registry_and_options);
     tcase_add_test(tc, memory_contract);
     tcase_add_loop_test(tc, dbm_contract, 0, N_DBM_TYPES);
     tcase_add_test(tc, dbm_bad_uris);
