@@ -7,14 +7,27 @@
  * best round of each so that noise from other processes on the machine
  * counts against neither. Not a test: compare figures of the same run only.
  *
- *   bench/bench_api [bucketing.json] [requests per round] [rounds] [store]
+ *   bench/bench_api [bucketing.json] [requests per round] [rounds] [store] [otel]
  *
  * store is a dc_store URI (default memory); "none" is what bench/fcgi.sh's
  * decision-fcgi runs with, so it profiles the path that benchmark measures.
+ *
+ * With "otel" as the fifth argument the rounds alternate tracing off and on
+ * instead (metrics on in both): OpenTelemetry at ratio 1.0 (always_on), the
+ * exporter thread running and exporting every 100 ms to a sink in this
+ * process that answers 200, so every span takes the path a served request's
+ * does (sampled, built, queued, encoded and sent by the other thread). The
+ * figure is the request thread's CPU: what a request pays (`make bench-otel`).
  */
 #include "dc_api.h"
 #include "dc_config.h"
 #include "dc_metrics.h"
+#include "dc_otel.h"
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <apr_general.h>
 #include <apr_strings.h>
@@ -89,6 +102,149 @@ static double metrics_alone_ns(dc_metrics_t *m, char **bodies, unsigned long n_r
            (double)n_requests;
 }
 
+/* ---- an OTLP sink: reads HTTP/1.1 requests on kept-alive connections, answers 200 ---- */
+
+static void *sink_conn(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    static __thread char buf[1 << 16];
+    size_t have = 0;
+
+    for (;;) {
+        char *end;
+        ssize_t n;
+        long len = 0;
+        const char *cl;
+
+        while (!(end = memmem(buf, have, "\r\n\r\n", 4))) {
+            if (have == sizeof(buf) || (n = read(fd, buf + have, sizeof(buf) - have)) <= 0)
+                goto out;
+            have += (size_t)n;
+        }
+        if ((cl = strcasestr(buf, "content-length:")) && cl < end)
+            len = atol(cl + 15);
+        end += 4;
+        /* skip the body (it may be longer than the buffer) */
+        {
+            size_t in_buf = have - (size_t)(end - buf);
+            long rest = len - (long)in_buf;
+
+            if (rest <= 0) {
+                memmove(buf, end + len, in_buf - (size_t)len);
+                have = in_buf - (size_t)len;
+            } else {
+                have = 0;
+                while (rest > 0 && (n = read(fd, buf, rest < (long)sizeof(buf) ? (size_t)rest
+                                                                                : sizeof(buf))) > 0)
+                    rest -= n;
+                if (rest > 0)
+                    goto out;
+            }
+        }
+        if (write(fd, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 38) != 38)
+            goto out;
+    }
+out:
+    close(fd);
+    return NULL;
+}
+
+static void *sink_main(void *arg)
+{
+    int lfd = (int)(intptr_t)arg, fd;
+
+    while ((fd = accept(lfd, NULL, NULL)) >= 0) {
+        pthread_t t;
+
+        pthread_create(&t, NULL, sink_conn, (void *)(intptr_t)fd);
+        pthread_detach(t);
+    }
+    return NULL;
+}
+
+static int start_sink(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    pthread_t t;
+
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(lfd, 16) < 0 ||
+        getsockname(lfd, (struct sockaddr *)&a, &alen) < 0)
+        return -1;
+    pthread_create(&t, NULL, sink_main, (void *)(intptr_t)lfd);
+    pthread_detach(t);
+    return ntohs(a.sin_port);
+}
+
+static const char *bench_env(void *baton, const char *name)
+{
+    if (strcmp(name, "OTEL_EXPORTER_OTLP_ENDPOINT") == 0)
+        return baton;
+    if (strcmp(name, "OTEL_TRACES_SAMPLER") == 0)
+        return "always_on";
+    if (strcmp(name, "OTEL_BSP_SCHEDULE_DELAY") == 0)
+        return "100";
+    if (strcmp(name, "OTEL_METRICS_EXPORTER") == 0)
+        return "none";
+    /* a million requests a second: room for the spans of the 100 ms between exports,
+     * so that none takes the (cheaper) dropping path */
+    if (strcmp(name, "OTEL_BSP_MAX_QUEUE_SIZE") == 0)
+        return "262144";
+    if (strcmp(name, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE") == 0)
+        return "8192";
+    return NULL;
+}
+
+static int bench_otel(dc_service_t *svc, dc_metrics_t *metrics, char **bodies,
+                      unsigned long n_requests, int rounds, apr_pool_t *p)
+{
+    dc_otel_options_t o;
+    dc_otel_t *tracer;
+    const char *err;
+    double best_off = 0, best_on = 0;
+    uint64_t fig[DC_OTEL_FIGURES];
+    int port = start_sink();
+
+    if (port < 0) {
+        fprintf(stderr, "bench_api: cannot start the OTLP sink\n");
+        return 1;
+    }
+    err = dc_otel_options_read(&o, p, bench_env, apr_psprintf(p, "http://127.0.0.1:%d", port),
+                               "bench_api");
+    if (err || !(tracer = dc_otel_create(p, &o, metrics)) || dc_otel_start(tracer) < 0) {
+        fprintf(stderr, "bench_api: %s\n", err ? err : "cannot start the tracer");
+        return 1;
+    }
+    svc->metrics = metrics;
+    for (int r = 0; r < rounds; r++) {
+        double off, on;
+
+        svc->otel = NULL;
+        off = run(svc, bodies, n_requests);
+        svc->otel = tracer;
+        on = run(svc, bodies, n_requests);
+        printf("round %d: tracing off %10.0f req/s, on %10.0f req/s (per CPU second)\n", r + 1,
+               off, on);
+        if (off > best_off)
+            best_off = off;
+        if (on > best_on)
+            best_on = on;
+    }
+    svc->otel = NULL;
+    dc_otel_stop(tracer, apr_time_from_sec(5));
+    dc_metrics_otel_read(metrics, fig);
+    printf("best: tracing off %.0f req/s, on %.0f req/s: tracing costs %.0f ns of CPU per "
+           "request (%.2f %%)\n",
+           best_off, best_on, 1e9 / best_on - 1e9 / best_off,
+           100 * (best_off - best_on) / best_off);
+    printf("spans exported %llu, dropped %llu, failed exports %llu\n",
+           (unsigned long long)fig[DC_OTEL_SPANS_EXPORTED],
+           (unsigned long long)fig[DC_OTEL_SPANS_DROPPED],
+           (unsigned long long)fig[DC_OTEL_EXPORT_FAILURES]);
+    return 0;
+}
+
 int main(int argc, const char *const *argv)
 {
     apr_pool_t *p;
@@ -120,6 +276,14 @@ int main(int argc, const char *const *argv)
                                  "{\"visitor_id\":\"visitor-%u\",\"context\":{\"age\":%u,"
                                  "\"country\":\"%s\",\"isVIP\":%s},\"trigger_hit\":false}",
                                  i, 15 + i % 50, i % 2 ? "FR" : "US", i % 7 ? "false" : "true");
+    if (argc > 5 && strcmp(argv[5], "otel") == 0) {
+        int rc = bench_otel(&svc, metrics, bodies, n_requests, rounds, p);
+
+        dc_store_close(svc.store);
+        dc_slot_clear(&svc.slot);
+        apr_pool_destroy(p);
+        return rc;
+    }
 
     for (int r = 0; r < rounds; r++) {
         double off, on;

@@ -11,6 +11,7 @@
  * that jansson's tree is built only for bodies the scanner will not vouch for.
  */
 #include "dc_api.h"
+#include "dc_otel.h"
 #include "dc_buf.h"
 #include "dc_engine.h"
 #include "dc_hash.h"
@@ -1036,8 +1037,8 @@ static size_t answer_size_estimate(const decision_request_t *dr, const dc_outcom
 
 static void handle_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req,
                             dc_response_t *resp, dc_store_t *store, dc_metrics_slot_t *slot,
-                            decision_route_e route, const char *campaign_ref,
-                            size_t campaign_ref_len)
+                            dc_otel_span_t *span, decision_route_e route,
+                            const char *campaign_ref, size_t campaign_ref_len)
 {
     decision_request_t dr;
     query_t q;
@@ -1108,6 +1109,9 @@ static void handle_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t
     }
 
     decide(svc, p, store, cfg, &dr, only, &d);
+
+    if (span)
+        span->campaigns = (int32_t)d.out.n_decisions;
 
     dc_buf_init(&b, p, answer_size_estimate(&dr, out, expose_all));
     if (route == ROUTE_CAMPAIGN && only) {
@@ -1575,7 +1579,7 @@ static void ofrep_respond_panic(dc_service_t *svc, apr_pool_t *p, const dc_reque
 /* POST .../ofrep/v1/evaluate/flags/{key} (key given) and .../ofrep/v1/evaluate/flags. */
 static void handle_ofrep(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req,
                          dc_response_t *resp, dc_store_t *store, dc_metrics_slot_t *slot,
-                         const char *key, size_t key_len)
+                         dc_otel_span_t *span, const char *key, size_t key_len)
 {
     decision_request_t dr;
     const char *details = NULL;
@@ -1603,6 +1607,8 @@ static void handle_ofrep(dc_service_t *svc, apr_pool_t *p, const dc_request_t *r
         return;
     }
     decide(svc, p, store, cfg, &dr, NULL, &d);
+    if (span)
+        span->campaigns = (int32_t)d.out.n_decisions;
     merge(p, &d.out, 1, &m);
     shown = d.out;
     if (key) {
@@ -1975,7 +1981,7 @@ static dc_endpoint_e endpoint_of(route_e route)
 
 static void route_request(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req,
                           dc_response_t *resp, dc_store_t *store, dc_metrics_slot_t *slot,
-                          route_e *routed)
+                          dc_otel_span_t *span, route_e *routed)
 {
     const char *path = req->path ? req->path : "";
     const char *ofrep = after_ofrep(path);
@@ -2103,7 +2109,7 @@ static void route_request(dc_service_t *svc, apr_pool_t *p, const dc_request_t *
 
     switch (route) {
     case R_CAMPAIGNS:
-        handle_decision(svc, p, req, resp, store, slot, ROUTE_CAMPAIGNS, NULL, 0);
+        handle_decision(svc, p, req, resp, store, slot, span, ROUTE_CAMPAIGNS, NULL, 0);
         break;
     case R_CAMPAIGN:
         ref = url_decode(p, ref, strlen(ref), 0, &ref_len);
@@ -2111,20 +2117,20 @@ static void route_request(dc_service_t *svc, apr_pool_t *p, const dc_request_t *
             respond_error(p, resp, 400, "the path holds an encoded NUL byte (%00)");
             break;
         }
-        handle_decision(svc, p, req, resp, store, slot, ROUTE_CAMPAIGN, ref, ref_len);
+        handle_decision(svc, p, req, resp, store, slot, span, ROUTE_CAMPAIGN, ref, ref_len);
         break;
     case R_FLAGS:
-        handle_decision(svc, p, req, resp, store, slot, ROUTE_FLAGS, NULL, 0);
+        handle_decision(svc, p, req, resp, store, slot, span, ROUTE_FLAGS, NULL, 0);
         break;
     case R_ACTIVATE:
         handle_activate(svc, p, req, resp, store, slot);
         break;
     case R_OFREP_FLAG:
         ref = url_decode(p, ref, strlen(ref), 0, &ref_len);
-        handle_ofrep(svc, p, req, resp, store, slot, ref, ref_len);
+        handle_ofrep(svc, p, req, resp, store, slot, span, ref, ref_len);
         break;
     case R_OFREP_BULK:
-        handle_ofrep(svc, p, req, resp, store, slot, NULL, 0);
+        handle_ofrep(svc, p, req, resp, store, slot, span, NULL, 0);
         break;
     case R_OFREP_OTHER:
         ofrep_respond_general(p, resp, 404, "not found: OFREP's routes are POST "
@@ -2153,24 +2159,79 @@ static void route_request(dc_service_t *svc, apr_pool_t *p, const dc_request_t *
     }
 }
 
+/* http.route of a traced route (NULL: none to name, e.g. an unknown OFREP path). */
+static const char *route_template(route_e route)
+{
+    switch (route) {
+    case R_CAMPAIGNS: return "/v2/campaigns";
+    case R_CAMPAIGN: return "/v2/campaigns/{id}";
+    case R_FLAGS: return "/v2/flags";
+    case R_ACTIVATE: return "/v2/activate";
+    case R_OFREP_FLAG: return "/ofrep/v1/evaluate/flags/{key}";
+    case R_OFREP_BULK: return "/ofrep/v1/evaluate/flags";
+    default: return NULL;
+    }
+}
+
+/* The server span of a traced request: what the request and its answer say,
+ * copied into the fixed-size record (long paths and names are cut). */
+static void end_span(dc_service_t *svc, const dc_request_t *req, const dc_response_t *resp,
+                     route_e route, dc_otel_span_t *span, apr_time_t end)
+{
+    size_t n;
+
+    span->end_ns = (int64_t)end * 1000;
+    span->route = route_template(route);
+    span->status = (int16_t)resp->status;
+    n = strlen(req->method);
+    n = n < sizeof(span->method) - 1 ? n : 0; /* an unknown long method: "_OTHER" */
+    memcpy(span->method, req->method, n);
+    span->method[n] = '\0';
+#define COPY(dst, src)                                                                         \
+    do {                                                                                       \
+        size_t len_ = (src) ? strlen(src) : 0;                                                 \
+        if (len_ >= sizeof(dst))                                                               \
+            len_ = sizeof(dst) - 1;                                                            \
+        memcpy((dst), (src) ? (src) : "", len_);                                               \
+        (dst)[len_] = '\0';                                                                    \
+    } while (0)
+    COPY(span->path, req->path);
+    COPY(span->host, req->server_name);
+    COPY(span->env_id, svc->opt.env_id);
+#undef COPY
+    span->port = (uint16_t)req->server_port;
+    if (!dc_store_is_none(svc->store))
+        span->store_backend = (uint8_t)dc_backend_of(svc->store->provider->name);
+    dc_otel_end(svc->otel, span);
+}
+
 void dc_api_handle(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req, dc_response_t *resp)
 {
     dc_metrics_slot_t *slot =
         req->metrics_slot ? req->metrics_slot : dc_metrics_slot(svc->metrics, 0);
     dc_metered_store_t metered;
+    dc_otel_span_t span, *traced = NULL;
     apr_time_t start, end;
     route_e route = R_NONE;
 
     memset(resp, 0, sizeof(*resp));
     resp->headers = apr_table_make(p, 4);
-    if (!svc->metrics) {
-        route_request(svc, p, req, resp, svc->store, NULL, &route);
+    if (!svc->metrics && !svc->otel) {
+        route_request(svc, p, req, resp, svc->store, NULL, NULL, &route);
         return;
     }
     /* The front end's arrival time when it gave one: one clock read less. */
     start = req->received ? req->received : apr_time_now();
-    route_request(svc, p, req, resp, dc_metrics_meter_store(&metered, svc->store, svc->metrics, slot),
-                  slot, &route);
+    if (svc->otel && dc_otel_begin(svc->otel, &span, req->traceparent, req->tracestate, start))
+        traced = &span;
+    route_request(svc, p, req, resp,
+                  dc_metrics_meter_store(&metered, svc->store, svc->metrics, slot, svc->otel,
+                                         traced),
+                  slot, traced, &route);
     end = apr_time_now();
-    dc_metrics_observe_request(slot, endpoint_of(route), resp->status, end - start, end);
+    if (slot)
+        dc_metrics_observe_request(slot, endpoint_of(route), resp->status, end - start, end);
+    /* Spans for the decision API and OFREP only: probes and scrapes would drown the traces. */
+    if (traced && route >= R_CAMPAIGNS && route <= R_OFREP_OTHER)
+        end_span(svc, req, resp, route, traced, end);
 }

@@ -83,6 +83,7 @@ typedef struct {
                                     NULL = /v2/swagger/index.html is our own page */
 } dc_api_options_t;
 
+struct dc_otel;
 typedef struct dc_service {
     dc_api_options_t opt;
     dc_slot_t slot;             /* the current config snapshot */
@@ -95,6 +96,7 @@ typedef struct dc_service {
     dc_metrics_extra_fn *metrics_extra; /* spool figures (and a source status kept elsewhere) */
     void *metrics_extra_baton;
     const char *const *cmdline; /* NULL-terminated, for /v2/metrics "cmdline"; NULL = [] */
+    struct dc_otel *otel;       /* NULL = no tracing (dc_otel.h) */
 } dc_service_t;
 
 void dc_api_options_default(dc_api_options_t *opt);
@@ -114,6 +116,12 @@ typedef struct {
     const char *host;           /* the Host header (for /v2/swagger/doc.json's servers); NULL = unknown */
     int https;                  /* the request came over TLS */
     apr_time_t received;
+    /* For tracing (dc_otel.h), all optional: the W3C headers as received, and
+     * the server's name and port (server.address, server.port). */
+    const char *traceparent;
+    const char *tracestate;
+    const char *server_name;     /* NULL: unknown */
+    unsigned server_port;        /* 0: unknown */
     dc_metrics_slot_t *metrics_slot; /* this writer's slot (httpd child, fcgi thread);
                                         NULL = slot 0 of svc->metrics */
 } dc_request_t;

@@ -11,6 +11,7 @@
 #include "dc_metrics.h"
 #include "dc_hash.h"
 #include "dc_log.h"
+#include "dc_otel.h"
 
 #include <math.h>
 #include <string.h>
@@ -38,6 +39,7 @@ struct dc_metrics {
     uint64_t n_slots;
     int64_t started;
     uint32_t store_state;  /* 0 ok, 1 degraded; changed by compare-and-swap */
+    uint64_t otel[DC_OTEL_FIGURES];
     hll_minute_t hll[DC_METRICS_MINUTES];
     dc_metrics_slot_t slots[];
 };
@@ -438,9 +440,42 @@ void dc_metrics_note_store_result(dc_metrics_t *m, dc_store_t *store, dc_store_s
                store && store->uri ? store->uri : "?", detail ? detail : "");
 }
 
+void dc_metrics_otel_add(dc_metrics_t *m, dc_otel_figure_e which, uint64_t n)
+{
+    if (m && (unsigned)which < DC_OTEL_FIGURES && n)
+        add64(&m->otel[which], n);
+}
+
+void dc_metrics_otel_read(const dc_metrics_t *m, uint64_t *out)
+{
+    for (unsigned i = 0; i < DC_OTEL_FIGURES; i++)
+        out[i] = m ? load64(&m->otel[i]) : 0;
+}
+
 int dc_metrics_store_degraded(const dc_metrics_t *m)
 {
     return m && __atomic_load_n(&m->store_state, __ATOMIC_RELAXED) != 0;
+}
+
+/* What one operation of the measured store leaves behind: counters, the
+ * degraded state, and on a traced request the server span's store outcome and
+ * a child span for an operation that left the process. */
+static void metered_done(dc_metered_store_t *ms, dc_store_op_e op, dc_store_status_e rc,
+                         apr_time_t start)
+{
+    apr_time_t end = ms->timed ? apr_time_now() : 0;
+
+    if (ms->slot)
+        dc_metrics_observe_store(ms->slot, ms->backend, op, rc, ms->timed ? end - start : -1);
+    dc_metrics_note_store_result(ms->metrics, ms->inner, rc);
+    if (ms->span) {
+        if (rc == DC_STORE_UNAVAILABLE)
+            ms->span->store_result = DC_OTEL_STORE_DEGRADED;
+        else if (op == DC_STORE_OP_LOAD)
+            ms->span->store_result = rc == DC_STORE_OK ? DC_OTEL_STORE_HIT : DC_OTEL_STORE_MISS;
+        if (ms->timed)
+            dc_otel_store_span(ms->otel, ms->span, ms->backend, op, rc, start, end);
+    }
 }
 
 static dc_store_status_e metered_load(dc_store_t *s, apr_pool_t *p, const char *env_id,
@@ -450,9 +485,7 @@ static dc_store_status_e metered_load(dc_store_t *s, apr_pool_t *p, const char *
     apr_time_t start = ms->timed ? apr_time_now() : 0;
     dc_store_status_e rc = dc_store_load(ms->inner, p, env_id, id, id_len, out);
 
-    dc_metrics_observe_store(ms->slot, ms->backend, DC_STORE_OP_LOAD, rc,
-                             ms->timed ? apr_time_now() - start : -1);
-    dc_metrics_note_store_result(ms->metrics, ms->inner, rc);
+    metered_done(ms, DC_STORE_OP_LOAD, rc, start);
     return rc;
 }
 
@@ -464,9 +497,7 @@ static dc_store_status_e metered_save(dc_store_t *s, apr_pool_t *p, const char *
     apr_time_t start = ms->timed ? apr_time_now() : 0;
     dc_store_status_e rc = dc_store_save(ms->inner, p, env_id, id, id_len, changes, now_ms);
 
-    dc_metrics_observe_store(ms->slot, ms->backend, DC_STORE_OP_SAVE, rc,
-                             ms->timed ? apr_time_now() - start : -1);
-    dc_metrics_note_store_result(ms->metrics, ms->inner, rc);
+    metered_done(ms, DC_STORE_OP_SAVE, rc, start);
     return rc;
 }
 
@@ -482,10 +513,13 @@ static const dc_store_provider_t metered_provider = {
 };
 
 dc_store_t *dc_metrics_meter_store(dc_metered_store_t *ms, dc_store_t *inner, dc_metrics_t *m,
-                                   dc_metrics_slot_t *slot)
+                                   dc_metrics_slot_t *slot, struct dc_otel *otel,
+                                   struct dc_otel_span *span)
 {
-    if (!slot || dc_store_is_none(inner))
+    if ((!slot && !span) || dc_store_is_none(inner))
         return inner;
+    ms->otel = otel;
+    ms->span = span;
     ms->inner = inner;
     ms->metrics = m;
     ms->slot = slot;

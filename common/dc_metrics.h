@@ -179,15 +179,34 @@ double dc_metrics_distinct_visitors(const dc_metrics_t *m, apr_time_t now);
 /* The relative standard error of that estimate (1.04 / sqrt(registers)). */
 double dc_metrics_visitors_error(void);
 
+/* ---- the OpenTelemetry exporter's own figures ------------------------------
+ * Kept in the region's header (not per slot): each process's exporter adds to
+ * them once per export (or per dropped span), so they are summed over every
+ * process and survive a graceful restart like the other counters. */
+typedef enum {
+    DC_OTEL_SPANS_EXPORTED = 0,   /* accepted by the collector (2xx) */
+    DC_OTEL_SPANS_DROPPED,        /* the queue was full, or their export failed for good */
+    DC_OTEL_EXPORT_FAILURES,      /* export requests that failed (each attempt) */
+    DC_OTEL_METRIC_EXPORTS,       /* metric export requests accepted */
+    DC_OTEL_METRIC_FAILURES,      /* metric export requests that failed */
+    DC_OTEL_FIGURES
+} dc_otel_figure_e;
+
+void dc_metrics_otel_add(dc_metrics_t *m, dc_otel_figure_e which, uint64_t n);
+/* Fills out[DC_OTEL_FIGURES] (zeros when m is NULL). */
+void dc_metrics_otel_read(const dc_metrics_t *m, uint64_t *out);
+
 /* ---- the assignment store, measured ---------------------------------------
  * dc_api wraps the service's store in one of these for the length of a
  * request (on the stack: no allocation), so every load and save is counted
- * into the request's slot, and timed when the backend is out of process
+ * into the request's slot (and, on a sampled request, traced: dc_otel.h), and timed when the backend is out of process
  * (redis, dbm, other): an in-process backend (memory, shm) answers in
  * less time than the two clock reads would cost, so it is counted only.
  * State changes ok <-> degraded are tracked per
  * region, so that however many children see a Redis outage, one line is
  * logged when it starts and one when it ends. */
+struct dc_otel;
+struct dc_otel_span;
 typedef struct {
     dc_store_t store; /* what the engine is given */
     dc_store_t *inner;
@@ -195,10 +214,14 @@ typedef struct {
     dc_metrics_slot_t *slot;
     dc_backend_e backend;
     int timed;
+    struct dc_otel *otel;               /* with span: store operations traced */
+    struct dc_otel_span *span;          /* the request's server span, NULL when not sampled */
 } dc_metered_store_t;
 
+/* slot NULL: not counted; span NULL: not traced (both NULL: inner itself). */
 dc_store_t *dc_metrics_meter_store(dc_metered_store_t *ms, dc_store_t *inner, dc_metrics_t *m,
-                                   dc_metrics_slot_t *slot);
+                                   dc_metrics_slot_t *slot, struct dc_otel *otel,
+                                   struct dc_otel_span *span);
 /* Called with the outcome of any store operation: logs a state change. */
 void dc_metrics_note_store_result(dc_metrics_t *m, dc_store_t *store, dc_store_status_e result);
 /* 1 after an operation failed and none has succeeded since. */

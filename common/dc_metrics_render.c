@@ -165,6 +165,17 @@ void dc_metrics_render_flagship(const dc_service_t *svc, const dc_status_snapsho
                                        1e3
                                  : 0);
     expvar_add(&v, "metrics_enabled", s->metrics ? "true" : "false");
+    expvar_add(&v, "otel",
+               dc_pstrfmt(p,
+                          "{\"enabled\":%s,\"spans_exported\":%llu,\"spans_dropped\":%llu,"
+                          "\"span_export_failures\":%llu,\"metric_exports\":%llu,"
+                          "\"metric_export_failures\":%llu}",
+                          s->otel ? "true" : "false",
+                          (unsigned long long)s->otel_figures[DC_OTEL_SPANS_EXPORTED],
+                          (unsigned long long)s->otel_figures[DC_OTEL_SPANS_DROPPED],
+                          (unsigned long long)s->otel_figures[DC_OTEL_EXPORT_FAILURES],
+                          (unsigned long long)s->otel_figures[DC_OTEL_METRIC_EXPORTS],
+                          (unsigned long long)s->otel_figures[DC_OTEL_METRIC_FAILURES]));
 
     qsort(v.items, v.n, sizeof(*v.items), compare_expvars);
     dc_buf_puts(b, "{\n");
@@ -466,5 +477,28 @@ void dc_metrics_render_prometheus(const dc_service_t *svc, const dc_status_snaps
                     "Bytes the sink acknowledged (objects: compressed).");
         prom_series(b, "decision_sink_sent_bytes_total", "", "backend", k->backend, NULL, NULL);
         prom_uint(b, k->bytes);
+    }
+    if (s->otel) {
+        const uint64_t *f = s->otel_figures;
+
+        prom_family(b, "decision_otel_spans_total", "counter",
+                    "Spans exported to the OTLP collector, and dropped (queue full, or their "
+                    "export failed for good).");
+        prom_series(b, "decision_otel_spans_total", "", "result", "exported", NULL, NULL);
+        prom_uint(b, f[DC_OTEL_SPANS_EXPORTED]);
+        prom_series(b, "decision_otel_spans_total", "", "result", "dropped", NULL, NULL);
+        prom_uint(b, f[DC_OTEL_SPANS_DROPPED]);
+        prom_family(b, "decision_otel_export_failures_total", "counter",
+                    "OTLP export requests that failed (every attempt), by signal.");
+        prom_series(b, "decision_otel_export_failures_total", "", "signal", "traces", NULL,
+                    NULL);
+        prom_uint(b, f[DC_OTEL_EXPORT_FAILURES]);
+        prom_series(b, "decision_otel_export_failures_total", "", "signal", "metrics", NULL,
+                    NULL);
+        prom_uint(b, f[DC_OTEL_METRIC_FAILURES]);
+        prom_family(b, "decision_otel_metric_exports_total", "counter",
+                    "OTLP metric export requests the collector accepted.");
+        prom_series(b, "decision_otel_metric_exports_total", "", NULL, NULL, NULL, NULL);
+        prom_uint(b, f[DC_OTEL_METRIC_EXPORTS]);
     }
 }

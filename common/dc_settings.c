@@ -66,6 +66,7 @@ enum {
     S_METRICS_ENABLED, S_PROMETHEUS_PATH, S_STATUS_PATH,
     S_SPOOL_DIR, S_SPOOL_OPTIONS, S_COLLECTOR, S_SHIPPER, S_OFREP_ACTIVATE,
     S_SWAGGER_UI,
+    S_OTEL_SDK_DISABLED, S_OTEL_EXPORTER_OTLP_ENDPOINT, S_OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, S_OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, S_OTEL_EXPORTER_OTLP_PROTOCOL, S_OTEL_EXPORTER_OTLP_HEADERS, S_OTEL_EXPORTER_OTLP_COMPRESSION, S_OTEL_EXPORTER_OTLP_TIMEOUT, S_OTEL_TRACES_EXPORTER, S_OTEL_METRICS_EXPORTER, S_OTEL_SERVICE_NAME, S_OTEL_RESOURCE_ATTRIBUTES, S_OTEL_TRACES_SAMPLER, S_OTEL_TRACES_SAMPLER_ARG, S_OTEL_METRIC_EXPORT_INTERVAL, S_OTEL_BSP_SCHEDULE_DELAY, S_OTEL_BSP_MAX_QUEUE_SIZE, S_OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
     S_COUNT
 };
 
@@ -165,6 +166,43 @@ static const setting_def_t defs[S_COUNT] = {
     [S_SWAGGER_UI] = {"SWAGGER_UI_URL", "swagger.ui_url", K_STRING, NULL,
                       "where Swagger UI (swagger-ui-dist's files) is installed: "
                       "/v2/swagger/index.html loads it instead of the plain reference page"},
+    /* OpenTelemetry: the SDK's own variables (doc/opentelemetry.md), checked by dc_otel */
+    [S_OTEL_SDK_DISABLED] = {"OTEL_SDK_DISABLED", "otel.sdk_disabled", K_STRING, "false",
+        "true: no traces or metrics are exported, whatever else is set"},
+    [S_OTEL_EXPORTER_OTLP_ENDPOINT] = {"OTEL_EXPORTER_OTLP_ENDPOINT", "otel.exporter_otlp_endpoint", K_STRING, NULL,
+        "OTLP/HTTP collector base URL (/v1/traces, /v1/metrics are added); tracing is off without an endpoint"},
+    [S_OTEL_EXPORTER_OTLP_TRACES_ENDPOINT] = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "otel.exporter_otlp_traces_endpoint", K_STRING, NULL,
+        "traces URL, used as is"},
+    [S_OTEL_EXPORTER_OTLP_METRICS_ENDPOINT] = {"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "otel.exporter_otlp_metrics_endpoint", K_STRING, NULL,
+        "metrics URL, used as is"},
+    [S_OTEL_EXPORTER_OTLP_PROTOCOL] = {"OTEL_EXPORTER_OTLP_PROTOCOL", "otel.exporter_otlp_protocol", K_STRING, "http/protobuf",
+        "only http/protobuf"},
+    [S_OTEL_EXPORTER_OTLP_HEADERS] = {"OTEL_EXPORTER_OTLP_HEADERS", "otel.exporter_otlp_headers", K_SECRET, NULL,
+        "headers of every export request: key=value,... (values percent-encoded)"},
+    [S_OTEL_EXPORTER_OTLP_COMPRESSION] = {"OTEL_EXPORTER_OTLP_COMPRESSION", "otel.exporter_otlp_compression", K_STRING, "none",
+        "gzip or none"},
+    [S_OTEL_EXPORTER_OTLP_TIMEOUT] = {"OTEL_EXPORTER_OTLP_TIMEOUT", "otel.exporter_otlp_timeout", K_STRING, "10000",
+        "milliseconds an export request may take"},
+    [S_OTEL_TRACES_EXPORTER] = {"OTEL_TRACES_EXPORTER", "otel.traces_exporter", K_STRING, "otlp",
+        "otlp or none"},
+    [S_OTEL_METRICS_EXPORTER] = {"OTEL_METRICS_EXPORTER", "otel.metrics_exporter", K_STRING, "otlp",
+        "otlp or none"},
+    [S_OTEL_SERVICE_NAME] = {"OTEL_SERVICE_NAME", "otel.service_name", K_STRING, "unknown_service:decision-fcgi",
+        "service.name of the resource"},
+    [S_OTEL_RESOURCE_ATTRIBUTES] = {"OTEL_RESOURCE_ATTRIBUTES", "otel.resource_attributes", K_STRING, NULL,
+        "resource attributes: key=value,..."},
+    [S_OTEL_TRACES_SAMPLER] = {"OTEL_TRACES_SAMPLER", "otel.traces_sampler", K_STRING, "parentbased_always_on",
+        "always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, parentbased_traceidratio"},
+    [S_OTEL_TRACES_SAMPLER_ARG] = {"OTEL_TRACES_SAMPLER_ARG", "otel.traces_sampler_arg", K_STRING, "1.0",
+        "the ratio of the traceidratio samplers, 0 to 1"},
+    [S_OTEL_METRIC_EXPORT_INTERVAL] = {"OTEL_METRIC_EXPORT_INTERVAL", "otel.metric_export_interval", K_STRING, "60000",
+        "milliseconds between metric exports"},
+    [S_OTEL_BSP_SCHEDULE_DELAY] = {"OTEL_BSP_SCHEDULE_DELAY", "otel.bsp_schedule_delay", K_STRING, "5000",
+        "milliseconds between span exports"},
+    [S_OTEL_BSP_MAX_QUEUE_SIZE] = {"OTEL_BSP_MAX_QUEUE_SIZE", "otel.bsp_max_queue_size", K_STRING, "2048",
+        "spans held for export; more are dropped and counted"},
+    [S_OTEL_BSP_MAX_EXPORT_BATCH_SIZE] = {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "otel.bsp_max_export_batch_size", K_STRING, "512",
+        "spans per export request"},
 };
 
 static const char *const env_prefixes[] = {"CACHE_", "CORS_", "BUCKETING_", "LOG_", "METRICS_",
@@ -641,6 +679,17 @@ static const char *value_of(const dc_settings_t *s, int i)
 }
 
 /* dc_store_setting_fn over the raw values, by environment name. */
+/* dc_otel_getter_fn: an OTEL_* setting's raw text. */
+static const char *otel_setting(void *baton, const char *name)
+{
+    const dc_settings_t *s = baton;
+
+    for (int i = S_OTEL_SDK_DISABLED; i < S_COUNT; i++)
+        if (strcmp(defs[i].env, name) == 0)
+            return s->raw[i];
+    return NULL;
+}
+
 static const char *cache_setting(void *baton, const char *name)
 {
     dc_settings_t *s = baton;
@@ -806,6 +855,14 @@ int dc_settings_finish(dc_settings_t *s)
         default:
             break;
         }
+    }
+
+    {
+        const char *err = dc_otel_options_read(&s->otel, s->pool, otel_setting, s,
+                                               "decision-fcgi");
+
+        if (err)
+            add_error(s, "%s", err);
     }
 
     s->env_id = value_of(s, S_ENV_ID);

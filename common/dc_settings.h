@@ -19,6 +19,7 @@
 
 #include "dc_api.h"
 #include "dc_log.h"
+#include "dc_otel.h"
 
 #include <apr_pools.h>
 #include <apr_tables.h>
@@ -57,6 +58,7 @@ typedef struct dc_settings {
     const char *collector;         /* the shipper's sink */
     int shipper_enabled;
     int ofrep_activate;            /* OFREP evaluations send activation hits */
+    dc_otel_options_t otel;        /* OTEL_*: .enabled 0 unless an endpoint is set */
 
     /* Raw text by setting, and where each came from ("environment", "file.yaml:3"). */
     const char **raw;

@@ -54,6 +54,8 @@ void dc_status_gather(dc_service_t *svc, apr_pool_t *p, dc_status_snapshot_t *s)
     }
     if (svc->metrics_extra)
         svc->metrics_extra(svc->metrics_extra_baton, &s->extra);
+    s->otel = svc->otel != NULL;
+    dc_metrics_otel_read(svc->metrics, s->otel_figures);
     if (dc_store_is_none(svc->store)) {
         s->store_backend = "none";
         s->store_uri = "none";
@@ -547,6 +549,20 @@ static void put_events_table(dc_buf_t *b, apr_pool_t *p, const dc_status_snapsho
         }
     } else {
         row(b, "spool", "not configured here");
+    }
+    if (s->otel) {
+        const uint64_t *f = s->otel_figures;
+
+        row(b, "OpenTelemetry spans exported / dropped",
+            dc_pstrfmt(p, "%llu / %llu", (unsigned long long)f[DC_OTEL_SPANS_EXPORTED],
+                       (unsigned long long)f[DC_OTEL_SPANS_DROPPED]));
+        row(b, "OpenTelemetry failed exports (traces / metrics)",
+            dc_pstrfmt(p, "%llu / %llu", (unsigned long long)f[DC_OTEL_EXPORT_FAILURES],
+                       (unsigned long long)f[DC_OTEL_METRIC_FAILURES]));
+        row(b, "OpenTelemetry metric exports",
+            dc_pstrfmt(p, "%llu", (unsigned long long)f[DC_OTEL_METRIC_EXPORTS]));
+    } else {
+        row(b, "OpenTelemetry", "off (no OTLP endpoint)");
     }
     dc_buf_puts(b, "</table>\n");
 }

@@ -21,7 +21,7 @@
 
 /* Everything a page shows, gathered once. Allocated in the page's pool;
  * the config reference is released with that pool. */
-typedef struct {
+typedef struct dc_status_snapshot {
     apr_time_t now;
     const dc_metrics_t *metrics;  /* NULL: metrics are off, totals are zero */
     dc_metrics_slot_t *totals;    /* the sum of every slot */
@@ -34,6 +34,8 @@ typedef struct {
     const char *store_detail;
     int store_degraded;           /* the backend says so, or the last operation failed */
     double visitors;              /* distinct visitors, last 30 minutes (HyperLogLog) */
+    int otel;                     /* an OpenTelemetry exporter runs (svc->otel) */
+    uint64_t otel_figures[DC_OTEL_FIGURES]; /* its figures, summed over processes */
 } dc_status_snapshot_t;
 
 void dc_status_gather(dc_service_t *svc, apr_pool_t *p, dc_status_snapshot_t *s);

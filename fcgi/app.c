@@ -194,6 +194,18 @@ static int cgi_needs_fetch(const dc_settings_t *s, int have_config)
     return apr_time_now() - apr_time_from_sec(st.st_mtime) >= s->polling_interval;
 }
 
+/* dc_otel_guard_fn: the metrics exporter reads the options and store as a request does,
+ * under the reload lock. */
+static void hold_options(void *baton, int lock)
+{
+    dc_fcgi_app_t *app = baton;
+
+    if (lock)
+        pthread_rwlock_rdlock(&app->options_lock);
+    else
+        pthread_rwlock_unlock(&app->options_lock);
+}
+
 int dc_fcgi_app_start(dc_fcgi_app_t *app, apr_pool_t *p, const dc_fcgi_args_t *args,
                       dc_settings_t *settings, int cgi)
 {
@@ -238,6 +250,15 @@ int dc_fcgi_app_start(dc_fcgi_app_t *app, apr_pool_t *p, const dc_fcgi_args_t *a
     app->n_threads = cgi ? 1 : dc_fcgi_thread_count(settings);
     if (settings->metrics_enabled)
         app->svc.metrics = dc_metrics_create(p, (size_t)app->n_threads);
+    /* Traces and metrics over OTLP when an endpoint is set (FastCGI only: a CGI
+     * process lives for one request). OTEL_* are read once, at start. */
+    if (!cgi && settings->otel.enabled) {
+        app->svc.otel = dc_otel_create(p, &settings->otel, app->svc.metrics);
+        dc_otel_export_metrics_here(app->svc.otel, &app->svc, hold_options, app);
+        dc_log(DC_LOG_INFO, DCLOGNO(10910) "OpenTelemetry: traces to %s, metrics to %s",
+               settings->otel.traces_url ? settings->otel.traces_url : "(off)",
+               settings->otel.metrics_url ? settings->otel.metrics_url : "(off)");
+    }
     if (open_events(app, settings) < 0)
         return -1;
     if (dc_source_load_initial(app->source, &cfg, err, sizeof(err)) == 0 && cfg) {
@@ -413,6 +434,8 @@ int dc_fcgi_app_start_threads(dc_fcgi_app_t *app)
         return -1;
     }
     app->poller_started = 1;
+    if (app->svc.otel && dc_otel_start(app->svc.otel) < 0)
+        return -1;
     if (app->shipper) {
         if (dc_shipper_start(app->shipper, app->spool) < 0) {
             dc_log(DC_LOG_ERROR, DCLOGNO(10519) "cannot start the event shipper thread");
@@ -470,6 +493,14 @@ int dc_fcgi_app_stop_threads(dc_fcgi_app_t *app, apr_time_t deadline, apr_time_t
 
         dc_shipper_stop(app->shipper, within > 0 ? within : 0);
         app->shipper_started = 0;
+    }
+    /* Spans that ended are exported before exit, within what is left of the budget
+     * (request threads have finished: none is added after this). */
+    if (app->svc.otel) {
+        apr_interval_time_t within = flush_deadline - apr_time_now();
+
+        dc_otel_stop(app->svc.otel, within > apr_time_from_msec(500) ? within
+                                                                     : apr_time_from_msec(500));
     }
     if (app->spool) {
         dc_spool_close(app->spool); /* the open segment becomes ready for the next shipper */

@@ -68,7 +68,30 @@ typedef struct {
     const char *method, *script_name, *path_info, *request_uri, *query, *content_length;
     const char *origin, *x_api_key, *authorization, *if_none_match, *remote_addr, *host, *https,
         *scheme, *server_port;
+    const char *traceparent, *tracestate, *server_name;
 } cgi_vars_t;
+
+/* server.address and server.port of a traced request: the Host header as the
+ * client sent it ("name", "name:port", "[v6]:port"), else SERVER_NAME and SERVER_PORT. */
+static void server_of(apr_pool_t *p, const cgi_vars_t *v, dc_request_t *req)
+{
+    const char *h = v->host, *colon;
+
+    req->server_port = v->server_port ? (unsigned)atoi(v->server_port) : 0;
+    if (!h || !*h) {
+        req->server_name = v->server_name && *v->server_name ? v->server_name : NULL;
+        return;
+    }
+    colon = strrchr(h, ':');
+    if (colon && (h[0] != '[' || colon > strchr(h, ']'))) {
+        req->server_port = (unsigned)atoi(colon + 1);
+        req->server_name = apr_pstrmemdup(p, h, (apr_size_t)(colon - h));
+    } else {
+        req->server_name = h;
+    }
+    if (req->server_port > 65535)
+        req->server_port = 0;
+}
 
 #define TAKE(entry, name, field)                                                              \
     if (!(field) && strncmp(entry, name "=", sizeof(name)) == 0) {                            \
@@ -91,6 +114,7 @@ static void collect_vars(char **envp, cgi_vars_t *v)
             break;
         case 'S':
             TAKE(e, "SCRIPT_NAME", v->script_name);
+            TAKE(e, "SERVER_NAME", v->server_name);
             TAKE(e, "SERVER_PORT", v->server_port);
             break;
         case 'P': TAKE(e, "PATH_INFO", v->path_info); break;
@@ -103,6 +127,8 @@ static void collect_vars(char **envp, cgi_vars_t *v)
             TAKE(e, "HTTP_IF_NONE_MATCH", v->if_none_match);
             TAKE(e, "HTTP_HOST", v->host);
             TAKE(e, "HTTPS", v->https);
+            TAKE(e, "HTTP_TRACEPARENT", v->traceparent);
+            TAKE(e, "HTTP_TRACESTATE", v->tracestate);
             break;
         default: break;
         }
@@ -341,6 +367,9 @@ void dc_fcgi_handle(dc_fcgi_app_t *app, apr_pool_t *p, const dc_fcgi_io_t *io)
     req.https = (v.https && (strcasecmp(v.https, "on") == 0 || strcmp(v.https, "1") == 0)) ||
                 (v.scheme && strcasecmp(v.scheme, "https") == 0);
     req.host = request_host(p, v.host, v.server_port, req.https);
+    req.traceparent = v.traceparent;
+    req.tracestate = v.tracestate;
+    server_of(p, &v, &req);
     req.metrics_slot = io->metrics_slot;
 
     /* Read before taking the options lock: a slow upload must not hold up a reload.

@@ -462,6 +462,43 @@ static const command_rec decision_cmds[] = {
                   "where the shipper sends events (default https://ariane.abtasty.com; "
                   "file:/DIR writes JSON lines; s3://BUCKET/PREFIX and "
                   "azblob://ACCOUNT/CONTAINER/PREFIX upload gzipped JSON lines)"),
+    /* OpenTelemetry (decision_otel.c): each sets one OTEL_* variable, main server only */
+    AP_INIT_TAKE1("DecisionOTelDisabled", decision_otel_set, "OTEL_SDK_DISABLED", RSRC_CONF,
+                  "true: export nothing, whatever else is set (OTEL_SDK_DISABLED)"),
+    AP_INIT_TAKE1("DecisionOTelEndpoint", decision_otel_set, "OTEL_EXPORTER_OTLP_ENDPOINT", RSRC_CONF,
+                  "OTLP/HTTP collector base URL; tracing and metrics export are off without one (OTEL_EXPORTER_OTLP_ENDPOINT)"),
+    AP_INIT_TAKE1("DecisionOTelTracesEndpoint", decision_otel_set, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", RSRC_CONF,
+                  "OTLP/HTTP traces URL, used as is (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)"),
+    AP_INIT_TAKE1("DecisionOTelMetricsEndpoint", decision_otel_set, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", RSRC_CONF,
+                  "OTLP/HTTP metrics URL, used as is (OTEL_EXPORTER_OTLP_METRICS_ENDPOINT)"),
+    AP_INIT_TAKE1("DecisionOTelProtocol", decision_otel_set, "OTEL_EXPORTER_OTLP_PROTOCOL", RSRC_CONF,
+                  "http/protobuf (the only one) (OTEL_EXPORTER_OTLP_PROTOCOL)"),
+    AP_INIT_TAKE1("DecisionOTelHeaders", decision_otel_set, "OTEL_EXPORTER_OTLP_HEADERS", RSRC_CONF,
+                  "headers of every export: key=value,... (OTEL_EXPORTER_OTLP_HEADERS)"),
+    AP_INIT_TAKE1("DecisionOTelCompression", decision_otel_set, "OTEL_EXPORTER_OTLP_COMPRESSION", RSRC_CONF,
+                  "gzip or none (OTEL_EXPORTER_OTLP_COMPRESSION)"),
+    AP_INIT_TAKE1("DecisionOTelTimeout", decision_otel_set, "OTEL_EXPORTER_OTLP_TIMEOUT", RSRC_CONF,
+                  "milliseconds an export request may take (10000) (OTEL_EXPORTER_OTLP_TIMEOUT)"),
+    AP_INIT_TAKE1("DecisionOTelTracesExporter", decision_otel_set, "OTEL_TRACES_EXPORTER", RSRC_CONF,
+                  "otlp or none (OTEL_TRACES_EXPORTER)"),
+    AP_INIT_TAKE1("DecisionOTelMetricsExporter", decision_otel_set, "OTEL_METRICS_EXPORTER", RSRC_CONF,
+                  "otlp or none (OTEL_METRICS_EXPORTER)"),
+    AP_INIT_TAKE1("DecisionOTelServiceName", decision_otel_set, "OTEL_SERVICE_NAME", RSRC_CONF,
+                  "service.name of the resource (OTEL_SERVICE_NAME)"),
+    AP_INIT_TAKE1("DecisionOTelResourceAttributes", decision_otel_set, "OTEL_RESOURCE_ATTRIBUTES", RSRC_CONF,
+                  "resource attributes: key=value,... (OTEL_RESOURCE_ATTRIBUTES)"),
+    AP_INIT_TAKE1("DecisionOTelSampler", decision_otel_set, "OTEL_TRACES_SAMPLER", RSRC_CONF,
+                  "always_on, always_off, traceidratio, parentbased_* (parentbased_always_on) (OTEL_TRACES_SAMPLER)"),
+    AP_INIT_TAKE1("DecisionOTelSamplerArg", decision_otel_set, "OTEL_TRACES_SAMPLER_ARG", RSRC_CONF,
+                  "the traceidratio samplers' ratio, 0 to 1 (OTEL_TRACES_SAMPLER_ARG)"),
+    AP_INIT_TAKE1("DecisionOTelMetricInterval", decision_otel_set, "OTEL_METRIC_EXPORT_INTERVAL", RSRC_CONF,
+                  "milliseconds between metric exports (60000) (OTEL_METRIC_EXPORT_INTERVAL)"),
+    AP_INIT_TAKE1("DecisionOTelScheduleDelay", decision_otel_set, "OTEL_BSP_SCHEDULE_DELAY", RSRC_CONF,
+                  "milliseconds between span exports (5000) (OTEL_BSP_SCHEDULE_DELAY)"),
+    AP_INIT_TAKE1("DecisionOTelMaxQueueSize", decision_otel_set, "OTEL_BSP_MAX_QUEUE_SIZE", RSRC_CONF,
+                  "spans a child holds for export; more are dropped and counted (2048) (OTEL_BSP_MAX_QUEUE_SIZE)"),
+    AP_INIT_TAKE1("DecisionOTelMaxExportBatchSize", decision_otel_set, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", RSRC_CONF,
+                  "spans per export request (512) (OTEL_BSP_MAX_EXPORT_BATCH_SIZE)"),
     AP_INIT_FLAG("DecisionExport", set_export, NULL, OR_OPTIONS,
                  "On to put the visitor's flags in DECISION_FLAGS for other handlers"),
     AP_INIT_TAKE1("DecisionVisitorCookie", set_visitor_cookie, NULL, OR_OPTIONS,
@@ -552,7 +589,10 @@ static int decision_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t
                                  server_rec *main_s)
 {
     apr_hash_t *spools = apr_hash_make(ptemp);
+    const char *otel_err = decision_otel_check(ptemp, main_s);
 
+    if (otel_err)
+        return fail(main_s, otel_err);
     for (server_rec *s = main_s; s; s = s->next) {
         decision_srv_conf_t *c = srv_conf(s);
         int rc = check_one(ptemp, s, c);
@@ -832,6 +872,7 @@ static int decision_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t 
     decision_generation_t *gens;
     unsigned n = 0, i = 0;
     int rc;
+    const char *err_msg;
 
     install_log_sink(main_s);
     if (ap_mpm_query(AP_MPMQ_IS_ASYNC, &mpm_is_async) != APR_SUCCESS)
@@ -866,6 +907,8 @@ static int decision_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t 
         if ((rc = build_service(pconf, ptemp, s, c, c->svc)) != OK)
             return rc;
     }
+    if ((err_msg = decision_otel_post_config(pconf, ptemp, main_s)) != NULL)
+        return fail(main_s, err_msg);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, main_s,
                  DCLOGNO(10404) "mod_decision: %u decision service(s) ready", n);
     return OK;
@@ -881,6 +924,7 @@ static void decision_child_init(apr_pool_t *pchild, server_rec *main_s)
             decision_events_child_init(c->svc, pchild);
         }
     }
+    decision_otel_child_init(pchild, main_s);
 }
 
 static int decision_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
@@ -1035,6 +1079,12 @@ static int decision_handler(request_rec *r)
     req.https = strcmp(ap_http_scheme(r), "https") == 0;
     req.received = r->request_time;
     req.metrics_slot = metrics_slot(svc, r);
+    if (svc->api.otel) {
+        req.traceparent = apr_table_get(r->headers_in, "traceparent");
+        req.tracestate = apr_table_get(r->headers_in, "tracestate");
+        req.server_name = r->hostname;
+        req.server_port = ap_get_server_port(r);
+    }
     if ((rc = read_body(r, svc->api.opt.max_body_size, &req)) != OK)
         return rc;
     if (status_page)

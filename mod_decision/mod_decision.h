@@ -53,6 +53,8 @@ typedef struct {
     const char *spool_dir;        /* DecisionSpool: events on; NULL = not collected */
     const char *spool_options;    /* DecisionSpoolOptions */
     const char *collector;        /* DecisionCollector */
+    apr_table_t *otel_settings;   /* DecisionOTel*: OTEL_* name -> value (main server only) */
+    struct dc_otel *otel;         /* the tracer (main server only, post_config) */
     int own;                      /* a Decision* directive appears in this server's scope */
     decision_service_t *svc;      /* set in post_config; NULL: not configured */
 } decision_srv_conf_t;
@@ -118,6 +120,16 @@ void decision_feed_status(void *svc, dc_metrics_extra_t *out);
 const char *decision_events_prepare(decision_service_t *svc, apr_pool_t *pconf,
                                     apr_pool_t *ptemp);
 void decision_events_child_init(decision_service_t *svc, apr_pool_t *pchild);
+
+/* decision_otel.c */
+/* The handler of every DecisionOTel* directive; cmd_data: the OTEL_* name it sets. */
+const char *decision_otel_set(cmd_parms *cmd, void *dc, const char *arg);
+/* check_config: NULL, or an error naming the directive or variable. */
+const char *decision_otel_check(apr_pool_t *ptemp, server_rec *main_s);
+/* post_config, after the services are built: the tracer, given to each service. */
+const char *decision_otel_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *main_s);
+/* child_init: starts this child's exporter; it is flushed and joined when the child exits. */
+void decision_otel_child_init(apr_pool_t *pchild, server_rec *main_s);
 
 /* decision_memstore.c */
 void decision_memstore_register_mutex(apr_pool_t *pconf);

@@ -110,7 +110,7 @@ def directives(source):
     table = re.search(r"static const command_rec \w+\[\] = \{(.*?)\n\};", text, re.S)
     if not table:
         sys.exit("mkman: no command_rec table in %s" % source)
-    entry = re.compile(r'AP_INIT_(\w+)\(\s*"(\w+)"\s*,\s*\w+\s*,\s*\w+\s*,\s*([\w| ]+?)\s*,'
+    entry = re.compile(r'AP_INIT_(\w+)\(\s*"(\w+)"\s*,\s*\w+\s*,\s*(?:\w+|"\w+")\s*,\s*([\w| ]+?)\s*,'
                        r'\s*((?:"(?:[^"\\]|\\.)*"\s*)+)\)', re.S)
     found = []
     for m in entry.finditer(table.group(1)):

@@ -2,12 +2,15 @@
  * libFuzzer target: any bytes as a request to the decision API. The first
  * byte picks the route and method, the rest is the body (and, after a NUL,
  * the query string), against the sample bucketing file and a memory store
- * so sticky-assignment paths run too. Every answer must be a well-formed
- * response; nothing may crash.
+ * so sticky-assignment paths run too. With bit 7 of the first byte the query
+ * string is also the request's traceparent and tracestate, and the request is
+ * traced (a tracer whose small queue is never drained: it fills, then drops).
+ * Every answer must be a well-formed response; nothing may crash.
  */
 #include "dc_api.h"
 #include "dc_config.h"
 #include "dc_log.h"
+#include "dc_otel.h"
 
 #include <apr_general.h>
 #include <stdint.h>
@@ -15,7 +18,18 @@
 #include <string.h>
 
 static dc_service_t svc;
+static dc_otel_t *tracer;
 static apr_pool_t *root;
+
+static const char *fuzz_otel(void *baton, const char *name)
+{
+    (void)baton;
+    if (strcmp(name, "OTEL_EXPORTER_OTLP_ENDPOINT") == 0)
+        return "http://127.0.0.1:9";
+    if (strcmp(name, "OTEL_BSP_MAX_QUEUE_SIZE") == 0)
+        return "16";
+    return NULL;
+}
 
 static void quiet(void *baton, dc_log_level_e level, const char *msg)
 {
@@ -49,6 +63,13 @@ static void init(void)
         abort();
     dc_slot_publish(&svc.slot, cfg);
     svc.store = dc_store_open(root, "memory?max_entries=1000", errbuf, sizeof(errbuf));
+    {
+        dc_otel_options_t o;
+
+        if (dc_otel_options_read(&o, root, fuzz_otel, NULL, "fuzz") != NULL)
+            abort();
+        tracer = dc_otel_create(root, &o, NULL);
+    }
     atexit(cleanup);
 }
 
@@ -71,11 +92,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     dc_response_t resp;
     apr_pool_t *p;
     const char *nul;
+    uint8_t first;
 
     if (!root)
         init();
     if (size < 1)
         return 0;
+    first = data[0];
     memset(&req, 0, sizeof(req));
     req.path = paths[(data[0] & 7) | ((data[0] >> 3) & 8)];
     req.method = methods[(data[0] >> 3) & 7];
@@ -94,6 +117,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         req.if_none_match = q;
     }
     req.received = apr_time_now();
+    svc.otel = NULL;
+    if (first & 0x80) {
+        svc.otel = tracer;
+        req.traceparent = req.query;
+        req.tracestate = req.query;
+    }
     apr_pool_create(&p, root);
     dc_api_handle(&svc, p, &req, &resp);
     if (resp.status < 200 || resp.status > 599 || (resp.body_len && !resp.body))
