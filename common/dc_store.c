@@ -398,8 +398,11 @@ dc_store_t *dc_store_open(apr_pool_t *p, const char *uri, char *err, size_t err_
         return dc_store_dbm_open(s, p, uri + 4, err, err_len) == 0 ? s : NULL;
     if (strncmp(uri, "redis://", 8) == 0 || strncmp(uri, "rediss://", 9) == 0)
         return dc_store_redis_open(s, p, uri, err, err_len) == 0 ? s : NULL;
+    if (strncmp(uri, "dynamo://", 9) == 0)
+        return dc_store_dynamo_open(s, p, uri, err, err_len) == 0 ? s : NULL;
     snprintf(err, err_len,
-             "unknown store \"%s\": use none, memory, dbm:PATH or redis://host:port[/db]",
+             "unknown store \"%s\": use none, memory, dbm:PATH, redis://host:port[/db] or "
+             "dynamo://TABLE",
              dc_store_uri_masked(p, uri));
     return NULL;
 }
@@ -478,7 +481,8 @@ dc_store_health_e dc_store_health(dc_store_t *s, const char **detail)
     return s->provider->health(s, detail);
 }
 
-long long dc_store_parse_go_duration_s(const char *s)
+/* A Go duration in nanoseconds; -1 if bad. */
+static double go_duration_ns(const char *s)
 {
     static const struct {
         const char *unit;
@@ -524,9 +528,21 @@ long long dc_store_parse_go_duration_s(const char *s)
         if (total_ns > 1e9 * 86400.0 * 366 * 100)
             return -1;
     }
-    if (total_ns <= 0)
-        return 0;
-    return (long long)((total_ns + 1e9 - 1) / 1e9);
+    return total_ns > 0 ? total_ns : 0;
+}
+
+long long dc_store_parse_go_duration_s(const char *s)
+{
+    double ns = go_duration_ns(s);
+
+    return ns <= 0 ? (long long)ns : (long long)((ns + 1e9 - 1) / 1e9);
+}
+
+long long dc_store_parse_go_duration_ms(const char *s)
+{
+    double ns = go_duration_ns(s);
+
+    return ns <= 0 ? (long long)ns : (long long)((ns + 1e6 - 1) / 1e6);
 }
 
 static const char *setting(dc_store_setting_fn *get, void *baton, const char *name)
@@ -596,9 +612,28 @@ const char *dc_store_uri_from_flagship(apr_pool_t *p, dc_store_setting_fn *get, 
             path = apr_pstrcat(p, path, "/decision-assignments", NULL);
         return apr_pstrcat(p, "dbm:", path, NULL);
     }
+    if (strcmp(type, "dynamo") == 0) {
+        const char *table = setting(get, baton, "CACHE_OPTIONS_DYNAMOTABLENAME");
+        const char *sep = setting(get, baton, "CACHE_OPTIONS_DYNAMOPKSEPARATOR");
+        const char *field = setting(get, baton, "CACHE_OPTIONS_DYNAMOPKFIELD");
+        const char *timeout = setting(get, baton, "CACHE_OPTIONS_DYNAMOGETTIMEOUT");
+        long long ms = 1000;
+
+        if (timeout && ((ms = dc_store_parse_go_duration_ms(timeout)) <= 0 || ms > 60000)) {
+            snprintf(err, err_len,
+                     "CACHE_OPTIONS_DYNAMOGETTIMEOUT must be a duration such as 1s (at most 1m)");
+            return NULL;
+        }
+        return apr_psprintf(p, "dynamo://%s?pk_field=%s&pk_separator=%s&get_timeout_ms=%lld",
+                            uri_escape(p, table ? table : "visitor-assignments"),
+                            uri_escape(p, field ? field : "id"), uri_escape(p, sep ? sep : "."),
+                            ms);
+    }
     if (strcmp(type, "redis") != 0) {
         snprintf(err, err_len,
-                 "CACHE_TYPE \"%s\" is not supported here: use none, memory, local or redis", type);
+                 "CACHE_TYPE \"%s\" is not supported here: use none, memory, local, redis or "
+                 "dynamo",
+                 type);
         return NULL;
     }
     host = setting(get, baton, "CACHE_OPTIONS_REDISHOST");

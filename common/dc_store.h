@@ -117,6 +117,8 @@ struct dc_store {
  *   memory[?max_entries=N]                 (default 100000 records)
  *   dbm:PATH | dbm:TYPE:PATH               (TYPE: default, gdbm, sdbm, db; store_dbm.c)
  *   redis://[user:password@ | :password@]host[:port][/db][?options]   (store_redis.c)
+ *   dynamo://TABLE[?region=R&endpoint=URL&profile=P&pk_field=id&pk_separator=.&get_timeout_ms=1000
+ *                  &timeout_ms=1000&ttl_days=N&max_backoff_ms=5000]    (store_dynamo.c)
  *   rediss://...                           (TLS, only when built with hiredis_ssl)
  *     options: timeout_ms=50, connect_timeout_ms, ttl=7776000 (s, 0 = none), prefix=P,
  *              max_backoff_ms=5000, client_cache=4194304 (bytes per process, 0 = off), tls_ca=FILE
@@ -166,19 +168,32 @@ extern const dc_store_provider_t dc_store_redis_provider;
 /* uri: the whole redis:// or rediss:// URI. Fills s (uri masked), or err and returns -1. */
 int dc_store_redis_open(dc_store_t *s, apr_pool_t *p, const char *uri, char *err,
                         size_t err_len);
+extern const dc_store_provider_t dc_store_dynamo_provider;
+/* uri: the whole dynamo:// URI (store_dynamo.c). Fills s, or err and returns -1. */
+int dc_store_dynamo_open(dc_store_t *s, apr_pool_t *p, const char *uri, char *err,
+                         size_t err_len);
+/* The DynamoDB item layout, for tests: a GetItem reply into out (returns the
+ * count of attributes skipped, -1 for a reply that is no object), and one
+ * attribute value "<variation>[:1]". */
+int dc_store_dynamo_decode_item(apr_pool_t *p, const char *pk_field, const char *body,
+                                size_t len, long ttl_days, dc_assignments_t *out);
+int dc_store_dynamo_decode_value(const char *v, size_t len, size_t *var_len, int *activated);
 
 /*
  * The store URI for the Flagship decision-api's cache settings, so a
  * configuration written for that server works here. get(baton, name) returns
  * the setting or NULL; names are the decision-api's environment variable names:
- *   CACHE_TYPE                none (or unset) | memory | local | redis
+ *   CACHE_TYPE                none (or unset) | memory | local | redis | dynamo
  *   CACHE_OPTIONS_DBPATH      local: the DBM file (default "cache_data"); when it is an
  *                             existing directory (the decision-api's), DIR/decision-assignments
  *   CACHE_OPTIONS_REDISHOST   host:port (default localhost:6379)
  *   CACHE_OPTIONS_REDISUSERNAME, CACHE_OPTIONS_REDISPASSWORD, CACHE_OPTIONS_REDISDB,
  *   CACHE_OPTIONS_REDISTLS    (true/false), CACHE_OPTIONS_REDISTTL (Go duration, e.g. 2160h)
+ *   CACHE_OPTIONS_DYNAMOTABLENAME (default visitor-assignments), CACHE_OPTIONS_DYNAMOPKSEPARATOR
+ *                             (default "."), CACHE_OPTIONS_DYNAMOPKFIELD (default "id"),
+ *                             CACHE_OPTIONS_DYNAMOGETTIMEOUT (Go duration, default 1s)
  * get == NULL reads the process environment. Returns the URI (in p), or NULL
- * with err filled for a bad or unsupported value (dynamo). User and password
+ * with err filled for a bad or unsupported value. User and password
  * are %-escaped into the URI; the URI holds the password, so log s->uri of
  * the opened store, never this string.
  */
@@ -187,5 +202,7 @@ const char *dc_store_uri_from_flagship(apr_pool_t *p, dc_store_setting_fn *get, 
                                        char *err, size_t err_len);
 /* A Go duration ("2160h", "1h30m", "90s", "1.5h") in whole seconds, rounded up; -1 if bad. */
 long long dc_store_parse_go_duration_s(const char *s);
+/* The same in whole milliseconds, rounded up; -1 if bad. */
+long long dc_store_parse_go_duration_ms(const char *s);
 
 #endif
