@@ -243,10 +243,11 @@ static const char *check_store_uri(apr_pool_t *p, const char *uri)
         return decision_memstore_check_uri(p, uri);
     if (strncmp(uri, "dbm:", 4) == 0)
         return uri[4] ? NULL : "dbm: needs a path (dbm:PATH or dbm:TYPE:PATH)";
-    if (strncmp(uri, "redis://", 8) == 0 || strncmp(uri, "rediss://", 9) == 0)
+    if (strncmp(uri, "redis://", 8) == 0 || strncmp(uri, "rediss://", 9) == 0 ||
+        strncmp(uri, "dynamo://", 9) == 0)
         return NULL; /* checked in full by dc_store_open in check_config */
     /* not echoed: a mistyped redis URI may hold a password */
-    return "unknown store: use none, memory, dbm:PATH or redis://host:port[/db]";
+    return "unknown store: use none, memory, dbm:PATH, redis://host:port[/db] or dynamo://TABLE";
 }
 
 /* "dbm:[TYPE:]PATH" with PATH made absolute (relative to ServerRoot, as
@@ -385,8 +386,8 @@ static const command_rec decision_cmds[] = {
     AP_INIT_TAKE1("DecisionPollInterval", set_interval, NULL, RSRC_CONF,
                   "seconds between two refreshes of the bucketing file (default 60)"),
     AP_INIT_TAKE1("DecisionStore", set_store, NULL, RSRC_CONF,
-                  "assignment store: none, memory[?size=BYTES], dbm:PATH or "
-                  "redis://host:port[/db]"),
+                  "assignment store: none, memory[?size=BYTES], dbm:PATH, "
+                  "redis://host:port[/db] or dynamo://TABLE[?options]"),
     AP_INIT_TAKE1("DecisionLastKnownGood", set_lkg, NULL, RSRC_CONF,
                   "where the last accepted remote config is kept (default: under "
                   "DefaultRuntimeDir)"),

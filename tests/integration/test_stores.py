@@ -1,6 +1,7 @@
 """Sticky assignments through the engine rules, with real stores behind
-`decision-fcgi eval`: every DBM type this apr-util has (real files) and Redis
-(a real redis-server on a free loopback port).
+`decision-fcgi eval`: every DBM type this apr-util has (real files), Redis
+(a real redis-server on a free loopback port) and DynamoDB (dynalite from npm,
+see test_dynamo.py).
 
 Each persistent store keeps what one eval run decided for the next run, so a
 test can change the bucketing file between runs, the way an operator changes
@@ -13,6 +14,7 @@ import time
 
 import pytest
 
+from dynalite import TEST_KEY, Dynalite, clean_aws_env
 from harness import EvalProcess, RedisServer, run_eval
 
 ALL_USERS = {"targetingGroups": [{"targetings": [
@@ -55,9 +57,17 @@ def dbm_available(tmp_path, dbm_type):
     return rc == 0
 
 
-@pytest.fixture(params=["dbm:" + t for t in DBM_TYPES] + ["redis"])
-def store(request, tmp_path):
+@pytest.fixture(params=["dbm:" + t for t in DBM_TYPES] + ["redis", "dynamo"])
+def store(request, tmp_path, monkeypatch):
     """A store URI that outlives one eval run."""
+    if request.param == "dynamo":
+        clean_aws_env(monkeypatch, tmp_path, AWS_ACCESS_KEY_ID=TEST_KEY[0],
+                      AWS_SECRET_ACCESS_KEY=TEST_KEY[1])
+        server = Dynalite(tmp_path).start()
+        server.create_table()
+        yield server.uri()
+        server.stop()
+        return
     if request.param == "redis":
         server = RedisServer(tmp_path).start()
         yield server.uri

@@ -13,6 +13,7 @@
 
 #include "dc_aws.h"
 #include "dc_cloud_http.h"
+#include "dc_store.h"
 
 #include <apr_strings.h>
 #include <sys/stat.h>
@@ -439,6 +440,80 @@ START_TEST(retries_bounded)
 }
 END_TEST
 
+/* The decision-api's DynamoDB item as GetItem returns it, read by the dynamo store. */
+START_TEST(dynamo_item_layout)
+{
+    const char *reply = "{\"Item\":{\"id\":{\"S\":\"env.v1\"},\"d\":{\"N\":\"1796587200\"},"
+                        "\"vg_a\":{\"S\":\"var1:1\"},\"vg_b\":{\"S\":\"var2\"},"
+                        "\"vg_c\":{\"S\":\"v:3:1\"},\"vg_n\":{\"N\":\"5\"},\"vg_e\":{\"S\":\"\"},"
+                        "\"vg_z\":{\"S\":\":1\"}}}";
+    dc_assignments_t a;
+    const dc_assignment_t *x;
+    size_t len;
+    int act;
+
+    /* vg_n (a number), vg_e (empty), vg_z (":1" alone) are not assignments */
+    ck_assert_int_eq(dc_store_dynamo_decode_item(pool, "id", reply, strlen(reply), 0, &a), 3);
+    ck_assert_int_eq(a.n, 3);
+    x = dc_assignments_find(&a, "vg_a", 4);
+    ck_assert(x && x->activated && x->variation_id_len == 4 && !memcmp(x->variation_id, "var1", 4));
+    x = dc_assignments_find(&a, "vg_b", 4);
+    ck_assert(x && !x->activated && x->variation_id_len == 4 && !memcmp(x->variation_id, "var2", 4));
+    x = dc_assignments_find(&a, "vg_c", 4);
+    ck_assert(x && x->activated && x->variation_id_len == 3 && !memcmp(x->variation_id, "v:3", 3));
+    /* d = save time + 6 months: 2026-12-06T20:00:00Z - 6 months = 2026-06-06T20:00:00Z */
+    ck_assert_int_eq(a.ts_ms, 1780776000000LL);
+    ck_assert_int_eq(dc_store_dynamo_decode_item(pool, "id", reply, strlen(reply), 30, &a), 3);
+    ck_assert_int_eq(a.ts_ms, (1796587200LL - 30 * 86400) * 1000);
+
+    /* another key attribute name: "id" is then an assignment attribute like any other */
+    ck_assert_int_eq(dc_store_dynamo_decode_item(pool, "pk", reply, strlen(reply), 0, &a), 3);
+    ck_assert_int_eq(a.n, 4);
+
+    ck_assert_int_eq(dc_store_dynamo_decode_item(pool, "id", "{}", 2, 0, &a), 0); /* no item */
+    ck_assert_int_eq(a.n, 0);
+    ck_assert_int_eq(dc_store_dynamo_decode_item(pool, "id", "[1]", 3, 0, &a), -1);
+    ck_assert_int_eq(dc_store_dynamo_decode_item(pool, "id", "{\"Item\":[]}", 11, 0, &a), -1);
+    ck_assert_int_eq(dc_store_dynamo_decode_item(pool, "id", "{\"Item\":{\"a\":", 14, 0, &a), -1);
+
+    ck_assert_int_eq(dc_store_dynamo_decode_value("abc:0", 5, &len, &act), 0);
+    ck_assert(len == 3 && !act);
+    ck_assert_int_eq(dc_store_dynamo_decode_value("abc:2", 5, &len, &act), 0);
+    ck_assert(len == 5 && !act);
+    ck_assert_int_eq(dc_store_dynamo_decode_value(":1", 2, &len, &act), -1);
+}
+END_TEST
+
+/* dynamo:// URIs: options checked at open, secrets masked in the store's URI. */
+START_TEST(dynamo_uris)
+{
+    char err[400];
+    dc_store_t *s;
+
+    setenv("AWS_ACCESS_KEY_ID", "AK", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "SK", 1);
+    s = dc_store_open(pool, "dynamo://my-table?region=eu-west-1&pk_field=pk&pk_separator=%23",
+                      err, sizeof(err));
+    ck_assert_msg(s != NULL, "%s", err);
+    ck_assert_str_eq(s->provider->name, "dynamo");
+    s = dc_store_open(pool, "dynamo://?region=eu-west-1", err, sizeof(err)); /* default table */
+    ck_assert_msg(s != NULL, "%s", err);
+#define BAD(uri, what)                                                                             \
+    ck_assert_ptr_null(dc_store_open(pool, uri, err, sizeof(err)));                               \
+    ck_assert_msg(strstr(err, what) != NULL, "%s", err)
+    BAD("dynamo://a?region=eu-west-1", "table name");
+    BAD("dynamo://t/x?region=eu-west-1", "table name");
+    BAD("dynamo://table", "no region");
+    BAD("dynamo://table?region=eu-west-1&get_timeout_ms=0", "get_timeout_ms");
+    BAD("dynamo://table?region=eu-west-1&pk_field=d", "pk_field");
+    BAD("dynamo://table?region=eu-west-1&bogus=1", "unknown option");
+    BAD("dynamo://table?region=eu-west-1&endpoint=ftp://x", "http");
+    BAD("dynamo://table?region=eu-west-1&token=SECRET&x", "token=***");
+#undef BAD
+    ck_assert(strstr(err, "SECRET") == NULL);
+}
+END_TEST
+
 static Suite *aws_suite(void)
 {
     Suite *s = suite_create("aws");
@@ -457,6 +532,8 @@ static Suite *aws_suite(void)
     tcase_add_test(tc, region_and_endpoint);
     tcase_add_test(tc, sign_request);
     tcase_add_test(tc, retries_bounded);
+    tcase_add_test(tc, dynamo_item_layout);
+    tcase_add_test(tc, dynamo_uris);
     suite_add_tcase(s, tc);
     return s;
 }

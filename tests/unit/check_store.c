@@ -1392,7 +1392,8 @@ START_TEST(flagship_settings)
                                              "CACHE_OPTIONS_REDISTLS", "false", NULL};
     static const char *const redis_tls[] = {"CACHE_TYPE", "redis", "CACHE_OPTIONS_REDISTLS",
                                             "true", NULL};
-    static const char *const dynamo[] = {"CACHE_TYPE", "dynamo", NULL};
+    static const char *const dynamo[] = {"CACHE_TYPE", "dynamo", "CACHE_OPTIONS_DYNAMOGETTIMEOUT",
+                                         "2s", NULL};
     static const char *const bad_ttl[] = {"CACHE_TYPE", "redis", "CACHE_OPTIONS_REDISTTL",
                                           "7776000", NULL};
     static const char *const bad_db[] = {"CACHE_TYPE", "redis", "CACHE_OPTIONS_REDISDB", "-1",
@@ -1419,8 +1420,8 @@ START_TEST(flagship_settings)
     uri = uri_of(redis_full, err, sizeof(err));
     ck_assert_str_eq(uri, "redis://app%20user:p%40ss%3Aw%2Frd%25@10.0.0.5:6380/3?ttl=5400");
     ck_assert_str_eq(uri_of(redis_tls, err, sizeof(err)), "rediss://localhost:6379/0?ttl=7776000");
-    ck_assert_ptr_null(uri_of(dynamo, err, sizeof(err)));
-    ck_assert_ptr_nonnull(strstr(err, "dynamo"));
+    ck_assert_str_eq(uri_of(dynamo, err, sizeof(err)),
+                     "dynamo://visitor-assignments?pk_field=id&pk_separator=.&get_timeout_ms=2000");
     ck_assert_ptr_null(uri_of(bad_ttl, err, sizeof(err)));
     ck_assert_ptr_null(uri_of(bad_db, err, sizeof(err)));
     ck_assert_ptr_null(uri_of(bad_tls, err, sizeof(err)));
