@@ -624,10 +624,10 @@ const char *dc_store_uri_from_flagship(apr_pool_t *p, dc_store_setting_fn *get, 
                      "CACHE_OPTIONS_DYNAMOGETTIMEOUT must be a duration such as 1s (at most 1m)");
             return NULL;
         }
-        return apr_psprintf(p, "dynamo://%s?pk_field=%s&pk_separator=%s&get_timeout_ms=%lld",
+        return apr_psprintf(p, "dynamo://%s?pk_field=%s&pk_separator=%s&get_timeout_ms=%ld",
                             uri_escape(p, table ? table : "visitor-assignments"),
                             uri_escape(p, field ? field : "id"), uri_escape(p, sep ? sep : "."),
-                            ms);
+                            (long)ms);
     }
     if (strcmp(type, "redis") != 0) {
         snprintf(err, err_len,
