@@ -268,7 +268,10 @@ static int read_file(apr_pool_t *p, const char *path, char **text, size_t *len, 
     if (APR_STATUS_IS_ENOENT(rv))
         return 1;
     if (rv != APR_SUCCESS || apr_file_info_get(&fi, APR_FINFO_SIZE, f) != APR_SUCCESS) {
-        snprintf(why, why_len, "%s: cannot read it (%s)", path, strerror(rv > 0 && rv < 1000 ? (int)rv : EIO));
+        char reason[120];
+
+        apr_strerror(rv, reason, sizeof(reason));
+        snprintf(why, why_len, "%s: cannot read it (%s)", path, reason);
         if (rv == APR_SUCCESS)
             apr_file_close(f);
         return -1;
@@ -966,7 +969,8 @@ dc_aws_t *dc_aws_open(apr_pool_t *p, const dc_aws_options_t *opt, char *err, siz
     }
     a->region = apr_pstrdup(p, region);
     if (endpoint) {
-        if ((strncasecmp(endpoint, "http://", 7) != 0 && strncasecmp(endpoint, "https://", 8) != 0) ||
+        if ((strncasecmp(endpoint, "http://", 7) != 0 &&
+             strncasecmp(endpoint, "https://", 8) != 0) ||
             strpbrk(endpoint, " \r\n\t?#")) {
             snprintf(err, err_len, "aws %s: the endpoint must be an http:// or https:// URL",
                      a->service);

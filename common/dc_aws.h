@@ -79,7 +79,7 @@ typedef struct {
     const char *secret_access_key;
     const char *session_token;  /* NULL when none */
     apr_time_t expiration;
-    const char *source;         /* "environment", "profile NAME", "container endpoint", "EC2 IMDS" */
+    const char *source; /* "environment", "profile NAME", "container endpoint", "EC2 IMDS" */
 } dc_aws_credentials_t;
 
 dc_aws_t *dc_aws_open(apr_pool_t *p, const dc_aws_options_t *opt, char *err, size_t err_len);

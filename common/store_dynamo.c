@@ -52,6 +52,7 @@
 #include "dc_cloud_http.h"
 #include "dc_log.h"
 #include "dc_store.h"
+#include "dc_uri.h"
 
 #include <apr_strings.h>
 #include <apr_thread_mutex.h>
@@ -664,49 +665,6 @@ const dc_store_provider_t dc_store_dynamo_provider = {
     .close = dynamo_close,
 };
 
-/* %-decodes [s, s + len) into p; NULL on a bad escape or an escaped NUL. */
-static char *percent_decode(apr_pool_t *p, const char *s, size_t len)
-{
-    char *out = apr_palloc(p, len + 1), *o = out;
-
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '%') {
-            int hi, lo;
-
-            if (i + 2 >= len || !isxdigit((unsigned char)s[i + 1]) ||
-                !isxdigit((unsigned char)s[i + 2]))
-                return NULL;
-            hi = isdigit((unsigned char)s[i + 1]) ? s[i + 1] - '0' : (tolower(s[i + 1]) - 'a' + 10);
-            lo = isdigit((unsigned char)s[i + 2]) ? s[i + 2] - '0' : (tolower(s[i + 2]) - 'a' + 10);
-            if (!(hi | lo))
-                return NULL;
-            *o++ = (char)(hi * 16 + lo);
-            i += 2;
-        } else {
-            *o++ = s[i];
-        }
-    }
-    *o = '\0';
-    return out;
-}
-
-static int parse_long(const char *s, size_t len, long min, long max, long *out)
-{
-    long v = 0;
-
-    if (len == 0 || len > 12)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        if (!isdigit((unsigned char)s[i]))
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 /* A table name as DynamoDB allows it: 3-255 of [A-Za-z0-9_.-]. */
 static int valid_table(const char *t)
 {
@@ -731,7 +689,7 @@ int dc_store_dynamo_open(dc_store_t *s, apr_pool_t *p, const char *uri, char *er
          max_backoff_ms = DYNAMO_DEFAULT_MAX_BACKOFF_MS;
     const char *masked = dc_cloud_mask_uri(p, uri);
 
-    d->table = percent_decode(p, rest, query ? (size_t)(query - rest) : strlen(rest));
+    d->table = dc_uri_percent_decode(p, rest, query ? (size_t)(query - rest) : strlen(rest));
     if (!d->table || !*d->table)
         d->table = DYNAMO_DEFAULT_TABLE;
     if (!valid_table(d->table)) {
@@ -743,58 +701,52 @@ int dc_store_dynamo_open(dc_store_t *s, apr_pool_t *p, const char *uri, char *er
     }
     d->pk_field = "id";
     d->sep = ".";
-    for (const char *q = query ? query + 1 : NULL; q && *q;) {
-        const char *amp = strchr(q, '&'), *eq, *value;
-        size_t len = amp ? (size_t)(amp - q) : strlen(q), nlen, vlen;
+    for (const char *q = query ? query + 1 : NULL;;) {
+        dc_uri_option_t o;
+        int rc = dc_uri_next_option(&q, &o), bad = 0;
         char *v;
-        int bad = 0;
 
-        eq = memchr(q, '=', len);
-        if (!eq) {
+        if (rc == 0)
+            break;
+        if (rc < 0) {
             snprintf(err, err_len, "store \"%s\": option \"%.*s\" needs a value", masked,
-                     (int)len, q);
+                     (int)o.name_len, o.name);
             return -1;
         }
-        nlen = (size_t)(eq - q);
-        value = eq + 1;
-        vlen = len - nlen - 1;
-        v = percent_decode(p, value, vlen);
-#define OPT_IS(name) (nlen == strlen(name) && strncmp(q, name, nlen) == 0)
+        v = dc_uri_percent_decode(p, o.value, o.value_len);
         if (!v)
             bad = 1;
-        else if (OPT_IS("region"))
+        else if (dc_uri_option_is(&o, "region"))
             ao.region = v;
-        else if (OPT_IS("endpoint"))
+        else if (dc_uri_option_is(&o, "endpoint"))
             ao.endpoint = v;
-        else if (OPT_IS("profile"))
+        else if (dc_uri_option_is(&o, "profile"))
             ao.profile = v;
-        else if (OPT_IS("pk_field"))
+        else if (dc_uri_option_is(&o, "pk_field"))
             bad = !*(d->pk_field = v) || strlen(v) > 255 || strcmp(v, "d") == 0;
-        else if (OPT_IS("pk_separator"))
+        else if (dc_uri_option_is(&o, "pk_separator"))
             bad = strlen(d->sep = v) > 16;
-        else if (OPT_IS("get_timeout_ms"))
-            bad = parse_long(value, vlen, 1, 60000, &get_ms);
-        else if (OPT_IS("timeout_ms"))
-            bad = parse_long(value, vlen, 1, 60000, &timeout_ms);
-        else if (OPT_IS("ttl_days"))
-            bad = parse_long(value, vlen, 1, 36600, &d->ttl_days);
-        else if (OPT_IS("max_backoff_ms"))
-            bad = parse_long(value, vlen, 100, 3600000, &max_backoff_ms);
+        else if (dc_uri_option_is(&o, "get_timeout_ms"))
+            bad = dc_uri_parse_long(o.value, o.value_len, 1, 60000, &get_ms);
+        else if (dc_uri_option_is(&o, "timeout_ms"))
+            bad = dc_uri_parse_long(o.value, o.value_len, 1, 60000, &timeout_ms);
+        else if (dc_uri_option_is(&o, "ttl_days"))
+            bad = dc_uri_parse_long(o.value, o.value_len, 1, 36600, &d->ttl_days);
+        else if (dc_uri_option_is(&o, "max_backoff_ms"))
+            bad = dc_uri_parse_long(o.value, o.value_len, 100, 3600000, &max_backoff_ms);
         else {
             snprintf(err, err_len,
                      "store \"%s\": unknown option \"%.*s\" (region, endpoint, profile, "
                      "pk_field, pk_separator, get_timeout_ms, timeout_ms, ttl_days, "
                      "max_backoff_ms)",
-                     masked, (int)nlen, q);
+                     masked, (int)o.name_len, o.name);
             return -1;
         }
-#undef OPT_IS
         if (bad) {
             snprintf(err, err_len, "store \"%s\": bad value for option \"%.*s\"", masked,
-                     (int)nlen, q);
+                     (int)o.name_len, o.name);
             return -1;
         }
-        q = amp ? amp + 1 : NULL;
     }
     d->pk_field_len = strlen(d->pk_field);
     d->sep_len = strlen(d->sep);

@@ -55,6 +55,7 @@
  */
 #include "dc_store.h"
 #include "dc_log.h"
+#include "dc_uri.h"
 #include "store_redis_cache.h"
 
 #include <apr_strings.h>
@@ -845,53 +846,6 @@ const dc_store_provider_t dc_store_redis_provider = {
     .close = redis_close,
 };
 
-/* %-decodes [s, s + len) into p; NULL on a bad escape or an escaped NUL. */
-static char *percent_decode(apr_pool_t *p, const char *s, size_t len)
-{
-    char *out = apr_palloc(p, len + 1), *o = out;
-
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '%') {
-            char hex[3];
-            unsigned long v;
-
-            if (i + 2 >= len)
-                return NULL;
-            if (!isxdigit((unsigned char)s[i + 1]) || !isxdigit((unsigned char)s[i + 2]))
-                return NULL;
-            hex[0] = s[i + 1];
-            hex[1] = s[i + 2];
-            hex[2] = '\0';
-            v = strtoul(hex, NULL, 16);
-            if (v == 0)
-                return NULL;
-            *o++ = (char)v;
-            i += 2;
-        } else {
-            *o++ = s[i];
-        }
-    }
-    *o = '\0';
-    return out;
-}
-
-static int parse_long(const char *s, size_t len, long min, long max, long *out)
-{
-    long v = 0;
-
-    if (len == 0 || len > 12)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        if (!isdigit((unsigned char)s[i]))
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 static struct timeval tv_of_ms(long ms)
 {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -908,52 +862,45 @@ static int parse_options(apr_pool_t *p, redis_store_t *r, const char *q, const c
 
     r->ttl_s = REDIS_DEFAULT_TTL_S;
     r->client_cache_bytes = REDIS_DEFAULT_CLIENT_CACHE;
-    while (q && *q) {
-        const char *amp = strchr(q, '&'), *eq;
-        size_t len = amp ? (size_t)(amp - q) : strlen(q), nlen, vlen;
-        const char *value;
-        int bad = 0;
+    for (;;) {
+        dc_uri_option_t o;
+        int rc = dc_uri_next_option(&q, &o), bad = 0;
 
-        eq = memchr(q, '=', len);
-        if (!eq) {
-            snprintf(err, err_len, "store \"%s\": option \"%.*s\" needs a value", uri, (int)len,
-                     q);
+        if (rc == 0)
+            break;
+        if (rc < 0) {
+            snprintf(err, err_len, "store \"%s\": option \"%.*s\" needs a value", uri,
+                     (int)o.name_len, o.name);
             return -1;
         }
-        nlen = (size_t)(eq - q);
-        value = eq + 1;
-        vlen = len - nlen - 1;
-#define OPT_IS(name) (nlen == strlen(name) && strncmp(q, name, nlen) == 0)
-        if (OPT_IS("timeout_ms"))
-            bad = parse_long(value, vlen, 1, 60000, &timeout_ms);
-        else if (OPT_IS("connect_timeout_ms"))
-            bad = parse_long(value, vlen, 1, 60000, &connect_ms);
-        else if (OPT_IS("ttl"))
-            bad = parse_long(value, vlen, 0, 100L * 366 * 86400, &r->ttl_s);
-        else if (OPT_IS("max_backoff_ms"))
-            bad = parse_long(value, vlen, 100, 3600000, &max_backoff_ms);
-        else if (OPT_IS("prefix"))
-            bad = !(r->prefix = percent_decode(p, value, vlen)) ||
+        if (dc_uri_option_is(&o, "timeout_ms"))
+            bad = dc_uri_parse_long(o.value, o.value_len, 1, 60000, &timeout_ms);
+        else if (dc_uri_option_is(&o, "connect_timeout_ms"))
+            bad = dc_uri_parse_long(o.value, o.value_len, 1, 60000, &connect_ms);
+        else if (dc_uri_option_is(&o, "ttl"))
+            bad = dc_uri_parse_long(o.value, o.value_len, 0, 100L * 366 * 86400, &r->ttl_s);
+        else if (dc_uri_option_is(&o, "max_backoff_ms"))
+            bad = dc_uri_parse_long(o.value, o.value_len, 100, 3600000, &max_backoff_ms);
+        else if (dc_uri_option_is(&o, "prefix"))
+            bad = !(r->prefix = dc_uri_percent_decode(p, o.value, o.value_len)) ||
                   strlen(r->prefix) > DC_STORE_MAX_FIELD_LEN;
-        else if (OPT_IS("client_cache"))
-            bad = parse_long(value, vlen, 0, 1L << 30, &r->client_cache_bytes) ||
+        else if (dc_uri_option_is(&o, "client_cache"))
+            bad = dc_uri_parse_long(o.value, o.value_len, 0, 1L << 30, &r->client_cache_bytes) ||
                   (r->client_cache_bytes && r->client_cache_bytes < 65536);
-        else if (OPT_IS("tls_ca"))
-            bad = !(r->tls_ca = percent_decode(p, value, vlen)) || !*r->tls_ca;
+        else if (dc_uri_option_is(&o, "tls_ca"))
+            bad = !(r->tls_ca = dc_uri_percent_decode(p, o.value, o.value_len)) || !*r->tls_ca;
         else {
             snprintf(err, err_len,
                      "store \"%s\": unknown option \"%.*s\" (timeout_ms, connect_timeout_ms, "
                      "ttl, prefix, max_backoff_ms, client_cache, tls_ca)",
-                     uri, (int)nlen, q);
+                     uri, (int)o.name_len, o.name);
             return -1;
         }
-#undef OPT_IS
         if (bad) {
-            snprintf(err, err_len, "store \"%s\": bad value for option \"%.*s\"", uri, (int)nlen,
-                     q);
+            snprintf(err, err_len, "store \"%s\": bad value for option \"%.*s\"", uri,
+                     (int)o.name_len, o.name);
             return -1;
         }
-        q = amp ? amp + 1 : NULL;
     }
     r->command_tv = tv_of_ms(timeout_ms);
     r->connect_tv = tv_of_ms(connect_ms > 0 ? connect_ms : timeout_ms);
@@ -998,11 +945,11 @@ int dc_store_redis_open(dc_store_t *s, apr_pool_t *p, const char *uri, char *err
                      "redis://USER:PASSWORD@host");
             return -1;
         }
-        if (colon > rest && !(r->user = percent_decode(p, rest, (size_t)(colon - rest)))) {
+        if (colon > rest && !(r->user = dc_uri_percent_decode(p, rest, (size_t)(colon - rest)))) {
             snprintf(err, err_len, "store redis: bad %%-escape in the user name");
             return -1;
         }
-        r->password = percent_decode(p, colon + 1, (size_t)(at - colon - 1));
+        r->password = dc_uri_percent_decode(p, colon + 1, (size_t)(at - colon - 1));
         if (!r->password) {
             snprintf(err, err_len, "store redis: bad %%-escape in the password");
             return -1;
@@ -1045,7 +992,7 @@ int dc_store_redis_open(dc_store_t *s, apr_pool_t *p, const char *uri, char *err
 
         while (port_end < end && *port_end != '/')
             port_end++;
-        if (parse_long(rest + 1, (size_t)(port_end - rest - 1), 1, 65535, &port) < 0) {
+        if (dc_uri_parse_long(rest + 1, (size_t)(port_end - rest - 1), 1, 65535, &port) < 0) {
             snprintf(err, err_len, "store redis: bad port \"%.*s\"",
                      (int)(port_end - rest - 1), rest + 1);
             return -1;
@@ -1055,7 +1002,7 @@ int dc_store_redis_open(dc_store_t *s, apr_pool_t *p, const char *uri, char *err
     }
     if (rest < end && *rest == '/') {
         if (end > rest + 1 &&
-            parse_long(rest + 1, (size_t)(end - rest - 1), 0, 1 << 20, &r->db) < 0) {
+            dc_uri_parse_long(rest + 1, (size_t)(end - rest - 1), 0, 1 << 20, &r->db) < 0) {
             snprintf(err, err_len, "store redis: bad database number \"%.*s\"",
                      (int)(end - rest - 1), rest + 1);
             return -1;

@@ -18,32 +18,15 @@ import pytest
 
 from dynalite import TABLE, TEST_KEY, AwsStandin, Dynalite, clean_aws_env
 from harness import EvalProcess, Httpd, http_request, run_eval
+from test_stores import campaign, variations_of, write_bucketing
 
 ENV = "env-dyn"
 
 
-def campaign(cid, variations, ctype="ab"):
-    all_users = {"targetingGroups": [{"targetings": [
-        {"operator": "EQUALS", "key": "fs_all_users", "value": ""}]}]}
-    return {"id": cid, "name": cid, "type": ctype, "bucketRanges": [{"r": [0, 100]}],
-            "variationGroups": [{"id": "vg_" + cid, "name": cid, "targeting": all_users,
-                                 "variations": [{"id": vid, "name": vid, "allocation": alloc,
-                                                 "modifications": {"type": "FLAG",
-                                                                   "value": {cid: vid}}}
-                                                for vid, alloc in variations]}]}
-
-
 def bucketing_file(path, campaigns):
-    path.write_text(json.dumps({"panic": False, "campaigns": campaigns,
-                                "accountSettings": {"enabledXPC": False,
-                                                    "enabled1V1T": False}}))
-    os.chmod(str(path), 0o644)
-    return str(path)
-
-
-def variations_of(answer):
-    assert "campaigns" in answer, answer
-    return {c["id"]: c["variation"]["id"] for c in answer["campaigns"]}
+    result = write_bucketing(path, campaigns)
+    os.chmod(result, 0o644)  # httpd's children read it
+    return result
 
 
 @pytest.fixture
@@ -66,8 +49,9 @@ def decide(uri, bucketing, bodies, extra=None):
 
 def test_reads_items_the_decision_api_wrote(dynamo, tmp_path):
     """An item in the decision-api's layout, written with boto3, decides for us."""
-    b = bucketing_file(tmp_path / "b.json", [campaign("c1", [("a", 100), ("b", 0)]),
-                                             campaign("c2", [("x", 100), ("y", 0)], "toggle")])
+    b = bucketing_file(tmp_path / "b.json",
+                       [campaign("c1", [("a", 100), ("b", 0)]),
+                        campaign("c2", [("x", 100), ("y", 0)], ctype="toggle")])
     c = dynamo.client()
     c.put_item(TableName=TABLE, Item={"id": {"S": ENV + ".from-api"}, "vg_c1": {"S": "b:1"},
                                       "vg_c2": {"S": "y"}, "d": {"N": "1812312353"}})

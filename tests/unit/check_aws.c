@@ -62,19 +62,21 @@ static const char *write_file(const char *name, const char *text)
 
 START_TEST(mask_uri)
 {
-    ck_assert_str_eq(dc_cloud_mask_uri(pool, "azblob://acct/cont/p?sas=sv%3D1%26sig%3Dabc&region=x"),
+#define MASKED(uri) dc_cloud_mask_uri(pool, uri)
+    ck_assert_str_eq(MASKED("azblob://acct/cont/p?sas=sv%3D1%26sig%3Dabc&region=x"),
                      "azblob://acct/cont/p?sas=***&region=x");
-    ck_assert_str_eq(dc_cloud_mask_uri(pool, "https://h/o?X-Amz-Signature=abc&X-Amz-Security-Token=t&a=1"),
+    ck_assert_str_eq(MASKED("https://h/o?X-Amz-Signature=abc&X-Amz-Security-Token=t&a=1"),
                      "https://h/o?X-Amz-Signature=***&X-Amz-Security-Token=***&a=1");
-    ck_assert_str_eq(dc_cloud_mask_uri(pool, "https://user:pa@ss@host:1/x?key=k#frag"),
+    ck_assert_str_eq(MASKED("https://user:pa@ss@host:1/x?key=k#frag"),
                      "https://user:***@host:1/x?key=***#frag");
-    ck_assert_str_eq(dc_cloud_mask_uri(pool, "dynamo://table?region=eu-west-1&endpoint=http://h:1"),
+    ck_assert_str_eq(MASKED("dynamo://table?region=eu-west-1&endpoint=http://h:1"),
                      "dynamo://table?region=eu-west-1&endpoint=http://h:1");
-    ck_assert_str_eq(dc_cloud_mask_uri(pool, "s3://b/p?sig"), "s3://b/p?sig");
-    ck_assert_str_eq(dc_cloud_mask_uri(pool, "u:secret@host"), "***@host");
-    ck_assert_str_eq(dc_cloud_mask_uri(pool, "a?Sig=&token=x&&"), "a?Sig=***&token=***&&");
+    ck_assert_str_eq(MASKED("s3://b/p?sig"), "s3://b/p?sig");
+    ck_assert_str_eq(MASKED("u:secret@host"), "***@host");
+    ck_assert_str_eq(MASKED("a?Sig=&token=x&&"), "a?Sig=***&token=***&&");
     ck_assert(dc_cloud_is_secret_param("SIG", 3));
     ck_assert(!dc_cloud_is_secret_param("region", 6));
+#undef MASKED
 }
 END_TEST
 
@@ -100,7 +102,8 @@ START_TEST(refresh_schedule)
     apr_time_t f = apr_time_from_sec(1000);
 
     /* one hour: five minutes ahead; ten seconds: half-way; none: never */
-    ck_assert_int_eq(dc_aws_refresh_time(f, f + apr_time_from_sec(3600)), f + apr_time_from_sec(3300));
+    ck_assert_int_eq(dc_aws_refresh_time(f, f + apr_time_from_sec(3600)),
+                     f + apr_time_from_sec(3300));
     ck_assert_int_eq(dc_aws_refresh_time(f, f + apr_time_from_sec(10)), f + apr_time_from_sec(5));
     ck_assert_int_eq(dc_aws_refresh_time(f, 0), 0);
 }
@@ -119,7 +122,8 @@ START_TEST(credentials_json)
     ck_assert_str_eq(c.session_token, "t");
     ck_assert_int_eq(apr_time_sec(c.expiration), 1796587200LL);
 #define BAD(text)                                                                                  \
-    ck_assert_int_eq(dc_aws_parse_credentials_json(pool, text, strlen(text), &c, why, sizeof(why)), -1)
+    ck_assert_int_eq(                                                                              \
+        dc_aws_parse_credentials_json(pool, text, strlen(text), &c, why, sizeof(why)), -1)
     BAD("[]");
     BAD("not json");
     BAD("{\"Code\":\"Failure\",\"AccessKeyId\":\"a\",\"SecretAccessKey\":\"s\"}");
@@ -195,9 +199,10 @@ START_TEST(chain_profiles)
     char why[400];
 
     ck_assert_int_eq(mkdir(apr_pstrcat(pool, tmpdir, "/.aws", NULL), 0700), 0);
-    write_file(".aws/credentials", "[default]\naws_access_key_id=AKHOME\naws_secret_access_key=S\n"
-                                   "[team]\naws_access_key_id = AKTEAM\naws_secret_access_key = S2\n"
-                                   "aws_session_token = TK2\n");
+    write_file(".aws/credentials",
+               "[default]\naws_access_key_id=AKHOME\naws_secret_access_key=S\n"
+               "[team]\naws_access_key_id = AKTEAM\naws_secret_access_key = S2\n"
+               "aws_session_token = TK2\n");
     write_file(".aws/config", "[default]\nregion=us-west-2\n[profile cfg]\nregion = ap-south-1\n"
                               "aws_access_key_id = AKCFG\naws_secret_access_key = S3\n"
                               "[profile role]\nrole_arn = arn:aws:iam::1:role/x\n");
@@ -349,7 +354,8 @@ START_TEST(sign_request)
                "    def do_POST(self):\n"
                "        n = int(self.headers.get('Content-Length', 0)); self.rfile.read(n)\n"
                "        with open(sys.argv[2], 'a') as f:\n"
-               "            for k, v in self.headers.items(): f.write(k.lower() + ': ' + v + '\\n')\n"
+               "            for k, v in self.headers.items():\n"
+               "                f.write(k.lower() + ': ' + v + '\\n')\n"
                "        self.send_response(200); self.send_header('Content-Length', '2')\n"
                "        self.end_headers(); self.wfile.write(b'{}')\n"
                "    def log_message(self, *a): pass\n"
@@ -458,7 +464,8 @@ START_TEST(dynamo_item_layout)
     x = dc_assignments_find(&a, "vg_a", 4);
     ck_assert(x && x->activated && x->variation_id_len == 4 && !memcmp(x->variation_id, "var1", 4));
     x = dc_assignments_find(&a, "vg_b", 4);
-    ck_assert(x && !x->activated && x->variation_id_len == 4 && !memcmp(x->variation_id, "var2", 4));
+    ck_assert(x && !x->activated && x->variation_id_len == 4 &&
+              !memcmp(x->variation_id, "var2", 4));
     x = dc_assignments_find(&a, "vg_c", 4);
     ck_assert(x && x->activated && x->variation_id_len == 3 && !memcmp(x->variation_id, "v:3", 3));
     /* d = save time + 6 months: 2026-12-06T20:00:00Z - 6 months = 2026-06-06T20:00:00Z */
