@@ -243,6 +243,7 @@ def test_stopped_and_stalled_under_load(dynamo, tmp_path):
     finally:
         stop.set()
         h.stop()
+    assert h.sanitizer_reports() == ""
     assert not failures, failures[:5]
     assert during_outage > 20, during_outage  # requests were served while it was down
     assert log.count("DC10801") >= 1 and "DC10802" in log, log[-3000:]
