@@ -256,3 +256,22 @@ def test_stopped_and_stalled_under_load(dynamo, tmp_path):
     first = "load-0-0"
     item = c.get_item(TableName=TABLE, Key={"id": {"S": ENV + "." + first}}).get("Item")
     assert item and item["vg_c1"]["S"] == hashed[first] + ":1", item
+
+
+def test_decision_fcgi_with_the_decision_api_settings(dynamo, tmp_path):
+    """decision-fcgi (CGI mode) configured only by the decision-api's names: CACHE_TYPE=dynamo,
+    CACHE_OPTIONS_DYNAMO*, the AWS variables; the item lands where the decision-api puts it."""
+    from test_fcgi import ENV_ID, run_cgi
+    dynamo.create_table("assignments-prod", pk="visitorKey")
+    env = {"CACHE_TYPE": "dynamo", "CACHE_OPTIONS_DYNAMOTABLENAME": "assignments-prod",
+           "CACHE_OPTIONS_DYNAMOPKFIELD": "visitorKey", "CACHE_OPTIONS_DYNAMOPKSEPARATOR": "|",
+           "CACHE_OPTIONS_DYNAMOGETTIMEOUT": "500ms", "AWS_REGION": "eu-west-1",
+           "AWS_ENDPOINT_URL_DYNAMODB": dynamo.endpoint}
+    rc, head, body, err = run_cgi(env, b'{"visitor_id":"cgi-visitor","trigger_hit":true}')
+    assert rc == 0 and head.startswith("Status: 200"), (head, err)
+    answer = {c["variationGroupId"]: c["variation"]["id"] for c in json.loads(body)["campaigns"]}
+    item = dynamo.client().get_item(TableName="assignments-prod",
+                                    Key={"visitorKey": {"S": ENV_ID + "|cgi-visitor"}})["Item"]
+    stored = {k: v["S"] for k, v in item.items() if k not in ("visitorKey", "d")}
+    assert stored and all(stored[vg] == vid + ":1" for vg, vid in answer.items() if vg in stored)
+    assert "DC10801" not in err, err
