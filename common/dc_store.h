@@ -158,6 +158,61 @@ typedef struct {
 void dc_store_log_limited(dc_store_log_limit_t *l, dc_log_level_e level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/*
+ * For backends out of process (Redis, DynamoDB): the outage behaviour they
+ * share. A failure opens a backoff window (DC_STORE_MIN_BACKOFF, doubling up
+ * to max_backoff) during which calls are skipped at once, so a dead or stalled
+ * server costs at most one timeout per window; when the window ends one
+ * caller probes (may_try pushes the window on for the others). Saves that
+ * found the server unavailable are queued, bounded by DC_STORE_MAX_PENDING
+ * entries and DC_STORE_MAX_PENDING_BYTES, for the backend to replay when it
+ * answers again. The caller holds the lock that guards o around every call;
+ * entries are made and freed outside it.
+ */
+#define DC_STORE_MIN_BACKOFF apr_time_from_msec(100)
+#define DC_STORE_MAX_PENDING 1000
+#define DC_STORE_MAX_PENDING_BYTES (1024 * 1024)
+
+typedef struct dc_store_pending dc_store_pending_t;
+struct dc_store_pending {
+    dc_store_pending_t *next;
+    int n;      /* the backend's count (commands in it) */
+    size_t len;
+    char data[]; /* the backend's bytes, NUL-terminated */
+};
+
+typedef struct {
+    apr_interval_time_t max_backoff; /* set by the backend */
+    int failing;
+    apr_time_t retry_at;
+    apr_interval_time_t backoff;
+    char error[300]; /* the last failure, no secrets */
+    dc_store_pending_t *pending, *pending_tail;
+    size_t n_pending, pending_bytes;
+    unsigned pending_dropped; /* since the queue was last emptied */
+} dc_store_outage_t;
+
+/* 1: call the server (all is well, or this caller probes); 0: skip it. */
+int dc_store_outage_may_try(dc_store_outage_t *o, apr_time_t now);
+/* Records a failure and opens or widens the window; 1 for the first of a streak. */
+int dc_store_outage_fail(dc_store_outage_t *o, apr_time_t now, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The server answered; 1 when that ends an outage. */
+int dc_store_outage_ok(dc_store_outage_t *o);
+/* A queue entry holding a copy of data (malloc'd; NULL when out of memory);
+ * data NULL: the caller fills e->data[0, len). */
+dc_store_pending_t *dc_store_pending_new(const void *data, size_t len, int n);
+void dc_store_pending_free(dc_store_pending_t *list);
+/* Appends e; -1 (e is the caller's to free, the drop counted) when e is NULL or
+ * the queue is full. */
+int dc_store_outage_queue(dc_store_outage_t *o, dc_store_pending_t *e);
+/* Takes up to max entries (0: all) from the front, in order; *n their count. */
+dc_store_pending_t *dc_store_outage_take(dc_store_outage_t *o, size_t max, size_t *n);
+/* Puts a list taken before back in front (its replay failed). */
+void dc_store_outage_requeue(dc_store_outage_t *o, dc_store_pending_t *list);
+/* Empties the queue (a forked child: the parent replays its own). */
+void dc_store_outage_drop_queue(dc_store_outage_t *o);
+
 /* Backends (one file each). */
 extern const dc_store_provider_t dc_store_memory_provider;
 void *dc_store_memory_create(apr_pool_t *p, size_t max_entries);

@@ -35,13 +35,13 @@
  * save return DC_STORE_UNAVAILABLE at once, so an unreachable or stalled
  * DynamoDB costs at most one timeout per window; the engine then decides from
  * the hash alone. When the window ends one request probes while the others
- * keep skipping. The metered store wrapper logs the state change once
- * (DC10801/DC10802); this file logs the detail at debug level.
- * Saves that found DynamoDB unavailable are kept (up to DYNAMO_MAX_PENDING, 1
- * MB, as Redis's) and written again once it answers, a few per successful
- * call so no request pays for the whole queue, with
- * "SET #g = if_not_exists(#g, :v)": they only fill attributes the item lacks,
- * so a newer assignment another server made meanwhile wins.
+ * keep skipping (dc_store_outage_t, shared with the Redis store). The metered
+ * store wrapper logs the state change once (DC10801/DC10802); this file logs
+ * the detail at debug level. Saves that found DynamoDB unavailable are kept
+ * (up to DC_STORE_MAX_PENDING, 1 MB, as Redis's) and written again once it
+ * answers, a few per successful call so no request pays for the whole queue,
+ * with "SET #g = if_not_exists(#g, :v)": they only fill attributes the item
+ * lacks, so a newer assignment another server made meanwhile wins.
  *
  * Untrusted replies: bounded (512 KiB, above DynamoDB's 400 KB item limit),
  * parsed with jansson, every attribute's type checked; attributes that are
@@ -69,19 +69,9 @@
 #define DYNAMO_DEFAULT_GET_TIMEOUT_MS 1000
 #define DYNAMO_DEFAULT_TIMEOUT_MS 1000
 #define DYNAMO_DEFAULT_MAX_BACKOFF_MS 5000
-#define DYNAMO_MIN_BACKOFF apr_time_from_msec(100)
 #define DYNAMO_MAX_REPLY (512 * 1024)
-#define DYNAMO_MAX_PENDING 1000
-#define DYNAMO_MAX_PENDING_BYTES (1024 * 1024)
 #define DYNAMO_REPLAY_PER_CALL 8
 #define DYNAMO_TTL_MONTHS 6
-
-typedef struct pending pending_t;
-struct pending {
-    pending_t *next;
-    size_t len;
-    char body[]; /* an UpdateItem request, if_not_exists form */
-};
 
 typedef struct {
     /* Settings, fixed after open. */
@@ -89,7 +79,6 @@ typedef struct {
     size_t pk_field_len, sep_len;
     long get_timeout_ms, timeout_ms;
     long ttl_days; /* 0: 6 months */
-    apr_interval_time_t max_backoff;
     char *url;   /* endpoint + "/" */
     char *where; /* "TABLE in REGION at ENDPOINT", no secrets */
     dc_aws_t *aws;
@@ -97,29 +86,13 @@ typedef struct {
     /* Under mutex: */
     apr_thread_mutex_t *mutex;
     pid_t pid;
-    int failing;
-    apr_time_t retry_at;
-    apr_interval_time_t backoff;
-    char error[300];
+    dc_store_outage_t outage; /* pending: UpdateItem bodies in the if_not_exists form */
     dc_store_log_limit_t bad_data_log;
-    pending_t *pending, *pending_tail;
-    size_t n_pending, pending_bytes;
-    unsigned pending_dropped;
     size_t replayed;
 } dynamo_store_t;
 
 static const char *const target_get = "X-Amz-Target: DynamoDB_20120810.GetItem";
 static const char *const target_update = "X-Amz-Target: DynamoDB_20120810.UpdateItem";
-
-static void free_pending(pending_t *p)
-{
-    while (p) {
-        pending_t *next = p->next;
-
-        free(p);
-        p = next;
-    }
-}
 
 static void log_bad_data(dynamo_store_t *d, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -140,48 +113,36 @@ static void log_bad_data(dynamo_store_t *d, const char *fmt, ...)
  * ends, this call probes and the window is pushed on for the others. */
 static int may_call(dynamo_store_t *d)
 {
-    int ok = 1;
+    int ok;
 
     apr_thread_mutex_lock(d->mutex);
     if (d->pid != getpid()) {
         /* forked without child_init: the parent replays its own queue */
-        free_pending(d->pending);
-        d->pending = d->pending_tail = NULL;
-        d->n_pending = d->pending_bytes = 0;
+        dc_store_outage_drop_queue(&d->outage);
         d->pid = getpid();
     }
-    if (d->failing) {
-        apr_time_t now = apr_time_now();
-
-        if (now < d->retry_at)
-            ok = 0;
-        else
-            d->retry_at = now + d->backoff;
-    }
+    ok = dc_store_outage_may_try(&d->outage, apr_time_now());
     apr_thread_mutex_unlock(d->mutex);
     return ok;
 }
 
+/* The store as a whole is failing: back off. The operator's line is the store
+ * state change (DC10801, with this detail); this one is for debugging. */
 static void fail(dynamo_store_t *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void fail(dynamo_store_t *d, const char *fmt, ...)
 {
+    char why[300];
     va_list ap;
-    int first;
 
-    apr_thread_mutex_lock(d->mutex);
     va_start(ap, fmt);
-    vsnprintf(d->error, sizeof(d->error), fmt, ap);
+    vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    first = !d->failing;
-    d->backoff = first ? DYNAMO_MIN_BACKOFF
-                       : (d->backoff * 2 > d->max_backoff ? d->max_backoff : d->backoff * 2);
-    d->retry_at = apr_time_now() + d->backoff;
-    d->failing = 1;
-    if (first)
+    apr_thread_mutex_lock(d->mutex);
+    if (dc_store_outage_fail(&d->outage, apr_time_now(), "%s", why))
         dc_log(DC_LOG_DEBUG,
                DCLOGNO(11360) "store dynamo %s: %s; decisions use the hash alone, retrying with "
                               "backoff",
-               d->where, d->error);
+               d->where, why);
     apr_thread_mutex_unlock(d->mutex);
 }
 
@@ -257,109 +218,64 @@ static void succeed(dynamo_store_t *d, apr_pool_t *p)
     int replay_now;
 
     apr_thread_mutex_lock(d->mutex);
-    if (d->failing)
+    if (dc_store_outage_ok(&d->outage))
         dc_log(DC_LOG_DEBUG, DCLOGNO(11362) "store dynamo %s: answering again", d->where);
-    d->failing = 0;
-    d->backoff = 0;
-    replay_now = d->pending != NULL;
+    replay_now = d->outage.pending != NULL;
     apr_thread_mutex_unlock(d->mutex);
     if (replay_now)
         replay(d, p);
 }
 
-/* Writes a few of the saves queued during an outage. */
+/* Writes a few of the saves queued during an outage, so no request pays for all. */
 static void replay(dynamo_store_t *d, apr_pool_t *p)
 {
-    pending_t *batch = NULL, **tail = &batch;
-    size_t done = 0, left;
-    unsigned dropped;
+    dc_store_pending_t *batch;
+    size_t n, done = 0;
 
     apr_thread_mutex_lock(d->mutex);
-    for (int i = 0; i < DYNAMO_REPLAY_PER_CALL && d->pending; i++) {
-        pending_t *e = d->pending;
-
-        d->pending = e->next;
-        d->n_pending--;
-        d->pending_bytes -= e->len;
-        e->next = NULL;
-        *tail = e;
-        tail = &e->next;
-    }
-    if (!d->pending)
-        d->pending_tail = NULL;
+    batch = dc_store_outage_take(&d->outage, DYNAMO_REPLAY_PER_CALL, &n);
     apr_thread_mutex_unlock(d->mutex);
-
     while (batch) {
-        pending_t *e = batch;
+        dc_store_pending_t *e = batch;
         dc_cloud_response_t resp;
-        int rc = perform(d, p, target_update, e->body, e->len, d->timeout_ms, &resp);
+        int rc = perform(d, p, target_update, e->data, e->len, d->timeout_ms, &resp);
 
-        if (rc < 0 || resp.status != 200) {
-            /* put the rest back in front, and stop: the outage is not over */
-            if (failed(d, p, "UpdateItem (replay)", rc, &resp, 0)) {
-                apr_thread_mutex_lock(d->mutex);
-                *tail = d->pending;
-                if (!d->pending)
-                    d->pending_tail = NULL;
-                for (pending_t *q = batch; q; q = q->next) {
-                    d->n_pending++;
-                    d->pending_bytes += q->len;
-                    if (!q->next && !d->pending_tail)
-                        d->pending_tail = q;
-                }
-                d->pending = batch;
-                apr_thread_mutex_unlock(d->mutex);
-                return;
-            }
-        } else {
-            done++;
+        if ((rc < 0 || resp.status != 200) && failed(d, p, "UpdateItem (replay)", rc, &resp, 0)) {
+            /* the outage is not over: the rest goes back in front */
+            apr_thread_mutex_lock(d->mutex);
+            dc_store_outage_requeue(&d->outage, batch);
+            apr_thread_mutex_unlock(d->mutex);
+            return;
         }
+        done += rc == 0 && resp.status == 200;
         batch = e->next;
         free(e);
     }
     apr_thread_mutex_lock(d->mutex);
     d->replayed += done;
-    left = d->n_pending;
-    dropped = d->pending_dropped;
-    if (!left) {
+    if (!d->outage.pending) {
         if (d->replayed)
             dc_log(DC_LOG_INFO,
                    DCLOGNO(11363) "store dynamo %s: %zu save(s) made while it was unavailable "
                                   "written (attributes the items already had were kept)%s",
                    d->where, d->replayed,
-                   dropped ? ", more were left out (queue full)" : "");
+                   d->outage.pending_dropped ? ", more were left out (queue full)" : "");
         d->replayed = 0;
-        d->pending_dropped = 0;
+        d->outage.pending_dropped = 0;
     }
     apr_thread_mutex_unlock(d->mutex);
 }
 
 static void queue_for_replay(dynamo_store_t *d, const char *body, size_t len)
 {
-    pending_t *e = malloc(sizeof(*e) + len + 1);
+    dc_store_pending_t *e = dc_store_pending_new(body, len, 1);
+    int queued;
 
-    if (e) {
-        e->next = NULL;
-        e->len = len;
-        memcpy(e->body, body, len);
-        e->body[len] = '\0';
-    }
     apr_thread_mutex_lock(d->mutex);
-    if (!e || d->n_pending >= DYNAMO_MAX_PENDING ||
-        d->pending_bytes + len > DYNAMO_MAX_PENDING_BYTES || d->pid != getpid()) {
-        d->pending_dropped++;
-    } else {
-        if (d->pending_tail)
-            d->pending_tail->next = e;
-        else
-            d->pending = e;
-        d->pending_tail = e;
-        d->n_pending++;
-        d->pending_bytes += len;
-        e = NULL;
-    }
+    queued = d->pid == getpid() && dc_store_outage_queue(&d->outage, e) == 0;
     apr_thread_mutex_unlock(d->mutex);
-    free(e);
+    if (!queued)
+        free(e);
 }
 
 static void put_key(dc_buf_t *b, const dynamo_store_t *d, const char *env_id, const char *id,
@@ -617,15 +533,15 @@ static dc_store_health_e dynamo_health(dc_store_t *s, const char **detail)
 
     dc_aws_describe(d->aws, creds, sizeof(creds));
     apr_thread_mutex_lock(d->mutex);
-    failing = d->failing;
+    failing = d->outage.failing;
     if (failing) {
-        apr_time_t now = apr_time_now();
+        apr_time_t now = apr_time_now(), at = d->outage.retry_at;
 
-        snprintf(buf, sizeof(buf), "dynamo %s: %s; next try in %lld ms; %s", d->where, d->error,
-                 d->retry_at > now ? (long long)apr_time_as_msec(d->retry_at - now) : 0LL, creds);
+        snprintf(buf, sizeof(buf), "dynamo %s: %s; next try in %lld ms; %s", d->where,
+                 d->outage.error, at > now ? (long long)apr_time_as_msec(at - now) : 0LL, creds);
     } else {
         snprintf(buf, sizeof(buf), "dynamo %s: ok; %s%s", d->where, creds,
-                 d->n_pending ? "; replaying saves" : "");
+                 d->outage.n_pending ? "; replaying saves" : "");
     }
     apr_thread_mutex_unlock(d->mutex);
     *detail = buf;
@@ -637,9 +553,7 @@ static void dynamo_child_init(dc_store_t *s, apr_pool_t *pchild)
     dynamo_store_t *d = s->impl;
 
     dc_aws_child_init(d->aws, pchild);
-    free_pending(d->pending); /* the parent replays its own */
-    d->pending = d->pending_tail = NULL;
-    d->n_pending = d->pending_bytes = 0;
+    dc_store_outage_drop_queue(&d->outage); /* the parent replays its own */
     d->pid = getpid();
 }
 
@@ -650,9 +564,7 @@ static void dynamo_close(dc_store_t *s)
     if (!d)
         return;
     apr_thread_mutex_lock(d->mutex);
-    free_pending(d->pending);
-    d->pending = d->pending_tail = NULL;
-    d->n_pending = d->pending_bytes = 0;
+    dc_store_outage_drop_queue(&d->outage);
     apr_thread_mutex_unlock(d->mutex);
 }
 
@@ -752,7 +664,7 @@ int dc_store_dynamo_open(dc_store_t *s, apr_pool_t *p, const char *uri, char *er
     d->sep_len = strlen(d->sep);
     d->get_timeout_ms = get_ms;
     d->timeout_ms = timeout_ms;
-    d->max_backoff = apr_time_from_msec(max_backoff_ms);
+    d->outage.max_backoff = apr_time_from_msec(max_backoff_ms);
     ao.metadata_timeout_ms = 1000;
     if (!(d->aws = dc_aws_open(p, &ao, err, err_len)))
         return -1;

@@ -41,7 +41,7 @@
  * the server closed while idle (its "timeout" setting, a proxy) is no outage:
  * the call retries once on a fresh connection.
  *
- * Saves that find Redis unreachable are kept (up to REDIS_MAX_PENDING, 1 MB)
+ * Saves that find Redis unreachable are kept (up to DC_STORE_MAX_PENDING, 1 MB)
  * and sent by the first call that reaches Redis again, as HSETNX: they only
  * fill fields Redis lacks, so a newer assignment another server made during
  * the outage always wins. That one call pays for the pipelined replay (a few
@@ -75,22 +75,9 @@
 #define REDIS_DEFAULT_PORT 6379
 #define REDIS_DEFAULT_TIMEOUT_MS 50
 #define REDIS_DEFAULT_TTL_S 7776000L /* 2160h, the decision-api's default */
-#define REDIS_MIN_BACKOFF apr_time_from_msec(100)
 #define REDIS_DEFAULT_MAX_BACKOFF_MS 5000
 #define REDIS_MAX_IDLE 256 /* more than any server's threads: excess ones are closed */
 #define REDIS_DEFAULT_CLIENT_CACHE (4L * 1024 * 1024) /* bytes per process */
-
-/* Saves that found Redis unreachable, replayed when it answers again. */
-#define REDIS_MAX_PENDING 1000
-#define REDIS_MAX_PENDING_BYTES (1024 * 1024)
-
-typedef struct pending pending_t;
-struct pending {
-    pending_t *next;
-    int n_commands;
-    size_t len;
-    char commands[]; /* RESP, as redisFormatCommandArgv makes it */
-};
 
 typedef struct conn conn_t;
 struct conn {
@@ -115,7 +102,6 @@ typedef struct {
     long ttl_s;
     char *prefix;
     size_t prefix_len;
-    apr_interval_time_t max_backoff;
     char *where; /* "host:port/db" for messages, no secrets */
     long client_cache_bytes;
     redis_cache_t *cache; /* NULL: off */
@@ -128,25 +114,11 @@ typedef struct {
     size_t n_idle;
     apr_uint32_t generation;
     pid_t pid;
-    int failing;
-    apr_time_t retry_at;
-    apr_interval_time_t backoff;
-    char error[160];
+    /* backoff, and the saves that found Redis unreachable (RESP commands, as
+     * redisFormatCommandArgv makes them; n = their count), replayed when it answers */
+    dc_store_outage_t outage;
     dc_store_log_limit_t bad_data_log; /* garbage fields, wrong key types */
-    pending_t *pending, *pending_tail;
-    size_t n_pending, pending_bytes;
-    unsigned pending_dropped;
 } redis_store_t;
-
-static void free_pending(pending_t *p)
-{
-    while (p) {
-        pending_t *next = p->next;
-
-        free(p);
-        p = next;
-    }
-}
 
 static void close_conn(redis_store_t *r, conn_t *c)
 {
@@ -171,18 +143,15 @@ static void fail(redis_store_t *r, const char *fmt, ...) __attribute__((format(p
 static void fail(redis_store_t *r, const char *fmt, ...)
 {
     conn_t *stale;
+    char why[300];
     va_list ap;
     int first;
 
-    apr_thread_mutex_lock(r->mutex);
     va_start(ap, fmt);
-    vsnprintf(r->error, sizeof(r->error), fmt, ap);
+    vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    first = !r->failing;
-    r->backoff = first ? REDIS_MIN_BACKOFF
-                       : (r->backoff * 2 > r->max_backoff ? r->max_backoff : r->backoff * 2);
-    r->retry_at = apr_time_now() + r->backoff;
-    r->failing = 1;
+    apr_thread_mutex_lock(r->mutex);
+    first = dc_store_outage_fail(&r->outage, apr_time_now(), "%s", why);
     r->generation++;
     stale = r->idle;
     r->idle = NULL;
@@ -193,7 +162,7 @@ static void fail(redis_store_t *r, const char *fmt, ...)
         dc_log(DC_LOG_DEBUG,
                DCLOGNO(10330) "store redis %s: %s; decisions use the hash alone, retrying with "
                               "backoff",
-               r->where, r->error);
+               r->where, why);
     apr_thread_mutex_unlock(r->mutex);
     free_conns(r, stale);
 }
@@ -218,18 +187,18 @@ static void release(redis_store_t *r, conn_t *c);
 static void broken(redis_store_t *r, conn_t *c, const char *what);
 
 /* Sends the saves queued during an outage on the connection that just worked. */
-static void replay(redis_store_t *r, pending_t *list, size_t n, unsigned dropped)
+static void replay(redis_store_t *r, dc_store_pending_t *list, size_t n, unsigned dropped)
 {
     conn_t *c = acquire(r, 0);
     int n_commands = 0, failed = 0;
 
     if (!c) {
-        free_pending(list);
+        dc_store_pending_free(list);
         return;
     }
-    for (pending_t *p = list; p; p = p->next) {
-        redisAppendFormattedCommand(c->ctx, p->commands, p->len);
-        n_commands += p->n_commands;
+    for (dc_store_pending_t *p = list; p; p = p->next) {
+        redisAppendFormattedCommand(c->ctx, p->data, p->len);
+        n_commands += p->n;
     }
     for (int i = 0; i < n_commands; i++) {
         redisReply *reply = NULL;
@@ -240,7 +209,7 @@ static void replay(redis_store_t *r, pending_t *list, size_t n, unsigned dropped
         }
         freeReplyObject(reply);
     }
-    free_pending(list);
+    dc_store_pending_free(list);
     if (failed) {
         broken(r, c, "replaying saves");
         return;
@@ -254,22 +223,17 @@ static void replay(redis_store_t *r, pending_t *list, size_t n, unsigned dropped
 
 static void succeed(redis_store_t *r)
 {
-    pending_t *list = NULL;
+    dc_store_pending_t *list = NULL;
     size_t n = 0;
     unsigned dropped = 0;
 
     apr_thread_mutex_lock(r->mutex);
-    if (r->failing) {
+    if (dc_store_outage_ok(&r->outage)) {
         dc_log(DC_LOG_INFO, DCLOGNO(10331) "store redis %s: connected again", r->where);
-        list = r->pending;
-        n = r->n_pending;
-        dropped = r->pending_dropped;
-        r->pending = r->pending_tail = NULL;
-        r->n_pending = r->pending_bytes = 0;
-        r->pending_dropped = 0;
+        list = dc_store_outage_take(&r->outage, 0, &n);
+        dropped = r->outage.pending_dropped;
+        r->outage.pending_dropped = 0;
     }
-    r->failing = 0;
-    r->backoff = 0;
     apr_thread_mutex_unlock(r->mutex);
     if (list)
         replay(r, list, n, dropped);
@@ -379,7 +343,7 @@ static conn_t *acquire(redis_store_t *r, int fresh)
         r->n_idle = 0;
         r->pid = getpid();
     }
-    if (r->failing && apr_time_now() < r->retry_at) {
+    if (r->outage.failing && apr_time_now() < r->outage.retry_at) {
         apr_thread_mutex_unlock(r->mutex);
         free_conns(r, stale);
         return NULL;
@@ -396,10 +360,8 @@ static conn_t *acquire(redis_store_t *r, int fresh)
             c = NULL;
         }
     }
-    if (!c && r->failing) {
-        /* This request probes; the others keep skipping until it reports. */
-        r->retry_at = apr_time_now() + r->backoff;
-    }
+    if (!c) /* while failing, this request probes; the others keep skipping until it reports */
+        dc_store_outage_may_try(&r->outage, apr_time_now());
     generation = r->generation;
     apr_thread_mutex_unlock(r->mutex);
     free_conns(r, stale);
@@ -625,8 +587,9 @@ static void queue_for_replay(redis_store_t *r, const char **hset_argv, const siz
     int lens[DC_STORE_MAX_ASSIGNMENTS + 2], n_commands = 0;
     const char *key = hset_argv[1];
     size_t total = 0, key_len = hset_lens[1];
-    pending_t *entry = NULL;
+    dc_store_pending_t *entry = NULL;
     char ttl[24];
+    int queued;
 
     /* HSET key f1 v1 f2 v2 ... ts ms  →  HSETNX key f v, for each pair */
     for (int i = 2; i + 1 < hset_argc; i += 2) {
@@ -648,37 +611,23 @@ static void queue_for_replay(redis_store_t *r, const char **hset_argv, const siz
             goto out;
         total += (size_t)lens[n_commands++];
     }
-    entry = malloc(sizeof(*entry) + total);
+    entry = dc_store_pending_new(NULL, total, n_commands);
     if (entry) {
-        char *o = entry->commands;
+        char *o = entry->data;
 
         for (int i = 0; i < n_commands; i++) {
             memcpy(o, cmds[i], (size_t)lens[i]);
             o += lens[i];
         }
-        entry->next = NULL;
-        entry->n_commands = n_commands;
-        entry->len = total;
     }
 out:
     for (int i = 0; i < n_commands; i++)
         redisFreeCommand(cmds[i]);
     apr_thread_mutex_lock(r->mutex);
-    if (!entry || r->n_pending >= REDIS_MAX_PENDING ||
-        r->pending_bytes + total > REDIS_MAX_PENDING_BYTES || r->pid != getpid()) {
-        r->pending_dropped++;
-    } else {
-        if (r->pending_tail)
-            r->pending_tail->next = entry;
-        else
-            r->pending = entry;
-        r->pending_tail = entry;
-        r->n_pending++;
-        r->pending_bytes += total;
-        entry = NULL;
-    }
+    queued = r->pid == getpid() && dc_store_outage_queue(&r->outage, entry) == 0;
     apr_thread_mutex_unlock(r->mutex);
-    free(entry);
+    if (!queued)
+        free(entry);
 }
 
 static dc_store_status_e redis_save(dc_store_t *s, apr_pool_t *p, const char *env_id,
@@ -773,12 +722,13 @@ static dc_store_health_e redis_health(dc_store_t *s, const char **detail)
 
     redis_cache_describe(r->cache, cache, sizeof(cache));
     apr_thread_mutex_lock(r->mutex);
-    failing = r->failing;
+    failing = r->outage.failing;
     if (failing) {
-        apr_time_t now = apr_time_now();
+        apr_time_t now = apr_time_now(), at = r->outage.retry_at;
 
-        snprintf(buf, sizeof(buf), "redis %s: %s; next try in %lld ms", r->where, r->error,
-                 r->retry_at > now ? (long long)apr_time_as_msec(r->retry_at - now) : 0LL);
+        snprintf(buf, sizeof(buf), "redis %s: %.160s; next try in %lld ms", r->where,
+                 r->outage.error,
+                 at > now ? (long long)apr_time_as_msec(at - now) : 0LL);
     } else {
         snprintf(buf, sizeof(buf), "redis %s: ok; client-side cache %s", r->where, cache);
     }
@@ -795,9 +745,7 @@ static void redis_child_init(dc_store_t *s, apr_pool_t *pchild)
 
     (void)pchild;
     redis_cache_child_init(r->cache);
-    free_pending(r->pending); /* the parent replays its own */
-    r->pending = r->pending_tail = NULL;
-    r->n_pending = r->pending_bytes = 0;
+    dc_store_outage_drop_queue(&r->outage); /* the parent replays its own */
     free_conns(r, r->idle);
     r->idle = NULL;
     r->n_idle = 0;
@@ -815,9 +763,7 @@ static void redis_close(dc_store_t *s)
     r->idle = NULL;
     r->n_idle = 0;
     r->generation++;
-    free_pending(r->pending);
-    r->pending = r->pending_tail = NULL;
-    r->n_pending = r->pending_bytes = 0;
+    dc_store_outage_drop_queue(&r->outage);
     apr_thread_mutex_unlock(r->mutex);
     redis_cache_destroy(r->cache);
     r->cache = NULL;
@@ -904,7 +850,7 @@ static int parse_options(apr_pool_t *p, redis_store_t *r, const char *q, const c
     }
     r->command_tv = tv_of_ms(timeout_ms);
     r->connect_tv = tv_of_ms(connect_ms > 0 ? connect_ms : timeout_ms);
-    r->max_backoff = apr_time_from_msec(max_backoff_ms);
+    r->outage.max_backoff = apr_time_from_msec(max_backoff_ms);
     return 0;
 }
 

@@ -182,6 +182,42 @@ def test_expiring_credentials_refreshed_without_a_failed_request(source, dynamo,
         assert "Item" in c.get_item(TableName=TABLE, Key={"id": {"S": ENV + "." + v}}), v
 
 
+def test_saves_made_during_an_outage_are_replayed(dynamo, tmp_path):
+    """Saves that found DynamoDB down are written when it answers again, only into attributes
+    the items lack (what another server wrote meanwhile wins); the outage is logged once."""
+    b = bucketing_file(tmp_path / "b.json", [campaign("c1", [("a", 50), ("b", 50)]),
+                                             campaign("c2", [("x", 50), ("y", 50)])])
+    ev = EvalProcess(dynamo.uri(options="&max_backoff_ms=200"), bucketing=b,
+                     extra=["--env-id", ENV])
+    queued = ["q-%d" % i for i in range(5)]
+    try:
+        ev.ask({"visitor_id": "before", "trigger_hit": True})
+        dynamo.stop()
+        answers = {v: variations_of(ev.ask({"visitor_id": v, "trigger_hit": True}, timeout=3))
+                   for v in queued}
+        dynamo.start()
+        # meanwhile another server assigned q-0's c1 differently: that must stay
+        dynamo.client().put_item(TableName=TABLE, Item={"id": {"S": ENV + ".q-0"},
+                                                        "vg_c1": {"S": "other:1"}})
+        deadline = time.monotonic() + 15
+        c = dynamo.client()
+        while "Item" not in c.get_item(TableName=TABLE, Key={"id": {"S": ENV + ".q-4"}}):
+            assert time.monotonic() < deadline, "the queued saves were not replayed"
+            ev.ask({"visitor_id": "after-%f" % time.monotonic(), "trigger_hit": True})
+            time.sleep(0.1)
+    finally:
+        rc, err = ev.close()
+    assert rc == 0, err
+    for v in queued:
+        item = c.get_item(TableName=TABLE, Key={"id": {"S": ENV + "." + v}})["Item"]
+        if v == "q-0":
+            assert item["vg_c1"] == {"S": "other:1"}, item  # not overwritten by the replay
+        else:
+            assert item["vg_c1"] == {"S": answers[v]["c1"] + ":1"}, item
+        assert item["vg_c2"] == {"S": answers[v]["c2"] + ":1"}, item
+    assert err.count("DC10801") == 1, err  # logged once (eval logs warnings only)
+
+
 # ---- outages under load, behind a real httpd ----
 
 def test_stopped_and_stalled_under_load(dynamo, tmp_path):
