@@ -58,6 +58,7 @@ struct dc_aws {
     pthread_mutex_t mutex; /* the refresher's state */
     pthread_cond_t cond;
     pid_t thread_pid; /* 0: no thread in any process */
+    int long_term;    /* credentials that never expire are installed: no thread, ever */
     pthread_t thread;
     int stop;
     int failing;
@@ -673,8 +674,11 @@ static int refresh(dc_aws_t *a)
         a->why[0] = '\0';
     }
     pthread_mutex_unlock(&a->mutex);
-    if (n)
+    if (n) {
+        if (!n->expiration)
+            __atomic_store_n(&a->long_term, 1, __ATOMIC_RELEASE);
         install(a, n);
+    }
     return rc;
 }
 
@@ -736,8 +740,11 @@ static int needs_refresher(dc_aws_t *a)
 /* Starts this process's refresher if it needs one and has none. */
 static void ensure_refresher(dc_aws_t *a)
 {
-    pid_t pid = getpid();
+    pid_t pid;
 
+    if (__atomic_load_n(&a->long_term, __ATOMIC_ACQUIRE))
+        return; /* the hot path of static keys: no system call, no lock */
+    pid = getpid();
     if (__atomic_load_n(&a->thread_pid, __ATOMIC_ACQUIRE) == pid || !needs_refresher(a))
         return;
     pthread_mutex_lock(&a->mutex);

@@ -15,6 +15,11 @@
  *       CURLOPT_AWS_SIGV4 "aws:amz:REGION:SERVICE" and the key pair, and adds
  *       X-Amz-Security-Token for temporary credentials. Never blocks on a
  *       refresh: it reads the current credentials under a read lock.
+ *       libcurl signs the Host, X-Amz-Date and every header the request
+ *       gives (so x-amz-* headers such as x-amz-content-sha256, which S3
+ *       wants and libcurl 7.88 does not add by itself, must be in
+ *       req.headers) and the SHA-256 of the body. libcurl 7.88 signs the
+ *       query string as given: give its parameters sorted and %-encoded.
  *   dc_aws_region / dc_aws_endpoint / dc_aws_service
  *       What open resolved. The endpoint has no trailing "/".
  *   dc_aws_describe(aws, buf, len)

@@ -13,7 +13,7 @@ One HTTP server that plays:
     forwarded to --upstream (dynalite) otherwise.
 Both credential sources issue temporary credentials that expire after
 --lifetime seconds, with a new key id each time. GET /_stats answers the
-counts as JSON.
+counts as JSON (with the number of TCP connections accepted, to see keep-alive).
 """
 import argparse
 import datetime
@@ -38,7 +38,8 @@ class State:
         self.lifetime = lifetime
         self.keys = {}  # access key id -> (secret, token or None, expires epoch or None)
         self.stats = {"issued": 0, "ok": 0, "expired": 0, "unknown_key": 0,
-                      "bad_signature": 0, "bad_token": 0, "unsigned": 0, "keys_used": []}
+                      "bad_signature": 0, "bad_token": 0, "unsigned": 0, "keys_used": [],
+                      "connections": 0}
         if static:
             ak, sk = static.split(":", 1)
             self.keys[ak] = (sk, None, None)
@@ -86,6 +87,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+    def setup(self):
+        super().setup()
+        self.state.count("connections")  # one handler per TCP connection (keep-alive)
 
     def reply(self, status, body, ctype="application/json"):
         data = body if isinstance(body, bytes) else body.encode()
