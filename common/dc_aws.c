@@ -779,7 +779,7 @@ int dc_aws_sign(void *aws, CURL *curl, struct curl_slist **headers, char *err, s
 {
     dc_aws_t *a = aws;
     struct curl_slist *h = *headers;
-    int rc = 0;
+    int rc = 0, appended = 0;
 
     ensure_refresher(a);
     pthread_rwlock_rdlock(&a->lock);
@@ -788,10 +788,16 @@ int dc_aws_sign(void *aws, CURL *curl, struct curl_slist **headers, char *err, s
     } else if (a->cur->expiration && a->cur->expiration <= apr_time_now()) {
         rc = -2;
     } else {
+#if LIBCURL_VERSION_NUM >= 0x074b00 /* CURLOPT_AWS_SIGV4: libcurl 7.75 */
         curl_easy_setopt(curl, CURLOPT_AWS_SIGV4, a->sigv4);
+#else
+        rc = -3;
+#endif
         curl_easy_setopt(curl, CURLOPT_USERPWD, a->cur->userpwd); /* libcurl copies it */
-        if (a->cur->token_header)
+        if (a->cur->token_header) {
             h = curl_slist_append(h, a->cur->token_header);
+            appended = 1;
+        }
     }
     pthread_rwlock_unlock(&a->lock);
     if (rc < 0) {
@@ -800,11 +806,15 @@ int dc_aws_sign(void *aws, CURL *curl, struct curl_slist **headers, char *err, s
         pthread_mutex_lock(&a->mutex);
         snprintf(why, sizeof(why), "%s", a->why[0] ? a->why : "not fetched yet");
         pthread_mutex_unlock(&a->mutex);
-        snprintf(err, err_len, "%s: %s",
-                 rc == -1 ? "no AWS credentials yet" : "the AWS credentials expired", why);
+        if (rc == -3)
+            snprintf(err, err_len, "this libcurl (%s) cannot sign for AWS: 7.75 or later is needed",
+                     LIBCURL_VERSION);
+        else
+            snprintf(err, err_len, "%s: %s",
+                     rc == -1 ? "no AWS credentials yet" : "the AWS credentials expired", why);
         return -1;
     }
-    if (!h) {
+    if (appended && !h) {
         snprintf(err, err_len, "out of memory");
         return -1;
     }
