@@ -145,10 +145,10 @@ def test_credentials_from_environment_and_profile(dynamo, tmp_path, monkeypatch)
 @pytest.mark.parametrize("source", ["container", "imds"])
 def test_expiring_credentials_refreshed_without_a_failed_request(source, dynamo, tmp_path,
                                                                  monkeypatch):
-    """Credentials that live 3 s, from the container endpoint (with its authorization
+    """Credentials that live 2 s, from the container endpoint (with its authorization
     token) or IMDSv2: refreshed in the background, no request ever signed with expired
     ones, every save written."""
-    standin = AwsStandin(tmp_path, dynamo.port, lifetime=3, auth_token="Bearer tok").start()
+    standin = AwsStandin(tmp_path, dynamo.port, lifetime=2, auth_token="Bearer tok").start()
     if source == "container":
         clean_aws_env(monkeypatch, tmp_path,
                       AWS_CONTAINER_CREDENTIALS_FULL_URI=standin.url + "/creds",
@@ -161,7 +161,7 @@ def test_expiring_credentials_refreshed_without_a_failed_request(source, dynamo,
                      bucketing=b, extra=["--env-id", ENV])
     visitors = []
     try:
-        deadline = time.monotonic() + 5.0
+        deadline = time.monotonic() + 3.5
         while time.monotonic() < deadline:
             v = "rot-%d" % len(visitors)
             assert "c1" in variations_of(ev.ask({"visitor_id": v, "trigger_hit": True}))
@@ -263,17 +263,17 @@ def test_stopped_and_stalled_under_load(dynamo, tmp_path):
     try:
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             futures = [pool.submit(client, k) for k in range(4)]
-            time.sleep(1.0)
+            time.sleep(0.8)
             dynamo.proc.send_signal(signal.SIGSTOP)  # stalled: every call would time out
-            time.sleep(2.0)
+            time.sleep(1.5)
             dynamo.proc.send_signal(signal.SIGCONT)
-            time.sleep(0.5)
+            time.sleep(0.4)
             dynamo.stop()  # down: connections refused
             during_outage = counts["n"]
-            time.sleep(2.0)
+            time.sleep(1.5)
             during_outage = counts["n"] - during_outage
             dynamo.start()  # same port, same data
-            time.sleep(2.5)
+            time.sleep(2.0)
             stop.set()
             for f in futures:
                 f.result()
