@@ -29,6 +29,13 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 IMDS_TOKEN = "imds-" + secrets.token_hex(8)
+
+
+def aws_error(name, message=None):
+    doc = {"__type": "com.amazon.coral.service#" + name}
+    if message:
+        doc["message"] = message
+    return json.dumps(doc)
 ROLE = "decision-test-role"
 
 
@@ -137,25 +144,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
         auth = parse_authorization(self.headers.get("Authorization"))
         if not auth:
             self.state.count("unsigned")
-            return self.reply(403, '{"__type":"com.amazon.coral.service#MissingAuthenticationTokenException"}')
+            return self.reply(403, aws_error("MissingAuthenticationTokenException"))
         ak, date, region, service, signed, signature = auth
         with self.state.lock:
             known = self.state.keys.get(ak)
         if not known:
             self.state.count("unknown_key")
-            return self.reply(400, '{"__type":"com.amazon.coral.service#UnrecognizedClientException"}')
+            return self.reply(400, aws_error("UnrecognizedClientException"))
         sk, token, expires = known
         if expires is not None and time.time() > expires:
             self.state.count("expired", ak)
-            return self.reply(400, '{"__type":"com.amazon.coral.service#ExpiredTokenException"}')
+            return self.reply(400, aws_error("ExpiredTokenException"))
         if token is not None and self.headers.get("X-Amz-Security-Token") != token:
             self.state.count("bad_token", ak)
-            return self.reply(403, '{"__type":"com.amazon.coral.service#InvalidSignatureException"}')
+            return self.reply(403, aws_error("InvalidSignatureException"))
         headers = {h: self.headers.get(h) for h in signed}
         if any(v is None for v in headers.values()):
             self.state.count("bad_signature", ak)
-            return self.reply(403, '{"__type":"com.amazon.coral.service#InvalidSignatureException",'
-                                   '"message":"a signed header was not sent"}')
+            return self.reply(403, aws_error("InvalidSignatureException",
+                                             "a signed header was not sent"))
         req = AWSRequest(method="POST", url="http://%s%s" % (self.headers.get("Host"), self.path),
                          data=body, headers=headers)
         req.context["timestamp"] = self.headers.get("X-Amz-Date")
@@ -163,7 +170,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         expected = signer.signature(signer.string_to_sign(req, signer.canonical_request(req)), req)
         if expected != signature:
             self.state.count("bad_signature", ak)
-            return self.reply(403, '{"__type":"com.amazon.coral.service#InvalidSignatureException"}')
+            return self.reply(403, aws_error("InvalidSignatureException"))
         self.state.count("ok", ak)
         conn = http.client.HTTPConnection(*self.upstream, timeout=30)
         try:

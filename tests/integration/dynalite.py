@@ -25,7 +25,8 @@ def ensure_dynalite():
         proc = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=DYNALITE_DIR,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               timeout=300)
-        assert proc.returncode == 0, "npm ci failed in %s:\n%s" % (DYNALITE_DIR, proc.stdout[-4000:])
+        assert proc.returncode == 0, "npm ci failed in %s:\n%s" % (DYNALITE_DIR,
+                                                                  proc.stdout[-4000:])
     with open(os.path.join(DYNALITE_DIR, "node_modules", "dynalite", "package.json")) as f:
         version = json.load(f)["version"]
     assert version == "4.0.0", "tests/cloud/dynalite holds dynalite %s, expected 4.0.0" % version

@@ -83,7 +83,8 @@ def test_writes_items_the_decision_api_reads(dynamo, tmp_path):
     assert abs(int(hit["d"]["N"]) - (time.time() + six_months)) < 4 * 86400, hit["d"]
     # a save merges: an attribute another server wrote stays
     c.update_item(TableName=TABLE, Key={"id": {"S": ENV + ".seen"}},
-                  UpdateExpression="SET vg_other = :v", ExpressionAttributeValues={":v": {"S": "o"}})
+                  UpdateExpression="SET vg_other = :v",
+                  ExpressionAttributeValues={":v": {"S": "o"}})
     decide(dynamo.uri(), b, [{"visitor_id": "seen", "trigger_hit": True}])
     seen = c.get_item(TableName=TABLE, Key={"id": {"S": ENV + ".seen"}})["Item"]
     assert seen["vg_other"] == {"S": "o"} and seen["vg_c1"] == {"S": "a:1"}
