@@ -70,7 +70,7 @@
 #define DYNAMO_DEFAULT_TIMEOUT_MS 1000
 #define DYNAMO_DEFAULT_MAX_BACKOFF_MS 5000
 #define DYNAMO_MAX_REPLY (512 * 1024)
-#define DYNAMO_REPLAY_PER_CALL 8
+#define DYNAMO_REPLAY_PER_CALL 2 /* a request pays for at most two more round trips */
 #define DYNAMO_TTL_MONTHS 6
 
 typedef struct {
