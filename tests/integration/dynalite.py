@@ -32,20 +32,21 @@ def ensure_dynalite():
     assert version == "4.0.0", "tests/cloud/dynalite holds dynalite %s, expected 4.0.0" % version
 
 
-class Dynalite:
-    """dynalite with its data in tmpdir (it survives a restart on the same port)."""
+class _Server:
+    """A loopback server process of ours: args, port, a log in tmpdir; stopped by PID."""
+    name = "server"
 
     def __init__(self, tmpdir, port=None):
-        ensure_dynalite()
         self.tmpdir = str(tmpdir)
         self.port = port or free_port()
-        self.path = os.path.join(self.tmpdir, "dynalite-data")
         self.proc = None
 
+    def args(self):
+        raise NotImplementedError
+
     def start(self):
-        self.proc = Proc(["node", DYNALITE_BIN, "--port", str(self.port), "--host", "127.0.0.1",
-                          "--path", self.path, "--createTableMs", "0"],
-                         os.path.join(self.tmpdir, "dynalite-%d.log" % self.port))
+        self.proc = Proc(self.args(), os.path.join(self.tmpdir, "%s-%d.log" % (self.name,
+                                                                               self.port)))
         wait_port(self.port, timeout=20)
         return self
 
@@ -53,6 +54,20 @@ class Dynalite:
         if self.proc:
             self.proc.stop()
             self.proc = None
+
+
+class Dynalite(_Server):
+    """dynalite with its data in tmpdir (it survives a restart on the same port)."""
+    name = "dynalite"
+
+    def __init__(self, tmpdir, port=None):
+        ensure_dynalite()
+        super().__init__(tmpdir, port)
+        self.path = os.path.join(self.tmpdir, "dynalite-data")
+
+    def args(self):
+        return ["node", DYNALITE_BIN, "--port", str(self.port), "--host", "127.0.0.1",
+                "--path", self.path, "--createTableMs", "0"]
 
     @property
     def endpoint(self):
@@ -76,30 +91,20 @@ class Dynalite:
         return "dynamo://%s?region=eu-west-1&endpoint=%s%s" % (table, self.endpoint, options)
 
 
-class AwsStandin:
+class AwsStandin(_Server):
     """tests/cloud/aws_standin.py: container endpoint + IMDS + SigV4-checking proxy."""
+    name = "aws-standin"
 
     def __init__(self, tmpdir, upstream_port, lifetime=3600, static=None, auth_token=None):
-        self.tmpdir = str(tmpdir)
-        self.port = free_port()
-        args = ["/usr/bin/python3", STANDIN, "--port", str(self.port), "--upstream",
-                "127.0.0.1:%d" % upstream_port, "--lifetime", str(lifetime)]
+        super().__init__(tmpdir)
+        self.options = ["--upstream", "127.0.0.1:%d" % upstream_port, "--lifetime", str(lifetime)]
         if static:
-            args += ["--static", "%s:%s" % static]
+            self.options += ["--static", "%s:%s" % static]
         if auth_token:
-            args += ["--auth-token", auth_token]
-        self.args = args
-        self.proc = None
+            self.options += ["--auth-token", auth_token]
 
-    def start(self):
-        self.proc = Proc(self.args, os.path.join(self.tmpdir, "aws-standin-%d.log" % self.port))
-        wait_port(self.port, timeout=20)
-        return self
-
-    def stop(self):
-        if self.proc:
-            self.proc.stop()
-            self.proc = None
+    def args(self):
+        return ["/usr/bin/python3", STANDIN, "--port", str(self.port)] + self.options
 
     @property
     def url(self):
