@@ -254,7 +254,9 @@ static const char *home_path(apr_pool_t *p, const char *rel)
     return home && *home ? apr_pstrcat(p, home, "/", rel, NULL) : NULL;
 }
 
-/* The whole file into p: 0, 1 when it does not exist, -1 when unreadable. */
+/* The whole file into p: 0; 1 when it does not exist; 2 when this process may
+ * not read it (why says so: a file of another user is not this process's, as
+ * if absent); -1 when it is broken (too large, a read error). */
 static int read_file(apr_pool_t *p, const char *path, char **text, size_t *len, char *why,
                      size_t why_len)
 {
@@ -266,8 +268,12 @@ static int read_file(apr_pool_t *p, const char *path, char **text, size_t *len, 
     if (!path)
         return 1;
     rv = apr_file_open(&f, path, APR_FOPEN_READ | APR_FOPEN_BINARY, 0, p);
-    if (APR_STATUS_IS_ENOENT(rv))
+    if (APR_STATUS_IS_ENOENT(rv) || APR_STATUS_IS_ENOTDIR(rv))
         return 1;
+    if (APR_STATUS_IS_EACCES(rv)) {
+        snprintf(why, why_len, "%s: not readable by this process (permission denied)", path);
+        return 2;
+    }
     if (rv != APR_SUCCESS || apr_file_info_get(&fi, APR_FINFO_SIZE, f) != APR_SUCCESS) {
         char reason[120];
 
@@ -322,7 +328,7 @@ int dc_aws_profile_credentials(apr_pool_t *p, const char *profile, dc_aws_creden
                                char *why, size_t why_len)
 {
     const char *paths[2] = {credentials_path(p), config_path(p)};
-    const char *other = NULL;
+    const char *other = NULL, *shown[2];
 
     profile = profile_name(profile);
     memset(out, 0, sizeof(*out));
@@ -332,6 +338,9 @@ int dc_aws_profile_credentials(apr_pool_t *p, const char *profile, dc_aws_creden
         const char *ak, *sk, *tok;
         int rc = read_file(p, paths[i], &text, &len, why, why_len);
 
+        shown[i] = !paths[i] ? "(no HOME)"
+                   : rc == 2 ? apr_pstrcat(p, paths[i], " (not readable by this process)", NULL)
+                             : paths[i];
         if (rc < 0)
             return -1;
         if (rc > 0)
@@ -367,8 +376,8 @@ int dc_aws_profile_credentials(apr_pool_t *p, const char *profile, dc_aws_creden
         snprintf(why, why_len, "profile %s uses %s, which is not supported (give it a key pair)",
                  profile, other);
     else
-        snprintf(why, why_len, "no key pair for profile %s in %s or %s", profile,
-                 paths[0] ? paths[0] : "(no HOME)", paths[1] ? paths[1] : "(no HOME)");
+        snprintf(why, why_len, "no key pair for profile %s in %s or %s", profile, shown[0],
+                 shown[1]);
     return 1;
 }
 
@@ -378,7 +387,7 @@ const char *dc_aws_profile_region(apr_pool_t *p, const char *profile)
     size_t len = 0;
 
     if (read_file(p, config_path(p), &text, &len, why, sizeof(why)) != 0)
-        return NULL;
+        return NULL; /* absent, unreadable or broken: no region from it */
     return dc_aws_ini_get(p, text, len, profile_name(profile), 1, "region");
 }
 
@@ -446,11 +455,13 @@ static int from_container(apr_pool_t *p, dc_cloud_client_t *client, long timeout
         char *text = NULL;
         size_t len = 0;
 
-        if (read_file(p, token_file, &text, &len, why, why_len) != 0) {
-            if (!*why)
-                snprintf(why, why_len, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: no such file");
+        int rc = read_file(p, token_file, &text, &len, why, why_len);
+
+        if (rc == 1)
+            snprintf(why, why_len, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE %s: no such file",
+                     token_file);
+        if (rc != 0)
             return -1;
-        }
         token = trim(text, text + len);
     }
     if (token && *token) {

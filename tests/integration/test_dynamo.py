@@ -314,3 +314,42 @@ def test_decision_fcgi_with_the_decision_api_settings(dynamo, tmp_path):
     stored = {k: v["S"] for k, v in item.items() if k not in ("visitorKey", "d")}
     assert stored and all(stored[vg] == vid + ":1" for vg, vid in answer.items() if vg in stored)
     assert "DC10801" not in err, err
+
+
+def test_httpd_prefork_children_refresh_their_own_credentials(dynamo, tmp_path, monkeypatch):
+    """httpd prefork: each child (forked after the store opened in the parent) signs with
+    container credentials that live 2 s, refreshed by a thread of its own; every request
+    answers 200, no request is signed with expired credentials, the store never degrades."""
+    standin = AwsStandin(tmp_path, dynamo.port, lifetime=2, auth_token="Bearer tok").start()
+    clean_aws_env(monkeypatch, tmp_path, AWS_CONTAINER_CREDENTIALS_FULL_URI=standin.url + "/creds",
+                  AWS_CONTAINER_AUTHORIZATION_TOKEN="Bearer tok")
+    rundir = tmp_path / "httpd"
+    rundir.mkdir()
+    os.chmod(str(tmp_path), 0o755)
+    os.chmod(str(rundir), 0o777)
+    b = bucketing_file(tmp_path / "b.json", [campaign("c1", [("a", 50), ("b", 50)])])
+    body = ("DecisionEnvironment %s\nDecisionBucketingFile %s\n"
+            "DecisionStore dynamo://%s?region=eu-west-1&endpoint=%s\n"
+            "<Location /v2>\n  SetHandler decision\n</Location>\n" % (ENV, b, TABLE, standin.url))
+    h = Httpd(str(rundir), body, mpm="prefork")
+    h.start()
+    failures, n = [], 0
+    try:
+        deadline = time.monotonic() + 3.5
+        while time.monotonic() < deadline:
+            status, _, data = http_request(h.base_url, "/v2/campaigns",
+                                           {"visitor_id": "pf-%d" % n, "trigger_hit": True})
+            if status != 200:
+                failures.append(data)
+            n += 1
+        log = h.log()
+    finally:
+        h.stop()
+        stats = standin.stats()
+        standin.stop()
+    assert h.sanitizer_reports() == ""
+    assert not failures, failures[:3]
+    assert "DC10801" not in log and "DC11350" not in log, log[-3000:]
+    assert stats["expired"] == 0 and stats["bad_signature"] == 0 and stats["unknown_key"] == 0, \
+        stats
+    assert stats["ok"] == 2 * n and len(stats["keys_used"]) >= 2, (stats, n)
