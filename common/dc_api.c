@@ -13,6 +13,7 @@
 #include "dc_api.h"
 #include "dc_buf.h"
 #include "dc_engine.h"
+#include "dc_hash.h"
 #include "dc_hits.h"
 #include "dc_log.h"
 #include "dc_status.h"
@@ -566,6 +567,28 @@ static int fast_parse_decision_body(apr_pool_t *p, const char *body, size_t len,
     return 0;
 }
 
+/* The entries of a context object (NULL or empty: none), as targeting sees them. */
+static void context_from_json(apr_pool_t *p, json_t *context, decision_request_t *dr)
+{
+    dc_context_entry_t *entries;
+    const char *key;
+    json_t *value;
+    size_t i = 0;
+
+    if (!context || json_object_size(context) == 0)
+        return;
+    entries = apr_palloc(p, json_object_size(context) * sizeof(*entries));
+    json_object_foreach(context, key, value)
+    {
+        entries[i].key = key;
+        entries[i].key_len = strlen(key);
+        dc_value_from_json(p, value, &entries[i].value);
+        i++;
+    }
+    dr->entries = entries;
+    dr->n_entries = i;
+}
+
 /*
  * Protobuf-JSON rules of the decision-api: each field in snake_case or
  * lowerCamelCase, null = absent, strict types, unknown fields and the same
@@ -653,20 +676,7 @@ static const char *parse_decision_body(apr_pool_t *p, const char *body, size_t l
     if (seen[6] && json_is_false(seen[6]))
         dr->visitor_consent = 0;
     dr->format_response = seen[7] && json_is_true(seen[7]);
-    if (dr->context && json_object_size(dr->context) > 0) {
-        size_t n = json_object_size(dr->context), i = 0;
-        dc_context_entry_t *entries = apr_palloc(p, n * sizeof(*entries));
-
-        json_object_foreach(dr->context, key, value)
-        {
-            entries[i].key = key;
-            entries[i].key_len = strlen(key);
-            dc_value_from_json(p, value, &entries[i].value);
-            i++;
-        }
-        dr->entries = entries;
-        dr->n_entries = n;
-    }
+    context_from_json(p, dr->context, dr);
     return NULL;
 }
 
@@ -781,14 +791,42 @@ static void put_merged_modifications(dc_buf_t *b, const merger_t *m)
     dc_buf_putc(b, '}');
 }
 
+/* A flag's "metadata" members (without braces): where its value comes from. With
+ * omit_null, names the file lacks are left out instead of written as null. */
+static void put_flag_metadata(dc_buf_t *b, const dc_decision_t *d, int omit_null)
+{
+    static const char *const names[] = {",\"campaignName\":", ",\"slug\":", ",\"type\":"};
+    const char *values[] = {d->campaign->name, d->campaign->slug, d->campaign->type};
+
+    dc_buf_puts(b, "\"campaignId\":");
+    dc_json_put_string_or_null(b, d->campaign->id);
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (omit_null && !values[i])
+            continue;
+        dc_buf_puts(b, names[i]);
+        dc_json_put_string_or_null(b, values[i]);
+    }
+    dc_buf_puts(b, ",\"variationGroupId\":");
+    dc_json_put_string(b, d->group->id, d->group->id_len);
+    if (!omit_null || d->group->name) {
+        dc_buf_puts(b, ",\"variationGroupName\":");
+        dc_json_put_string_or_null(b, d->group->name);
+    }
+    dc_buf_puts(b, ",\"variationId\":");
+    dc_json_put_string(b, d->variation->id, d->variation->id_len);
+    if (!omit_null || d->variation->name) {
+        dc_buf_puts(b, ",\"variationName\":");
+        dc_json_put_string_or_null(b, d->variation->name);
+    }
+    dc_buf_puts(b, d->variation->reference ? ",\"reference\":true" : ",\"reference\":false");
+}
+
 static void put_flags(dc_buf_t *b, const merger_t *m)
 {
     int first = 1;
 
     dc_buf_putc(b, '{');
     for (size_t i = 0; i < m->n; i++) {
-        const dc_decision_t *d = m->items[i].decision;
-
         if (!is_last_of_key(m, i))
             continue;
         if (!first)
@@ -800,23 +838,9 @@ static void put_flags(dc_buf_t *b, const merger_t *m)
             dc_buf_append(b, m->items[i].flag->json, m->items[i].flag->json_len);
         else
             dc_buf_puts(b, "null");
-        dc_buf_puts(b, ",\"metadata\":{\"campaignId\":");
-        dc_json_put_string_or_null(b, d->campaign->id);
-        dc_buf_puts(b, ",\"campaignName\":");
-        dc_json_put_string_or_null(b, d->campaign->name);
-        dc_buf_puts(b, ",\"slug\":");
-        dc_json_put_string_or_null(b, d->campaign->slug);
-        dc_buf_puts(b, ",\"type\":");
-        dc_json_put_string_or_null(b, d->campaign->type);
-        dc_buf_puts(b, ",\"variationGroupId\":");
-        dc_json_put_string(b, d->group->id, d->group->id_len);
-        dc_buf_puts(b, ",\"variationGroupName\":");
-        dc_json_put_string_or_null(b, d->group->name);
-        dc_buf_puts(b, ",\"variationId\":");
-        dc_json_put_string(b, d->variation->id, d->variation->id_len);
-        dc_buf_puts(b, ",\"variationName\":");
-        dc_json_put_string_or_null(b, d->variation->name);
-        dc_buf_puts(b, d->variation->reference ? ",\"reference\":true}}" : ",\"reference\":false}}");
+        dc_buf_puts(b, ",\"metadata\":{");
+        put_flag_metadata(b, m->items[i].decision, 0);
+        dc_buf_puts(b, "}}");
     }
     dc_buf_putc(b, '}');
 }
@@ -899,6 +923,68 @@ static void emit_decision_hits(dc_service_t *svc, apr_pool_t *p, const dc_reques
     }
 }
 
+/* A visitor's decision, as every decision route makes it. */
+typedef struct {
+    dc_config_t *cfg;
+    dc_context_t ctx;
+    dc_value_t visitor_value;
+    dc_visitor_t visitor;
+    dc_outcome_t out;
+} decided_t;
+
+#define NO_CONFIG_MESSAGE                                                                          \
+    "no bucketing configuration is loaded yet; see the server log and /v2/ready"
+
+/* Counts the visitor and takes the current configuration (released with p), or NULL when
+ * none is loaded yet. */
+static dc_config_t *begin_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req,
+                                   dc_metrics_slot_t *slot, const decision_request_t *dr)
+{
+    dc_config_t *cfg;
+
+    if (slot && dr->visitor_id_len)
+        dc_metrics_observe_visitor(svc->metrics, dr->visitor_id, dr->visitor_id_len,
+                                   req->received ? req->received : apr_time_now());
+    cfg = dc_slot_acquire(&svc->slot);
+    if (cfg)
+        apr_pool_cleanup_register(p, cfg, release_config, apr_pool_cleanup_null);
+    return cfg;
+}
+
+/* Decides for the visitor of dr against cfg (only: that campaign alone, or NULL). */
+static void decide(dc_service_t *svc, apr_pool_t *p, dc_store_t *store, dc_config_t *cfg,
+                   const decision_request_t *dr, const dc_campaign_t *only, decided_t *d)
+{
+    d->cfg = cfg;
+    build_context(p, dr, &d->ctx, &d->visitor_value);
+    memset(&d->visitor, 0, sizeof(d->visitor));
+    d->visitor.context = &d->ctx;
+    d->visitor.visitor_id = dr->visitor_id;
+    d->visitor.visitor_id_len = dr->visitor_id_len;
+    if (dr->has_anonymous_id) {
+        d->visitor.anonymous_id = dr->anonymous_id;
+        d->visitor.anonymous_id_len = dr->anonymous_id_len;
+    }
+    if (dr->decision_group)
+        d->visitor.decision_group = dc_base64(p, dr->decision_group, dr->decision_group_len,
+                                              &d->visitor.decision_group_len);
+    d->visitor.trigger_hit = dr->trigger_hit;
+    d->out.decisions =
+        apr_palloc(p, (cfg->n_campaigns ? cfg->n_campaigns : 1) * sizeof(dc_decision_t));
+    dc_decide(p, cfg, store, svc->opt.env_id, &d->visitor, only, &d->out);
+}
+
+/* After the answer is built: saves the decision's assignments and sends the hits of the
+ * decisions in shown (d->out, or the part of it the caller showed). */
+static void end_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req,
+                         dc_store_t *store, dc_metrics_slot_t *slot, const decision_request_t *dr,
+                         const decided_t *d, const dc_outcome_t *shown, int send_context)
+{
+    if (dc_engine_save(p, store, svc->opt.env_id, &d->visitor, &d->out, ms_of(apr_time_now())))
+        dc_log(DC_LOG_DEBUG, DCLOGNO(10202) "api: assignments not saved (store unavailable)");
+    emit_decision_hits(svc, p, req, slot, dr, d->cfg, shown, send_context);
+}
+
 /* format_response: the raw value of an IMAGE/TEXT/HTML modification. */
 static int respond_formatted(apr_pool_t *p, dc_response_t *resp, const dc_variation_t *v)
 {
@@ -950,10 +1036,8 @@ static void handle_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t
     const char *error;
     dc_config_t *cfg;
     const dc_campaign_t *only = NULL;
-    dc_context_t ctx;
-    dc_value_t visitor_value;
-    dc_visitor_t visitor;
-    dc_outcome_t out;
+    decided_t d;
+    dc_outcome_t *out = &d.out;
     dc_buf_t b;
 
     parse_query(p, req->query, &q);
@@ -980,17 +1064,11 @@ static void handle_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t
         return;
     }
 
-    if (slot && dr.visitor_id_len)
-        dc_metrics_observe_visitor(svc->metrics, dr.visitor_id, dr.visitor_id_len,
-                                   req->received ? req->received : apr_time_now());
-
-    cfg = dc_slot_acquire(&svc->slot);
+    cfg = begin_decision(svc, p, req, slot, &dr);
     if (!cfg) {
-        respond_error(p, resp, 503,
-                      "no bucketing configuration is loaded yet; see the server log and /v2/ready");
+        respond_error(p, resp, 503, NO_CONFIG_MESSAGE);
         return;
     }
-    apr_pool_cleanup_register(p, cfg, release_config, apr_pool_cleanup_null);
 
     if (route == ROUTE_CAMPAIGN && campaign_ref_len > 0) {
         only = dc_config_find_campaign(cfg, campaign_ref, campaign_ref_len);
@@ -1015,42 +1093,27 @@ static void handle_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t
         return;
     }
 
-    build_context(p, &dr, &ctx, &visitor_value);
-    memset(&visitor, 0, sizeof(visitor));
-    visitor.context = &ctx;
-    visitor.visitor_id = dr.visitor_id;
-    visitor.visitor_id_len = dr.visitor_id_len;
-    if (dr.has_anonymous_id) {
-        visitor.anonymous_id = dr.anonymous_id;
-        visitor.anonymous_id_len = dr.anonymous_id_len;
-    }
-    if (dr.decision_group)
-        visitor.decision_group =
-            dc_base64(p, dr.decision_group, dr.decision_group_len, &visitor.decision_group_len);
-    visitor.trigger_hit = dr.trigger_hit;
+    decide(svc, p, store, cfg, &dr, only, &d);
 
-    out.decisions = apr_palloc(p, (cfg->n_campaigns ? cfg->n_campaigns : 1) * sizeof(dc_decision_t));
-    dc_decide(p, cfg, store, svc->opt.env_id, &visitor, only, &out);
-
-    dc_buf_init(&b, p, answer_size_estimate(&dr, &out, expose_all));
+    dc_buf_init(&b, p, answer_size_estimate(&dr, out, expose_all));
     if (route == ROUTE_CAMPAIGN && only) {
-        if (out.n_decisions == 0) {
-            if (out.single_error == DC_CHOICE_UNTRACKED)
+        if (out->n_decisions == 0) {
+            if (out->single_error == DC_CHOICE_UNTRACKED)
                 respond_error(p, resp, 400, "Visitor untracked");
-            else if (out.single_error == DC_CHOICE_DELETED_VARIATION)
+            else if (out->single_error == DC_CHOICE_DELETED_VARIATION)
                 respond_error(p, resp, 400, "visitor ID assigned to deleted variation");
             else
                 respond(resp, 204, NULL, "", 0);
-        } else if (!(dr.format_response && respond_formatted(p, resp, out.decisions[0].variation))) {
-            put_campaign(&b, &out.decisions[0], expose_all);
+        } else if (!(dr.format_response && respond_formatted(p, resp, out->decisions[0].variation))) {
+            put_campaign(&b, &out->decisions[0], expose_all);
             respond_buf(resp, 200, &b);
         }
-    } else if (route == ROUTE_CAMPAIGN && out.n_decisions == 0) {
+    } else if (route == ROUTE_CAMPAIGN && out->n_decisions == 0) {
         respond(resp, 204, NULL, "", 0);
     } else if (route == ROUTE_FLAGS) {
         merger_t m;
 
-        merge(p, &out, expose_all, &m);
+        merge(p, out, expose_all, &m);
         put_flags(&b, &m);
         respond_buf(resp, 200, &b);
     } else {
@@ -1061,10 +1124,10 @@ static void handle_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t
             dc_buf_puts(&b, "\"visitorId\":");
             dc_json_put_string(&b, dr.visitor_id, dr.visitor_id_len);
             dc_buf_puts(&b, ",\"campaigns\":[");
-            for (size_t i = 0; i < out.n_decisions; i++) {
+            for (size_t i = 0; i < out->n_decisions; i++) {
                 if (i)
                     dc_buf_putc(&b, ',');
-                put_campaign(&b, &out.decisions[i], expose_all);
+                put_campaign(&b, &out->decisions[i], expose_all);
             }
             dc_buf_putc(&b, ']');
             comma = 1;
@@ -1075,18 +1138,18 @@ static void handle_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t
             if (comma)
                 dc_buf_putc(&b, ',');
             dc_buf_puts(&b, "\"campaignsVariation\":[");
-            for (size_t i = 0; i < out.n_decisions; i++) {
+            for (size_t i = 0; i < out->n_decisions; i++) {
                 if (i)
                     dc_buf_putc(&b, ',');
                 dc_buf_puts(&b, "{\"campaignId\":");
-                dc_json_put_string_or_null(&b, out.decisions[i].campaign->id);
+                dc_json_put_string_or_null(&b, out->decisions[i].campaign->id);
                 dc_buf_puts(&b, ",\"variationId\":");
-                dc_json_put_string(&b, out.decisions[i].variation->id,
-                                   out.decisions[i].variation->id_len);
+                dc_json_put_string(&b, out->decisions[i].variation->id,
+                                   out->decisions[i].variation->id_len);
                 dc_buf_putc(&b, '}');
             }
             dc_buf_puts(&b, "],\"mergedModifications\":");
-            merge(p, &out, expose_all, &m);
+            merge(p, out, expose_all, &m);
             put_merged_modifications(&b, &m);
         }
         if (q.extras_account_settings)
@@ -1095,9 +1158,484 @@ static void handle_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t
         respond_buf(resp, 200, &b);
     }
 
-    if (dc_engine_save(p, store, svc->opt.env_id, &visitor, &out, ms_of(apr_time_now())))
-        dc_log(DC_LOG_DEBUG, DCLOGNO(10202) "api: assignments not saved (store unavailable)");
-    emit_decision_hits(svc, p, req, slot, &dr, cfg, &out, send_context);
+    end_decision(svc, p, req, store, slot, &dr, &d, &d.out, send_context);
+}
+
+/* One visitor one test needs to know which "ab" test a visitor saw: records that visitor
+ * vid was shown variation vaid of variation group caid, unless the store knows it already. */
+static void save_activation(dc_service_t *svc, apr_pool_t *p, dc_store_t *store,
+                            const char *vid, size_t vid_len, const char *caid, size_t caid_len,
+                            const char *vaid, size_t vaid_len)
+{
+    dc_assignments_t current, change;
+    const dc_assignment_t *have;
+
+    memset(&change, 0, sizeof(change));
+    if (dc_store_load(store, p, svc->opt.env_id, vid, vid_len, &current) == DC_STORE_UNAVAILABLE)
+        memset(&current, 0, sizeof(current));
+    have = dc_assignments_find(&current, caid, caid_len);
+    if (have && have->activated && have->variation_id_len == vaid_len &&
+        memcmp(have->variation_id, vaid, vaid_len) == 0)
+        return;
+    dc_assignments_set(p, &change, caid, caid_len, vaid, vaid_len, 1);
+    if (dc_store_save(store, p, svc->opt.env_id, vid, vid_len, &change, ms_of(apr_time_now())) ==
+        DC_STORE_UNAVAILABLE)
+        dc_log(DC_LOG_DEBUG, DCLOGNO(10203) "activate: assignment not saved (store unavailable)");
+}
+
+/* ---- OFREP -------------------------------------------------------------- */
+
+/*
+ * The OpenFeature Remote Evaluation Protocol (doc/ofrep.md):
+ * POST .../ofrep/v1/evaluate/flags/{key} and POST .../ofrep/v1/evaluate/flags.
+ * The body {"context": {"targetingKey": ..., ...}} is a /v2/flags request:
+ * targetingKey is the visitor id, anonymousId its anonymous id (for XPC), the
+ * rest its context. The flags are /v2/flags's (every key of the visitor's
+ * variations, later campaigns winning), decided by the same steps, each with
+ * an OpenFeature reason. Errors have OFREP's shapes: {"key", "errorCode",
+ * "errorDetails"} for one flag, {"errorCode", "errorDetails"} for the bulk
+ * request, {"errorDetails"} for everything else.
+ */
+
+#define OFREP_TARGETING_KEY "targetingKey"
+#define OFREP_ANONYMOUS_ID "anonymousId"
+
+typedef enum {
+    OFREP_OK = 0,
+    OFREP_PARSE_ERROR,
+    OFREP_TARGETING_KEY_MISSING,
+    OFREP_INVALID_CONTEXT
+} ofrep_error_e;
+
+static const char *const ofrep_error_codes[] = {"", "PARSE_ERROR", "TARGETING_KEY_MISSING",
+                                                "INVALID_CONTEXT"};
+
+static void ofrep_respond_general(apr_pool_t *p, dc_response_t *resp, int status,
+                                  const char *details)
+{
+    dc_buf_t b;
+
+    dc_buf_init(&b, p, 64 + strlen(details));
+    dc_buf_puts(&b, "{\"errorDetails\":");
+    dc_json_put_string(&b, details, strlen(details));
+    dc_buf_puts(&b, "}\n");
+    respond_buf(resp, status, &b);
+}
+
+/* An evaluation's failure; key NULL for the bulk request's. */
+static void ofrep_respond_failure(apr_pool_t *p, dc_response_t *resp, int status,
+                                  const char *key, size_t key_len, const char *code,
+                                  const char *details)
+{
+    dc_buf_t b;
+
+    dc_buf_init(&b, p, 96 + key_len + strlen(details));
+    dc_buf_putc(&b, '{');
+    if (key) {
+        dc_buf_puts(&b, "\"key\":");
+        dc_json_put_string(&b, key, key_len);
+        dc_buf_putc(&b, ',');
+    }
+    dc_buf_puts(&b, "\"errorCode\":\"");
+    dc_buf_puts(&b, code);
+    dc_buf_puts(&b, "\",\"errorDetails\":");
+    dc_json_put_string(&b, details, strlen(details));
+    dc_buf_puts(&b, "}\n");
+    respond_buf(resp, status, &b);
+}
+
+/* The common body, {"context": {scalars and lists}}, read by the scanner; -1: let jansson
+ * read it. */
+static int fast_parse_ofrep_body(apr_pool_t *p, const char *body, size_t len,
+                                 decision_request_t *dr)
+{
+    scanner_t sc = {body, body + len, p};
+    const char *key;
+    size_t key_len;
+
+    if (!scan_char(&sc, '{') || !scan_char(&sc, '"'))
+        return -1;
+    sc.s--;
+    if (scan_string(&sc, &key, &key_len) < 0 || !scan_char(&sc, ':') || key_len != 7 ||
+        memcmp(key, "context", 7) != 0)
+        return -1;
+    scan_ws(&sc);
+    if (sc.s >= sc.end || *sc.s != '{' || scan_context(&sc, dr) < 0 || !scan_char(&sc, '}'))
+        return -1;
+    scan_ws(&sc);
+    return sc.s == sc.end ? 0 : -1;
+}
+
+static const char *value_kind(const dc_value_t *v)
+{
+    static const char *const names[] = {"null", "bool", "number", "string", "array", "object"};
+
+    return names[v->kind];
+}
+
+/* Takes targetingKey (the visitor id) and anonymousId out of the context's entries. */
+static ofrep_error_e take_identity(apr_pool_t *p, decision_request_t *dr, const char **details)
+{
+    dc_context_entry_t *rest = apr_palloc(p, (dr->n_entries + 1) * sizeof(*rest));
+    size_t n = 0;
+
+    for (size_t i = 0; i < dr->n_entries; i++) {
+        const dc_context_entry_t *e = &dr->entries[i];
+        int is_key = e->key_len == sizeof(OFREP_TARGETING_KEY) - 1 &&
+                     memcmp(e->key, OFREP_TARGETING_KEY, e->key_len) == 0;
+        int is_anonymous = e->key_len == sizeof(OFREP_ANONYMOUS_ID) - 1 &&
+                           memcmp(e->key, OFREP_ANONYMOUS_ID, e->key_len) == 0;
+
+        if (!is_key && !is_anonymous) {
+            rest[n++] = *e;
+            continue;
+        }
+        if (e->value.kind == DC_KIND_NULL)
+            continue;
+        if (e->value.kind != DC_KIND_STRING) {
+            *details = apr_psprintf(p, "context.%s must be a string, not %s",
+                                    is_key ? OFREP_TARGETING_KEY : OFREP_ANONYMOUS_ID,
+                                    value_kind(&e->value));
+            return OFREP_INVALID_CONTEXT;
+        }
+        if (is_key) {
+            dr->visitor_id = e->value.str;
+            dr->visitor_id_len = e->value.len;
+            dr->has_visitor_id = 1;
+        } else if (e->value.len) {
+            dr->anonymous_id = e->value.str;
+            dr->anonymous_id_len = e->value.len;
+            dr->has_anonymous_id = 1;
+        }
+    }
+    dr->entries = rest;
+    dr->n_entries = n;
+    if (dr->visitor_id_len == 0) {
+        *details = "context." OFREP_TARGETING_KEY " (the visitor id) is missing or empty";
+        return OFREP_TARGETING_KEY_MISSING;
+    }
+    return OFREP_OK;
+}
+
+/* An OFREP request body into dr; OFREP_OK, or the error with *details. */
+static ofrep_error_e parse_ofrep_body(apr_pool_t *p, const char *body, size_t len,
+                                      decision_request_t *dr, const char **details)
+{
+    json_error_t jerr;
+    json_t *context;
+
+    memset(dr, 0, sizeof(*dr));
+    dr->visitor_id = "";
+    if (fast_parse_ofrep_body(p, body, len, dr) == 0)
+        return take_identity(p, dr, details);
+    memset(dr, 0, sizeof(*dr));
+    dr->visitor_id = "";
+    dr->root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!dr->root) {
+        *details = apr_psprintf(p, "invalid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+                                jerr.column);
+        return OFREP_PARSE_ERROR;
+    }
+    apr_pool_cleanup_register(p, dr->root, release_json, apr_pool_cleanup_null);
+    if (!json_is_object(dr->root)) {
+        *details = apr_psprintf(p, "the body must be an object, not %s", json_kind(dr->root));
+        return OFREP_PARSE_ERROR;
+    }
+    context = json_object_get(dr->root, "context");
+    if (!context || json_is_null(context)) {
+        *details = "the request has no context: context." OFREP_TARGETING_KEY
+                   " is the visitor id";
+        return OFREP_TARGETING_KEY_MISSING;
+    }
+    if (!json_is_object(context)) {
+        *details = apr_psprintf(p, "context must be an object, not %s", json_kind(context));
+        return OFREP_INVALID_CONTEXT;
+    }
+    dr->context = context;
+    context_from_json(p, context, dr);
+    return take_identity(p, dr, details);
+}
+
+/* Whether every visitor falls in the campaign's bucket ranges. */
+static int covers_everyone(const dc_campaign_t *c)
+{
+    for (unsigned bucket = 0; bucket < 100; bucket++)
+        if (!dc_in_bucket_ranges(c, bucket))
+            return 0;
+    return 1;
+}
+
+/*
+ * The OpenFeature reason of a served value: SPLIT when the visitor's hash
+ * chose it (the group has more than one variation with traffic, or less than
+ * 100% on its one, or the campaign's bucket ranges leave visitors out);
+ * otherwise TARGETING_MATCH when the group's targeting selects visitors, and
+ * STATIC when it takes everyone (fs_all_users or no targeting).
+ */
+static const char *ofrep_reason(const dc_decision_t *d)
+{
+    const dc_variation_group_t *g = d->group;
+    size_t with_traffic = 0, full = 0;
+
+    for (size_t i = 0; i < g->n_variations; i++) {
+        with_traffic += g->variations[i].allocation > 0;
+        full += g->variations[i].allocation >= 100;
+    }
+    if (with_traffic != 1 || full != 1 || !covers_everyone(d->campaign))
+        return "SPLIT";
+    for (size_t i = 0; i < g->n_groups; i++) {
+        size_t everyone = 0;
+
+        for (size_t j = 0; j < g->groups[i].n_targetings; j++)
+            everyone += g->groups[i].targetings[j].key_kind == DC_KEY_ALL_USERS;
+        if (everyone == g->groups[i].n_targetings)
+            return "STATIC";
+    }
+    return g->n_groups ? "TARGETING_MATCH" : "STATIC";
+}
+
+/* One evaluation, reason the served value's (ofrep_reason of its decision): a null (or, with
+ * exposeAllKeys, absent) value of the visitor's variation has no "value" and reason DEFAULT,
+ * so that the caller's default applies. */
+static void put_ofrep_flag(dc_buf_t *b, const merged_t *item, const char *reason)
+{
+    const dc_decision_t *d = item->decision;
+    int has_value = item->flag && !item->flag->is_null;
+
+    dc_buf_puts(b, "{\"key\":");
+    dc_json_put_string(b, item->key, item->key_len);
+    if (has_value) {
+        dc_buf_puts(b, ",\"value\":");
+        dc_buf_append(b, item->flag->json, item->flag->json_len);
+    }
+    dc_buf_puts(b, ",\"reason\":\"");
+    dc_buf_puts(b, has_value ? reason : "DEFAULT");
+    dc_buf_puts(b, "\",\"variant\":");
+    dc_json_put_string(b, d->variation->id, d->variation->id_len);
+    dc_buf_puts(b, ",\"metadata\":{");
+    put_flag_metadata(b, d, 1);
+    dc_buf_puts(b, "}}");
+}
+
+/* The winning entry of key, or NULL. */
+static const merged_t *find_merged(const merger_t *m, const char *key, size_t key_len)
+{
+    for (size_t i = 0; i < m->n; i++)
+        if (m->items[i].key_len == key_len && memcmp(m->items[i].key, key, key_len) == 0 &&
+            is_last_of_key(m, i))
+            return &m->items[i];
+    return NULL;
+}
+
+typedef struct {
+    const char *key;
+    size_t key_len;
+} flag_key_t;
+
+static int compare_flag_keys(const void *a, const void *b)
+{
+    const flag_key_t *x = a, *y = b;
+    int c = memcmp(x->key, y->key, x->key_len < y->key_len ? x->key_len : y->key_len);
+
+    return c ? c : (x->key_len > y->key_len) - (x->key_len < y->key_len);
+}
+
+/* Every flag key of the configuration, sorted and unique; with only, whether that one is
+ * there (*n 0 or 1). */
+static flag_key_t *config_flag_keys(apr_pool_t *p, const dc_config_t *cfg, const char *only,
+                                    size_t only_len, size_t *n)
+{
+    size_t cap = 0, k = 0;
+    flag_key_t *keys;
+
+    for (size_t c = 0; c < cfg->n_campaigns; c++)
+        for (size_t g = 0; g < cfg->campaigns[c].n_groups; g++)
+            cap += cfg->campaigns[c].groups[g].n_all_keys;
+    keys = apr_palloc(p, (cap + 1) * sizeof(*keys));
+    for (size_t c = 0; c < cfg->n_campaigns; c++) {
+        for (size_t g = 0; g < cfg->campaigns[c].n_groups; g++) {
+            const dc_variation_group_t *vg = &cfg->campaigns[c].groups[g];
+
+            for (size_t i = 0; i < vg->n_all_keys; i++) {
+                if (only && (vg->all_key_lens[i] != only_len ||
+                             memcmp(vg->all_keys[i], only, only_len) != 0))
+                    continue;
+                keys[k].key = vg->all_keys[i];
+                keys[k++].key_len = vg->all_key_lens[i];
+            }
+        }
+    }
+    if (k > 1)
+        qsort(keys, k, sizeof(*keys), compare_flag_keys);
+    *n = 0;
+    for (size_t i = 0; i < k; i++)
+        if (*n == 0 || compare_flag_keys(&keys[*n - 1], &keys[i]) != 0)
+            keys[(*n)++] = keys[i];
+    return keys;
+}
+
+/* A bulk answer's entity tag: the configuration's digest and a hash of the answer, so it is
+ * the same for the same configuration and answer, on any server. */
+static const char *ofrep_etag(apr_pool_t *p, const dc_config_t *cfg, const char *body,
+                              size_t len)
+{
+    return apr_psprintf(p, "\"%s-%08x%08x\"", cfg->digest, dc_murmur3_32(body, len, 0),
+                        dc_murmur3_32(body, len, 0x9e3779b9u));
+}
+
+/* Whether If-None-Match (a list of entity tags, weak or strong, or "*") names etag. */
+static int etag_matches(const char *header, const char *etag)
+{
+    size_t etag_len = strlen(etag);
+
+    while (header && *header) {
+        header += strspn(header, " \t,");
+        if (*header == '*')
+            return 1;
+        if (strncmp(header, "W/", 2) == 0)
+            header += 2;
+        if (*header == '"') {
+            const char *end = strchr(header + 1, '"');
+
+            if (!end)
+                return 0;
+            if ((size_t)(end + 1 - header) == etag_len && memcmp(header, etag, etag_len) == 0)
+                return 1;
+            header = end + 1;
+        } else {
+            header += strcspn(header, ",");
+        }
+    }
+    return 0;
+}
+
+/* The bulk answer in b: 200 with its ETag, or 304 when If-None-Match names it. */
+static void ofrep_respond_bulk(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req,
+                               dc_response_t *resp, const dc_config_t *cfg, dc_buf_t *b)
+{
+    const char *etag = ofrep_etag(p, cfg, b->data, b->len);
+
+    apr_table_setn(resp->headers, "ETag", etag);
+    if (svc->opt.cors_enabled)
+        apr_table_setn(resp->headers, "Access-Control-Expose-Headers", "ETag");
+    if (req->if_none_match && etag_matches(req->if_none_match, etag))
+        respond(resp, 304, NULL, "", 0);
+    else
+        respond_buf(resp, 200, b);
+}
+
+/* Panic mode (every campaign off): each flag of the configuration is DISABLED, with no
+ * value, so that the caller's default applies. key NULL: the bulk answer. */
+static void ofrep_respond_panic(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req,
+                                dc_response_t *resp, const dc_config_t *cfg, const char *key,
+                                size_t key_len)
+{
+    size_t n;
+    flag_key_t *keys = config_flag_keys(p, cfg, key, key_len, &n);
+    dc_buf_t b;
+
+    if (key && n == 0) {
+        ofrep_respond_failure(p, resp, 404, key, key_len, "FLAG_NOT_FOUND",
+                              "no campaign of the configuration has this flag");
+        return;
+    }
+    dc_buf_init(&b, p, 64 + n * 48);
+    if (!key)
+        dc_buf_puts(&b, "{\"flags\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            dc_buf_putc(&b, ',');
+        dc_buf_puts(&b, "{\"key\":");
+        dc_json_put_string(&b, keys[i].key, keys[i].key_len);
+        dc_buf_puts(&b, ",\"reason\":\"DISABLED\",\"metadata\":{\"panic\":true}}");
+    }
+    if (key) {
+        respond_buf(resp, 200, &b);
+        return;
+    }
+    dc_buf_puts(&b, "]}");
+    dc_buf_cstr(&b);
+    ofrep_respond_bulk(svc, p, req, resp, cfg, &b);
+}
+
+/* POST .../ofrep/v1/evaluate/flags/{key} (key given) and .../ofrep/v1/evaluate/flags. */
+static void handle_ofrep(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req,
+                         dc_response_t *resp, dc_store_t *store, dc_metrics_slot_t *slot,
+                         const char *key, size_t key_len)
+{
+    decision_request_t dr;
+    const char *details = NULL;
+    ofrep_error_e error = parse_ofrep_body(p, req->body, req->body_len, &dr, &details);
+    dc_config_t *cfg;
+    decided_t d;
+    dc_outcome_t shown;
+    dc_decision_t one;
+    merger_t m;
+    dc_buf_t b;
+
+    if (error) {
+        ofrep_respond_failure(p, resp, 400, key, key_len, ofrep_error_codes[error], details);
+        return;
+    }
+    /* One flag activates only the campaign that served it (below), not every one decided. */
+    dr.trigger_hit = key ? 0 : svc->opt.ofrep_activate;
+    cfg = begin_decision(svc, p, req, slot, &dr);
+    if (!cfg) {
+        ofrep_respond_general(p, resp, 503, NO_CONFIG_MESSAGE);
+        return;
+    }
+    if (cfg->panic) {
+        ofrep_respond_panic(svc, p, req, resp, cfg, key, key_len);
+        return;
+    }
+    decide(svc, p, store, cfg, &dr, NULL, &d);
+    merge(p, &d.out, 1, &m);
+    shown = d.out;
+    if (key) {
+        const merged_t *item = find_merged(&m, key, key_len);
+
+        shown.n_decisions = 0;
+        if (item) {
+            one = *item->decision;
+            shown.decisions = &one;
+            shown.n_decisions = 1;
+            dr.trigger_hit = svc->opt.ofrep_activate;
+            dc_buf_init(&b, p, 256 + key_len + (item->flag ? item->flag->json_len : 0));
+            put_ofrep_flag(&b, item, ofrep_reason(item->decision));
+            respond_buf(resp, 200, &b);
+        } else {
+            size_t n;
+
+            config_flag_keys(p, cfg, key, key_len, &n);
+            ofrep_respond_failure(p, resp, 404, key, key_len, "FLAG_NOT_FOUND",
+                                  n ? "no campaign serves this flag to this visitor"
+                                    : "no campaign of the configuration has this flag");
+        }
+    } else {
+        const char **reasons = apr_palloc(p, (d.out.n_decisions + 1) * sizeof(*reasons));
+        int first = 1;
+
+        /* once per decision, not per flag */
+        for (size_t i = 0; i < d.out.n_decisions; i++)
+            reasons[i] = ofrep_reason(&d.out.decisions[i]);
+        dc_buf_init(&b, p, 64 + m.n * 256);
+        dc_buf_puts(&b, "{\"flags\":[");
+        for (size_t i = 0; i < m.n; i++) {
+            if (!is_last_of_key(&m, i))
+                continue;
+            if (!first)
+                dc_buf_putc(&b, ',');
+            first = 0;
+            put_ofrep_flag(&b, &m.items[i], reasons[m.items[i].decision - d.out.decisions]);
+        }
+        dc_buf_puts(&b, "]}");
+        dc_buf_cstr(&b);
+        ofrep_respond_bulk(svc, p, req, resp, cfg, &b);
+    }
+    end_decision(svc, p, req, store, slot, &dr, &d, &shown, 0);
+    if (key && dr.trigger_hit && cfg->enabled_1v1t && !dc_store_is_none(store))
+        save_activation(svc, p, store, dr.visitor_id, dr.visitor_id_len, one.group->id,
+                        one.group->id_len, one.variation->id, one.variation->id_len);
 }
 
 /* ---- /v2/activate ------------------------------------------------------- */
@@ -1267,27 +1805,10 @@ static void handle_activate(dc_service_t *svc, apr_pool_t *p, const dc_request_t
     /* One visitor one test needs to know which "ab" test a visitor saw. */
     cfg = dc_slot_acquire(&svc->slot);
     if (cfg) {
-        if (cfg->enabled_1v1t && !dc_store_is_none(store)) {
-            for (size_t i = 0; i < n; i++) {
-                dc_assignments_t current, change;
-                const dc_assignment_t *have;
-
-                memset(&change, 0, sizeof(change));
-                if (dc_store_load(store, p, svc->opt.env_id, items[i].vid, items[i].vid_len,
-                                  &current) == DC_STORE_UNAVAILABLE)
-                    memset(&current, 0, sizeof(current));
-                have = dc_assignments_find(&current, items[i].caid, items[i].caid_len);
-                if (have && have->activated && have->variation_id_len == items[i].vaid_len &&
-                    memcmp(have->variation_id, items[i].vaid, items[i].vaid_len) == 0)
-                    continue;
-                dc_assignments_set(p, &change, items[i].caid, items[i].caid_len, items[i].vaid,
-                                   items[i].vaid_len, 1);
-                if (dc_store_save(store, p, svc->opt.env_id, items[i].vid, items[i].vid_len,
-                                  &change, ms_of(apr_time_now())) == DC_STORE_UNAVAILABLE)
-                    dc_log(DC_LOG_DEBUG, DCLOGNO(10203) "activate: assignment not saved (store "
-                                                        "unavailable)");
-            }
-        }
+        if (cfg->enabled_1v1t && !dc_store_is_none(store))
+            for (size_t i = 0; i < n; i++)
+                save_activation(svc, p, store, items[i].vid, items[i].vid_len, items[i].caid,
+                                items[i].caid_len, items[i].vaid, items[i].vaid_len);
         dc_config_unref(cfg);
     }
 
@@ -1338,11 +1859,22 @@ static int path_ends_with(const char *path, const char *suffix)
     return slen > 0 && plen >= slen && strcmp(path + plen - slen, suffix) == 0;
 }
 
+/* The part of the path after its first "/ofrep/v1/" segment, or NULL. */
+static const char *after_ofrep(const char *path)
+{
+    const char *s = strstr(path, "/ofrep/v1");
+
+    if (!s || (s[9] != '/' && s[9] != '\0'))
+        return NULL;
+    return s[9] ? s + 10 : "";
+}
+
 #define NSESSIONS_PATH "/iserver/nsessions"
 
 int dc_api_owns_path(const char *path)
 {
-    return after_v2(path) != NULL || path_ends_with(path, NSESSIONS_PATH);
+    return after_v2(path) != NULL || after_ofrep(path) != NULL ||
+           path_ends_with(path, NSESSIONS_PATH);
 }
 
 static int constant_time_equals(const char *a, const char *b)
@@ -1355,19 +1887,36 @@ static int constant_time_equals(const char *a, const char *b)
     return alen > 0 && diff == 0;
 }
 
-int dc_api_authorized(const dc_service_t *svc, const dc_request_t *req)
+const char *dc_api_key_mode_describe(dc_api_key_mode_e mode)
+{
+    switch (mode) {
+    case DC_API_KEY_OFF: return "not required";
+    case DC_API_KEY_DECISIONS: return "required except on /v2/activate";
+    default: return "required";
+    }
+}
+
+/* The API key the request carries (X-API-Key, else Authorization: Bearer), or NULL. */
+static const char *presented_key(const dc_request_t *req)
 {
     const char *key = req->x_api_key;
 
-    if (!svc->opt.require_api_key)
-        return 1;
-    if (!svc->opt.api_key || !*svc->opt.api_key)
-        return 0;
     if (!key && req->authorization && strncasecmp(req->authorization, "Bearer ", 7) == 0) {
         key = req->authorization + 7;
         while (*key == ' ')
             key++;
     }
+    return key;
+}
+
+int dc_api_authorized(const dc_service_t *svc, const dc_request_t *req)
+{
+    const char *key = presented_key(req);
+
+    if (!svc->opt.require_api_key)
+        return 1;
+    if (!svc->opt.api_key || !*svc->opt.api_key)
+        return 0;
     return key && constant_time_equals(key, svc->opt.api_key);
 }
 
@@ -1383,6 +1932,9 @@ typedef enum {
     R_CAMPAIGN,
     R_FLAGS,
     R_ACTIVATE,
+    R_OFREP_FLAG,  /* .../ofrep/v1/evaluate/flags/{key} */
+    R_OFREP_BULK,  /* .../ofrep/v1/evaluate/flags */
+    R_OFREP_OTHER, /* any other .../ofrep/v1/...: 404 in OFREP's shape */
     /* read-only routes (GET/HEAD) */
     R_METRICS,
     R_PROMETHEUS,
@@ -1396,7 +1948,9 @@ static dc_endpoint_e endpoint_of(route_e route)
     switch (route) {
     case R_CAMPAIGNS: return DC_EP_CAMPAIGNS;
     case R_CAMPAIGN: return DC_EP_CAMPAIGN;
-    case R_FLAGS: return DC_EP_FLAGS;
+    case R_FLAGS:
+    case R_OFREP_FLAG:
+    case R_OFREP_BULK: return DC_EP_FLAGS;
     case R_ACTIVATE: return DC_EP_ACTIVATE;
     case R_METRICS:
     case R_PROMETHEUS: return DC_EP_METRICS;
@@ -1409,13 +1963,20 @@ static void route_request(dc_service_t *svc, apr_pool_t *p, const dc_request_t *
                           route_e *routed)
 {
     const char *path = req->path ? req->path : "";
-    const char *rest = after_v2(path);
+    const char *ofrep = after_ofrep(path);
+    const char *rest = ofrep ? NULL : after_v2(path);
     const char *slash, *ref = "";
     size_t ref_len;
     route_e route = R_NONE;
-    int read_only;
+    int read_only, is_ofrep;
 
-    if (rest) {
+    if (ofrep) {
+        route = R_OFREP_OTHER;
+        if (strcmp(ofrep, "evaluate/flags") == 0)
+            route = R_OFREP_BULK;
+        else if (strncmp(ofrep, "evaluate/flags/", 15) == 0)
+            route = R_OFREP_FLAG, ref = ofrep + 15;
+    } else if (rest) {
         if (strcmp(rest, "campaigns") == 0)
             route = R_CAMPAIGNS;
         else if (strncmp(rest, "campaigns/", 10) == 0)
@@ -1463,6 +2024,7 @@ static void route_request(dc_service_t *svc, apr_pool_t *p, const dc_request_t *
         return;
     }
     read_only = route >= R_METRICS;
+    is_ofrep = route == R_OFREP_FLAG || route == R_OFREP_BULK || route == R_OFREP_OTHER;
 
     if (svc->opt.cors_enabled) {
         apr_table_setn(resp->headers, "Access-Control-Allow-Origin", svc->opt.cors_origins);
@@ -1482,20 +2044,39 @@ static void route_request(dc_service_t *svc, apr_pool_t *p, const dc_request_t *
             return;
         }
     } else if (strcmp(req->method, "POST") != 0) {
-        method_not_allowed(p, resp);
+        if (is_ofrep) {
+            apr_table_setn(resp->headers, "Allow", "POST, OPTIONS");
+            ofrep_respond_general(p, resp, 405, "only POST http method is allowed");
+        } else {
+            method_not_allowed(p, resp);
+        }
         return;
     }
     /* Liveness stays open: it says nothing but "this process answers", and
-     * probes (load balancers, kubelet) often cannot send a key. */
-    if (route != R_HEALTH && !dc_api_authorized(svc, req)) {
+     * probes (load balancers, kubelet) often cannot send a key. Activations
+     * may be open too (DC_API_KEY_DECISIONS): SDKs send them without one. */
+    if (route != R_HEALTH &&
+        !(route == R_ACTIVATE && svc->opt.require_api_key == DC_API_KEY_DECISIONS) &&
+        !dc_api_authorized(svc, req)) {
         apr_table_setn(resp->headers, "WWW-Authenticate", "Bearer");
-        respond_error(p, resp, 401, "missing or invalid API key (X-API-Key or Authorization: Bearer)");
+        if (!is_ofrep)
+            respond_error(p, resp, 401,
+                          "missing or invalid API key (X-API-Key or Authorization: Bearer)");
+        else if (presented_key(req)) /* OFREP tells a wrong key (403) from none (401) */
+            ofrep_respond_general(p, resp, 403, "invalid API key");
+        else
+            ofrep_respond_general(p, resp, 401,
+                                  "missing API key (X-API-Key or Authorization: Bearer)");
         return;
     }
     if (req->body_too_large || req->body_len > svc->opt.max_body_size) {
-        respond_error(p, resp, 413,
-                      apr_psprintf(p, "request body too large (limit %" APR_SIZE_T_FMT " bytes)",
-                                   svc->opt.max_body_size));
+        const char *m = apr_psprintf(p, "request body too large (limit %" APR_SIZE_T_FMT " bytes)",
+                                     svc->opt.max_body_size);
+
+        if (is_ofrep)
+            ofrep_respond_general(p, resp, 413, m);
+        else
+            respond_error(p, resp, 413, m);
         return;
     }
 
@@ -1512,6 +2093,18 @@ static void route_request(dc_service_t *svc, apr_pool_t *p, const dc_request_t *
         break;
     case R_ACTIVATE:
         handle_activate(svc, p, req, resp, store, slot);
+        break;
+    case R_OFREP_FLAG:
+        ref = url_decode(p, ref, strlen(ref), 0, &ref_len);
+        handle_ofrep(svc, p, req, resp, store, slot, ref, ref_len);
+        break;
+    case R_OFREP_BULK:
+        handle_ofrep(svc, p, req, resp, store, slot, NULL, 0);
+        break;
+    case R_OFREP_OTHER:
+        ofrep_respond_general(p, resp, 404, "not found: OFREP's routes are POST "
+                                            "/ofrep/v1/evaluate/flags and "
+                                            "/ofrep/v1/evaluate/flags/{key}");
         break;
     case R_METRICS:
         dc_status_respond_metrics(svc, p, resp);

@@ -14,6 +14,8 @@
  *   POST /v2/flags
  *   POST /v2/activate
  *   POST /v2/{envId}/campaigns   (what Flagship SDKs call with decisionApiUrl)
+ *   POST /ofrep/v1/evaluate/flags/{key}, /ofrep/v1/evaluate/flags (OpenFeature's
+ *        OFREP, under an "/ofrep/v1" path segment wherever mounted: doc/ofrep.md)
  *   GET  /v2/metrics, /v2/health, /v2/ready, /iserver/nsessions and the
  *        Prometheus path (opt.prometheus_path): see dc_status.h
  *
@@ -49,18 +51,33 @@ typedef int dc_hit_sink_fn(void *baton, apr_pool_t *p, const dc_hit_t *hits, siz
 
 #define DC_DEFAULT_MAX_BODY_SIZE (1024 * 1024)
 #define DC_DEFAULT_CORS_HEADERS \
-    "Content-Type,Authorization,X-Api-Key,X-Sdk-Client,X-Sdk-Version,X-Pop"
+    "Content-Type,Authorization,X-Api-Key,X-Sdk-Client,X-Sdk-Version,X-Pop,If-None-Match"
+
+/* Which routes need the API key (opt.require_api_key). /v2/health never does.
+ * DC_API_KEY_DECISIONS exists because Flagship SDKs post activations without
+ * one (the Python SDK) or to their own cloud: decisions, metrics and status
+ * need the key, /v2/activate does not (its body is still validated, and its
+ * cid must still be the environment's). */
+typedef enum {
+    DC_API_KEY_OFF = 0,
+    DC_API_KEY_ALL,
+    DC_API_KEY_DECISIONS
+} dc_api_key_mode_e;
+
+/* For log lines: "not required", "required", "required except on /v2/activate". */
+const char *dc_api_key_mode_describe(dc_api_key_mode_e mode);
 
 typedef struct {
     const char *env_id;          /* NULL: any cid is accepted on /v2/activate */
-    const char *api_key;         /* checked when require_api_key */
-    int require_api_key;
+    const char *api_key;         /* checked unless require_api_key is DC_API_KEY_OFF */
+    dc_api_key_mode_e require_api_key;
     int cors_enabled;            /* default on */
     const char *cors_origins;    /* default "*" */
     const char *cors_headers;
     apr_size_t max_body_size;    /* default 1 MiB */
     const char *prometheus_path; /* default "/metrics", matched at the end of the path;
                                     NULL or "" = not served */
+    int ofrep_activate;          /* OFREP evaluations send activation hits (default off) */
 } dc_api_options_t;
 
 typedef struct dc_service {
@@ -90,6 +107,7 @@ typedef struct {
     const char *origin;
     const char *x_api_key;
     const char *authorization;
+    const char *if_none_match;  /* If-None-Match, for the OFREP bulk route */
     apr_time_t received;
     dc_metrics_slot_t *metrics_slot; /* this writer's slot (httpd child, fcgi thread);
                                         NULL = slot 0 of svc->metrics */
@@ -106,13 +124,14 @@ typedef struct {
 /* Handles one request; everything is allocated in p. Never fails: errors are responses. */
 void dc_api_handle(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req, dc_response_t *resp);
 
-/* Whether a path belongs to the API (has a "/v2" segment, or ends in
+/* Whether a path belongs to the API (has a "/v2" or "/ofrep/v1" segment, or ends in
  * /iserver/nsessions), for front ends that share a URL space. The Prometheus
  * path is the service's: compare it with opt.prometheus_path. */
 int dc_api_owns_path(const char *path);
 
 /* Whether the request carries the API key the service requires (always
- * true when it requires none). For handlers outside dc_api_handle. */
+ * true when it requires none; /v2/activate's exemption under
+ * DC_API_KEY_DECISIONS is dc_api_handle's). For handlers outside dc_api_handle. */
 int dc_api_authorized(const dc_service_t *svc, const dc_request_t *req);
 
 #endif

@@ -55,7 +55,8 @@ struct dc_aws {
     pthread_rwlock_t lock; /* guards cur */
     creds_t *cur;
 
-    pthread_mutex_t mutex; /* the refresher's state */
+    pthread_mutex_t start_mutex; /* one thread of a process starts its refresher */
+    pthread_mutex_t mutex;       /* the refresher's state */
     pthread_cond_t cond;
     pid_t thread_pid; /* 0: no thread in any process */
     int long_term;    /* credentials that never expire are installed: no thread, ever */
@@ -748,7 +749,22 @@ static int needs_refresher(dc_aws_t *a)
     return needs;
 }
 
-/* Starts this process's refresher if it needs one and has none. */
+/* Whether the current credentials are missing, expired or due for a refresh. */
+static int due(dc_aws_t *a)
+{
+    int rc;
+
+    pthread_rwlock_rdlock(&a->lock);
+    rc = !a->cur || (a->cur->expiration &&
+                     dc_aws_refresh_time(a->cur->fetched, a->cur->expiration) <= apr_time_now());
+    pthread_rwlock_unlock(&a->lock);
+    return rc;
+}
+
+/* Starts this process's refresher if it needs one and has none. A process
+ * forked long after its parent fetched temporary credentials may find them
+ * due or expired: it fetches new ones first, once (the requests that arrive
+ * meanwhile wait for that one fetch rather than fail). */
 static void ensure_refresher(dc_aws_t *a)
 {
     pid_t pid;
@@ -758,6 +774,9 @@ static void ensure_refresher(dc_aws_t *a)
     pid = getpid();
     if (__atomic_load_n(&a->thread_pid, __ATOMIC_ACQUIRE) == pid || !needs_refresher(a))
         return;
+    pthread_mutex_lock(&a->start_mutex);
+    if (__atomic_load_n(&a->thread_pid, __ATOMIC_ACQUIRE) != pid && !a->closed && due(a))
+        refresh(a);
     pthread_mutex_lock(&a->mutex);
     if (a->thread_pid != pid && !a->closed) {
         a->stop = 0;
@@ -769,6 +788,7 @@ static void ensure_refresher(dc_aws_t *a)
                    a->service);
     }
     pthread_mutex_unlock(&a->mutex);
+    pthread_mutex_unlock(&a->start_mutex);
 }
 
 static void stop_refresher(dc_aws_t *a)
@@ -927,10 +947,13 @@ static apr_status_t child_cleanup(void *data)
 
 void dc_aws_child_init(dc_aws_t *a, apr_pool_t *pchild)
 {
-    /* the parent's thread (if it had one) did not come along: a new one starts on first use */
+    /* the parent's thread (if it had one) did not come along: this child's starts now,
+     * before it serves, after fetching new credentials if the inherited ones are due */
     if (a->thread_pid != getpid())
         __atomic_store_n(&a->thread_pid, 0, __ATOMIC_RELEASE);
     apr_pool_cleanup_register(pchild, a, child_cleanup, apr_pool_cleanup_null);
+    if (!__atomic_load_n(&a->long_term, __ATOMIC_ACQUIRE))
+        ensure_refresher(a);
 }
 
 static int valid_region(const char *r)
@@ -1023,6 +1046,7 @@ dc_aws_t *dc_aws_open(apr_pool_t *p, const dc_aws_options_t *opt, char *err, siz
         return NULL;
     pthread_rwlock_init(&a->lock, NULL);
     pthread_mutex_init(&a->mutex, NULL);
+    pthread_mutex_init(&a->start_mutex, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&a->cond, &ca);

@@ -162,6 +162,23 @@ static void histogram_add(dc_histogram_t *h, apr_interval_time_t duration)
     add64(&h->buckets[bucket_of(us)], 1);
 }
 
+const char *dc_sink_op_name(dc_sink_op_e op)
+{
+    return op == DC_SINK_OP_SEND ? "send" : "delete";
+}
+
+void dc_sink_observe(dc_sink_figures_t *f, dc_sink_op_e op, int ok, apr_interval_time_t duration,
+                     uint64_t bytes)
+{
+    f->ops[op]++;
+    if (!ok)
+        f->errors[op]++;
+    else
+        f->bytes += bytes;
+    histogram_add(&f->latency[op], duration);
+    f->latency[op].count++;
+}
+
 /* The ring entry of this minute, claimed and cleared by the first writer to see it. */
 static dc_minute_t *current_minute(dc_metrics_slot_t *slot, uint64_t minute)
 {

@@ -201,6 +201,27 @@ void dc_metrics_note_store_result(dc_metrics_t *m, dc_store_t *store, dc_store_s
 int dc_metrics_store_degraded(const dc_metrics_t *m);
 
 
+/* ---- the event sink, measured ----------------------------------------------
+ * The shipper's operations on its sink (one backend per shipper): "send" is a
+ * batch POSTed to the collector, a batch written to the file sink, or an
+ * object put to S3/Azure; "delete" is the probe object's deletion. Written
+ * by the shipper under its own lock, copied out with its stats (in httpd
+ * through shared memory). */
+typedef enum { DC_SINK_OP_SEND = 0, DC_SINK_OP_DELETE, DC_SINK_OP_COUNT } dc_sink_op_e;
+
+typedef struct {
+    char backend[8];              /* "http", "file", "s3", "azblob"; "" when unknown */
+    uint64_t ops[DC_SINK_OP_COUNT];
+    uint64_t errors[DC_SINK_OP_COUNT];
+    dc_histogram_t latency[DC_SINK_OP_COUNT];
+    uint64_t bytes;               /* sent by successful sends (objects: compressed) */
+} dc_sink_figures_t;
+
+const char *dc_sink_op_name(dc_sink_op_e op);
+/* One operation: counted, timed, its bytes added when it succeeded (no lock: the caller's). */
+void dc_sink_observe(dc_sink_figures_t *f, dc_sink_op_e op, int ok, apr_interval_time_t duration,
+                     uint64_t bytes);
+
 /* ---- figures owned elsewhere ---------------------------------------------
  * The event spool (and, in httpd, the config source, which runs in one
  * child's watchdog) fill these when a page is rendered. */
@@ -212,6 +233,7 @@ typedef struct {
     uint64_t delivered, retried, dead_lettered;
     int degraded;                 /* deliveries failing, or the spool refuses appends */
     char last_error[256];         /* "" when the last delivery succeeded; no secrets */
+    dc_sink_figures_t sink;       /* backend "" when this process has no shipper's figures */
 } dc_spool_figures_t;
 
 typedef struct {

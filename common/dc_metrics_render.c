@@ -439,4 +439,32 @@ void dc_metrics_render_prometheus(const dc_service_t *svc, const dc_status_snaps
         prom_series(b, "decision_events_total", "", "outcome", "dead_lettered", NULL, NULL);
         prom_uint(b, sp->dead_lettered);
     }
+    if (s->extra.has_spool && sp->sink.backend[0]) {
+        const dc_sink_figures_t *k = &sp->sink;
+
+        prom_family(b, "decision_sink_operations_total", "counter",
+                    "The shipper's operations on its sink (send: a batch posted or written, an "
+                    "object put; delete: the start-up probe object), by backend.");
+        for (int o = 0; o < DC_SINK_OP_COUNT; o++) {
+            prom_series(b, "decision_sink_operations_total", "", "backend", k->backend, "op",
+                        dc_sink_op_name((dc_sink_op_e)o));
+            prom_uint(b, k->ops[o]);
+        }
+        prom_family(b, "decision_sink_errors_total", "counter",
+                    "Sink operations that failed (retried later), by backend.");
+        for (int o = 0; o < DC_SINK_OP_COUNT; o++) {
+            prom_series(b, "decision_sink_errors_total", "", "backend", k->backend, "op",
+                        dc_sink_op_name((dc_sink_op_e)o));
+            prom_uint(b, k->errors[o]);
+        }
+        prom_family(b, "decision_sink_operation_duration_seconds", "histogram",
+                    "Time of one sink operation, by backend.");
+        for (int o = 0; o < DC_SINK_OP_COUNT; o++)
+            prom_histogram(b, "decision_sink_operation_duration_seconds", &k->latency[o],
+                           "backend", k->backend, "op", dc_sink_op_name((dc_sink_op_e)o));
+        prom_family(b, "decision_sink_sent_bytes_total", "counter",
+                    "Bytes the sink acknowledged (objects: compressed).");
+        prom_series(b, "decision_sink_sent_bytes_total", "", "backend", k->backend, NULL, NULL);
+        prom_uint(b, k->bytes);
+    }
 }

@@ -12,6 +12,7 @@
  * because YAML aliases can make a small document describe a huge tree.
  */
 #include "dc_settings.h"
+#include "dc_cloud_http.h"
 #include "dc_shipper.h"
 #include "dc_source.h"
 #include "dc_spool.h"
@@ -36,6 +37,7 @@ typedef enum {
     K_STRING,
     K_SECRET,   /* a string never shown */
     K_BOOL,
+    K_KEY_MODE, /* a boolean or "decisions" */
     K_DURATION, /* a Go duration */
     K_SIZE,     /* bytes, with an optional k/m suffix */
     K_COUNT,
@@ -61,7 +63,7 @@ enum {
     S_ADDRESS, S_STORE, S_BUCKETING_URL, S_BUCKETING_FILE, S_LAST_KNOWN_GOOD, S_MAX_BODY_SIZE,
     S_THREADS, S_LISTEN, S_SHUTDOWN_TIMEOUT,
     S_METRICS_ENABLED, S_PROMETHEUS_PATH, S_STATUS_PATH,
-    S_SPOOL_DIR, S_SPOOL_OPTIONS, S_COLLECTOR, S_SHIPPER,
+    S_SPOOL_DIR, S_SPOOL_OPTIONS, S_COLLECTOR, S_SHIPPER, S_OFREP_ACTIVATE,
     S_COUNT
 };
 
@@ -77,8 +79,10 @@ static const setting_def_t defs[S_COUNT] = {
                   "Flagship environment id: the CDN file polled, the cid /v2/activate accepts"},
     [S_API_KEY] = {"API_KEY", "api_key", K_SECRET, NULL,
                    "API key; checked only when REQUIRE_API_KEY is on (never logged)"},
-    [S_REQUIRE_API_KEY] = {"REQUIRE_API_KEY", "require_api_key", K_BOOL, "false",
-                           "answer 401 unless X-API-Key or Authorization: Bearer carries API_KEY"},
+    [S_REQUIRE_API_KEY] = {"REQUIRE_API_KEY", "require_api_key", K_KEY_MODE, "false",
+                           "answer 401 unless X-API-Key or Authorization: Bearer carries API_KEY; "
+                           "\"decisions\": everywhere but on /v2/activate (where Flagship SDKs "
+                           "send none)"},
     [S_POLLING_INTERVAL] = {"POLLING_INTERVAL", "polling_interval", K_DURATION, "1m",
                             "how often the bucketing file is re-fetched (Go duration, >= 1s)"},
     [S_CORS_ENABLED] = {"CORS_ENABLED", "cors.enabled", K_BOOL, "true",
@@ -111,7 +115,8 @@ static const setting_def_t defs[S_COUNT] = {
     [S_DYNAMO_TABLE] = {"CACHE_OPTIONS_DYNAMOTABLENAME", "cache.options.dynamoTableName",
                         K_CACHE, "visitor-assignments", "dynamo: the table"},
     [S_DYNAMO_SEPARATOR] = {"CACHE_OPTIONS_DYNAMOPKSEPARATOR", "cache.options.dynamoPKSeparator",
-                            K_CACHE, ".", "dynamo: between env id and visitor id in the key"},
+                            K_CACHE, NULL,
+                            "dynamo: between env id and visitor id in the key (default: a dot)"},
     [S_DYNAMO_PK] = {"CACHE_OPTIONS_DYNAMOPKFIELD", "cache.options.dynamoPKField", K_CACHE, "id",
                      "dynamo: the partition key attribute"},
     [S_DYNAMO_TIMEOUT] = {"CACHE_OPTIONS_DYNAMOGETTIMEOUT", "cache.options.dynamoGetTimeout",
@@ -150,13 +155,18 @@ static const setting_def_t defs[S_COUNT] = {
                          "fsync=100ms|always|never, segment-bytes, segment-age, max-bytes, "
                          "on-full=refuse|drop-oldest"},
     [S_COLLECTOR] = {"EVENTS_COLLECTOR", "events.collector", K_STRING,
-                     DC_SHIPPER_DEFAULT_COLLECTOR, "where events go: http(s)://... or file:/DIR"},
+                     DC_SHIPPER_DEFAULT_COLLECTOR,
+                     "where events go: http(s)://..., file:/DIR, s3://BUCKET/PREFIX or "
+                     "azblob://ACCOUNT/CONTAINER/PREFIX (doc/cloud-sinks.md)"},
     [S_SHIPPER] = {"EVENTS_SHIPPER", "events.shipper", K_BOOL, "true",
                    "ship from this process (off: run `decision-fcgi ship` beside it)"},
+    [S_OFREP_ACTIVATE] = {"OFREP_ACTIVATE", "ofrep.activate", K_BOOL, "false",
+                          "OFREP evaluations send an activation hit for the campaigns they "
+                          "show, like /v2/flags with trigger_hit"},
 };
 
 static const char *const env_prefixes[] = {"CACHE_", "CORS_", "BUCKETING_", "LOG_", "METRICS_",
-                                           "EVENTS_"};
+                                           "EVENTS_", "OFREP_"};
 
 static void add_error(dc_settings_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void add_error(dc_settings_t *s, const char *fmt, ...)
@@ -493,6 +503,20 @@ int dc_parse_bool(const char *text, int *out)
     return -1;
 }
 
+int dc_parse_api_key_mode(const char *text, dc_api_key_mode_e *out)
+{
+    int on;
+
+    if (strcasecmp(text, "decisions") == 0) {
+        *out = DC_API_KEY_DECISIONS;
+        return 0;
+    }
+    if (dc_parse_bool(text, &on) < 0)
+        return -1;
+    *out = on ? DC_API_KEY_ALL : DC_API_KEY_OFF;
+    return 0;
+}
+
 int dc_parse_go_duration(const char *text, apr_interval_time_t *out)
 {
     static const struct {
@@ -683,12 +707,11 @@ static void finish_observability(dc_settings_t *s)
             add_error(s, "%s is set but EVENTS_SPOOL_DIR is not", label(s, S_SPOOL_OPTIONS));
     }
     if ((v = value_of(s, S_COLLECTOR)) != NULL) {
-        if (strncasecmp(v, "http://", 7) == 0 || strncasecmp(v, "https://", 8) == 0 ||
-            strncmp(v, "file:/", 6) == 0)
+        if (dc_shipper_check_collector(s->pool, v, err, sizeof(err)) == 0)
             s->collector = v;
         else
-            add_error(s, "%s: expected an http:// or https:// URL or file:/DIR, not %s",
-                      label(s, S_COLLECTOR), shown(s, S_COLLECTOR));
+            add_error(s, "%s: %s (%s)", label(s, S_COLLECTOR), err,
+                      dc_cloud_mask_uri(s->pool, v));
     }
 }
 
@@ -705,16 +728,21 @@ int dc_settings_finish(dc_settings_t *s)
 
             if (dc_parse_bool(v, &b) < 0)
                 add_error(s, "%s: expected true or false, not %s", label(s, i), shown(s, i));
-            else if (i == S_REQUIRE_API_KEY)
-                s->require_api_key = b;
             else if (i == S_CORS_ENABLED)
                 s->cors_enabled = b;
             else if (i == S_METRICS_ENABLED)
                 s->metrics_enabled = b;
+            else if (i == S_OFREP_ACTIVATE)
+                s->ofrep_activate = b;
             else
                 s->shipper_enabled = b;
             break;
         }
+        case K_KEY_MODE:
+            if (dc_parse_api_key_mode(v, &s->require_api_key) < 0)
+                add_error(s, "%s: expected true, false or decisions, not %s", label(s, i),
+                          shown(s, i));
+            break;
         case K_DURATION: {
             apr_interval_time_t d;
             apr_interval_time_t min = apr_time_from_sec(1), max = apr_time_from_sec(86400);
@@ -777,7 +805,8 @@ int dc_settings_finish(dc_settings_t *s)
                   shown(s, S_ENV_ID));
     s->api_key = value_of(s, S_API_KEY);
     if (s->require_api_key && !s->api_key)
-        add_error(s, "%s is on but API_KEY is not set", label(s, S_REQUIRE_API_KEY));
+        add_error(s, "%s is %s but API_KEY is not set", label(s, S_REQUIRE_API_KEY),
+                  s->require_api_key == DC_API_KEY_DECISIONS ? "decisions" : "on");
     s->cors_allowed_origins = s->raw[S_CORS_ORIGINS] ? s->raw[S_CORS_ORIGINS] : "*";
     s->cors_allowed_headers =
         s->raw[S_CORS_HEADERS] ? s->raw[S_CORS_HEADERS] : DC_DEFAULT_CORS_HEADERS;
@@ -822,6 +851,7 @@ void dc_settings_api_options(const dc_settings_t *s, dc_api_options_t *opt)
     opt->cors_headers = s->cors_allowed_headers;
     opt->max_body_size = s->max_body_size;
     opt->prometheus_path = s->prometheus_path;
+    opt->ofrep_activate = s->ofrep_activate;
 }
 
 void dc_settings_write_help(FILE *out)

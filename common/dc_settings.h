@@ -33,7 +33,7 @@ typedef struct dc_settings {
     /* The parsed values, valid after a successful dc_settings_finish(). */
     const char *env_id;            /* NULL when not set */
     const char *api_key;           /* secret */
-    int require_api_key;
+    dc_api_key_mode_e require_api_key;
     apr_interval_time_t polling_interval;
     int cors_enabled;
     const char *cors_allowed_origins;
@@ -55,6 +55,7 @@ typedef struct dc_settings {
     const char *spool_options;     /* "key=value,..." for dc_spool_options_parse, NULL: defaults */
     const char *collector;         /* the shipper's sink */
     int shipper_enabled;
+    int ofrep_activate;            /* OFREP evaluations send activation hits */
 
     /* Raw text by setting, and where each came from ("environment", "file.yaml:3"). */
     const char **raw;
@@ -98,5 +99,8 @@ void dc_settings_write_help(FILE *out);
 int dc_parse_go_duration(const char *text, apr_interval_time_t *out);
 /* Go's strconv.ParseBool words (1, t, true, 0, f, false in any case) and on/off, yes/no. */
 int dc_parse_bool(const char *text, int *out);
+/* REQUIRE_API_KEY / DecisionRequireApiKey: a boolean word, or "decisions" (the key
+ * for everything but /v2/activate). Returns 0, or -1 for anything else. */
+int dc_parse_api_key_mode(const char *text, dc_api_key_mode_e *out);
 
 #endif

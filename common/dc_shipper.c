@@ -10,14 +10,18 @@
  */
 #include "dc_shipper.h"
 #include "dc_buf.h"
+#include "dc_cloud_http.h"
 #include "dc_http.h"
 #include "dc_hits.h"
 #include "dc_log.h"
+#include "dc_objstore.h"
 
 #include <apr_file_info.h>
+#include <apr_md5.h>
 #include <apr_file_io.h>
 #include <apr_strings.h>
 #include <apr_thread_cond.h>
+#include <apr_uri.h>
 #include <apr_thread_mutex.h>
 #include <apr_thread_proc.h>
 #include <curl/curl.h>
@@ -43,7 +47,11 @@ struct dc_shipper {
     apr_pool_t *pool;
     dc_shipper_options_t opt;
     const char *dead_dir;
+    const char *display;        /* the collector as logs show it: secrets masked */
     const char *file_dir;       /* file sink, else NULL */
+    dc_objstore_t *obj;         /* object store sink, else NULL */
+    apr_time_t last_object;     /* when the last object was acknowledged */
+    int flushing;               /* dc_shipper_flush runs: objects do not wait */
     CURL *curl;
     int curl_initialised;
 
@@ -93,6 +101,7 @@ void dc_shipper_spool_figures(dc_spool_t *spool, const dc_shipper_stats_t *ship,
         f->dead_lettered = ship->dead_letter_hits;
         f->degraded |= ship->state == DC_SHIPPER_FAILING;
         apr_cpystrn(f->last_error, ship->last_error, sizeof(f->last_error));
+        f->sink = ship->sink;
     }
 }
 
@@ -127,6 +136,31 @@ static void fill_defaults(dc_shipper_options_t *o)
         o->user_agent = "mod_decision/" PACKAGE_VERSION;
 }
 
+int dc_shipper_check_collector(apr_pool_t *p, const char *collector, char *err, size_t errlen)
+{
+    apr_uri_t uri;
+
+    if (dc_objstore_is_uri(collector))
+        return dc_objstore_check(p, collector, err, errlen);
+    if (strncmp(collector, "file:", 5) == 0) {
+        const char *dir = collector + 5;
+
+        if (strncmp(dir, "//", 2) == 0)
+            dir += 2;
+        if (*dir == '/')
+            return 0;
+        snprintf(err, errlen, "a file sink needs an absolute path (file:/dir)");
+        return -1;
+    }
+    if (apr_uri_parse(p, collector, &uri) == APR_SUCCESS && uri.scheme && uri.hostname &&
+        (strcasecmp(uri.scheme, "http") == 0 || strcasecmp(uri.scheme, "https") == 0))
+        return 0;
+    snprintf(err, errlen,
+             "expected http://, https://, file:/dir, s3://BUCKET/PREFIX or "
+             "azblob://ACCOUNT/CONTAINER/PREFIX");
+    return -1;
+}
+
 /* ---- state --------------------------------------------------------------------- */
 
 static void set_state(dc_shipper_t *sh, dc_shipper_state_e state, const char *why)
@@ -143,18 +177,18 @@ static void set_state(dc_shipper_t *sh, dc_shipper_state_e state, const char *wh
         return;
     if (state == DC_SHIPPER_OK)
         dc_log(DC_LOG_WARN, DCLOGNO(10720) "shipper: delivering to %s again (state ok)",
-               sh->opt.collector);
+               sh->display);
     else if (state == DC_SHIPPER_RETRYING)
         dc_log(DC_LOG_WARN,
                DCLOGNO(10721) "shipper: delivery to %s failed (%s); retrying with backoff, "
                               "events stay in the spool (state retrying)",
-               sh->opt.collector, why ? why : "?");
+               sh->display, why ? why : "?");
     else
         dc_log(DC_LOG_ERROR,
                DCLOGNO(10722) "shipper: delivery to %s failed %u times in a row (%s); check "
                               "the collector setting and the network; events stay in the "
                               "spool (state failing)",
-               sh->opt.collector, sh->failures, why ? why : "?");
+               sh->display, sh->failures, why ? why : "?");
 }
 
 static void note_success(dc_shipper_t *sh, size_t batches, size_t hits)
@@ -192,6 +226,15 @@ static void note_retry(dc_shipper_t *sh, const char *why)
            why, apr_time_as_msec(delay));
     set_state(sh, sh->failures >= FAILING_AFTER ? DC_SHIPPER_FAILING : DC_SHIPPER_RETRYING,
               why);
+}
+
+static void observe(dc_shipper_t *sh, dc_sink_op_e op, int ok, apr_time_t since, size_t bytes)
+{
+    apr_interval_time_t took = apr_time_now() - since;
+
+    apr_thread_mutex_lock(sh->lock);
+    dc_sink_observe(&sh->stats.sink, op, ok, took, bytes);
+    apr_thread_mutex_unlock(sh->lock);
 }
 
 /* ---- sinks ------------------------------------------------------------------------ */
@@ -337,8 +380,14 @@ static send_result_e file_send(dc_shipper_t *sh, const char *body, size_t len, c
     return SEND_OK;
 }
 
+static void probe_object_store(dc_shipper_t *sh);
+
 static void probe_sink(dc_shipper_t *sh)
 {
+    if (sh->obj) {
+        probe_object_store(sh);
+        return;
+    }
     if (sh->file_dir) {
         char probe[PATH_MAX];
         int fd;
@@ -366,11 +415,11 @@ static void probe_sink(dc_shipper_t *sh)
             dc_log(DC_LOG_ERROR,
                    DCLOGNO(10725) "shipper: the collector %s does not answer (%s): events stay "
                                   "in the spool and delivery is retried",
-                   sh->opt.collector, curl_easy_strerror(cc));
+                   sh->display, curl_easy_strerror(cc));
             set_state(sh, DC_SHIPPER_RETRYING, curl_easy_strerror(cc));
         } else {
             dc_log(DC_LOG_INFO, DCLOGNO(10726) "shipper: the collector %s answers",
-                   sh->opt.collector);
+                   sh->display);
         }
     }
 }
@@ -379,6 +428,7 @@ dc_shipper_t *dc_shipper_create(apr_pool_t *p, const dc_shipper_options_t *opt, 
                                 size_t errlen)
 {
     dc_shipper_t *sh = apr_pcalloc(p, sizeof(*sh));
+    char why[256];
     apr_status_t rv;
     apr_allocator_t *allocator;
 
@@ -393,6 +443,7 @@ dc_shipper_t *dc_shipper_create(apr_pool_t *p, const dc_shipper_options_t *opt, 
     p = sh->pool;
     sh->opt = *opt;
     fill_defaults(&sh->opt);
+    sh->display = dc_cloud_mask_uri(p, sh->opt.collector);
     sh->file_fd = -1;
     sh->seed = (unsigned)getpid() ^ (unsigned)apr_time_now();
     if (!sh->opt.spool_dir || !*sh->opt.spool_dir) {
@@ -403,16 +454,15 @@ dc_shipper_t *dc_shipper_create(apr_pool_t *p, const dc_shipper_options_t *opt, 
         snprintf(err, errlen, "batch size %zu is over 500 hits", sh->opt.batch_max_hits);
         return NULL;
     }
+    if (dc_shipper_check_collector(p, sh->opt.collector, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "collector \"%s\": %s", sh->display, why);
+        return NULL;
+    }
     if (strncmp(sh->opt.collector, "file:", 5) == 0) {
         const char *dir = sh->opt.collector + 5;
 
         if (strncmp(dir, "//", 2) == 0)
             dir += 2;
-        if (*dir != '/') {
-            snprintf(err, errlen, "collector %s: a file sink needs an absolute path (file:/dir)",
-                     sh->opt.collector);
-            return NULL;
-        }
         sh->file_dir = apr_pstrdup(p, dir);
         if ((rv = apr_dir_make_recursive(sh->file_dir, APR_FPROT_OS_DEFAULT, p)) != APR_SUCCESS) {
             char msg[120];
@@ -421,11 +471,17 @@ dc_shipper_t *dc_shipper_create(apr_pool_t *p, const dc_shipper_options_t *opt, 
                      apr_strerror(rv, msg, sizeof(msg)));
             return NULL;
         }
-    } else if (strncmp(sh->opt.collector, "http://", 7) != 0 &&
-               strncmp(sh->opt.collector, "https://", 8) != 0) {
-        snprintf(err, errlen, "collector \"%s\": expected http://, https:// or file:/dir",
-                 sh->opt.collector);
-        return NULL;
+    } else if (dc_objstore_is_uri(sh->opt.collector)) {
+        dc_objstore_http_t http;
+
+        http.timeout_ms = opt->timeout_ms > 0 ? opt->timeout_ms
+                                               : DC_SHIPPER_DEFAULT_OBJECT_TIMEOUT_MS;
+        http.connect_timeout_ms = sh->opt.connect_timeout_ms;
+        http.ca_file = sh->opt.ca_file;
+        http.user_agent = sh->opt.user_agent;
+        if (!(sh->obj = dc_objstore_open(p, sh->opt.collector, &http, err, errlen)))
+            return NULL;
+        sh->display = sh->obj->display;
     } else {
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
             snprintf(err, errlen, "cannot initialise libcurl");
@@ -440,6 +496,9 @@ dc_shipper_t *dc_shipper_create(apr_pool_t *p, const dc_shipper_options_t *opt, 
     }
     sh->opt.spool_dir = apr_pstrdup(p, sh->opt.spool_dir);
     sh->opt.collector = apr_pstrdup(p, sh->opt.collector);
+    apr_cpystrn(sh->stats.sink.backend,
+                sh->obj ? sh->obj->ops->scheme : sh->file_dir ? "file" : "http",
+                sizeof(sh->stats.sink.backend));
     sh->dead_dir = apr_pstrcat(p, sh->opt.spool_dir, "/dead-letter", NULL);
     if (apr_thread_mutex_create(&sh->lock, APR_THREAD_MUTEX_DEFAULT, p) != APR_SUCCESS ||
         apr_thread_cond_create(&sh->wake, p) != APR_SUCCESS) {
@@ -460,6 +519,9 @@ void dc_shipper_destroy(dc_shipper_t *sh)
     if (sh->curl)
         curl_easy_cleanup(sh->curl);
     sh->curl = NULL;
+    if (sh->obj)
+        dc_objstore_close(sh->obj);
+    sh->obj = NULL;
     if (sh->curl_initialised)
         curl_global_cleanup();
     sh->curl_initialised = 0;
@@ -607,30 +669,66 @@ static void save_progress(const char *progress, const flat_hit_t *hits, size_t p
 }
 
 /* 0 = the segment is done and deleted; DC_SHIP_BACKOFF or DC_SHIP_MORE otherwise. */
-static int ship_segment(dc_shipper_t *sh, const char *name, apr_time_t deadline, apr_pool_t *p)
+/* seg-<stem>-n<N>.ready → DIR/seg-<stem>.progress */
+static const char *progress_path(dc_shipper_t *sh, const char *name, apr_pool_t *p)
+{
+    const char *dash = strrchr(name, '-');
+
+    return apr_psprintf(p, "%s/%.*s.progress", sh->opt.spool_dir,
+                        (int)(dash ? (size_t)(dash - name) : strlen(name)), name);
+}
+
+/* A ready segment's hits from its progress point. 0; 1 when it is gone
+ * (drop-oldest); -1 when it cannot be read (logged, left where it is). */
+static int read_segment(dc_shipper_t *sh, const char *name, collect_t *c, apr_pool_t *p)
 {
     const char *path = apr_pstrcat(p, sh->opt.spool_dir, "/", name, NULL);
-    const char *dash = strrchr(name, '-');
-    const char *progress =
-        apr_psprintf(p, "%s/%.*s.progress", sh->opt.spool_dir,
-                     (int)(dash ? (size_t)(dash - name) : strlen(name)), name);
-    collect_t c;
     char *data;
-    size_t len, pos = 0;
+    size_t len;
+
+    c->hits = apr_array_make(p, 64, sizeof(flat_hit_t));
+    c->from_offset = 0;
+    c->from_index = 0;
+    if (dc_read_file(p, path, (size_t)1024 * 1024 * 1024, &data, &len) < 0) {
+        if (errno == ENOENT)
+            return 1;
+        dc_log(DC_LOG_ERROR, DCLOGNO(10729) "shipper: cannot read %s: %s", path,
+               strerror(errno));
+        return -1;
+    }
+    read_progress(progress_path(sh, name, p), &c->from_offset, &c->from_index);
+    dc_spool_parse(data, len, name, p, collect_hits, c, NULL);
+    return 0;
+}
+
+/* Every hit of a segment is delivered: it and its progress file go. */
+static void segment_done(dc_shipper_t *sh, const char *name, apr_pool_t *p)
+{
+    const char *path = apr_pstrcat(p, sh->opt.spool_dir, "/", name, NULL);
+
+    if (unlink(path) < 0 && errno != ENOENT)
+        dc_log(DC_LOG_ERROR,
+               DCLOGNO(10730) "shipper: cannot delete the delivered segment %s: %s (it would "
+                              "be sent again)",
+               path, strerror(errno));
+    unlink(progress_path(sh, name, p));
+    apr_thread_mutex_lock(sh->lock);
+    sh->stats.segments_done++;
+    apr_thread_mutex_unlock(sh->lock);
+}
+
+static int ship_segment(dc_shipper_t *sh, const char *name, apr_time_t deadline, apr_pool_t *p)
+{
+    const char *progress = progress_path(sh, name, p);
+    collect_t c;
+    size_t pos = 0;
     flat_hit_t *hits;
     dc_buf_t body, ids;
     size_t unsynced_batches = 0, unsynced_hits = 0, synced;
     int result = 0;
 
-    if (dc_read_file(p, path, (size_t)1024 * 1024 * 1024, &data, &len) < 0) {
-        if (errno != ENOENT)
-            dc_log(DC_LOG_ERROR, DCLOGNO(10729) "shipper: cannot read %s: %s", path,
-                   strerror(errno));
+    if (read_segment(sh, name, &c, p) != 0)
         return 0; /* dropped meanwhile (drop-oldest), or unreadable: next one */
-    }
-    c.hits = apr_array_make(p, 64, sizeof(flat_hit_t));
-    read_progress(progress, &c.from_offset, &c.from_index);
-    dc_spool_parse(data, len, name, p, collect_hits, &c, NULL);
     hits = (flat_hit_t *)c.hits->elts;
     dc_buf_init(&body, p, 16 * 1024);
     dc_buf_init(&ids, p, 4 * 1024);
@@ -639,6 +737,7 @@ static int ship_segment(dc_shipper_t *sh, const char *name, apr_time_t deadline,
         size_t to = pos, bytes = 256, n;
         char why[160] = "";
         send_result_e r;
+        apr_time_t sent_at;
 
         if (apr_time_now() >= deadline) {
             result = DC_SHIP_MORE;
@@ -650,10 +749,12 @@ static int ship_segment(dc_shipper_t *sh, const char *name, apr_time_t deadline,
             to++;
         }
         n = build_batch(sh, hits, pos, to, apr_time_as_msec(apr_time_now()), &body, &ids);
+        sent_at = apr_time_now();
         r = sh->file_dir ? file_send(sh, body.data, body.len, why, sizeof(why))
                          : http_send(sh, body.data, body.len, ids.data, why, sizeof(why));
+        observe(sh, DC_SINK_OP_SEND, r == SEND_OK, sent_at, body.len);
         if (r == SEND_RETRY) {
-            note_retry(sh, apr_psprintf(p, "%s: %s", sh->opt.collector, why));
+            note_retry(sh, apr_psprintf(p, "%s: %s", sh->display, why));
             result = DC_SHIP_BACKOFF;
             break;
         }
@@ -681,7 +782,7 @@ static int ship_segment(dc_shipper_t *sh, const char *name, apr_time_t deadline,
 
         if (file_sync(sh, why, sizeof(why)) < 0) {
             if (result != DC_SHIP_BACKOFF)
-                note_retry(sh, apr_psprintf(p, "%s: %s", sh->opt.collector, why));
+                note_retry(sh, apr_psprintf(p, "%s: %s", sh->display, why));
             return DC_SHIP_BACKOFF; /* resent from the last progress: at least once */
         }
         if (unsynced_batches)
@@ -691,16 +792,225 @@ static int ship_segment(dc_shipper_t *sh, const char *name, apr_time_t deadline,
     }
     if (result)
         return result;
-    if (unlink(path) < 0 && errno != ENOENT)
-        dc_log(DC_LOG_ERROR,
-               DCLOGNO(10730) "shipper: cannot delete the delivered segment %s: %s (it would "
-                              "be sent again)",
-               path, strerror(errno));
-    unlink(progress);
-    apr_thread_mutex_lock(sh->lock);
-    sh->stats.segments_done++;
-    apr_thread_mutex_unlock(sh->lock);
+    segment_done(sh, name, p);
     return 0;
+}
+
+/* ---- object stores ---------------------------------------------------------------- */
+
+/* A failed operation for the log: its class, what came back, and what the
+ * class asks the operator to check. */
+static const char *obj_why(const dc_objstore_t *os, const dc_obj_error_t *e, const char *verb,
+                           apr_pool_t *p)
+{
+    char creds[200] = "";
+    const char *hint;
+
+    if (os->ops->describe)
+        os->ops->describe((dc_objstore_t *)os, creds, sizeof(creds));
+    switch (e->result) {
+    case DC_OBJ_CREDENTIALS:
+        /* status 0: nothing was sent, the detail says why there are none */
+        hint = e->status ? apr_psprintf(p, "the store does not accept the credentials: %s", creds)
+                         : "no usable credentials";
+        break;
+    case DC_OBJ_NOT_FOUND:
+        hint = apr_psprintf(p, "the %s does not exist", os->where);
+        break;
+    case DC_OBJ_PERMISSION:
+        hint = apr_psprintf(p, "the credentials (%s) may not %s objects in the %s", creds, verb,
+                            os->where);
+        break;
+    case DC_OBJ_TRANSIENT:
+        hint = "the store did not answer or failed: endpoint, network, outage";
+        break;
+    default:
+        hint = "the store refused the request";
+    }
+    return apr_psprintf(p, "%s: %s (%s)", dc_obj_result_name(e->result), e->detail, hint);
+}
+
+static dc_obj_result_e obj_put(dc_shipper_t *sh, const char *key, const char *data, size_t len,
+                               const char *type, dc_obj_error_t *e)
+{
+    unsigned char md5[APR_MD5_DIGESTSIZE];
+    apr_time_t t0 = apr_time_now();
+    dc_obj_result_e r;
+
+    apr_md5(md5, data, len);
+    r = sh->obj->ops->put(sh->obj, key, data, len, md5, type, e);
+    observe(sh, DC_SINK_OP_SEND, r == DC_OBJ_OK, t0, len);
+    return r;
+}
+
+static dc_obj_result_e obj_delete(dc_shipper_t *sh, const char *key, dc_obj_error_t *e)
+{
+    apr_time_t t0 = apr_time_now();
+    dc_obj_result_e r = sh->obj->ops->del(sh->obj, key, e);
+
+    observe(sh, DC_SINK_OP_DELETE, r == DC_OBJ_OK, t0, 0);
+    return r;
+}
+
+/* The start-up test: a small object put, then deleted. Uploads need only
+ * the put; a failed delete is a warning. */
+static void probe_object_store(dc_shipper_t *sh)
+{
+    apr_pool_t *p;
+    const char *key;
+    dc_obj_error_t e;
+
+    apr_pool_create(&p, sh->pool);
+    key = dc_objstore_probe_key(p, sh->obj);
+    if (obj_put(sh, key, "mod_decision probe\n", 19, "text/plain", &e) != DC_OBJ_OK) {
+        dc_log(DC_LOG_ERROR,
+               DCLOGNO(10733) "shipper: the start-up test write to %s failed: %s; events stay "
+                              "in the spool and delivery is retried",
+               sh->display, obj_why(sh->obj, &e, "write", p));
+        set_state(sh, DC_SHIPPER_RETRYING, obj_why(sh->obj, &e, "write", p));
+    } else if (obj_delete(sh, key, &e) != DC_OBJ_OK) {
+        dc_log(DC_LOG_WARN,
+               DCLOGNO(10734) "shipper: the start-up test object %s was written to %s but not "
+                              "deleted: %s; uploads do not need to delete, remove it by hand",
+               key, sh->display, obj_why(sh->obj, &e, "delete", p));
+    } else {
+        dc_log(DC_LOG_INFO,
+               DCLOGNO(10735) "shipper: the start-up test write to %s succeeded (put and delete)",
+               sh->display);
+    }
+    apr_pool_destroy(p);
+}
+
+/* One ready segment's hits from its progress point, as JSON lines in out:
+ * how many, or -1 when it cannot be read (it is then left where it is). */
+static long segment_lines(dc_shipper_t *sh, const char *name, dc_buf_t *out, int64_t now_ms,
+                          int64_t *first_ms, const char **seq, apr_pool_t *p)
+{
+    const char *stem = name + 4, *dash = strrchr(name, '-');
+    collect_t c;
+    const flat_hit_t *hits;
+    int rc = read_segment(sh, name, &c, p);
+
+    if (rc != 0)
+        return rc < 0 ? -1 : 0;
+    hits = (const flat_hit_t *)c.hits->elts;
+    if (!*seq) {
+        /* seg-<stem>-n<N>.ready: the stem names the object, and where it resumed */
+        *seq = apr_psprintf(p, "%.*s", (int)(dash && dash > stem ? (size_t)(dash - stem) : 0),
+                            stem);
+        if (c.from_offset > 0)
+            *seq = apr_psprintf(p, "%s-o%" APR_OFF_T_FMT "-%" APR_SIZE_T_FMT, *seq,
+                                c.from_offset, c.from_index);
+    }
+    for (int i = 0; i < c.hits->nelts; i++) {
+        const dc_spool_hit_t *h = &hits[i].hit;
+        int64_t qt = h->qt_base + (now_ms > h->received_ms ? now_ms - h->received_ms : 0);
+
+        if (*first_ms == 0)
+            *first_ms = h->received_ms;
+        if (h->json_len > 2) {
+            dc_buf_append(out, h->json, h->json_len - 1);
+            dc_buf_putc(out, ',');
+        } else {
+            dc_buf_putc(out, '{');
+        }
+        dc_buf_printf(out, "\"qt\":%" PRId64 ",\"ts\":%" PRId64 ",\"hit_id\":\"", qt,
+                      h->received_ms);
+        for (size_t k = 0; k < h->id_len; k++) { /* ours are [0-9a-f.-]: JSON as they are */
+            unsigned char ch = (unsigned char)h->id[k];
+
+            dc_buf_putc(out, ch > 0x20 && ch < 0x7f && ch != '"' && ch != '\\' ? (char)ch : '_');
+        }
+        dc_buf_puts(out, "\"}\n");
+    }
+    return c.hits->nelts;
+}
+
+/* Bytes of the ready segments names[from..n), stopping at limit. */
+static apr_off_t ready_bytes(dc_shipper_t *sh, const char **names, size_t n, apr_off_t limit,
+                             apr_pool_t *p)
+{
+    apr_off_t total = 0;
+
+    for (size_t i = 0; i < n && total < limit; i++) {
+        struct stat st;
+
+        if (stat(apr_pstrcat(p, sh->opt.spool_dir, "/", names[i], NULL), &st) == 0)
+            total += st.st_size;
+    }
+    return total;
+}
+
+/* Ships names[0..n) as objects of at most max_bytes of lines: DC_SHIP_DONE
+ * when all went, DC_SHIP_IDLE when they wait for object_interval,
+ * DC_SHIP_MORE or DC_SHIP_BACKOFF. */
+static dc_ship_result_e ship_objects(dc_shipper_t *sh, const char **names, size_t n, apr_time_t deadline,
+                        apr_pool_t *p)
+{
+    dc_objstore_t *os = sh->obj;
+    size_t i = 0;
+
+    if (!sh->flushing && apr_time_now() - sh->last_object < os->interval &&
+        ready_bytes(sh, names, n, (apr_off_t)os->max_bytes, p) < (apr_off_t)os->max_bytes)
+        return DC_SHIP_IDLE;
+    while (i < n) {
+        apr_pool_t *op;
+        dc_buf_t lines;
+        size_t first = i, hits = 0, gz_len = 0;
+        int64_t first_ms = 0, now_ms = apr_time_as_msec(apr_time_now());
+        const char *seq = NULL;
+        char key[1024], *unreadable;
+        void *gz;
+        dc_obj_error_t e;
+
+        if (apr_time_now() >= deadline)
+            return DC_SHIP_MORE;
+        apr_pool_create(&op, p);
+        dc_buf_init(&lines, op, 64 * 1024);
+        unreadable = apr_pcalloc(op, n);
+        for (; i < n && (i == first || lines.len < os->max_bytes); i++) {
+            long got = segment_lines(sh, names[i], &lines, now_ms, &first_ms, &seq, op);
+
+            if (got < 0)
+                unreadable[i] = 1;
+            else
+                hits += (size_t)got;
+        }
+        if (hits == 0) { /* only torn records or vanished segments */
+            for (size_t k = first; k < i; k++)
+                if (!unreadable[k])
+                    segment_done(sh, names[k], op);
+            apr_pool_destroy(op);
+            continue;
+        }
+        if (!dc_objstore_key(key, sizeof(key), os->prefix, apr_time_from_msec(first_ms),
+                             os->server, seq && *seq ? seq : "0") ||
+            !(gz = dc_objstore_gzip(op, lines.data, lines.len, &gz_len))) {
+            dc_log(DC_LOG_ERROR, DCLOGNO(10738) "shipper: cannot build an object for %s (%s)",
+                   names[first], key[0] ? "gzip failed" : "key too long");
+            note_retry(sh, "cannot build an object");
+            apr_pool_destroy(op);
+            return DC_SHIP_BACKOFF;
+        }
+        if (obj_put(sh, key, gz, gz_len, "application/gzip", &e) != DC_OBJ_OK) {
+            note_retry(sh, apr_psprintf(op, "%s: put %s: %s", sh->display, key,
+                                        obj_why(os, &e, "write", op)));
+            apr_pool_destroy(op);
+            return DC_SHIP_BACKOFF;
+        }
+        dc_log(DC_LOG_DEBUG, DCLOGNO(10739) "shipper: %zu hit(s) from %zu segment(s) in %s",
+               hits, i - first, key);
+        for (size_t k = first; k < i; k++)
+            if (!unreadable[k])
+                segment_done(sh, names[k], op);
+        sh->last_object = apr_time_now();
+        apr_thread_mutex_lock(sh->lock);
+        sh->stats.objects++;
+        apr_thread_mutex_unlock(sh->lock);
+        note_success(sh, 1, hits);
+        apr_pool_destroy(op);
+    }
+    return DC_SHIP_DONE;
 }
 
 /* Progress files whose segment is gone (deleted by drop-oldest while the
@@ -744,6 +1054,10 @@ dc_ship_result_e dc_shipper_run_once(dc_shipper_t *sh, apr_time_t deadline)
     dc_spool_adopt_dead(sh->opt.spool_dir, p);
     if (dc_spool_list_ready(sh->opt.spool_dir, p, &names, &n) == 0) {
         remove_orphan_progress(sh, names, n, p);
+        if (sh->obj && n) {
+            result = ship_objects(sh, names, n, deadline, p);
+            n = 0;
+        }
         for (size_t i = 0; i < n; i++) {
             int r;
 
@@ -771,6 +1085,9 @@ static void sleep_until(dc_shipper_t *sh, apr_time_t when)
 
 int dc_shipper_flush(dc_shipper_t *sh, apr_time_t deadline)
 {
+    int rc = -1;
+
+    sh->flushing = 1;
     for (;;) {
         dc_ship_result_e r = dc_shipper_run_once(sh, deadline);
         apr_time_t next;
@@ -778,21 +1095,25 @@ int dc_shipper_flush(dc_shipper_t *sh, apr_time_t deadline)
         if (r == DC_SHIP_IDLE || r == DC_SHIP_DONE) {
             /* Done only when a fresh look finds nothing (segments may have
              * been closed while we shipped). */
-            if (r == DC_SHIP_IDLE)
-                return 0;
+            if (r == DC_SHIP_IDLE) {
+                rc = 0;
+                break;
+            }
             continue;
         }
         if (apr_time_now() >= deadline)
-            return -1;
+            break;
         if (r == DC_SHIP_BACKOFF) {
             apr_thread_mutex_lock(sh->lock);
             next = sh->stats.next_attempt;
             apr_thread_mutex_unlock(sh->lock);
             if (next >= deadline)
-                return -1;
+                break;
             sleep_until(sh, next);
         }
     }
+    sh->flushing = 0;
+    return rc;
 }
 
 /* ---- the thread ------------------------------------------------------------------------ */

@@ -28,9 +28,20 @@
  * verified; default https://ariane.abtasty.com), or "file:/dir": batches as
  * JSON lines in dir/events-<ms>-<pid>-<seq>.jsonl, a new file past
  * file_rotate_bytes, each batch written with one write() and fdatasync'd
- * before its segment progress moves on. Each sink makes a test at creation
- * (HTTP: a HEAD to the collector; file: a probe file) and logs a clear error
- * when it fails; that is not fatal (the spool keeps the events).
+ * before its segment progress moves on, or an object store, "s3://..." or
+ * "azblob://..." (dc_objstore.h): ready segments, oldest first, become one
+ * gzipped JSON-lines object (one hit per line: the collector's hit with
+ * "qt", plus "ts", the ms when the server received it, and "hit_id", its
+ * spool id) of at most the store's max_object_bytes, put with Content-MD5;
+ * the segments are deleted once the store acknowledged the object. Past a
+ * put, the next object waits for the store's interval (default 5 s, the
+ * spool's segment age) unless max_object_bytes are ready or the shipper is
+ * flushing, so a busy server makes about one object per interval, not one
+ * per segment. Each sink makes a test at creation (HTTP: a HEAD to the
+ * collector; file: a probe file; object stores: a probe object put and
+ * deleted, its failure named: credentials, bucket/container, permission) and
+ * logs a clear error when it fails; that is not fatal (the spool keeps the
+ * events). The sink's operations are counted and timed (stats.sink).
  *
  * State (ok / retrying / failing after 5 failures in a row) is logged on
  * every change. Not thread-safe except dc_shipper_stats: one caller at a time.
@@ -54,6 +65,7 @@
 #define DC_SHIPPER_DEFAULT_BACKOFF_MAX apr_time_from_sec(60)
 #define DC_SHIPPER_DEFAULT_INTERVAL apr_time_from_sec(1)
 #define DC_SHIPPER_DEFAULT_FILE_ROTATE_BYTES (64 * 1024 * 1024)
+#define DC_SHIPPER_DEFAULT_OBJECT_TIMEOUT_MS 30000 /* a put of an object, when timeout_ms is 0 */
 
 typedef struct {
     const char *spool_dir;
@@ -80,6 +92,8 @@ typedef struct {
     uint64_t retries;                   /* failed attempts that will be retried */
     uint64_t dead_letters, dead_letter_hits;
     uint64_t segments_done;
+    uint64_t objects;                   /* object stores: objects acknowledged */
+    dc_sink_figures_t sink;
     char last_error[160];
 } dc_shipper_stats_t;
 
@@ -93,6 +107,9 @@ typedef enum {
 typedef struct dc_shipper dc_shipper_t;
 
 void dc_shipper_options_default(dc_shipper_options_t *opt);
+/* Checks the collector setting's syntax (no request, no directory made):
+ * 0, or -1 with why in err. For the configuration parsers. */
+int dc_shipper_check_collector(apr_pool_t *p, const char *collector, char *err, size_t errlen);
 /* Validates the options and tests the sink (see above). NULL + err only on a
  * bad setting (an unusable URL, a sink directory that cannot be created). */
 dc_shipper_t *dc_shipper_create(apr_pool_t *p, const dc_shipper_options_t *opt, char *err,

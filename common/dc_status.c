@@ -169,6 +169,22 @@ void dc_status_put_spool_json(dc_buf_t *b, const dc_status_snapshot_t *s)
                   (unsigned long long)sp->delivered, (unsigned long long)sp->retried,
                   (unsigned long long)sp->dead_lettered);
     put_str(b, sp->last_error[0] ? sp->last_error : NULL);
+    if (sp->sink.backend[0]) {
+        const dc_sink_figures_t *k = &sp->sink;
+
+        dc_buf_puts(b, ",\"sink\":{\"backend\":");
+        put_str(b, k->backend);
+        for (int o = 0; o < DC_SINK_OP_COUNT; o++) {
+            dc_buf_printf(b, ",\"%s\":{\"operations\":%llu,\"errors\":%llu,\"p50_ms\":",
+                          dc_sink_op_name((dc_sink_op_e)o), (unsigned long long)k->ops[o],
+                          (unsigned long long)k->errors[o]);
+            dc_json_put_number(b, round3(dc_histogram_quantile(&k->latency[o], 0.5) / 1000.0));
+            dc_buf_puts(b, ",\"p99_ms\":");
+            dc_json_put_number(b, round3(dc_histogram_quantile(&k->latency[o], 0.99) / 1000.0));
+            dc_buf_putc(b, '}');
+        }
+        dc_buf_printf(b, ",\"sent_bytes\":%llu}", (unsigned long long)k->bytes);
+    }
     dc_buf_putc(b, '}');
 }
 
@@ -532,6 +548,17 @@ static void put_events_table(dc_buf_t *b, apr_pool_t *p, const dc_status_snapsho
             dc_pstrfmt(p, "%llu / %llu / %llu", (unsigned long long)sp->delivered,
                          (unsigned long long)sp->retried, (unsigned long long)sp->dead_lettered));
         row(b, "last delivery error", sp->last_error[0] ? sp->last_error : "none");
+        if (sp->sink.backend[0]) {
+            const dc_sink_figures_t *k = &sp->sink;
+
+            row(b, "sink",
+                dc_pstrfmt(p, "%s: %llu sends (%llu failed, p50 %.1f ms, p99 %.1f ms), %llu bytes",
+                           k->backend, (unsigned long long)k->ops[DC_SINK_OP_SEND],
+                           (unsigned long long)k->errors[DC_SINK_OP_SEND],
+                           dc_histogram_quantile(&k->latency[DC_SINK_OP_SEND], 0.5) / 1000.0,
+                           dc_histogram_quantile(&k->latency[DC_SINK_OP_SEND], 0.99) / 1000.0,
+                           (unsigned long long)k->bytes));
+        }
     } else {
         row(b, "spool", "not configured here");
     }

@@ -73,7 +73,7 @@
  * record tagged with the change counter at the time: while the counter has not moved
  * (no process saved), a load is one pread of it and a lock-free lookup, with no mutex,
  * file lock or DBM call. Any save, here or in another process (or a program that bumps
- * the counter as README says), makes every older tag miss. A file removed or replaced
+ * the counter as doc/stores.md says), makes every older tag miss. A file removed or replaced
  * by hand is therefore noticed at the next save, not at the next load.
  *
  * Cost per load with a fresh kept handle: the mutex, flock() twice, one

@@ -259,7 +259,7 @@ int dc_fcgi_app_start(dc_fcgi_app_t *app, apr_pool_t *p, const dc_fcgi_args_t *a
     dc_log(DC_LOG_INFO, DCLOGNO(10505) "started (%s): bucketing %s; store %s; CORS %s; API key %s",
            cgi ? "CGI" : "FastCGI", describe_source(p, settings), app->svc.store->uri,
            settings->cors_enabled ? "on" : "off",
-           settings->require_api_key ? "required" : "not required");
+           dc_api_key_mode_describe(settings->require_api_key));
     if ((cfg = dc_slot_acquire(&app->svc.slot)) != NULL)
         dc_config_unref(cfg);
     else
@@ -349,7 +349,7 @@ static void reload(dc_fcgi_app_t *app)
            app->args.config_file ? " from " : "",
            app->args.config_file ? app->args.config_file : "",
            describe_source(gen_pool, s), app->svc.store->uri, s->cors_enabled ? "on" : "off",
-           s->require_api_key ? "required" : "not required");
+           dc_api_key_mode_describe(s->require_api_key));
     if (new_source) {
         dc_config_t *cfg = NULL;
 

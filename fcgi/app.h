@@ -27,6 +27,7 @@ typedef struct {
     const char *threads;     /* --threads */
     const char *listen;      /* --listen */
     const char *const *argv; /* for /v2/metrics "cmdline" */
+    int inherited_fd;        /* a listening socket passed by systemd (LISTEN_FDS), 0: none */
 } dc_fcgi_args_t;
 
 typedef struct {

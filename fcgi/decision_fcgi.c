@@ -2,9 +2,10 @@
  * decision-fcgi: the decision API for web servers that speak FastCGI or CGI,
  * and the command-line evaluator (decision-fcgi eval).
  *
- * Which transport: --listen, or a FastCGI listen socket on fd 0 (the web
- * server spawned us: lighttpd bin-path, spawn-fcgi), means the threaded
- * FastCGI responder; a CGI environment (GATEWAY_INTERFACE, REQUEST_METHOD)
+ * Which transport: a listening socket passed by systemd (LISTEN_FDS, socket
+ * activation), --listen, or a FastCGI listen socket on fd 0 (the web server
+ * spawned us: lighttpd bin-path, spawn-fcgi), means the threaded FastCGI
+ * responder; a CGI environment (GATEWAY_INTERFACE, REQUEST_METHOD)
  * without one means one CGI request and exit.
  */
 #include "app.h"
@@ -23,8 +24,9 @@ static void usage(FILE *out, const char *prog)
 {
     fprintf(out,
             "usage: %s [--config FILE] [--listen HOST:PORT|unix:PATH] [--threads N]\n"
-            "                  serve FastCGI (on fd 0 when spawned by the web server, or on\n"
-            "                  --listen), or answer one CGI request when run as a CGI script\n"
+            "                  serve FastCGI (on fd 0 when spawned by the web server, on the\n"
+            "                  socket systemd passes (LISTEN_FDS), or on --listen), or answer\n"
+            "                  one CGI request when run as a CGI script\n"
             "       %s --check [--config FILE]   check the settings and exit (0: valid)\n"
             "       %s eval --bucketing FILE [options]   decide from the command line\n"
             "       %s ship [options]            deliver an event spool (see ship --help)\n"
@@ -50,7 +52,7 @@ int main(int argc, const char *const *argv)
         {"help", 'h', 0, "help"},
         {NULL, 0, 0, NULL},
     };
-    dc_fcgi_args_t args = {getenv("CONFIG_FILE"), NULL, NULL, argv};
+    dc_fcgi_args_t args = {getenv("CONFIG_FILE"), NULL, NULL, argv, 0};
     dc_settings_t *settings;
     dc_fcgi_app_t app;
     apr_pool_t *pool, *settings_pool;
@@ -107,7 +109,9 @@ int main(int argc, const char *const *argv)
         dc_log(DC_LOG_ERROR, DCLOGNO(10542) "cannot initialise libfcgi");
         return 1;
     }
-    cgi = !settings->listen && FCGX_IsCGI();
+    if ((args.inherited_fd = dc_fcgi_inherited_socket()) < 0)
+        return 2;
+    cgi = !settings->listen && !args.inherited_fd && FCGX_IsCGI();
     if (cgi && !getenv("GATEWAY_INTERFACE") && !getenv("REQUEST_METHOD")) {
         fprintf(stderr, "%s: not started by a web server (no FastCGI socket on fd 0, no CGI "
                         "environment): use --listen, or see --help\n", argv[0]);

@@ -112,11 +112,11 @@ int dc_eval_main(int argc, const char *const *argv)
         case 'S': status_path = arg; break;
         case 'D': spool_dir = arg; break;
         case 'O': spool_spec = arg; break;
-        case 'h': dc_eval_usage(argv[0]); return 0;
+        case 'h': dc_eval_usage("decision-fcgi"); return 0;
         }
     }
     if (rv != APR_EOF || !bucketing || opt->ind != argc) {
-        dc_eval_usage(argv[0]);
+        dc_eval_usage("decision-fcgi");
         return 2;
     }
     if (strcmp(mode, "simple") && strcmp(mode, "normal") && strcmp(mode, "full")) {

@@ -4,9 +4,9 @@
  * Routing path: SCRIPT_NAME + PATH_INFO is the path as the web server sees
  * it after its own rewrites, so it is preferred; servers decode it, while
  * dc_api expects the path as received and decodes it once itself, so any
- * '%' in it is re-escaped. When that path has no "/v2" segment (a server that
- * puts the whole path in SCRIPT_NAME of another location, or none at all),
- * the raw REQUEST_URI is used.
+ * '%' in it is re-escaped. When that path has no "/v2" or "/ofrep/v1"
+ * segment (a server that puts the whole path in SCRIPT_NAME of another
+ * location, or none at all), the raw REQUEST_URI is used.
  *
  * The body is read only up to MAX_BODY_SIZE: a larger CONTENT_LENGTH is
  * answered 413 without reading it, and a body without CONTENT_LENGTH is read
@@ -65,7 +65,7 @@ const char *dc_fcgi_route_path(apr_pool_t *p, const char *script_name, const cha
  * would scan the 30-odd variables a web server sends once per name). */
 typedef struct {
     const char *method, *script_name, *path_info, *request_uri, *query, *content_length;
-    const char *origin, *x_api_key, *authorization, *remote_addr;
+    const char *origin, *x_api_key, *authorization, *if_none_match, *remote_addr;
 } cgi_vars_t;
 
 #define TAKE(entry, name, field)                                                              \
@@ -94,6 +94,7 @@ static void collect_vars(char **envp, cgi_vars_t *v)
             TAKE(e, "HTTP_ORIGIN", v->origin);
             TAKE(e, "HTTP_X_API_KEY", v->x_api_key);
             TAKE(e, "HTTP_AUTHORIZATION", v->authorization);
+            TAKE(e, "HTTP_IF_NONE_MATCH", v->if_none_match);
             break;
         default: break;
         }
@@ -171,8 +172,10 @@ static const char *reason(int status)
     switch (status) {
     case 200: return "OK";
     case 204: return "No Content";
+    case 304: return "Not Modified";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 413: return "Payload Too Large";
@@ -309,6 +312,7 @@ void dc_fcgi_handle(dc_fcgi_app_t *app, apr_pool_t *p, const dc_fcgi_io_t *io)
     req.origin = v.origin;
     req.x_api_key = v.x_api_key;
     req.authorization = v.authorization;
+    req.if_none_match = v.if_none_match;
     req.metrics_slot = io->metrics_slot;
 
     /* Read before taking the options lock: a slow upload must not hold up a reload.

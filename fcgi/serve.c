@@ -21,6 +21,13 @@
  * every later read and write of libfcgi fail, cutting the requests in
  * flight, and wakes only the one thread the signal happened to interrupt.
  * So dc_fcgi_block_signals() puts the defaults back and blocks them.
+ *
+ * A listening socket passed by systemd (socket activation) belongs to the
+ * socket unit, which keeps listening after this process ends: step 2 must not
+ * shutdown() it. Workers then wait in poll() on it and on a pipe before each
+ * accept, the socket is non-blocking (an accept another worker won returns
+ * EAGAIN and its worker polls again), and a byte in the pipe ends them. What
+ * arrives after the stop stays queued for the next instance.
  */
 #include "serve.h"
 
@@ -30,6 +37,7 @@
 
 #include <apr_strings.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <fcgiapp.h>
 #include <poll.h>
 #include <signal.h>
@@ -69,6 +77,8 @@ static int fcgi_write(void *baton, const char *buf, int n)
 typedef struct {
     dc_fcgi_app_t *app;
     int listen_fd;
+    int inherited;            /* listen_fd is the socket unit's: never shut down */
+    int stop_pipe[2];         /* inherited: a byte in it ends the workers */
     pthread_mutex_t mutex;
     pthread_cond_t changed;
     int live_workers;         /* under mutex */
@@ -81,6 +91,24 @@ typedef struct {
     pthread_t thread;
     int index;
 } worker_t;
+
+/* Inherited socket: waits until a connection is queued (0) or the stop pipe has a byte (-1). */
+static int wait_for_connection(server_t *srv)
+{
+    struct pollfd pfd[2] = {{srv->listen_fd, POLLIN, 0}, {srv->stop_pipe[0], POLLIN, 0}};
+
+    for (;;) {
+        if (poll(pfd, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (pfd[1].revents)
+            return -1;
+        if (pfd[0].revents)
+            return 0;
+    }
+}
 
 static void *worker_main(void *data)
 {
@@ -100,9 +128,14 @@ static void *worker_main(void *data)
         io.metrics_slot = dc_metrics_slot(srv->app->svc.metrics, (size_t)w->index);
 
     for (;;) {
-        int rc = FCGX_Accept_r(&req);
+        int rc;
 
+        if (srv->inherited && req.ipcFd < 0 && wait_for_connection(srv) < 0)
+            break;
+        rc = FCGX_Accept_r(&req);
         if (rc < 0) {
+            if (srv->inherited && (rc == -EAGAIN || rc == -EWOULDBLOCK))
+                continue; /* another worker took it */
             if (!__atomic_load_n(&srv->stopping, __ATOMIC_ACQUIRE))
                 dc_log(DC_LOG_ERROR, DCLOGNO(10530) "worker %d: accepting failed (%s); it ends",
                        w->index, strerror(-rc > 0 ? -rc : EIO));
@@ -171,6 +204,44 @@ static int open_listen_socket(apr_pool_t *p, const char *spec, const char **unix
     return fd;
 }
 
+int dc_fcgi_inherited_socket(void)
+{
+    const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+    int type = 0, listening = 0;
+    socklen_t len = sizeof(int);
+    char *end;
+    long n;
+
+    if (!pid || !fds)
+        return 0;
+    errno = 0;
+    n = strtol(pid, &end, 10);
+    if (errno || end == pid || *end || n != (long)getpid())
+        return 0; /* meant for another process (a parent that did not clear them) */
+    errno = 0;
+    n = strtol(fds, &end, 10);
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    if (errno || end == fds || *end || n != 1) {
+        dc_log(DC_LOG_ERROR, DCLOGNO(10543) "LISTEN_FDS=%s: decision-fcgi listens on exactly one "
+                                            "socket (give its socket unit one ListenStream=)",
+               fds);
+        return -1;
+    }
+    if (getsockopt(DC_LISTEN_FDS_START, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
+        type != SOCK_STREAM ||
+        getsockopt(DC_LISTEN_FDS_START, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 ||
+        !listening) {
+        dc_log(DC_LOG_ERROR, DCLOGNO(10544) "LISTEN_FDS=1, but fd %d is not a listening stream "
+                                            "socket (ListenStream= is needed, Accept=no)",
+               DC_LISTEN_FDS_START);
+        return -1;
+    }
+    fcntl(DC_LISTEN_FDS_START, F_SETFD, FD_CLOEXEC);
+    return DC_LISTEN_FDS_START;
+}
+
 static void shutdown_signals(sigset_t *set)
 {
     sigemptyset(set);
@@ -209,8 +280,21 @@ int dc_fcgi_serve(dc_fcgi_app_t *app)
     memset(&srv, 0, sizeof(srv));
     srv.app = app;
     srv.listen_fd = 0;
-    if (settings->listen &&
-        (srv.listen_fd = open_listen_socket(app->pool, settings->listen, &unix_path)) < 0)
+    if (app->args.inherited_fd > 0) {
+        srv.listen_fd = app->args.inherited_fd;
+        srv.inherited = 1;
+        if (pipe2(srv.stop_pipe, O_CLOEXEC) < 0 ||
+            fcntl(srv.listen_fd, F_SETFL, fcntl(srv.listen_fd, F_GETFL) | O_NONBLOCK) < 0) {
+            dc_log(DC_LOG_ERROR, DCLOGNO(10545) "cannot set up the inherited socket: %s",
+                   strerror(errno));
+            return 1;
+        }
+        if (settings->listen)
+            dc_log(DC_LOG_INFO, DCLOGNO(10546) "listening on the socket passed by systemd "
+                                               "(LISTEN_FDS); LISTEN=%s is not used",
+                   settings->listen);
+    } else if (settings->listen &&
+               (srv.listen_fd = open_listen_socket(app->pool, settings->listen, &unix_path)) < 0)
         return 1;
 
     /* Blocked since main() (dc_fcgi_block_signals), so every thread inherited the mask: only
@@ -238,7 +322,9 @@ int dc_fcgi_serve(dc_fcgi_app_t *app)
         started++;
     }
     dc_log(DC_LOG_INFO, DCLOGNO(10534) "FastCGI responder ready: %d threads on %s", started,
-           settings->listen ? settings->listen : "the socket given by the web server (fd 0)");
+           srv.inherited     ? "the socket passed by systemd (LISTEN_FDS)"
+           : settings->listen ? settings->listen
+                              : "the socket given by the web server (fd 0)");
 
     for (;;) {
         struct timespec tick = {1, 0};
@@ -269,7 +355,12 @@ int dc_fcgi_serve(dc_fcgi_app_t *app)
     __atomic_store_n(&srv.stopping, 1, __ATOMIC_RELEASE);
     while (listen_queue_nonempty(srv.listen_fd) && apr_time_now() < deadline)
         sleep_ms(5);
-    shutdown(srv.listen_fd, SHUT_RDWR);
+    if (srv.inherited) {
+        if (write(srv.stop_pipe[1], "x", 1) != 1)
+            dc_log(DC_LOG_ERROR, DCLOGNO(10547) "cannot wake the request threads: %s",
+                   strerror(errno));
+    } else
+        shutdown(srv.listen_fd, SHUT_RDWR);
 
     pthread_mutex_lock(&srv.mutex);
     while (srv.live_workers > 0 && apr_time_now() < deadline) {
@@ -301,6 +392,10 @@ int dc_fcgi_serve(dc_fcgi_app_t *app)
         for (int i = 0; i < started; i++)
             pthread_join(workers[i].thread, NULL);
         close(srv.listen_fd);
+        if (srv.inherited) {
+            close(srv.stop_pipe[0]);
+            close(srv.stop_pipe[1]);
+        }
         dc_fcgi_app_destroy(app);
         dc_log(DC_LOG_INFO, DCLOGNO(10538) "stopped");
         return 0;

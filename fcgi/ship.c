@@ -21,14 +21,16 @@
 void dc_ship_usage(const char *prog)
 {
     fprintf(stderr,
-            "usage: %s ship --spool DIR [--collector URL|file:/DIR] [--once] [--deadline SEC]\n"
-            "           [--batch-hits N] [--request-timeout MS] [--backoff-min MS]\n"
-            "           [--backoff-max MS] [--ca-file FILE] [--log-level LEVEL]\n"
+            "usage: %s ship --spool DIR [--collector URL|file:/DIR|s3://...|azblob://...]\n"
+            "           [--once] [--deadline SEC] [--batch-hits N] [--request-timeout MS]\n"
+            "           [--backoff-min MS] [--backoff-max MS] [--ca-file FILE] [--log-level LEVEL]\n"
             "\n"
             "Delivers the event spool in DIR to the collector (default %s),\n"
-            "oldest first, deleting a segment once every batch of it got a 2xx. --once ships\n"
+            "oldest first, deleting a segment once every batch of it got a 2xx (S3, Azure:\n"
+            "once its object was stored; see doc/cloud-sinks.md). --once ships\n"
             "what is there and exits (0: nothing left, 1: something left at the deadline,\n"
-            "default 60 s); otherwise it runs until SIGTERM/SIGINT.\n",
+            "default 60 s); otherwise it runs until SIGTERM/SIGINT. --spool and --collector\n"
+            "default to the responder's EVENTS_SPOOL_DIR and EVENTS_COLLECTOR settings.\n",
             prog, DC_SHIPPER_DEFAULT_COLLECTOR);
 }
 
@@ -46,7 +48,7 @@ int dc_ship_main(int argc, const char *const *argv)
 {
     static const apr_getopt_option_t options[] = {
         {"spool", 'S', 1, "spool directory"},
-        {"collector", 'c', 1, "collector URL or file:/dir"},
+        {"collector", 'c', 1, "collector URL, file:/dir, s3://BUCKET/PREFIX or azblob://ACCOUNT/CONTAINER/PREFIX"},
         {"once", '1', 0, "ship what is there and exit"},
         {"deadline", 'd', 1, "seconds --once may take"},
         {"batch-hits", 'n', 1, "hits per batch"},
@@ -67,7 +69,7 @@ int dc_ship_main(int argc, const char *const *argv)
     apr_status_t rv;
     const char *arg;
     char err[256];
-    int ch, once = 0, bad = 0, rc = 0;
+    int ch, once = 0, bad = 0, rc = 0, collector_given = 0;
     long deadline_s = 60;
 
     dc_shipper_options_default(&o);
@@ -76,7 +78,7 @@ int dc_ship_main(int argc, const char *const *argv)
     while ((rv = apr_getopt_long(opt, options, &ch, &arg)) == APR_SUCCESS) {
         switch (ch) {
         case 'S': o.spool_dir = arg; break;
-        case 'c': o.collector = arg; break;
+        case 'c': o.collector = arg; collector_given = 1; break;
         case '1': once = 1; break;
         case 'd': deadline_s = parse_long(arg, 1, 86400, &bad); break;
         case 'n': o.batch_max_hits = (size_t)parse_long(arg, 1, 500, &bad); break;
@@ -85,11 +87,16 @@ int dc_ship_main(int argc, const char *const *argv)
         case 'B': o.backoff_max = apr_time_from_msec(parse_long(arg, 1, 3600000, &bad)); break;
         case 'C': o.ca_file = arg; break;
         case 'l': bad |= dc_log_level_parse(arg, &level) < 0; break;
-        case 'h': dc_ship_usage(argv[0]); return 0;
+        case 'h': dc_ship_usage("decision-fcgi"); return 0;
         }
     }
+    /* The responder's settings by the same names, so one environment file serves both. */
+    if (!o.spool_dir && (arg = getenv("EVENTS_SPOOL_DIR")) && *arg)
+        o.spool_dir = arg;
+    if (!collector_given && (arg = getenv("EVENTS_COLLECTOR")) && *arg)
+        o.collector = arg;
     if (rv != APR_EOF || bad || !o.spool_dir || opt->ind != argc) {
-        dc_ship_usage(argv[0]);
+        dc_ship_usage("decision-fcgi");
         return 2;
     }
     dc_log_set_sink(NULL, NULL, level);

@@ -31,6 +31,7 @@
 #include "dc_buf.h"
 #include "dc_hash.h"
 #include "dc_log.h"
+#include "dc_settings.h"
 #include "dc_status.h"
 #include "dc_store.h"
 
@@ -71,6 +72,7 @@ static void *create_server_conf(apr_pool_t *p, server_rec *s)
     c->require_key = -1;
     c->metrics = -1;
     c->keepalive_on_worker = -1;
+    c->ofrep_activate = -1;
     return c;
 }
 
@@ -98,6 +100,7 @@ static void *merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     MERGE_NUM(max_body, 0);
     MERGE_NUM(cors, -1);
     MERGE_NUM(require_key, -1);
+    MERGE_NUM(ofrep_activate, -1);
     m->own = add->own;
     return m;
 }
@@ -285,6 +288,12 @@ static const char *set_cors(cmd_parms *cmd, void *dc, int on)
     return NULL;
 }
 
+static const char *set_ofrep_activate(cmd_parms *cmd, void *dc, int on)
+{
+    cmd_conf(cmd)->ofrep_activate = on;
+    return NULL;
+}
+
 static const char *add_cors_origin(cmd_parms *cmd, void *dc, const char *arg)
 {
     decision_srv_conf_t *c = cmd_conf(cmd);
@@ -298,9 +307,14 @@ static const char *add_cors_origin(cmd_parms *cmd, void *dc, const char *arg)
     return NULL;
 }
 
-static const char *set_require_key(cmd_parms *cmd, void *dc, int on)
+static const char *set_require_key(cmd_parms *cmd, void *dc, const char *arg)
 {
-    cmd_conf(cmd)->require_key = on;
+    dc_api_key_mode_e mode;
+
+    if (dc_parse_api_key_mode(arg, &mode) < 0)
+        return apr_psprintf(cmd->pool, "%s: expected on, off or decisions, not \"%s\"",
+                            cmd->cmd->name, arg);
+    cmd_conf(cmd)->require_key = (int)mode;
     return NULL;
 }
 
@@ -344,13 +358,10 @@ static const char *set_spool_options(cmd_parms *cmd, void *dc, const char *arg)
 
 static const char *set_collector(cmd_parms *cmd, void *dc, const char *arg)
 {
-    apr_uri_t uri;
+    char err[256];
 
-    if (strncmp(arg, "file:/", 6) != 0 &&
-        (apr_uri_parse(cmd->pool, arg, &uri) != APR_SUCCESS || !uri.scheme || !uri.hostname ||
-         (strcasecmp(uri.scheme, "http") != 0 && strcasecmp(uri.scheme, "https") != 0)))
-        return apr_psprintf(cmd->pool, "%s: not an http:// or https:// URL, nor file:/DIR",
-                            cmd->cmd->name);
+    if (dc_shipper_check_collector(cmd->pool, arg, err, sizeof(err)) < 0)
+        return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
     cmd_conf(cmd)->collector = arg;
     return NULL;
 }
@@ -395,8 +406,12 @@ static const command_rec decision_cmds[] = {
                  "On to add CORS headers and answer OPTIONS preflights (default On)"),
     AP_INIT_ITERATE("DecisionCORSOrigins", add_cors_origin, NULL, RSRC_CONF,
                     "Access-Control-Allow-Origin value(s) (default *)"),
-    AP_INIT_FLAG("DecisionRequireApiKey", set_require_key, NULL, RSRC_CONF,
-                 "On to answer 401 to requests without the DecisionApiKey (default Off)"),
+    AP_INIT_TAKE1("DecisionRequireApiKey", set_require_key, NULL, RSRC_CONF,
+                  "On to answer 401 to requests without the DecisionApiKey, decisions to "
+                  "require it everywhere but on /v2/activate (default Off)"),
+    AP_INIT_FLAG("DecisionOFREPActivate", set_ofrep_activate, NULL, RSRC_CONF,
+                 "On to send an activation hit for the campaigns an OFREP evaluation shows, "
+                 "like /v2/flags with trigger_hit (default Off)"),
     AP_INIT_TAKE1("DecisionMaxBodySize", set_max_body, NULL, RSRC_CONF,
                   "largest request body accepted, in bytes (default 1048576)"),
     AP_INIT_FLAG("DecisionKeepAliveOnWorker", set_keepalive_on_worker, NULL, RSRC_CONF,
@@ -416,7 +431,8 @@ static const command_rec decision_cmds[] = {
                   "event spool settings: fsync=always|never|100ms,max-bytes=1g,..."),
     AP_INIT_TAKE1("DecisionCollector", set_collector, NULL, RSRC_CONF,
                   "where the shipper sends events (default https://ariane.abtasty.com; "
-                  "file:/DIR writes JSON lines)"),
+                  "file:/DIR writes JSON lines; s3://BUCKET/PREFIX and "
+                  "azblob://ACCOUNT/CONTAINER/PREFIX upload gzipped JSON lines)"),
     AP_INIT_FLAG("DecisionExport", set_export, NULL, OR_OPTIONS,
                  "On to put the visitor's flags in DECISION_FLAGS for other handlers"),
     AP_INIT_TAKE1("DecisionVisitorCookie", set_visitor_cookie, NULL, OR_OPTIONS,
@@ -462,9 +478,11 @@ static int check_one(apr_pool_t *ptemp, server_rec *s, decision_srv_conf_t *c)
     const char *where = apr_psprintf(ptemp, "%s:%u", s->server_hostname ? s->server_hostname : "",
                                      s->port);
 
-    if (c->require_key == 1 && !c->api_key)
-        return fail(s, apr_psprintf(ptemp, "DecisionRequireApiKey on needs a DecisionApiKey "
-                                           "(server %s)", where));
+    if (c->require_key > DC_API_KEY_OFF && !c->api_key)
+        return fail(s, apr_psprintf(ptemp, "DecisionRequireApiKey %s needs a DecisionApiKey "
+                                           "(server %s)",
+                                    c->require_key == DC_API_KEY_DECISIONS ? "decisions" : "on",
+                                    where));
     if (!is_configured(c)) {
         if (c->own && (c->api_key || c->store_uri || c->lkg || c->interval))
             return fail(s, apr_psprintf(ptemp, "Decision* directives in server %s need "
@@ -713,13 +731,15 @@ static int build_service(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
                                                                           : NULL;
     svc->api.opt.env_id = c->env_id;
     svc->api.opt.api_key = c->api_key;
-    svc->api.opt.require_api_key = c->require_key == 1;
+    svc->api.opt.require_api_key =
+        c->require_key > DC_API_KEY_OFF ? (dc_api_key_mode_e)c->require_key : DC_API_KEY_OFF;
     if (c->cors != -1)
         svc->api.opt.cors_enabled = c->cors;
     if (c->cors_origins)
         svc->api.opt.cors_origins = c->cors_origins;
     if (c->max_body)
         svc->api.opt.max_body_size = c->max_body;
+    svc->api.opt.ofrep_activate = c->ofrep_activate == 1;
 
     memset(&so, 0, sizeof(so));
     if (c->url && strcmp(c->url, "none") != 0)
@@ -976,6 +996,7 @@ static int decision_handler(request_rec *r)
     req.origin = apr_table_get(r->headers_in, "Origin");
     req.x_api_key = apr_table_get(r->headers_in, "X-API-Key");
     req.authorization = apr_table_get(r->headers_in, "Authorization");
+    req.if_none_match = apr_table_get(r->headers_in, "If-None-Match");
     req.received = r->request_time;
     req.metrics_slot = metrics_slot(svc, r);
     if ((rc = read_body(r, svc->api.opt.max_body_size, &req)) != OK)

@@ -44,9 +44,10 @@ typedef struct {
     apr_interval_time_t interval; /* 0: unset */
     apr_size_t max_body;          /* 0: unset */
     int cors;                     /* -1: unset */
-    int require_key;              /* -1: unset */
+    int require_key;              /* a dc_api_key_mode_e, -1: unset */
     int metrics;                  /* DecisionMetrics: -1 unset */
     int keepalive_on_worker;      /* DecisionKeepAliveOnWorker: -1 unset */
+    int ofrep_activate;           /* DecisionOFREPActivate: -1 unset */
     const char *prometheus_path;  /* DecisionPrometheusPath; "none" = off */
     const char *spool_dir;        /* DecisionSpool: events on; NULL = not collected */
     const char *spool_options;    /* DecisionSpoolOptions */

@@ -30,104 +30,17 @@
 // Network: the SDK's node build sends through node-fetch -> http(s).request. Even with
 // initialBucketing set, Flagship.start() still GETs the CDN bucketing file once; tracking
 // queues hits (consent, ...). Everything that could leave the machine is stubbed below,
-// BEFORE the SDK is loaded: globalThis.fetch, http/https.request/get, net/tls connects and
-// dns.lookup refuse every non-loopback destination and never send anything. The SDK keeps
+// BEFORE the SDK is loaded (net_guard.mjs): globalThis.fetch, http/https.request/get, net/tls
+// connects and dns.lookup refuse every non-loopback destination and never send anything. The SDK keeps
 // initialBucketing when the CDN fetch fails. Batching is disabled (batchIntervals 0) and the
 // hit pool is never flushed (poolMaxSize huge), polling is off (pollingInterval 0).
 
-import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import readline from 'node:readline';
-
-const require = createRequire(import.meta.url);
+import { installNetworkGuard } from './net_guard.mjs';
 
 // ---------------------------------------------------------------- network guard
-const blocked = [];
-function isLoopbackHost(h) {
-  if (h === undefined || h === null || h === '') return false;
-  h = String(h).toLowerCase();
-  if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
-  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) ||
-    h === '::ffff:127.0.0.1';
-}
-function refuse(what) {
-  blocked.push(String(what));
-  const e = new Error(`sdk_decide: network access refused (${what})`);
-  e.code = 'ENETUNREACH';
-  return e;
-}
-function hostOfRequestArgs(args) {
-  // http.request(url[, options][, cb]) | http.request(options[, cb])
-  for (const a of args) {
-    if (typeof a === 'string') { try { return new URL(a).hostname; } catch { return a; } }
-    if (a instanceof URL) return a.hostname;
-    if (a && typeof a === 'object' && (a.hostname || a.host)) return a.hostname || String(a.host).replace(/:\d+$/, '');
-  }
-  return 'localhost'; // node's default host
-}
-function describeRequestArgs(args) {
-  for (const a of args) {
-    if (typeof a === 'string') return a;
-    if (a instanceof URL) return a.href;
-    if (a && typeof a === 'object' && (a.hostname || a.host)) {
-      return `${a.protocol || ''}//${a.hostname || a.host}${a.path || ''}`;
-    }
-  }
-  return '?';
-}
-for (const modName of ['http', 'https']) {
-  const mod = require(modName);
-  for (const fn of ['request', 'get']) {
-    const orig = mod[fn];
-    mod[fn] = function guardedRequest(...args) {
-      if (!isLoopbackHost(hostOfRequestArgs(args))) throw refuse(`${modName}.${fn} ${describeRequestArgs(args)}`);
-      return orig.apply(this, args);
-    };
-  }
-}
-{
-  const net = require('net');
-  const origConnect = net.Socket.prototype.connect;
-  net.Socket.prototype.connect = function guardedConnect(...args) {
-    let opts = args[0];
-    if (Array.isArray(opts)) opts = opts[0]; // internal normalized form
-    let host;
-    if (opts && typeof opts === 'object') {
-      if (opts.path) return origConnect.apply(this, args); // unix socket
-      host = opts.host ?? 'localhost';
-    } else if (typeof opts === 'number' || typeof opts === 'string') {
-      if (typeof opts === 'string' && isNaN(Number(opts))) return origConnect.apply(this, args); // unix path
-      host = typeof args[1] === 'string' ? args[1] : 'localhost';
-    }
-    if (!isLoopbackHost(host)) {
-      const err = refuse(`net.connect ${host}`);
-      process.nextTick(() => this.destroy(err));
-      return this;
-    }
-    return origConnect.apply(this, args);
-  };
-  const dns = require('dns');
-  const origLookup = dns.lookup;
-  dns.lookup = function guardedLookup(hostname, ...rest) {
-    if (!isLoopbackHost(hostname)) {
-      const cb = rest[rest.length - 1];
-      const err = refuse(`dns.lookup ${hostname}`);
-      if (typeof cb === 'function') process.nextTick(() => cb(err));
-      return undefined;
-    }
-    return origLookup.call(this, hostname, ...rest);
-  };
-}
-{
-  const origFetch = globalThis.fetch;
-  globalThis.fetch = async function guardedFetch(input, init) {
-    const url = typeof input === 'string' ? input : (input && (input.url || input.href)) || String(input);
-    let host;
-    try { host = new URL(url).hostname; } catch { host = ''; }
-    if (!isLoopbackHost(host) || !origFetch) throw refuse(`fetch ${url}`);
-    return origFetch(input, init);
-  };
-}
+const blocked = installNetworkGuard();
 
 // ---------------------------------------------------------------- SDK
 const sdk = await import('@flagship.io/js-sdk');

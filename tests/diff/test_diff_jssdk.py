@@ -5,7 +5,7 @@ Run:  /usr/bin/python3 -m pytest tests/diff -q
 Env:  DECISION_FCGI=/path/to/decision-fcgi   (default: <repo>/fcgi/decision-fcgi)
 
 For every visitor the ordered list of (campaignId, variationGroupId, variationId) must be
-the same on both sides.  See README.md for what is compared and why the generator
+the same on both sides.  See doc/tests.md for what is compared and why the generator
 (gen_bucketing.py) stays away from the known SDK/server differences.
 """
 

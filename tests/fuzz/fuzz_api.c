@@ -56,7 +56,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char *const paths[] = {"/v2/campaigns", "/v2/flags", "/v2/activate",
                                         "/v2/campaigns/ab-button", "/v2/campaigns/",
-                                        "/v2/env/campaigns", "/v2/campaigns/c_vip", "/x"};
+                                        "/v2/env/campaigns", "/v2/campaigns/c_vip", "/x",
+                                        /* OFREP (the query doubles as If-None-Match) */
+                                        "/ofrep/v1/evaluate/flags",
+                                        "/ofrep/v1/evaluate/flags/btnColor",
+                                        "/v2/ofrep/v1/evaluate/flags/vipFeature",
+                                        "/ofrep/v1/evaluate/flags/missing%2",
+                                        "/ofrep/v1/evaluate/flags/",
+                                        "/ofrep/v1/evaluate", "/ofrep/v1",
+                                        "/api/ofrep/v1/evaluate/flags"};
     static const char *const methods[] = {"POST", "POST", "POST", "GET", "OPTIONS", "POST",
                                           "POST", "PUT"};
     dc_request_t req;
@@ -69,7 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     memset(&req, 0, sizeof(req));
-    req.path = paths[data[0] & 7];
+    req.path = paths[(data[0] & 7) | ((data[0] >> 3) & 8)];
     req.method = methods[(data[0] >> 3) & 7];
     data++;
     size--;
@@ -83,6 +91,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(q, nul + 1, qlen);
         q[qlen] = '\0';
         req.query = q;
+        req.if_none_match = q;
     }
     req.received = apr_time_now();
     apr_pool_create(&p, root);

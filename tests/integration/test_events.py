@@ -306,7 +306,7 @@ def test_file_sink_writes_batches_as_json_lines(tmp_path):
 
 def test_bad_settings_are_clear_errors(tmp_path):
     r = ship(tmp_path / "spool", "ftp://example.com")
-    assert r.returncode == 2 and "expected http://, https:// or file:/dir" in r.stderr
+    assert r.returncode == 2 and "expected http://, https://, file:/dir, s3://" in r.stderr
     r = ship(tmp_path / "spool", "file:relative/dir")
     assert r.returncode == 2 and "absolute path" in r.stderr
     rc, out, err = run_eval([visitor(1)], extra=["--spool", str(tmp_path / "s"),

@@ -470,7 +470,7 @@ def test_help_lists_every_setting():
                  "MAX_BODY_SIZE", "REQUIRE_API_KEY", "STORE", "THREADS", "LISTEN",
                  "SHUTDOWN_TIMEOUT", "METRICS_ENABLED", "METRICS_PROMETHEUS_PATH",
                  "METRICS_STATUS_PATH", "EVENTS_SPOOL_DIR", "EVENTS_SPOOL_OPTIONS",
-                 "EVENTS_COLLECTOR", "EVENTS_SHIPPER", "cors.allowed_origins",
+                 "EVENTS_COLLECTOR", "EVENTS_SHIPPER", "OFREP_ACTIVATE", "cors.allowed_origins",
                  "cache.options.redisHost", "events.spool_dir"]:
         assert name in p.stdout, name
     assert "[default: 1m]" in p.stdout

@@ -45,11 +45,13 @@ class FrontEnd:
     """One front end with the given settings; see the file's comment.
 
     cdn: a StandIn to poll (with lkg, the last-known-good path) instead of the sample file.
+    key_mode: with api_key, "on" or "decisions" (DecisionRequireApiKey / REQUIRE_API_KEY).
     """
 
     def __init__(self, kind, workdir, api_key=None, store=None, cdn=None, lkg=None,
                  spool=None, spool_options=None, collector=None, debug=False, threads=4,
-                 status_access=None, info=False, json_logs=False, as_nobody=False):
+                 status_access=None, info=False, json_logs=False, as_nobody=False,
+                 key_mode="on"):
         self.kind, self.workdir = kind, workdir
         self.api_key = api_key
         self.killed = 0
@@ -61,7 +63,7 @@ class FrontEnd:
             else:
                 lines += ["DecisionBucketingFile %s" % SAMPLE_BUCKETING]
             if api_key:
-                lines += ["DecisionApiKey %s" % api_key, "DecisionRequireApiKey on"]
+                lines += ["DecisionApiKey %s" % api_key, "DecisionRequireApiKey %s" % key_mode]
             if store:
                 lines += ["DecisionStore %s" % store]
             if spool:
@@ -90,7 +92,8 @@ class FrontEnd:
             if json_logs:
                 env.update(LOG_FORMAT="json")
             if api_key:
-                env.update(API_KEY=api_key, REQUIRE_API_KEY="true")
+                env.update(API_KEY=api_key,
+                           REQUIRE_API_KEY="true" if key_mode == "on" else key_mode)
             if store:
                 env.update(STORE=store)
             if spool:

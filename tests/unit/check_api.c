@@ -264,6 +264,72 @@ START_TEST(limits_and_auth)
 }
 END_TEST
 
+/* DC_API_KEY_DECISIONS: the key for every route but /v2/activate (Flagship
+ * SDKs post activations without one), whose body is still validated. */
+START_TEST(key_for_decisions_only)
+{
+    static const char *const keyed[][2] = {
+        {"POST", "/v2/campaigns"}, {"POST", "/v2/flags"}, {"POST", "/v2/env_r/campaigns"},
+        {"POST", "/v2/campaigns/c1"}, {"GET", "/v2/metrics"}, {"GET", "/v2/ready"},
+        {"GET", "/iserver/nsessions"}, {"GET", "/metrics"}};
+    /* what the JS SDK 5.2 posts, x-api-key aside */
+    const char *sdk_batch = "{\"cid\":\"env_r\",\"batch\":[{\"vid\":\"sdk-1\",\"vaid\":\"v1\","
+                            "\"caid\":\"vg1\",\"aid\":null,\"qt\":3}]}";
+    dc_response_t resp;
+    dc_request_t req;
+
+    publish_fixture("env1.json");
+    svc.opt.require_api_key = DC_API_KEY_DECISIONS;
+    svc.opt.api_key = "s3cret";
+    for (size_t i = 0; i < sizeof(keyed) / sizeof(keyed[0]); i++) {
+        call(keyed[i][0], keyed[i][1], *keyed[i][0] == 'P' ? "{\"visitor_id\":\"v\"}" : NULL,
+             &resp);
+        ck_assert_msg(resp.status == 401, "%s %s: %d", keyed[i][0], keyed[i][1], resp.status);
+        ck_assert_str_eq(apr_table_get(resp.headers, "WWW-Authenticate"), "Bearer");
+    }
+    call("GET", "/v2/health", NULL, &resp);
+    ck_assert_int_eq(resp.status, 200);
+
+    /* activations: no key needed, validated as ever */
+    call("POST", "/v2/activate", sdk_batch, &resp);
+    ck_assert_int_eq(resp.status, 204);
+    call("POST", "/v2/activate", "{\"cid\":\"env_r\",\"vid\":\"v\",\"caid\":\"vg\",\"vaid\":\"a\"}",
+         &resp);
+    ck_assert_int_eq(resp.status, 204);
+    call("POST", "/v2/activate", "{\"cid\":\"env_r\",\"vid\":\"v\",\"caid\":\"vg\"}", &resp);
+    ck_assert_int_eq(resp.status, 400);
+    call("POST", "/v2/activate", "{\"cid\":\"other\",\"vid\":\"v\",\"caid\":\"vg\",\"vaid\":\"a\"}",
+         &resp);
+    ck_assert_int_eq(resp.status, 400);
+    call("GET", "/v2/activate", NULL, &resp);
+    ck_assert_int_eq(resp.status, 405);
+
+    /* a decision with the key, and a wrong key on an activation is no worse than none */
+    memset(&req, 0, sizeof(req));
+    req.method = "POST";
+    req.path = "/v2/flags";
+    req.body = "{\"visitor_id\":\"v\"}";
+    req.body_len = strlen(req.body);
+    req.x_api_key = "s3cret";
+    dc_api_handle(&svc, pool, &req, &resp);
+    ck_assert_int_eq(resp.status, 200);
+    req.path = "/v2/activate";
+    req.body = sdk_batch;
+    req.body_len = strlen(sdk_batch);
+    req.x_api_key = "wrong";
+    dc_api_handle(&svc, pool, &req, &resp);
+    ck_assert_int_eq(resp.status, 204);
+
+    /* DC_API_KEY_ALL still closes /v2/activate */
+    svc.opt.require_api_key = DC_API_KEY_ALL;
+    call("POST", "/v2/activate", sdk_batch, &resp);
+    ck_assert_int_eq(resp.status, 401);
+    ck_assert_str_eq(dc_api_key_mode_describe(DC_API_KEY_DECISIONS),
+                     "required except on /v2/activate");
+    svc.opt.require_api_key = DC_API_KEY_OFF;
+}
+END_TEST
+
 START_TEST(sdk_cloud_path)
 {
     dc_response_t resp;
@@ -334,6 +400,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, observed_exchanges);
     tcase_add_test(tc, error_messages);
     tcase_add_test(tc, limits_and_auth);
+    tcase_add_test(tc, key_for_decisions_only);
     tcase_add_test(tc, sdk_cloud_path);
     tcase_add_test(tc, no_config_yet);
     tcase_add_test(tc, reference_examples);

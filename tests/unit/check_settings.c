@@ -114,6 +114,20 @@ START_TEST(defaults)
     ck_assert_str_eq(opt.env_id, "env1");
     ck_assert_str_eq(opt.cors_origins, "*");
     ck_assert_int_eq(opt.require_api_key, 0);
+    ck_assert_int_eq(opt.ofrep_activate, 0);
+    ck_assert(strstr(opt.cors_headers, "If-None-Match") != NULL); /* OFREP's revalidation */
+
+    /* OFREP evaluations send activation hits only when asked */
+    s = dc_settings_create(pool);
+    dc_settings_set(s, "ENV_ID", "env1", "test");
+    dc_settings_set(s, "ofrep.activate", "on", "test");
+    ck_assert_int_eq(dc_settings_finish(s), 0);
+    dc_settings_api_options(s, &opt);
+    ck_assert_int_eq(opt.ofrep_activate, 1);
+    s = dc_settings_create(pool);
+    dc_settings_set(s, "ENV_ID", "env1", "test");
+    dc_settings_set(s, "OFREP_ACTIVATE", "sometimes", "test");
+    ck_assert_int_eq(dc_settings_finish(s), -1);
 }
 END_TEST
 
@@ -245,6 +259,50 @@ START_TEST(bad_values_all_named_secrets_hidden)
 }
 END_TEST
 
+START_TEST(api_key_modes)
+{
+    static const struct {
+        const char *text;
+        dc_api_key_mode_e mode;
+    } ok[] = {{"decisions", DC_API_KEY_DECISIONS}, {"DECISIONS", DC_API_KEY_DECISIONS},
+              {"true", DC_API_KEY_ALL},           {"on", DC_API_KEY_ALL},
+              {"1", DC_API_KEY_ALL},              {"false", DC_API_KEY_OFF},
+              {"off", DC_API_KEY_OFF}};
+    dc_api_key_mode_e mode;
+    dc_api_options_t opt;
+    dc_settings_t *s;
+
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        ck_assert_int_eq(dc_parse_api_key_mode(ok[i].text, &mode), 0);
+        ck_assert_int_eq(mode, ok[i].mode);
+    }
+    ck_assert_int_lt(dc_parse_api_key_mode("decision", &mode), 0);
+    ck_assert_int_lt(dc_parse_api_key_mode("", &mode), 0);
+
+    s = dc_settings_create(pool);
+    dc_settings_set(s, "ENV_ID", "e", "test");
+    dc_settings_set(s, "API_KEY", "k", "test");
+    dc_settings_set(s, "require_api_key", "decisions", "f.yaml:2");
+    ck_assert_int_eq(dc_settings_finish(s), 0);
+    dc_settings_api_options(s, &opt);
+    ck_assert_int_eq(opt.require_api_key, DC_API_KEY_DECISIONS);
+
+    s = dc_settings_create(pool);
+    dc_settings_set(s, "ENV_ID", "e", "test");
+    dc_settings_set(s, "REQUIRE_API_KEY", "decisions", "environment");
+    ck_assert_int_lt(dc_settings_finish(s), 0);
+    ck_assert(has_error(s, "REQUIRE_API_KEY (environment) is decisions but API_KEY is not set"));
+
+    s = dc_settings_create(pool);
+    dc_settings_set(s, "ENV_ID", "e", "test");
+    dc_settings_set(s, "API_KEY", "k", "test");
+    dc_settings_set(s, "REQUIRE_API_KEY", "activations", "environment");
+    ck_assert_int_lt(dc_settings_finish(s), 0);
+    ck_assert(has_error(s, "REQUIRE_API_KEY (environment): expected true, false or decisions, "
+                           "not \"activations\""));
+}
+END_TEST
+
 /* What any implementation of the mapping must do (the stores work has one too). */
 START_TEST(flagship_cache_mapping)
 {
@@ -320,6 +378,7 @@ static Suite *settings_suite(void)
     tcase_add_test(tc, yaml_nested_and_env_wins);
     tcase_add_test(tc, yaml_errors);
     tcase_add_test(tc, bad_values_all_named_secrets_hidden);
+    tcase_add_test(tc, api_key_modes);
     tcase_add_test(tc, flagship_cache_mapping);
     suite_add_tcase(s, tc);
     return s;

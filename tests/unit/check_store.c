@@ -473,7 +473,7 @@ START_TEST(dbm_corrupt_file_bypassed)
 }
 END_TEST
 
-/* What a program writing the file outside the store must do (README): add 1 to the
+/* What a program writing the file outside the store must do (doc/stores.md): add 1 to the
  * change counter, the 8 bytes at the start of PATH.lock, so processes with a kept
  * handle reopen it. */
 static void announce_external_write(const char *path)
