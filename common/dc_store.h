@@ -172,6 +172,8 @@ int dc_store_outage_may_try(dc_store_outage_t *o, apr_time_t now);
 /* Records a failure and opens or widens the window; 1 for the first of a streak. */
 int dc_store_outage_fail(dc_store_outage_t *o, apr_time_t now, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* For health(): "ERROR; next try in N ms" (the last failure, the window left). */
+void dc_store_outage_describe(const dc_store_outage_t *o, apr_time_t now, char *buf, size_t len);
 /* The server answered; 1 when that ends an outage. */
 int dc_store_outage_ok(dc_store_outage_t *o);
 /* A queue entry holding a copy of data (malloc'd; NULL when out of memory);

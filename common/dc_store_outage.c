@@ -36,6 +36,13 @@ int dc_store_outage_fail(dc_store_outage_t *o, apr_time_t now, const char *fmt, 
     return first;
 }
 
+void dc_store_outage_describe(const dc_store_outage_t *o, apr_time_t now, char *buf, size_t len)
+{
+    /* the error cut so the window always shows */
+    snprintf(buf, len, "%.*s; next try in %lld ms", (int)(len > 48 ? len - 48 : 0), o->error,
+             o->retry_at > now ? (long long)apr_time_as_msec(o->retry_at - now) : 0LL);
+}
+
 int dc_store_outage_ok(dc_store_outage_t *o)
 {
     int was = o->failing;

@@ -535,10 +535,10 @@ static dc_store_health_e dynamo_health(dc_store_t *s, const char **detail)
     apr_thread_mutex_lock(d->mutex);
     failing = d->outage.failing;
     if (failing) {
-        apr_time_t now = apr_time_now(), at = d->outage.retry_at;
+        char why[360];
 
-        snprintf(buf, sizeof(buf), "dynamo %s: %s; next try in %lld ms; %s", d->where,
-                 d->outage.error, at > now ? (long long)apr_time_as_msec(at - now) : 0LL, creds);
+        dc_store_outage_describe(&d->outage, apr_time_now(), why, sizeof(why));
+        snprintf(buf, sizeof(buf), "dynamo %s: %s; %s", d->where, why, creds);
     } else {
         snprintf(buf, sizeof(buf), "dynamo %s: ok; %s%s", d->where, creds,
                  d->outage.n_pending ? "; replaying saves" : "");

@@ -269,11 +269,10 @@ static dc_store_health_e plugin_health(dc_store_t *s, const char **detail)
 
     apr_thread_mutex_lock(ps->mutex);
     if (ps->outage.failing) {
-        apr_time_t now = apr_time_now();
+        char why[360];
 
-        snprintf(buf, sizeof(buf), "%s: %.300s; next try in %lld ms", ps->name, ps->outage.error,
-                 ps->outage.retry_at > now ? (long long)apr_time_as_msec(ps->outage.retry_at - now)
-                                           : 0LL);
+        dc_store_outage_describe(&ps->outage, apr_time_now(), why, sizeof(why));
+        snprintf(buf, sizeof(buf), "%s: %s", ps->name, why);
         apr_thread_mutex_unlock(ps->mutex);
         *detail = buf;
         return DC_STORE_HEALTH_DEGRADED;

@@ -724,11 +724,10 @@ static dc_store_health_e redis_health(dc_store_t *s, const char **detail)
     apr_thread_mutex_lock(r->mutex);
     failing = r->outage.failing;
     if (failing) {
-        apr_time_t now = apr_time_now(), at = r->outage.retry_at;
+        char why[210];
 
-        snprintf(buf, sizeof(buf), "redis %s: %.160s; next try in %lld ms", r->where,
-                 r->outage.error,
-                 at > now ? (long long)apr_time_as_msec(at - now) : 0LL);
+        dc_store_outage_describe(&r->outage, apr_time_now(), why, sizeof(why));
+        snprintf(buf, sizeof(buf), "redis %s: %s", r->where, why);
     } else {
         snprintf(buf, sizeof(buf), "redis %s: ok; client-side cache %s", r->where, cache);
     }

@@ -241,6 +241,14 @@ START_TEST(outage_window_probe_and_queue)
     /* the window ends: one caller probes, the next one skips */
     ck_assert_int_eq(dc_store_outage_may_try(&o, t + DC_STORE_MIN_BACKOFF), 1);
     ck_assert_int_eq(dc_store_outage_may_try(&o, t + DC_STORE_MIN_BACKOFF + 1), 0);
+    {
+        char d[64];
+
+        dc_store_outage_describe(&o, t + DC_STORE_MIN_BACKOFF, d, sizeof(d));
+        ck_assert_str_eq(d, "down: 1; next try in 100 ms");
+        dc_store_outage_describe(&o, t + 10 * DC_STORE_MIN_BACKOFF, d, sizeof(d));
+        ck_assert_str_eq(d, "down: 1; next try in 0 ms");
+    }
     /* the window doubles up to max_backoff */
     ck_assert_int_eq(dc_store_outage_fail(&o, t, "x"), 0);
     ck_assert_int_eq(o.backoff, 2 * DC_STORE_MIN_BACKOFF);
