@@ -55,9 +55,11 @@ struct dc_aws {
     pthread_rwlock_t lock; /* guards cur */
     creds_t *cur;
 
-    pthread_mutex_t mutex; /* the refresher's state */
+    pthread_mutex_t start_mutex; /* one thread of a process starts its refresher */
+    pthread_mutex_t mutex;       /* the refresher's state */
     pthread_cond_t cond;
     pid_t thread_pid; /* 0: no thread in any process */
+    int long_term;    /* credentials that never expire are installed: no thread, ever */
     pthread_t thread;
     int stop;
     int failing;
@@ -253,7 +255,9 @@ static const char *home_path(apr_pool_t *p, const char *rel)
     return home && *home ? apr_pstrcat(p, home, "/", rel, NULL) : NULL;
 }
 
-/* The whole file into p: 0, 1 when it does not exist, -1 when unreadable. */
+/* The whole file into p: 0; 1 when it does not exist; 2 when this process may
+ * not read it (why says so: a file of another user is not this process's, as
+ * if absent); -1 when it is broken (too large, a read error). */
 static int read_file(apr_pool_t *p, const char *path, char **text, size_t *len, char *why,
                      size_t why_len)
 {
@@ -265,10 +269,17 @@ static int read_file(apr_pool_t *p, const char *path, char **text, size_t *len, 
     if (!path)
         return 1;
     rv = apr_file_open(&f, path, APR_FOPEN_READ | APR_FOPEN_BINARY, 0, p);
-    if (APR_STATUS_IS_ENOENT(rv))
+    if (APR_STATUS_IS_ENOENT(rv) || APR_STATUS_IS_ENOTDIR(rv))
         return 1;
+    if (APR_STATUS_IS_EACCES(rv)) {
+        snprintf(why, why_len, "%s: not readable by this process (permission denied)", path);
+        return 2;
+    }
     if (rv != APR_SUCCESS || apr_file_info_get(&fi, APR_FINFO_SIZE, f) != APR_SUCCESS) {
-        snprintf(why, why_len, "%s: cannot read it (%s)", path, strerror(rv > 0 && rv < 1000 ? (int)rv : EIO));
+        char reason[120];
+
+        apr_strerror(rv, reason, sizeof(reason));
+        snprintf(why, why_len, "%s: cannot read it (%s)", path, reason);
         if (rv == APR_SUCCESS)
             apr_file_close(f);
         return -1;
@@ -318,7 +329,7 @@ int dc_aws_profile_credentials(apr_pool_t *p, const char *profile, dc_aws_creden
                                char *why, size_t why_len)
 {
     const char *paths[2] = {credentials_path(p), config_path(p)};
-    const char *other = NULL;
+    const char *other = NULL, *shown[2];
 
     profile = profile_name(profile);
     memset(out, 0, sizeof(*out));
@@ -328,6 +339,9 @@ int dc_aws_profile_credentials(apr_pool_t *p, const char *profile, dc_aws_creden
         const char *ak, *sk, *tok;
         int rc = read_file(p, paths[i], &text, &len, why, why_len);
 
+        shown[i] = !paths[i] ? "(no HOME)"
+                   : rc == 2 ? apr_pstrcat(p, paths[i], " (not readable by this process)", NULL)
+                             : paths[i];
         if (rc < 0)
             return -1;
         if (rc > 0)
@@ -363,8 +377,8 @@ int dc_aws_profile_credentials(apr_pool_t *p, const char *profile, dc_aws_creden
         snprintf(why, why_len, "profile %s uses %s, which is not supported (give it a key pair)",
                  profile, other);
     else
-        snprintf(why, why_len, "no key pair for profile %s in %s or %s", profile,
-                 paths[0] ? paths[0] : "(no HOME)", paths[1] ? paths[1] : "(no HOME)");
+        snprintf(why, why_len, "no key pair for profile %s in %s or %s", profile, shown[0],
+                 shown[1]);
     return 1;
 }
 
@@ -374,7 +388,7 @@ const char *dc_aws_profile_region(apr_pool_t *p, const char *profile)
     size_t len = 0;
 
     if (read_file(p, config_path(p), &text, &len, why, sizeof(why)) != 0)
-        return NULL;
+        return NULL; /* absent, unreadable or broken: no region from it */
     return dc_aws_ini_get(p, text, len, profile_name(profile), 1, "region");
 }
 
@@ -442,11 +456,13 @@ static int from_container(apr_pool_t *p, dc_cloud_client_t *client, long timeout
         char *text = NULL;
         size_t len = 0;
 
-        if (read_file(p, token_file, &text, &len, why, why_len) != 0) {
-            if (!*why)
-                snprintf(why, why_len, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: no such file");
+        int rc = read_file(p, token_file, &text, &len, why, why_len);
+
+        if (rc == 1)
+            snprintf(why, why_len, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE %s: no such file",
+                     token_file);
+        if (rc != 0)
             return -1;
-        }
         token = trim(text, text + len);
     }
     if (token && *token) {
@@ -670,8 +686,11 @@ static int refresh(dc_aws_t *a)
         a->why[0] = '\0';
     }
     pthread_mutex_unlock(&a->mutex);
-    if (n)
+    if (n) {
+        if (!n->expiration)
+            __atomic_store_n(&a->long_term, 1, __ATOMIC_RELEASE);
         install(a, n);
+    }
     return rc;
 }
 
@@ -730,13 +749,34 @@ static int needs_refresher(dc_aws_t *a)
     return needs;
 }
 
-/* Starts this process's refresher if it needs one and has none. */
+/* Whether the current credentials are missing, expired or due for a refresh. */
+static int due(dc_aws_t *a)
+{
+    int rc;
+
+    pthread_rwlock_rdlock(&a->lock);
+    rc = !a->cur || (a->cur->expiration &&
+                     dc_aws_refresh_time(a->cur->fetched, a->cur->expiration) <= apr_time_now());
+    pthread_rwlock_unlock(&a->lock);
+    return rc;
+}
+
+/* Starts this process's refresher if it needs one and has none. A process
+ * forked long after its parent fetched temporary credentials may find them
+ * due or expired: it fetches new ones first, once (the requests that arrive
+ * meanwhile wait for that one fetch rather than fail). */
 static void ensure_refresher(dc_aws_t *a)
 {
-    pid_t pid = getpid();
+    pid_t pid;
 
+    if (__atomic_load_n(&a->long_term, __ATOMIC_ACQUIRE))
+        return; /* the hot path of static keys: no system call, no lock */
+    pid = getpid();
     if (__atomic_load_n(&a->thread_pid, __ATOMIC_ACQUIRE) == pid || !needs_refresher(a))
         return;
+    pthread_mutex_lock(&a->start_mutex);
+    if (__atomic_load_n(&a->thread_pid, __ATOMIC_ACQUIRE) != pid && !a->closed && due(a))
+        refresh(a);
     pthread_mutex_lock(&a->mutex);
     if (a->thread_pid != pid && !a->closed) {
         a->stop = 0;
@@ -748,6 +788,7 @@ static void ensure_refresher(dc_aws_t *a)
                    a->service);
     }
     pthread_mutex_unlock(&a->mutex);
+    pthread_mutex_unlock(&a->start_mutex);
 }
 
 static void stop_refresher(dc_aws_t *a)
@@ -769,7 +810,7 @@ int dc_aws_sign(void *aws, CURL *curl, struct curl_slist **headers, char *err, s
 {
     dc_aws_t *a = aws;
     struct curl_slist *h = *headers;
-    int rc = 0;
+    int rc = 0, appended = 0;
 
     ensure_refresher(a);
     pthread_rwlock_rdlock(&a->lock);
@@ -778,10 +819,16 @@ int dc_aws_sign(void *aws, CURL *curl, struct curl_slist **headers, char *err, s
     } else if (a->cur->expiration && a->cur->expiration <= apr_time_now()) {
         rc = -2;
     } else {
+#if LIBCURL_VERSION_NUM >= 0x074b00 /* CURLOPT_AWS_SIGV4: libcurl 7.75 */
         curl_easy_setopt(curl, CURLOPT_AWS_SIGV4, a->sigv4);
+#else
+        rc = -3;
+#endif
         curl_easy_setopt(curl, CURLOPT_USERPWD, a->cur->userpwd); /* libcurl copies it */
-        if (a->cur->token_header)
+        if (a->cur->token_header) {
             h = curl_slist_append(h, a->cur->token_header);
+            appended = 1;
+        }
     }
     pthread_rwlock_unlock(&a->lock);
     if (rc < 0) {
@@ -790,11 +837,15 @@ int dc_aws_sign(void *aws, CURL *curl, struct curl_slist **headers, char *err, s
         pthread_mutex_lock(&a->mutex);
         snprintf(why, sizeof(why), "%s", a->why[0] ? a->why : "not fetched yet");
         pthread_mutex_unlock(&a->mutex);
-        snprintf(err, err_len, "%s: %s",
-                 rc == -1 ? "no AWS credentials yet" : "the AWS credentials expired", why);
+        if (rc == -3)
+            snprintf(err, err_len, "this libcurl (%s) cannot sign for AWS: 7.75 or later is needed",
+                     LIBCURL_VERSION);
+        else
+            snprintf(err, err_len, "%s: %s",
+                     rc == -1 ? "no AWS credentials yet" : "the AWS credentials expired", why);
         return -1;
     }
-    if (!h) {
+    if (appended && !h) {
         snprintf(err, err_len, "out of memory");
         return -1;
     }
@@ -896,10 +947,13 @@ static apr_status_t child_cleanup(void *data)
 
 void dc_aws_child_init(dc_aws_t *a, apr_pool_t *pchild)
 {
-    /* the parent's thread (if it had one) did not come along: a new one starts on first use */
+    /* the parent's thread (if it had one) did not come along: this child's starts now,
+     * before it serves, after fetching new credentials if the inherited ones are due */
     if (a->thread_pid != getpid())
         __atomic_store_n(&a->thread_pid, 0, __ATOMIC_RELEASE);
     apr_pool_cleanup_register(pchild, a, child_cleanup, apr_pool_cleanup_null);
+    if (!__atomic_load_n(&a->long_term, __ATOMIC_ACQUIRE))
+        ensure_refresher(a);
 }
 
 static int valid_region(const char *r)
@@ -966,7 +1020,8 @@ dc_aws_t *dc_aws_open(apr_pool_t *p, const dc_aws_options_t *opt, char *err, siz
     }
     a->region = apr_pstrdup(p, region);
     if (endpoint) {
-        if ((strncasecmp(endpoint, "http://", 7) != 0 && strncasecmp(endpoint, "https://", 8) != 0) ||
+        if ((strncasecmp(endpoint, "http://", 7) != 0 &&
+             strncasecmp(endpoint, "https://", 8) != 0) ||
             strpbrk(endpoint, " \r\n\t?#")) {
             snprintf(err, err_len, "aws %s: the endpoint must be an http:// or https:// URL",
                      a->service);
@@ -991,6 +1046,7 @@ dc_aws_t *dc_aws_open(apr_pool_t *p, const dc_aws_options_t *opt, char *err, siz
         return NULL;
     pthread_rwlock_init(&a->lock, NULL);
     pthread_mutex_init(&a->mutex, NULL);
+    pthread_mutex_init(&a->start_mutex, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&a->cond, &ca);

@@ -15,6 +15,11 @@
  *       CURLOPT_AWS_SIGV4 "aws:amz:REGION:SERVICE" and the key pair, and adds
  *       X-Amz-Security-Token for temporary credentials. Never blocks on a
  *       refresh: it reads the current credentials under a read lock.
+ *       libcurl signs the Host, X-Amz-Date and every header the request
+ *       gives (so x-amz-* headers such as x-amz-content-sha256, which S3
+ *       wants and libcurl 7.88 does not add by itself, must be in
+ *       req.headers) and the SHA-256 of the body. libcurl 7.88 signs the
+ *       query string as given: give its parameters sorted and %-encoded.
  *   dc_aws_region / dc_aws_endpoint / dc_aws_service
  *       What open resolved. The endpoint has no trailing "/".
  *   dc_aws_describe(aws, buf, len)
@@ -79,7 +84,7 @@ typedef struct {
     const char *secret_access_key;
     const char *session_token;  /* NULL when none */
     apr_time_t expiration;
-    const char *source;         /* "environment", "profile NAME", "container endpoint", "EC2 IMDS" */
+    const char *source; /* "environment", "profile NAME", "container endpoint", "EC2 IMDS" */
 } dc_aws_credentials_t;
 
 dc_aws_t *dc_aws_open(apr_pool_t *p, const dc_aws_options_t *opt, char *err, size_t err_len);

@@ -46,8 +46,8 @@ struct dc_metrics {
 
 static const char *const endpoint_names[DC_EP_COUNT] = {"campaigns", "campaign", "flags",
                                                         "activate",  "metrics",  "other"};
-static const char *const backend_names[DC_BACKEND_COUNT] = {"memory", "dbm", "redis", "shm",
-                                                            "other"};
+static const char *const backend_names[DC_BACKEND_COUNT] = {"memory", "dbm",    "redis",
+                                                            "shm",    "dynamo", "other"};
 
 const char *dc_endpoint_name(dc_endpoint_e ep)
 {

@@ -96,6 +96,7 @@ typedef enum {
     DC_BACKEND_DBM,
     DC_BACKEND_REDIS,
     DC_BACKEND_SHM, /* the httpd module's shared-memory store */
+    DC_BACKEND_DYNAMO,
     DC_BACKEND_OTHER,
     DC_BACKEND_COUNT
 } dc_backend_e;

@@ -354,7 +354,7 @@ void dc_metrics_render_prometheus(const dc_service_t *svc, const dc_status_snaps
                 }
         prom_family(b, "decision_store_operation_duration_seconds", "histogram",
                     "Time of one assignment store operation, by backend and operation "
-                    "(out-of-process backends: redis, dbm).");
+                    "(out-of-process backends: redis, dynamo, dbm).");
         for (int k = 0; k < DC_BACKEND_COUNT; k++)
             for (int o = 0; o < DC_STORE_OP_COUNT; o++)
                 if (t->store_latency[k][o].count ||

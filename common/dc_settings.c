@@ -99,7 +99,8 @@ static const setting_def_t defs[S_COUNT] = {
     [S_LOG_FORMAT] = {"LOG_FORMAT", "log.format", K_FORMAT, "text",
                       "text (key=value lines) or json (one object per line), on stderr"},
     [S_CACHE_TYPE] = {"CACHE_TYPE", "cache.type", K_STRING, NULL,
-                      "assignment cache, the decision-api's way: memory, local, redis (or STORE)"},
+                      "assignment cache, the decision-api's way: memory, local, redis, dynamo "
+                      "(or STORE)"},
     [S_CACHE_DBPATH] = {"CACHE_OPTIONS_DBPATH", "cache.options.dbPath", K_CACHE, "cache_data",
                         "local: the DBM file"},
     [S_REDIS_HOST] = {"CACHE_OPTIONS_REDISHOST", "cache.options.redisHost", K_CACHE,
@@ -115,18 +116,20 @@ static const setting_def_t defs[S_COUNT] = {
     [S_REDIS_TTL] = {"CACHE_OPTIONS_REDISTTL", "cache.options.redisTtl", K_CACHE, "2160h",
                      "redis: how long a visitor's assignments live (Go duration)"},
     [S_DYNAMO_TABLE] = {"CACHE_OPTIONS_DYNAMOTABLENAME", "cache.options.dynamoTableName",
-                        K_CACHE, NULL, "dynamo (not supported: accepted and ignored)"},
+                        K_CACHE, "visitor-assignments", "dynamo: the table"},
     [S_DYNAMO_SEPARATOR] = {"CACHE_OPTIONS_DYNAMOPKSEPARATOR", "cache.options.dynamoPKSeparator",
-                            K_CACHE, NULL, "dynamo (not supported: accepted and ignored)"},
-    [S_DYNAMO_PK] = {"CACHE_OPTIONS_DYNAMOPKFIELD", "cache.options.dynamoPKField", K_CACHE, NULL,
-                     "dynamo (not supported: accepted and ignored)"},
+                            K_CACHE, NULL,
+                            "dynamo: between env id and visitor id in the key (default: a dot)"},
+    [S_DYNAMO_PK] = {"CACHE_OPTIONS_DYNAMOPKFIELD", "cache.options.dynamoPKField", K_CACHE, "id",
+                     "dynamo: the partition key attribute"},
     [S_DYNAMO_TIMEOUT] = {"CACHE_OPTIONS_DYNAMOGETTIMEOUT", "cache.options.dynamoGetTimeout",
-                          K_CACHE, NULL, "dynamo (not supported: accepted and ignored)"},
+                          K_CACHE, "1s", "dynamo: GetItem timeout (Go duration)"},
     [S_ADDRESS] = {"ADDRESS", "address", K_UNUSED, NULL,
                    "the decision-api's HTTP address: unused, the web server listens"},
     [S_STORE] = {"STORE", "store", K_SECRET, "none",
                  "assignment store URI: none, memory[?max_entries=N], dbm:PATH, "
-                 "redis://[user:pass@]host:port[/db] (instead of CACHE_TYPE)"},
+                 "redis://[user:pass@]host:port[/db], dynamo://TABLE[?options] (instead of "
+                 "CACHE_TYPE)"},
     [S_BUCKETING_URL] = {"BUCKETING_URL", "bucketing_url", K_STRING,
                          "https://cdn.flagship.io/ENV_ID/bucketing.json",
                          "where the bucketing file is polled; \"none\": never (the default when "
@@ -694,7 +697,7 @@ static const char *cache_setting(void *baton, const char *name)
 {
     dc_settings_t *s = baton;
 
-    for (int i = S_CACHE_TYPE; i <= S_REDIS_TTL; i++)
+    for (int i = S_CACHE_TYPE; i <= S_DYNAMO_TIMEOUT; i++)
         if (strcmp(name, defs[i].env) == 0)
             return value_of(s, i);
     return NULL;

@@ -2,6 +2,7 @@
  * Store dispatch and the assignment record format shared by the backends.
  */
 #include "dc_store.h"
+#include "dc_uri.h"
 #include "dc_buf.h"
 #include "dc_log.h"
 
@@ -323,46 +324,6 @@ void dc_store_log_limited(dc_store_log_limit_t *l, dc_log_level_e level, const c
     l->suppressed = 0;
 }
 
-void dc_store_queue_push(dc_store_queue_t *q, dc_store_pending_t *e, size_t max_n,
-                         size_t max_bytes)
-{
-    if (!e || q->n >= max_n || q->bytes + e->bytes > max_bytes) {
-        q->dropped++;
-        free(e);
-        return;
-    }
-    e->next = NULL;
-    if (q->tail)
-        q->tail->next = e;
-    else
-        q->head = e;
-    q->tail = e;
-    q->n++;
-    q->bytes += e->bytes;
-}
-
-dc_store_pending_t *dc_store_queue_take(dc_store_queue_t *q, size_t *n, unsigned *dropped)
-{
-    dc_store_pending_t *list = q->head;
-
-    if (n)
-        *n = q->n;
-    if (dropped)
-        *dropped = q->dropped;
-    memset(q, 0, sizeof(*q));
-    return list;
-}
-
-void dc_store_pending_free(dc_store_pending_t *list)
-{
-    while (list) {
-        dc_store_pending_t *next = list->next;
-
-        free(list);
-        list = next;
-    }
-}
-
 static dc_store_status_e none_load(dc_store_t *s, apr_pool_t *p, const char *env_id,
                                    const char *id, size_t id_len, dc_assignments_t *out)
 {
@@ -407,66 +368,36 @@ const char *dc_store_usage(apr_pool_t *p)
     return usage;
 }
 
-static int hex_value(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                  : -1;
-}
-
-/* %-decodes [s, s + len) into p; NULL on a bad escape or an escaped NUL. */
-static char *option_decode(apr_pool_t *p, const char *s, size_t len)
-{
-    char *out = apr_palloc(p, len + 1), *o = out;
-
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '%') {
-            int hi = i + 2 < len ? hex_value(s[i + 1]) : -1, lo = hi >= 0 ? hex_value(s[i + 2]) : -1;
-
-            if (lo < 0 || (hi == 0 && lo == 0))
-                return NULL;
-            *o++ = (char)(hi * 16 + lo);
-            i += 2;
-        } else {
-            *o++ = s[i];
-        }
-    }
-    *o = '\0';
-    return out;
-}
-
+/* The option walk and %-decoding are dc_uri's (redis:// and dynamo:// parse with them too). */
 int dc_store_parse_query(apr_pool_t *p, const char *query, dc_store_option_t **out, char *err,
                          size_t err_len)
 {
     size_t n = 0, cap = 1;
     dc_store_option_t *opts;
+    dc_uri_option_t o;
+    int rc;
 
     for (const char *q = query; q && *q; q++)
         cap += *q == '&';
     opts = apr_pcalloc(p, cap * sizeof(*opts));
-    while (query && *query) {
-        size_t len = strcspn(query, "&");
-        const char *eq = memchr(query, '=', len);
+    while ((rc = dc_uri_next_option(&query, &o)) != 0) {
+        if (rc < 0 && o.name_len == 0)
+            continue; /* "a=1&&b=2" */
+        if (rc < 0 || o.name_len == 0) {
+            size_t len = rc < 0 ? o.name_len : o.name_len + 1 + o.value_len;
 
-        if (len) {
-            if (!eq || eq == query) {
-                snprintf(err, err_len, "option \"%.*s\" needs a name and a value (key=value)",
-                         (int)(len > 64 ? 64 : len), query);
-                return -1;
-            }
-            opts[n].key = option_decode(p, query, (size_t)(eq - query));
-            opts[n].value = option_decode(p, eq + 1, len - (size_t)(eq - query) - 1);
-            if (!opts[n].key || !opts[n].value) {
-                snprintf(err, err_len, "option \"%.*s\": bad %%-escape",
-                         (int)(eq - query > 64 ? 64 : eq - query), query);
-                return -1;
-            }
-            n++;
+            snprintf(err, err_len, "option \"%.*s\" needs a name and a value (key=value)",
+                     (int)(len > 64 ? 64 : len), o.name);
+            return -1;
         }
-        query += len;
-        if (*query == '&')
-            query++;
+        opts[n].key = dc_uri_percent_decode(p, o.name, o.name_len);
+        opts[n].value = dc_uri_percent_decode(p, o.value, o.value_len);
+        if (!opts[n].key || !opts[n].value) {
+            snprintf(err, err_len, "option \"%.*s\": bad %%-escape",
+                     (int)(o.name_len > 64 ? 64 : o.name_len), o.name);
+            return -1;
+        }
+        n++;
     }
     *out = opts;
     return (int)n;
@@ -603,7 +534,8 @@ dc_store_health_e dc_store_health(dc_store_t *s, const char **detail)
     return s->provider->health(s, detail);
 }
 
-long long dc_store_parse_go_duration_s(const char *s)
+/* A Go duration in nanoseconds; -1 if bad. */
+static double go_duration_ns(const char *s)
 {
     static const struct {
         const char *unit;
@@ -649,9 +581,21 @@ long long dc_store_parse_go_duration_s(const char *s)
         if (total_ns > 1e9 * 86400.0 * 366 * 100)
             return -1;
     }
-    if (total_ns <= 0)
-        return 0;
-    return (long long)((total_ns + 1e9 - 1) / 1e9);
+    return total_ns > 0 ? total_ns : 0;
+}
+
+long long dc_store_parse_go_duration_s(const char *s)
+{
+    double ns = go_duration_ns(s);
+
+    return ns <= 0 ? (long long)ns : (long long)((ns + 1e9 - 1) / 1e9);
+}
+
+long long dc_store_parse_go_duration_ms(const char *s)
+{
+    double ns = go_duration_ns(s);
+
+    return ns <= 0 ? (long long)ns : (long long)((ns + 1e6 - 1) / 1e6);
 }
 
 static const char *setting(dc_store_setting_fn *get, void *baton, const char *name)
@@ -721,9 +665,28 @@ const char *dc_store_uri_from_flagship(apr_pool_t *p, dc_store_setting_fn *get, 
             path = apr_pstrcat(p, path, "/decision-assignments", NULL);
         return apr_pstrcat(p, "dbm:", path, NULL);
     }
+    if (strcmp(type, "dynamo") == 0) {
+        const char *table = setting(get, baton, "CACHE_OPTIONS_DYNAMOTABLENAME");
+        const char *sep = setting(get, baton, "CACHE_OPTIONS_DYNAMOPKSEPARATOR");
+        const char *field = setting(get, baton, "CACHE_OPTIONS_DYNAMOPKFIELD");
+        const char *timeout = setting(get, baton, "CACHE_OPTIONS_DYNAMOGETTIMEOUT");
+        long long ms = 1000;
+
+        if (timeout && ((ms = dc_store_parse_go_duration_ms(timeout)) <= 0 || ms > 60000)) {
+            snprintf(err, err_len,
+                     "CACHE_OPTIONS_DYNAMOGETTIMEOUT must be a duration such as 1s (at most 1m)");
+            return NULL;
+        }
+        return apr_psprintf(p, "dynamo://%s?pk_field=%s&pk_separator=%s&get_timeout_ms=%ld",
+                            uri_escape(p, table ? table : "visitor-assignments"),
+                            uri_escape(p, field ? field : "id"), uri_escape(p, sep ? sep : "."),
+                            (long)ms);
+    }
     if (strcmp(type, "redis") != 0) {
         snprintf(err, err_len,
-                 "CACHE_TYPE \"%s\" is not supported here: use none, memory, local or redis", type);
+                 "CACHE_TYPE \"%s\" is not supported here: use none, memory, local, redis or "
+                 "dynamo",
+                 type);
         return NULL;
     }
     host = setting(get, baton, "CACHE_OPTIONS_REDISHOST");

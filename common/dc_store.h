@@ -91,6 +91,8 @@ extern const dc_store_host_t dc_store_host;
  *   memory[?max_entries=N]                 (default 100000 records)
  *   dbm:PATH | dbm:TYPE:PATH               (TYPE: default, gdbm, sdbm, db; store_dbm.c)
  *   redis://[user:password@ | :password@]host[:port][/db][?options]   (store_redis.c)
+ *   dynamo://TABLE[?region=R&endpoint=URL&profile=P&pk_field=id&pk_separator=.&get_timeout_ms=1000
+ *                  &timeout_ms=1000&ttl_days=N&max_backoff_ms=5000]    (store_dynamo.c)
  *   rediss://...                           (TLS, only when built with hiredis_ssl)
  *     options: timeout_ms=50, connect_timeout_ms, ttl=7776000 (s, 0 = none), prefix=P,
  *              max_backoff_ms=5000, client_cache=4194304 (bytes per process, 0 = off), tls_ca=FILE
@@ -131,28 +133,62 @@ typedef struct {
 void dc_store_log_limited(dc_store_log_limit_t *l, dc_log_level_e level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Saves a backend could not make during an outage, kept in order for its replay
- * (the Redis store, the plugin wrapper). An entry is the backend's own struct
- * whose first member is a dc_store_pending_t, malloc'd in one piece. The
- * caller holds the lock that guards the queue. */
+/*
+ * For backends out of process (Redis, DynamoDB, the plugin wrapper): the outage
+ * behaviour they share. A failure opens a backoff window (DC_STORE_MIN_BACKOFF,
+ * doubling up to max_backoff) during which calls are skipped at once, so a dead or stalled
+ * server costs at most one timeout per window; when the window ends one
+ * caller probes (may_try pushes the window on for the others). Saves that
+ * found the server unavailable are queued, bounded by DC_STORE_MAX_PENDING
+ * entries and DC_STORE_MAX_PENDING_BYTES, for the backend to replay when it
+ * answers again. The caller holds the lock that guards o around every call;
+ * entries are made and freed outside it.
+ */
+#define DC_STORE_MIN_BACKOFF apr_time_from_msec(100)
+#define DC_STORE_MAX_PENDING 1000
+#define DC_STORE_MAX_PENDING_BYTES (1024 * 1024)
+
 typedef struct dc_store_pending dc_store_pending_t;
 struct dc_store_pending {
     dc_store_pending_t *next;
-    size_t bytes; /* what the entry counts against the queue's byte limit */
+    int n;      /* the backend's count (Redis: commands in it; plugins: the id's length) */
+    size_t len;
+    char data[]; /* the backend's bytes, NUL-terminated */
 };
+
 typedef struct {
-    dc_store_pending_t *head, *tail;
-    size_t n, bytes;
-    unsigned dropped;
-} dc_store_queue_t;
-/* Appends e unless the queue holds max_n entries or max_bytes would be passed (or e
- * is NULL): then counts it dropped and frees it. */
-void dc_store_queue_push(dc_store_queue_t *q, dc_store_pending_t *e, size_t max_n,
-                         size_t max_bytes);
-/* Empties q: its entries, oldest first (free with dc_store_pending_free), their number
- * and the count of those dropped. */
-dc_store_pending_t *dc_store_queue_take(dc_store_queue_t *q, size_t *n, unsigned *dropped);
+    apr_interval_time_t max_backoff; /* set by the backend */
+    int failing;
+    apr_time_t retry_at;
+    apr_interval_time_t backoff;
+    char error[300]; /* the last failure, no secrets */
+    dc_store_pending_t *pending, *pending_tail;
+    size_t n_pending, pending_bytes;
+    unsigned pending_dropped; /* since the queue was last emptied */
+} dc_store_outage_t;
+
+/* 1: call the server (all is well, or this caller probes); 0: skip it. */
+int dc_store_outage_may_try(dc_store_outage_t *o, apr_time_t now);
+/* Records a failure and opens or widens the window; 1 for the first of a streak. */
+int dc_store_outage_fail(dc_store_outage_t *o, apr_time_t now, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* For health(): "ERROR; next try in N ms" (the last failure, the window left). */
+void dc_store_outage_describe(const dc_store_outage_t *o, apr_time_t now, char *buf, size_t len);
+/* The server answered; 1 when that ends an outage. */
+int dc_store_outage_ok(dc_store_outage_t *o);
+/* A queue entry holding a copy of data (malloc'd; NULL when out of memory);
+ * data NULL: the caller fills e->data[0, len). */
+dc_store_pending_t *dc_store_pending_new(const void *data, size_t len, int n);
 void dc_store_pending_free(dc_store_pending_t *list);
+/* Appends e; -1 (e is the caller's to free, the drop counted) when e is NULL or
+ * the queue is full. */
+int dc_store_outage_queue(dc_store_outage_t *o, dc_store_pending_t *e);
+/* Takes up to max entries (0: all) from the front, in order; *n their count. */
+dc_store_pending_t *dc_store_outage_take(dc_store_outage_t *o, size_t max, size_t *n);
+/* Puts a list taken before back in front (its replay failed). */
+void dc_store_outage_requeue(dc_store_outage_t *o, dc_store_pending_t *list);
+/* Empties the queue (a forked child: the parent replays its own). */
+void dc_store_outage_drop_queue(dc_store_outage_t *o);
 
 /* Backends (one file each), listed in the registry. */
 extern const dc_store_provider_t dc_store_none_provider;
@@ -160,19 +196,29 @@ extern const dc_store_provider_t dc_store_memory_provider;
 extern const dc_store_provider_t dc_store_dbm_provider;
 extern const dc_store_provider_t dc_store_redis_provider;
 extern const dc_store_provider_t dc_store_plugin_provider; /* store_plugin.c: the loader */
+extern const dc_store_provider_t dc_store_dynamo_provider;
+/* The DynamoDB item layout, for tests: a GetItem reply into out (returns the
+ * count of attributes skipped, -1 for a reply that is no object), and one
+ * attribute value "<variation>[:1]". */
+int dc_store_dynamo_decode_item(apr_pool_t *p, const char *pk_field, const char *body,
+                                size_t len, long ttl_days, dc_assignments_t *out);
+int dc_store_dynamo_decode_value(const char *v, size_t len, size_t *var_len, int *activated);
 
 /*
  * The store URI for the Flagship decision-api's cache settings, so a
  * configuration written for that server works here. get(baton, name) returns
  * the setting or NULL; names are the decision-api's environment variable names:
- *   CACHE_TYPE                none (or unset) | memory | local | redis
+ *   CACHE_TYPE                none (or unset) | memory | local | redis | dynamo
  *   CACHE_OPTIONS_DBPATH      local: the DBM file (default "cache_data"); when it is an
  *                             existing directory (the decision-api's), DIR/decision-assignments
  *   CACHE_OPTIONS_REDISHOST   host:port (default localhost:6379)
  *   CACHE_OPTIONS_REDISUSERNAME, CACHE_OPTIONS_REDISPASSWORD, CACHE_OPTIONS_REDISDB,
  *   CACHE_OPTIONS_REDISTLS    (true/false), CACHE_OPTIONS_REDISTTL (Go duration, e.g. 2160h)
+ *   CACHE_OPTIONS_DYNAMOTABLENAME (default visitor-assignments), CACHE_OPTIONS_DYNAMOPKSEPARATOR
+ *                             (default "."), CACHE_OPTIONS_DYNAMOPKFIELD (default "id"),
+ *                             CACHE_OPTIONS_DYNAMOGETTIMEOUT (Go duration, default 1s)
  * get == NULL reads the process environment. Returns the URI (in p), or NULL
- * with err filled for a bad or unsupported value (dynamo). User and password
+ * with err filled for a bad or unsupported value. User and password
  * are %-escaped into the URI; the URI holds the password, so log s->uri of
  * the opened store, never this string.
  */
@@ -181,5 +227,7 @@ const char *dc_store_uri_from_flagship(apr_pool_t *p, dc_store_setting_fn *get, 
                                        char *err, size_t err_len);
 /* A Go duration ("2160h", "1h30m", "90s", "1.5h") in whole seconds, rounded up; -1 if bad. */
 long long dc_store_parse_go_duration_s(const char *s);
+/* The same in whole milliseconds, rounded up; -1 if bad. */
+long long dc_store_parse_go_duration_ms(const char *s);
 
 #endif

@@ -28,46 +28,36 @@
  * it lacks are saved, so a newer assignment made elsewhere during the outage
  * wins (what the Redis store's HSETNX replay does). That one call pays for
  * the replay, once per outage. A child process drops its parent's queue.
+ * The window and the queue are dc_store_outage_t's (dc_store.h), shared with
+ * the Redis and DynamoDB stores.
  */
 #include "dc_store.h"
 #include "dc_log.h"
+#include "dc_uri.h"
 
 #include <apr_dso.h>
 #include <apr_strings.h>
 #include <apr_thread_mutex.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define PLUGIN_MIN_BACKOFF apr_time_from_msec(100)
 #define PLUGIN_DEFAULT_MAX_BACKOFF_MS 5000
-#define PLUGIN_MAX_PENDING 1000
-#define PLUGIN_MAX_PENDING_BYTES (1024 * 1024)
 #define PLUGIN_MAX_NAME 32
-
-/* One save made during an outage: env_id NUL, id, the changes as a record. */
-typedef struct pending pending_t;
-struct pending {
-    dc_store_pending_t link; /* first: the queue's */
-    size_t env_len, id_len, rec_len;
-    char data[];
-};
 
 typedef struct {
     dc_store_t inner; /* the plugin's own store: inner.provider is its vtable */
     const char *name, *path;
-    apr_interval_time_t max_backoff;
     int open; /* the plugin's open() succeeded and close() was not called yet */
     apr_thread_mutex_t *mutex;
     /* Under mutex: */
     pid_t pid;
-    int failing;
-    apr_time_t retry_at;
-    apr_interval_time_t backoff;
-    char error[200];
-    dc_store_queue_t pending;
+    /* the backoff window and the saves to replay; a queued save's data is
+     * env_id NUL, id (n bytes), the changes as a record */
+    dc_store_outage_t outage;
 } plugin_store_t;
 
 /* ---- the server's side of the interface ---------------------------------- */
@@ -104,24 +94,15 @@ const dc_store_host_t dc_store_host = {
 /* 1: skip the plugin (inside a backoff window); 0: call it (maybe as the probe). */
 static int skip(plugin_store_t *ps)
 {
-    dc_store_pending_t *stale = NULL;
-    int skipping = 0;
+    int skipping;
 
     apr_thread_mutex_lock(ps->mutex);
-    if (ps->pid != getpid()) { /* forked without child_init: the parent's queue is its own */
-        stale = dc_store_queue_take(&ps->pending, NULL, NULL);
+    if (ps->pid != getpid()) { /* forked without child_init: the parent replays its own queue */
+        dc_store_outage_drop_queue(&ps->outage);
         ps->pid = getpid();
     }
-    if (ps->failing) {
-        apr_time_t now = apr_time_now();
-
-        if (now < ps->retry_at)
-            skipping = 1;
-        else
-            ps->retry_at = now + ps->backoff; /* this call probes, the others skip */
-    }
+    skipping = !dc_store_outage_may_try(&ps->outage, apr_time_now());
     apr_thread_mutex_unlock(ps->mutex);
-    dc_store_pending_free(stale);
     return skipping;
 }
 
@@ -133,17 +114,12 @@ static void fail(plugin_store_t *ps, const char *what)
     if (ps->inner.provider->health)
         ps->inner.provider->health(&ps->inner, &detail);
     apr_thread_mutex_lock(ps->mutex);
-    snprintf(ps->error, sizeof(ps->error), "%s failed%s%.160s", what, detail ? ": " : "",
-             detail ? detail : "");
-    first = !ps->failing;
-    ps->backoff = first ? PLUGIN_MIN_BACKOFF
-                        : (ps->backoff * 2 > ps->max_backoff ? ps->max_backoff : ps->backoff * 2);
-    ps->retry_at = apr_time_now() + ps->backoff;
-    ps->failing = 1;
+    first = dc_store_outage_fail(&ps->outage, apr_time_now(), "%s failed%s%.160s", what,
+                                 detail ? ": " : "", detail ? detail : "");
     if (first) /* the operator's line is the state change (DC10801); this one is per process */
         dc_log(DC_LOG_DEBUG,
                DCLOGNO(10360) "store %s: %s; decisions use the hash alone, retrying with backoff",
-               ps->name, ps->error);
+               ps->name, ps->outage.error);
     apr_thread_mutex_unlock(ps->mutex);
 }
 
@@ -151,29 +127,24 @@ static void queue_save(plugin_store_t *ps, apr_pool_t *p, const char *env_id, co
                        size_t id_len, const dc_assignments_t *changes, int64_t now_ms)
 {
     dc_assignments_t stamped = *changes;
-    size_t env_len = strlen(env_id), rec_len, total;
+    size_t env_len = strlen(env_id), rec_len;
     char *rec;
-    pending_t *entry;
+    dc_store_pending_t *e = NULL;
+    int queued;
 
     stamped.ts_ms = now_ms;
     rec = dc_assignments_encode(p, &stamped, &rec_len);
-    total = env_len + 1 + id_len + rec_len;
-    entry = malloc(sizeof(*entry) + total);
-    if (entry) {
-        entry->link.bytes = total;
-        entry->env_len = env_len;
-        entry->id_len = id_len;
-        entry->rec_len = rec_len;
-        memcpy(entry->data, env_id, env_len + 1);
-        memcpy(entry->data + env_len + 1, id, id_len);
-        memcpy(entry->data + env_len + 1 + id_len, rec, rec_len);
+    if (id_len <= INT_MAX && (e = dc_store_pending_new(NULL, env_len + 1 + id_len + rec_len,
+                                                       (int)id_len)) != NULL) {
+        memcpy(e->data, env_id, env_len + 1);
+        memcpy(e->data + env_len + 1, id, id_len);
+        memcpy(e->data + env_len + 1 + id_len, rec, rec_len);
     }
     apr_thread_mutex_lock(ps->mutex);
-    dc_store_queue_push(&ps->pending, ps->pid == getpid() && entry ? &entry->link : NULL,
-                        PLUGIN_MAX_PENDING, PLUGIN_MAX_PENDING_BYTES);
-    if (ps->pid != getpid())
-        free(entry);
+    queued = ps->pid == getpid() && dc_store_outage_queue(&ps->outage, e) == 0;
     apr_thread_mutex_unlock(ps->mutex);
+    if (!queued)
+        free(e);
 }
 
 /* Writes what was queued during the outage; only groups the store lacks by now. */
@@ -189,17 +160,17 @@ static void replay(plugin_store_t *ps, dc_store_pending_t *list, size_t n, unsig
         return;
     }
     for (l = list; l; l = l->next) {
-        const pending_t *e = (const pending_t *)l;
-        const char *env_id = e->data, *id = e->data + e->env_len + 1;
+        const char *env_id = l->data, *id = env_id + strlen(env_id) + 1;
+        size_t id_len = (size_t)l->n, rec_len = l->len - (size_t)(id - env_id) - id_len;
         dc_assignments_t changes, current, missing;
         dc_store_status_e rc;
 
         apr_pool_clear(tmp);
-        if (dc_assignments_decode(tmp, id + e->id_len, e->rec_len, &changes) < 0)
+        if (dc_assignments_decode(tmp, id + id_len, rec_len, &changes) < 0)
             continue;
         memset(&current, 0, sizeof(current));
         memset(&missing, 0, sizeof(missing));
-        rc = vt->load(&ps->inner, tmp, env_id, id, e->id_len, &current);
+        rc = vt->load(&ps->inner, tmp, env_id, id, id_len, &current);
         if (rc == DC_STORE_UNAVAILABLE)
             break;
         for (size_t i = 0; i < changes.n; i++) {
@@ -210,7 +181,7 @@ static void replay(plugin_store_t *ps, dc_store_pending_t *list, size_t n, unsig
                                    a->variation_id_len, a->activated);
         }
         if (missing.n &&
-            vt->save(&ps->inner, tmp, env_id, id, e->id_len, &missing, changes.ts_ms) ==
+            vt->save(&ps->inner, tmp, env_id, id, id_len, &missing, changes.ts_ms) ==
                 DC_STORE_UNAVAILABLE)
             break;
         written++;
@@ -237,13 +208,13 @@ static void succeed(plugin_store_t *ps)
     size_t n = 0;
     unsigned dropped = 0;
 
-    if (!__atomic_load_n(&ps->failing, __ATOMIC_RELAXED))
+    if (!__atomic_load_n(&ps->outage.failing, __ATOMIC_RELAXED))
         return; /* the common case: no lock */
     apr_thread_mutex_lock(ps->mutex);
-    if (ps->failing) {
-        list = dc_store_queue_take(&ps->pending, &n, &dropped);
-        ps->failing = 0;
-        ps->backoff = 0;
+    if (dc_store_outage_ok(&ps->outage)) {
+        list = dc_store_outage_take(&ps->outage, 0, &n);
+        dropped = ps->outage.pending_dropped;
+        ps->outage.pending_dropped = 0;
     }
     apr_thread_mutex_unlock(ps->mutex);
     if (list || dropped)
@@ -293,15 +264,15 @@ static dc_store_status_e plugin_save(dc_store_t *s, apr_pool_t *p, const char *e
 
 static dc_store_health_e plugin_health(dc_store_t *s, const char **detail)
 {
-    static _Thread_local char buf[300];
+    static _Thread_local char buf[400];
     plugin_store_t *ps = s->impl;
 
     apr_thread_mutex_lock(ps->mutex);
-    if (ps->failing) {
-        apr_time_t now = apr_time_now();
+    if (ps->outage.failing) {
+        char why[360];
 
-        snprintf(buf, sizeof(buf), "%s: %s; next try in %lld ms", ps->name, ps->error,
-                 ps->retry_at > now ? (long long)apr_time_as_msec(ps->retry_at - now) : 0LL);
+        dc_store_outage_describe(&ps->outage, apr_time_now(), why, sizeof(why));
+        snprintf(buf, sizeof(buf), "%s: %s", ps->name, why);
         apr_thread_mutex_unlock(ps->mutex);
         *detail = buf;
         return DC_STORE_HEALTH_DEGRADED;
@@ -318,7 +289,7 @@ static void plugin_child_init(dc_store_t *s, apr_pool_t *pchild)
 {
     plugin_store_t *ps = s->impl;
 
-    dc_store_pending_free(dc_store_queue_take(&ps->pending, NULL, NULL)); /* the parent's */
+    dc_store_outage_drop_queue(&ps->outage); /* the parent's */
     ps->pid = getpid();
     if (ps->inner.provider->child_init)
         ps->inner.provider->child_init(&ps->inner, pchild);
@@ -333,7 +304,7 @@ static void plugin_close(dc_store_t *s)
     ps->open = 0;
     if (ps->inner.provider->close)
         ps->inner.provider->close(&ps->inner);
-    dc_store_pending_free(dc_store_queue_take(&ps->pending, NULL, NULL));
+    dc_store_outage_drop_queue(&ps->outage);
 }
 
 static apr_status_t plugin_cleanup(void *data)
@@ -425,7 +396,7 @@ static int plugin_open(dc_store_t *s, apr_pool_t *p, const dc_store_open_args_t 
     ps->name = apr_pstrdup(p, vt->name); /* outlives the object, for late log lines */
 
     /* the wrapper's own options are not the plugin's */
-    ps->max_backoff = apr_time_from_msec(PLUGIN_DEFAULT_MAX_BACKOFF_MS);
+    ps->outage.max_backoff = apr_time_from_msec(PLUGIN_DEFAULT_MAX_BACKOFF_MS);
     opts = apr_pcalloc(p, (args->n_options + 1) * sizeof(*opts));
     own.n_options = 0;
     own.options = opts;
@@ -433,15 +404,14 @@ static int plugin_open(dc_store_t *s, apr_pool_t *p, const dc_store_open_args_t 
         if (strcmp(args->options[i].key, "max_backoff_ms") != 0)
             opts[own.n_options++] = args->options[i];
     if ((backoff = dc_store_option(args, "max_backoff_ms")) != NULL) {
-        char *end;
-        long ms = strtol(backoff, &end, 10);
+        long ms;
 
-        if (end == backoff || *end || ms < 100 || ms > 3600000) {
+        if (dc_uri_parse_long(backoff, strlen(backoff), 100, 3600000, &ms) < 0) {
             snprintf(err, err_len, "store %s: max_backoff_ms must be 100 to 3600000", ps->name);
             apr_dso_unload(dso);
             return -1;
         }
-        ps->max_backoff = apr_time_from_msec(ms);
+        ps->outage.max_backoff = apr_time_from_msec(ms);
     }
     if (apr_thread_mutex_create(&ps->mutex, APR_THREAD_MUTEX_DEFAULT, p) != APR_SUCCESS) {
         snprintf(err, err_len, "store %s: cannot create a mutex", ps->name);

@@ -41,7 +41,7 @@
  * the server closed while idle (its "timeout" setting, a proxy) is no outage:
  * the call retries once on a fresh connection.
  *
- * Saves that find Redis unreachable are kept (up to REDIS_MAX_PENDING, 1 MB)
+ * Saves that find Redis unreachable are kept (up to DC_STORE_MAX_PENDING, 1 MB)
  * and sent by the first call that reaches Redis again, as HSETNX: they only
  * fill fields Redis lacks, so a newer assignment another server made during
  * the outage always wins. That one call pays for the pipelined replay (a few
@@ -55,6 +55,7 @@
  */
 #include "dc_store.h"
 #include "dc_log.h"
+#include "dc_uri.h"
 #include "store_redis_cache.h"
 
 #include <apr_strings.h>
@@ -74,22 +75,9 @@
 #define REDIS_DEFAULT_PORT 6379
 #define REDIS_DEFAULT_TIMEOUT_MS 50
 #define REDIS_DEFAULT_TTL_S 7776000L /* 2160h, the decision-api's default */
-#define REDIS_MIN_BACKOFF apr_time_from_msec(100)
 #define REDIS_DEFAULT_MAX_BACKOFF_MS 5000
 #define REDIS_MAX_IDLE 256 /* more than any server's threads: excess ones are closed */
 #define REDIS_DEFAULT_CLIENT_CACHE (4L * 1024 * 1024) /* bytes per process */
-
-/* Saves that found Redis unreachable, replayed when it answers again. */
-#define REDIS_MAX_PENDING 1000
-#define REDIS_MAX_PENDING_BYTES (1024 * 1024)
-
-typedef struct pending pending_t;
-struct pending {
-    dc_store_pending_t link; /* first: the queue's */
-    int n_commands;
-    size_t len;
-    char commands[]; /* RESP, as redisFormatCommandArgv makes it */
-};
 
 typedef struct conn conn_t;
 struct conn {
@@ -114,7 +102,6 @@ typedef struct {
     long ttl_s;
     char *prefix;
     size_t prefix_len;
-    apr_interval_time_t max_backoff;
     char *where; /* "host:port/db" for messages, no secrets */
     long client_cache_bytes;
     redis_cache_t *cache; /* NULL: off */
@@ -127,12 +114,10 @@ typedef struct {
     size_t n_idle;
     apr_uint32_t generation;
     pid_t pid;
-    int failing;
-    apr_time_t retry_at;
-    apr_interval_time_t backoff;
-    char error[160];
+    /* backoff, and the saves that found Redis unreachable (RESP commands, as
+     * redisFormatCommandArgv makes them; n = their count), replayed when it answers */
+    dc_store_outage_t outage;
     dc_store_log_limit_t bad_data_log; /* garbage fields, wrong key types */
-    dc_store_queue_t pending;
 } redis_store_t;
 
 static void close_conn(redis_store_t *r, conn_t *c)
@@ -158,18 +143,15 @@ static void fail(redis_store_t *r, const char *fmt, ...) __attribute__((format(p
 static void fail(redis_store_t *r, const char *fmt, ...)
 {
     conn_t *stale;
+    char why[300];
     va_list ap;
     int first;
 
-    apr_thread_mutex_lock(r->mutex);
     va_start(ap, fmt);
-    vsnprintf(r->error, sizeof(r->error), fmt, ap);
+    vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    first = !r->failing;
-    r->backoff = first ? REDIS_MIN_BACKOFF
-                       : (r->backoff * 2 > r->max_backoff ? r->max_backoff : r->backoff * 2);
-    r->retry_at = apr_time_now() + r->backoff;
-    r->failing = 1;
+    apr_thread_mutex_lock(r->mutex);
+    first = dc_store_outage_fail(&r->outage, apr_time_now(), "%s", why);
     r->generation++;
     stale = r->idle;
     r->idle = NULL;
@@ -180,7 +162,7 @@ static void fail(redis_store_t *r, const char *fmt, ...)
         dc_log(DC_LOG_DEBUG,
                DCLOGNO(10330) "store redis %s: %s; decisions use the hash alone, retrying with "
                               "backoff",
-               r->where, r->error);
+               r->where, why);
     apr_thread_mutex_unlock(r->mutex);
     free_conns(r, stale);
 }
@@ -214,11 +196,9 @@ static void replay(redis_store_t *r, dc_store_pending_t *list, size_t n, unsigne
         dc_store_pending_free(list);
         return;
     }
-    for (const dc_store_pending_t *l = list; l; l = l->next) {
-        const pending_t *p = (const pending_t *)l;
-
-        redisAppendFormattedCommand(c->ctx, p->commands, p->len);
-        n_commands += p->n_commands;
+    for (dc_store_pending_t *p = list; p; p = p->next) {
+        redisAppendFormattedCommand(c->ctx, p->data, p->len);
+        n_commands += p->n;
     }
     for (int i = 0; i < n_commands; i++) {
         redisReply *reply = NULL;
@@ -248,12 +228,12 @@ static void succeed(redis_store_t *r)
     unsigned dropped = 0;
 
     apr_thread_mutex_lock(r->mutex);
-    if (r->failing) {
+    if (dc_store_outage_ok(&r->outage)) {
         dc_log(DC_LOG_INFO, DCLOGNO(10331) "store redis %s: connected again", r->where);
-        list = dc_store_queue_take(&r->pending, &n, &dropped);
+        list = dc_store_outage_take(&r->outage, 0, &n);
+        dropped = r->outage.pending_dropped;
+        r->outage.pending_dropped = 0;
     }
-    r->failing = 0;
-    r->backoff = 0;
     apr_thread_mutex_unlock(r->mutex);
     if (list)
         replay(r, list, n, dropped);
@@ -363,7 +343,7 @@ static conn_t *acquire(redis_store_t *r, int fresh)
         r->n_idle = 0;
         r->pid = getpid();
     }
-    if (r->failing && apr_time_now() < r->retry_at) {
+    if (r->outage.failing && apr_time_now() < r->outage.retry_at) {
         apr_thread_mutex_unlock(r->mutex);
         free_conns(r, stale);
         return NULL;
@@ -380,10 +360,8 @@ static conn_t *acquire(redis_store_t *r, int fresh)
             c = NULL;
         }
     }
-    if (!c && r->failing) {
-        /* This request probes; the others keep skipping until it reports. */
-        r->retry_at = apr_time_now() + r->backoff;
-    }
+    if (!c) /* while failing, this request probes; the others keep skipping until it reports */
+        dc_store_outage_may_try(&r->outage, apr_time_now());
     generation = r->generation;
     apr_thread_mutex_unlock(r->mutex);
     free_conns(r, stale);
@@ -609,8 +587,9 @@ static void queue_for_replay(redis_store_t *r, const char **hset_argv, const siz
     int lens[DC_STORE_MAX_ASSIGNMENTS + 2], n_commands = 0;
     const char *key = hset_argv[1];
     size_t total = 0, key_len = hset_lens[1];
-    pending_t *entry = NULL;
+    dc_store_pending_t *entry = NULL;
     char ttl[24];
+    int queued;
 
     /* HSET key f1 v1 f2 v2 ... ts ms  →  HSETNX key f v, for each pair */
     for (int i = 2; i + 1 < hset_argc; i += 2) {
@@ -632,27 +611,23 @@ static void queue_for_replay(redis_store_t *r, const char **hset_argv, const siz
             goto out;
         total += (size_t)lens[n_commands++];
     }
-    entry = malloc(sizeof(*entry) + total);
+    entry = dc_store_pending_new(NULL, total, n_commands);
     if (entry) {
-        char *o = entry->commands;
+        char *o = entry->data;
 
         for (int i = 0; i < n_commands; i++) {
             memcpy(o, cmds[i], (size_t)lens[i]);
             o += lens[i];
         }
-        entry->link.bytes = total;
-        entry->n_commands = n_commands;
-        entry->len = total;
     }
 out:
     for (int i = 0; i < n_commands; i++)
         redisFreeCommand(cmds[i]);
     apr_thread_mutex_lock(r->mutex);
-    dc_store_queue_push(&r->pending, r->pid == getpid() && entry ? &entry->link : NULL,
-                        REDIS_MAX_PENDING, REDIS_MAX_PENDING_BYTES);
-    if (r->pid != getpid())
-        free(entry);
+    queued = r->pid == getpid() && dc_store_outage_queue(&r->outage, entry) == 0;
     apr_thread_mutex_unlock(r->mutex);
+    if (!queued)
+        free(entry);
 }
 
 static dc_store_status_e redis_save(dc_store_t *s, apr_pool_t *p, const char *env_id,
@@ -747,12 +722,12 @@ static dc_store_health_e redis_health(dc_store_t *s, const char **detail)
 
     redis_cache_describe(r->cache, cache, sizeof(cache));
     apr_thread_mutex_lock(r->mutex);
-    failing = r->failing;
+    failing = r->outage.failing;
     if (failing) {
-        apr_time_t now = apr_time_now();
+        char why[210];
 
-        snprintf(buf, sizeof(buf), "redis %s: %s; next try in %lld ms", r->where, r->error,
-                 r->retry_at > now ? (long long)apr_time_as_msec(r->retry_at - now) : 0LL);
+        dc_store_outage_describe(&r->outage, apr_time_now(), why, sizeof(why));
+        snprintf(buf, sizeof(buf), "redis %s: %s", r->where, why);
     } else {
         snprintf(buf, sizeof(buf), "redis %s: ok; client-side cache %s", r->where, cache);
     }
@@ -769,7 +744,7 @@ static void redis_child_init(dc_store_t *s, apr_pool_t *pchild)
 
     (void)pchild;
     redis_cache_child_init(r->cache);
-    dc_store_pending_free(dc_store_queue_take(&r->pending, NULL, NULL)); /* the parent's */
+    dc_store_outage_drop_queue(&r->outage); /* the parent replays its own */
     free_conns(r, r->idle);
     r->idle = NULL;
     r->n_idle = 0;
@@ -787,7 +762,7 @@ static void redis_close(dc_store_t *s)
     r->idle = NULL;
     r->n_idle = 0;
     r->generation++;
-    dc_store_pending_free(dc_store_queue_take(&r->pending, NULL, NULL));
+    dc_store_outage_drop_queue(&r->outage);
     apr_thread_mutex_unlock(r->mutex);
     redis_cache_destroy(r->cache);
     r->cache = NULL;
@@ -807,54 +782,6 @@ static apr_status_t redis_cleanup(void *data)
     return APR_SUCCESS;
 }
 
-
-/* %-decodes [s, s + len) into p; NULL on a bad escape or an escaped NUL. */
-static char *percent_decode(apr_pool_t *p, const char *s, size_t len)
-{
-    char *out = apr_palloc(p, len + 1), *o = out;
-
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '%') {
-            char hex[3];
-            unsigned long v;
-
-            if (i + 2 >= len)
-                return NULL;
-            if (!isxdigit((unsigned char)s[i + 1]) || !isxdigit((unsigned char)s[i + 2]))
-                return NULL;
-            hex[0] = s[i + 1];
-            hex[1] = s[i + 2];
-            hex[2] = '\0';
-            v = strtoul(hex, NULL, 16);
-            if (v == 0)
-                return NULL;
-            *o++ = (char)v;
-            i += 2;
-        } else {
-            *o++ = s[i];
-        }
-    }
-    *o = '\0';
-    return out;
-}
-
-static int parse_long(const char *s, size_t len, long min, long max, long *out)
-{
-    long v = 0;
-
-    if (len == 0 || len > 12)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        if (!isdigit((unsigned char)s[i]))
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 static struct timeval tv_of_ms(long ms)
 {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -871,56 +798,49 @@ static int parse_options(apr_pool_t *p, redis_store_t *r, const char *q, const c
 
     r->ttl_s = REDIS_DEFAULT_TTL_S;
     r->client_cache_bytes = REDIS_DEFAULT_CLIENT_CACHE;
-    while (q && *q) {
-        const char *amp = strchr(q, '&'), *eq;
-        size_t len = amp ? (size_t)(amp - q) : strlen(q), nlen, vlen;
-        const char *value;
-        int bad = 0;
+    for (;;) {
+        dc_uri_option_t o;
+        int rc = dc_uri_next_option(&q, &o), bad = 0;
 
-        eq = memchr(q, '=', len);
-        if (!eq) {
-            snprintf(err, err_len, "store \"%s\": option \"%.*s\" needs a value", uri, (int)len,
-                     q);
+        if (rc == 0)
+            break;
+        if (rc < 0) {
+            snprintf(err, err_len, "store \"%s\": option \"%.*s\" needs a value", uri,
+                     (int)o.name_len, o.name);
             return -1;
         }
-        nlen = (size_t)(eq - q);
-        value = eq + 1;
-        vlen = len - nlen - 1;
-#define OPT_IS(name) (nlen == strlen(name) && strncmp(q, name, nlen) == 0)
-        if (OPT_IS("timeout_ms"))
-            bad = parse_long(value, vlen, 1, 60000, &timeout_ms);
-        else if (OPT_IS("connect_timeout_ms"))
-            bad = parse_long(value, vlen, 1, 60000, &connect_ms);
-        else if (OPT_IS("ttl"))
-            bad = parse_long(value, vlen, 0, 100L * 366 * 86400, &r->ttl_s);
-        else if (OPT_IS("max_backoff_ms"))
-            bad = parse_long(value, vlen, 100, 3600000, &max_backoff_ms);
-        else if (OPT_IS("prefix"))
-            bad = !(r->prefix = percent_decode(p, value, vlen)) ||
+        if (dc_uri_option_is(&o, "timeout_ms"))
+            bad = dc_uri_parse_long(o.value, o.value_len, 1, 60000, &timeout_ms);
+        else if (dc_uri_option_is(&o, "connect_timeout_ms"))
+            bad = dc_uri_parse_long(o.value, o.value_len, 1, 60000, &connect_ms);
+        else if (dc_uri_option_is(&o, "ttl"))
+            bad = dc_uri_parse_long(o.value, o.value_len, 0, 100L * 366 * 86400, &r->ttl_s);
+        else if (dc_uri_option_is(&o, "max_backoff_ms"))
+            bad = dc_uri_parse_long(o.value, o.value_len, 100, 3600000, &max_backoff_ms);
+        else if (dc_uri_option_is(&o, "prefix"))
+            bad = !(r->prefix = dc_uri_percent_decode(p, o.value, o.value_len)) ||
                   strlen(r->prefix) > DC_STORE_MAX_FIELD_LEN;
-        else if (OPT_IS("client_cache"))
-            bad = parse_long(value, vlen, 0, 1L << 30, &r->client_cache_bytes) ||
+        else if (dc_uri_option_is(&o, "client_cache"))
+            bad = dc_uri_parse_long(o.value, o.value_len, 0, 1L << 30, &r->client_cache_bytes) ||
                   (r->client_cache_bytes && r->client_cache_bytes < 65536);
-        else if (OPT_IS("tls_ca"))
-            bad = !(r->tls_ca = percent_decode(p, value, vlen)) || !*r->tls_ca;
+        else if (dc_uri_option_is(&o, "tls_ca"))
+            bad = !(r->tls_ca = dc_uri_percent_decode(p, o.value, o.value_len)) || !*r->tls_ca;
         else {
             snprintf(err, err_len,
                      "store \"%s\": unknown option \"%.*s\" (timeout_ms, connect_timeout_ms, "
                      "ttl, prefix, max_backoff_ms, client_cache, tls_ca)",
-                     uri, (int)nlen, q);
+                     uri, (int)o.name_len, o.name);
             return -1;
         }
-#undef OPT_IS
         if (bad) {
-            snprintf(err, err_len, "store \"%s\": bad value for option \"%.*s\"", uri, (int)nlen,
-                     q);
+            snprintf(err, err_len, "store \"%s\": bad value for option \"%.*s\"", uri,
+                     (int)o.name_len, o.name);
             return -1;
         }
-        q = amp ? amp + 1 : NULL;
     }
     r->command_tv = tv_of_ms(timeout_ms);
     r->connect_tv = tv_of_ms(connect_ms > 0 ? connect_ms : timeout_ms);
-    r->max_backoff = apr_time_from_msec(max_backoff_ms);
+    r->outage.max_backoff = apr_time_from_msec(max_backoff_ms);
     return 0;
 }
 
@@ -964,11 +884,11 @@ static int redis_open(dc_store_t *s, apr_pool_t *p, const dc_store_open_args_t *
                      "redis://USER:PASSWORD@host");
             return -1;
         }
-        if (colon > rest && !(r->user = percent_decode(p, rest, (size_t)(colon - rest)))) {
+        if (colon > rest && !(r->user = dc_uri_percent_decode(p, rest, (size_t)(colon - rest)))) {
             snprintf(err, err_len, "store redis: bad %%-escape in the user name");
             return -1;
         }
-        r->password = percent_decode(p, colon + 1, (size_t)(at - colon - 1));
+        r->password = dc_uri_percent_decode(p, colon + 1, (size_t)(at - colon - 1));
         if (!r->password) {
             snprintf(err, err_len, "store redis: bad %%-escape in the password");
             return -1;
@@ -1011,7 +931,7 @@ static int redis_open(dc_store_t *s, apr_pool_t *p, const dc_store_open_args_t *
 
         while (port_end < end && *port_end != '/')
             port_end++;
-        if (parse_long(rest + 1, (size_t)(port_end - rest - 1), 1, 65535, &port) < 0) {
+        if (dc_uri_parse_long(rest + 1, (size_t)(port_end - rest - 1), 1, 65535, &port) < 0) {
             snprintf(err, err_len, "store redis: bad port \"%.*s\"",
                      (int)(port_end - rest - 1), rest + 1);
             return -1;
@@ -1021,7 +941,7 @@ static int redis_open(dc_store_t *s, apr_pool_t *p, const dc_store_open_args_t *
     }
     if (rest < end && *rest == '/') {
         if (end > rest + 1 &&
-            parse_long(rest + 1, (size_t)(end - rest - 1), 0, 1 << 20, &r->db) < 0) {
+            dc_uri_parse_long(rest + 1, (size_t)(end - rest - 1), 0, 1 << 20, &r->db) < 0) {
             snprintf(err, err_len, "store redis: bad database number \"%.*s\"",
                      (int)(end - rest - 1), rest + 1);
             return -1;

@@ -12,6 +12,7 @@ const dc_store_backend_t dc_store_backends[] = {
     {"dbm", "dbm:PATH", &dc_store_dbm_provider, 0},
     {"redis", "redis://host:port[/db]", &dc_store_redis_provider, 0},
     {"rediss", "rediss://host:port[/db]", &dc_store_redis_provider, 0},
+    {"dynamo", "dynamo://TABLE", &dc_store_dynamo_provider, 0},
     {"plugin", "plugin:/path/to/store.so", &dc_store_plugin_provider, 1},
 };
 

@@ -19,7 +19,8 @@ void dc_eval_usage(const char *prog)
 {
     fprintf(stderr,
             "usage: %s eval --bucketing FILE [--mode simple|normal|full]\n"
-            "           [--store none|memory|dbm:PATH|redis://HOST:PORT[/DB]] [--env-id ID]\n"
+            "           [--store none|memory|dbm:PATH|redis://HOST:PORT[/DB]|dynamo://TABLE|\n"
+            "                    plugin:PATH[?KEY=VALUE&...]] [--env-id ID]\n"
             "           [--path /v2/campaigns|/v2/flags|/v2/campaigns/ID] [--query QUERY]\n"
             "           [--method POST|GET|...] [--report PATH] [--status-path PATH]\n"
             "           [--spool DIR [--spool-options fsync=always,max-bytes=1m,...]]\n"

@@ -424,7 +424,7 @@ static const command_rec decision_cmds[] = {
                   "seconds between two refreshes of the bucketing file (default 60)"),
     AP_INIT_TAKE1("DecisionStore", set_store, NULL, RSRC_CONF,
                   "assignment store: none, memory[?size=BYTES], dbm:PATH, "
-                  "redis://host:port[/db] or plugin:/path/to/store.so[?key=value&...]"),
+                  "redis://host:port[/db], dynamo://TABLE[?options] or plugin:/path/to/store.so[?key=value&...]"),
     AP_INIT_TAKE1("DecisionLastKnownGood", set_lkg, NULL, RSRC_CONF,
                   "where the last accepted remote config is kept (default: under "
                   "DefaultRuntimeDir)"),

@@ -1,9 +1,10 @@
 """Sticky assignments through the engine rules, with real stores behind
 `decision-fcgi eval`: every DBM type this apr-util has (real files), Redis
-(a real redis-server on a free loopback port) and the memcached store plugin
-(a real memcached). The memcached plugin also runs the same suite behind httpd
-(prefork and event MPMs) and decision-fcgi as a FastCGI responder: a front end
-serves one bucketing file and is restarted on the next when a test changes it.
+(a real redis-server on a free loopback port), DynamoDB (dynalite from npm, see
+test_dynamo.py) and the memcached store plugin (a real memcached). The memcached
+plugin also runs the same suite behind httpd (prefork and event MPMs) and
+decision-fcgi as a FastCGI responder: a front end serves one bucketing file and is
+restarted on the next when a test changes it.
 
 Each persistent store keeps what one eval run decided for the next run, so a
 test can change the bucketing file between runs, the way an operator changes
@@ -20,6 +21,7 @@ import time
 
 import pytest
 
+from dynalite import TEST_KEY, Dynalite, clean_aws_env
 from harness import (DECISION_FCGI, EvalProcess, Httpd, MemcachedServer, RedisServer, fcgi_call,
                      free_port, http_request, make_world_readable_dir, run_eval, wait_until)
 
@@ -156,10 +158,18 @@ def dbm_available(tmp_path, dbm_type):
 
 
 @pytest.fixture(params=["dbm:" + t for t in DBM_TYPES] +
-                ["redis", "memcached", "memcached-via-httpd-prefork", "memcached-via-httpd-event",
-                 "memcached-via-fcgi"])
-def store(request, tmp_path):
+                ["redis", "dynamo", "memcached", "memcached-via-httpd-prefork",
+                 "memcached-via-httpd-event", "memcached-via-fcgi"])
+def store(request, tmp_path, monkeypatch):
     """A store URI that outlives one eval run (or one front end's run)."""
+    if request.param == "dynamo":
+        clean_aws_env(monkeypatch, tmp_path, AWS_ACCESS_KEY_ID=TEST_KEY[0],
+                      AWS_SECRET_ACCESS_KEY=TEST_KEY[1])
+        server = Dynalite(tmp_path).start()
+        server.create_table()
+        yield server.uri()
+        server.stop()
+        return
     if request.param == "redis":
         server = RedisServer(tmp_path).start()
         yield server.uri

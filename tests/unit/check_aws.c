@@ -13,6 +13,7 @@
 
 #include "dc_aws.h"
 #include "dc_cloud_http.h"
+#include "dc_store.h"
 
 #include <apr_strings.h>
 #include <sys/stat.h>
@@ -61,19 +62,21 @@ static const char *write_file(const char *name, const char *text)
 
 START_TEST(mask_uri)
 {
-    ck_assert_str_eq(dc_cloud_mask_uri(pool, "azblob://acct/cont/p?sas=sv%3D1%26sig%3Dabc&region=x"),
+#define MASKED(uri) dc_cloud_mask_uri(pool, uri)
+    ck_assert_str_eq(MASKED("azblob://acct/cont/p?sas=sv%3D1%26sig%3Dabc&region=x"),
                      "azblob://acct/cont/p?sas=***&region=x");
-    ck_assert_str_eq(dc_cloud_mask_uri(pool, "https://h/o?X-Amz-Signature=abc&X-Amz-Security-Token=t&a=1"),
+    ck_assert_str_eq(MASKED("https://h/o?X-Amz-Signature=abc&X-Amz-Security-Token=t&a=1"),
                      "https://h/o?X-Amz-Signature=***&X-Amz-Security-Token=***&a=1");
-    ck_assert_str_eq(dc_cloud_mask_uri(pool, "https://user:pa@ss@host:1/x?key=k#frag"),
+    ck_assert_str_eq(MASKED("https://user:pa@ss@host:1/x?key=k#frag"),
                      "https://user:***@host:1/x?key=***#frag");
-    ck_assert_str_eq(dc_cloud_mask_uri(pool, "dynamo://table?region=eu-west-1&endpoint=http://h:1"),
+    ck_assert_str_eq(MASKED("dynamo://table?region=eu-west-1&endpoint=http://h:1"),
                      "dynamo://table?region=eu-west-1&endpoint=http://h:1");
-    ck_assert_str_eq(dc_cloud_mask_uri(pool, "s3://b/p?sig"), "s3://b/p?sig");
-    ck_assert_str_eq(dc_cloud_mask_uri(pool, "u:secret@host"), "***@host");
-    ck_assert_str_eq(dc_cloud_mask_uri(pool, "a?Sig=&token=x&&"), "a?Sig=***&token=***&&");
+    ck_assert_str_eq(MASKED("s3://b/p?sig"), "s3://b/p?sig");
+    ck_assert_str_eq(MASKED("u:secret@host"), "***@host");
+    ck_assert_str_eq(MASKED("a?Sig=&token=x&&"), "a?Sig=***&token=***&&");
     ck_assert(dc_cloud_is_secret_param("SIG", 3));
     ck_assert(!dc_cloud_is_secret_param("region", 6));
+#undef MASKED
 }
 END_TEST
 
@@ -99,7 +102,8 @@ START_TEST(refresh_schedule)
     apr_time_t f = apr_time_from_sec(1000);
 
     /* one hour: five minutes ahead; ten seconds: half-way; none: never */
-    ck_assert_int_eq(dc_aws_refresh_time(f, f + apr_time_from_sec(3600)), f + apr_time_from_sec(3300));
+    ck_assert_int_eq(dc_aws_refresh_time(f, f + apr_time_from_sec(3600)),
+                     f + apr_time_from_sec(3300));
     ck_assert_int_eq(dc_aws_refresh_time(f, f + apr_time_from_sec(10)), f + apr_time_from_sec(5));
     ck_assert_int_eq(dc_aws_refresh_time(f, 0), 0);
 }
@@ -118,7 +122,8 @@ START_TEST(credentials_json)
     ck_assert_str_eq(c.session_token, "t");
     ck_assert_int_eq(apr_time_sec(c.expiration), 1796587200LL);
 #define BAD(text)                                                                                  \
-    ck_assert_int_eq(dc_aws_parse_credentials_json(pool, text, strlen(text), &c, why, sizeof(why)), -1)
+    ck_assert_int_eq(                                                                              \
+        dc_aws_parse_credentials_json(pool, text, strlen(text), &c, why, sizeof(why)), -1)
     BAD("[]");
     BAD("not json");
     BAD("{\"Code\":\"Failure\",\"AccessKeyId\":\"a\",\"SecretAccessKey\":\"s\"}");
@@ -194,9 +199,10 @@ START_TEST(chain_profiles)
     char why[400];
 
     ck_assert_int_eq(mkdir(apr_pstrcat(pool, tmpdir, "/.aws", NULL), 0700), 0);
-    write_file(".aws/credentials", "[default]\naws_access_key_id=AKHOME\naws_secret_access_key=S\n"
-                                   "[team]\naws_access_key_id = AKTEAM\naws_secret_access_key = S2\n"
-                                   "aws_session_token = TK2\n");
+    write_file(".aws/credentials",
+               "[default]\naws_access_key_id=AKHOME\naws_secret_access_key=S\n"
+               "[team]\naws_access_key_id = AKTEAM\naws_secret_access_key = S2\n"
+               "aws_session_token = TK2\n");
     write_file(".aws/config", "[default]\nregion=us-west-2\n[profile cfg]\nregion = ap-south-1\n"
                               "aws_access_key_id = AKCFG\naws_secret_access_key = S3\n"
                               "[profile role]\nrole_arn = arn:aws:iam::1:role/x\n");
@@ -348,7 +354,8 @@ START_TEST(sign_request)
                "    def do_POST(self):\n"
                "        n = int(self.headers.get('Content-Length', 0)); self.rfile.read(n)\n"
                "        with open(sys.argv[2], 'a') as f:\n"
-               "            for k, v in self.headers.items(): f.write(k.lower() + ': ' + v + '\\n')\n"
+               "            for k, v in self.headers.items():\n"
+               "                f.write(k.lower() + ': ' + v + '\\n')\n"
                "        self.send_response(200); self.send_header('Content-Length', '2')\n"
                "        self.end_headers(); self.wfile.write(b'{}')\n"
                "    def log_message(self, *a): pass\n"
@@ -388,6 +395,12 @@ START_TEST(sign_request)
     ck_assert_int_eq(resp.status, 200);
     ck_assert_str_eq(resp.body, "{}");
     ck_assert_int_eq(dc_cloud_perform(client, &req, &resp), 0); /* the kept handle again */
+    /* long-term keys, a request with no header of its own: nothing to append, still signed */
+    unsetenv("AWS_SESSION_TOKEN");
+    ck_assert_ptr_nonnull(a = dc_aws_open(pool, &o, err, sizeof(err)));
+    req.sign_baton = a;
+    ck_assert_msg(dc_cloud_perform(client, &req, &resp) == 0, "%s", resp.error);
+    ck_assert_int_eq(resp.status, 200);
     dc_test_stop(&http_proc);
 
     f = fopen(log, "r");
@@ -406,7 +419,7 @@ START_TEST(sign_request)
     fclose(f);
     ck_assert_int_eq(saw_auth, 2);
     ck_assert_int_eq(saw_token, 2);
-    ck_assert_int_eq(saw_date, 2);
+    ck_assert_int_eq(saw_date, 3);
 }
 END_TEST
 
@@ -439,6 +452,81 @@ START_TEST(retries_bounded)
 }
 END_TEST
 
+/* The decision-api's DynamoDB item as GetItem returns it, read by the dynamo store. */
+START_TEST(dynamo_item_layout)
+{
+    const char *reply = "{\"Item\":{\"id\":{\"S\":\"env.v1\"},\"d\":{\"N\":\"1796587200\"},"
+                        "\"vg_a\":{\"S\":\"var1:1\"},\"vg_b\":{\"S\":\"var2\"},"
+                        "\"vg_c\":{\"S\":\"v:3:1\"},\"vg_n\":{\"N\":\"5\"},\"vg_e\":{\"S\":\"\"},"
+                        "\"vg_z\":{\"S\":\":1\"}}}";
+    dc_assignments_t a;
+    const dc_assignment_t *x;
+    size_t len;
+    int act;
+
+    /* vg_n (a number), vg_e (empty), vg_z (":1" alone) are not assignments */
+    ck_assert_int_eq(dc_store_dynamo_decode_item(pool, "id", reply, strlen(reply), 0, &a), 3);
+    ck_assert_int_eq(a.n, 3);
+    x = dc_assignments_find(&a, "vg_a", 4);
+    ck_assert(x && x->activated && x->variation_id_len == 4 && !memcmp(x->variation_id, "var1", 4));
+    x = dc_assignments_find(&a, "vg_b", 4);
+    ck_assert(x && !x->activated && x->variation_id_len == 4 &&
+              !memcmp(x->variation_id, "var2", 4));
+    x = dc_assignments_find(&a, "vg_c", 4);
+    ck_assert(x && x->activated && x->variation_id_len == 3 && !memcmp(x->variation_id, "v:3", 3));
+    /* d = save time + 6 months: 2026-12-06T20:00:00Z - 6 months = 2026-06-06T20:00:00Z */
+    ck_assert_int_eq(a.ts_ms, 1780776000000LL);
+    ck_assert_int_eq(dc_store_dynamo_decode_item(pool, "id", reply, strlen(reply), 30, &a), 3);
+    ck_assert_int_eq(a.ts_ms, (1796587200LL - 30 * 86400) * 1000);
+
+    /* another key attribute name: "id" is then an assignment attribute like any other */
+    ck_assert_int_eq(dc_store_dynamo_decode_item(pool, "pk", reply, strlen(reply), 0, &a), 3);
+    ck_assert_int_eq(a.n, 4);
+
+    ck_assert_int_eq(dc_store_dynamo_decode_item(pool, "id", "{}", 2, 0, &a), 0); /* no item */
+    ck_assert_int_eq(a.n, 0);
+    ck_assert_int_eq(dc_store_dynamo_decode_item(pool, "id", "[1]", 3, 0, &a), -1);
+    ck_assert_int_eq(dc_store_dynamo_decode_item(pool, "id", "{\"Item\":[]}", 11, 0, &a), -1);
+    ck_assert_int_eq(dc_store_dynamo_decode_item(pool, "id", "{\"Item\":{\"a\":", 14, 0, &a), -1);
+
+    ck_assert_int_eq(dc_store_dynamo_decode_value("abc:0", 5, &len, &act), 0);
+    ck_assert(len == 3 && !act);
+    ck_assert_int_eq(dc_store_dynamo_decode_value("abc:2", 5, &len, &act), 0);
+    ck_assert(len == 5 && !act);
+    ck_assert_int_eq(dc_store_dynamo_decode_value(":1", 2, &len, &act), -1);
+}
+END_TEST
+
+/* dynamo:// URIs: options checked at open, secrets masked in the store's URI. */
+START_TEST(dynamo_uris)
+{
+    char err[400];
+    dc_store_t *s;
+
+    setenv("AWS_ACCESS_KEY_ID", "AK", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "SK", 1);
+    s = dc_store_open(pool, "dynamo://my-table?region=eu-west-1&pk_field=pk&pk_separator=%23",
+                      err, sizeof(err));
+    ck_assert_msg(s != NULL, "%s", err);
+    ck_assert_str_eq(s->provider->name, "dynamo");
+    s = dc_store_open(pool, "dynamo://?region=eu-west-1", err, sizeof(err)); /* default table */
+    ck_assert_msg(s != NULL, "%s", err);
+#define BAD(uri, what)                                                                             \
+    ck_assert_ptr_null(dc_store_open(pool, uri, err, sizeof(err)));                               \
+    ck_assert_msg(strstr(err, what) != NULL, "%s", err)
+    BAD("dynamo://a?region=eu-west-1", "table name");
+    BAD("dynamo://t/x?region=eu-west-1", "table name");
+    BAD("dynamo://table", "no region");
+    BAD("dynamo://table?region=eu-west-1&get_timeout_ms=0", "get_timeout_ms");
+    BAD("dynamo://table?region=eu-west-1&pk_field=d", "pk_field");
+    BAD("dynamo://table?region=eu-west-1&bogus=1", "unknown option");
+    BAD("dynamo://table?region=eu-west-1&endpoint=ftp://x", "http");
+    BAD("dynamo://table?region=eu-west-1&token=SECRET&x", "token=***");
+#undef BAD
+    ck_assert(strstr(err, "SECRET") == NULL);
+}
+END_TEST
+
 static Suite *aws_suite(void)
 {
     Suite *s = suite_create("aws");
@@ -457,6 +545,8 @@ static Suite *aws_suite(void)
     tcase_add_test(tc, region_and_endpoint);
     tcase_add_test(tc, sign_request);
     tcase_add_test(tc, retries_bounded);
+    tcase_add_test(tc, dynamo_item_layout);
+    tcase_add_test(tc, dynamo_uris);
     suite_add_tcase(s, tc);
     return s;
 }

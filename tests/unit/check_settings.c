@@ -369,6 +369,18 @@ START_TEST(flagship_cache_mapping)
     ck_assert_str_eq(dc_store_uri_from_flagship(pool, table_get, o, err, sizeof(err)),
                      "dbm:/nonexistent/assignments.db");
     apr_table_set(o, "CACHE_TYPE", "dynamo");
+    ck_assert_str_eq(dc_store_uri_from_flagship(pool, table_get, o, err, sizeof(err)),
+                     "dynamo://visitor-assignments?pk_field=id&pk_separator=.&get_timeout_ms=1000");
+    apr_table_set(o, "CACHE_OPTIONS_DYNAMOTABLENAME", "prod.assignments");
+    apr_table_set(o, "CACHE_OPTIONS_DYNAMOPKSEPARATOR", "#");
+    apr_table_set(o, "CACHE_OPTIONS_DYNAMOPKFIELD", "pk");
+    apr_table_set(o, "CACHE_OPTIONS_DYNAMOGETTIMEOUT", "250ms");
+    ck_assert_str_eq(dc_store_uri_from_flagship(pool, table_get, o, err, sizeof(err)),
+                     "dynamo://prod.assignments?pk_field=pk&pk_separator=%23&get_timeout_ms=250");
+    apr_table_set(o, "CACHE_OPTIONS_DYNAMOGETTIMEOUT", "1000");
+    ck_assert_ptr_null(dc_store_uri_from_flagship(pool, table_get, o, err, sizeof(err)));
+    ck_assert_ptr_nonnull(strstr(err, "CACHE_OPTIONS_DYNAMOGETTIMEOUT"));
+    apr_table_set(o, "CACHE_TYPE", "mongo");
     ck_assert_ptr_null(dc_store_uri_from_flagship(pool, table_get, o, err, sizeof(err)));
     ck_assert_ptr_nonnull(strstr(err, "not supported"));
 }

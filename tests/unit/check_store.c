@@ -182,7 +182,8 @@ START_TEST(registry_and_options)
     char err[200] = "";
     static const char *const schemes[][2] = {
         {"none", "none"}, {"memory?max_entries=5", "memory"}, {"dbm:/x?y", "dbm"},
-        {"redis://h:1/0", "redis"}, {"rediss://h", "rediss"}, {"plugin:/a.so?k=v", "plugin"},
+        {"redis://h:1/0", "redis"}, {"rediss://h", "rediss"}, {"dynamo://t", "dynamo"},
+        {"plugin:/a.so?k=v", "plugin"},
     };
 
     for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
@@ -195,7 +196,8 @@ START_TEST(registry_and_options)
     ck_assert_ptr_null(dc_store_backend_of("nonex"));
     ck_assert_ptr_null(dc_store_backend_of(""));
     ck_assert_str_eq(dc_store_usage(pool), "use none, memory, dbm:PATH, redis://host:port[/db], "
-                                           "rediss://host:port[/db] or plugin:/path/to/store.so");
+                                           "rediss://host:port[/db], dynamo://TABLE or "
+                                           "plugin:/path/to/store.so");
 
     ck_assert_int_eq(dc_store_parse_query(pool, "a=1&b=x%26y%3Dz&&c=", &o, err, sizeof(err)), 3);
     ck_assert_str_eq(o[0].key, "a");
@@ -219,6 +221,74 @@ START_TEST(registry_and_options)
     ck_assert_ptr_nonnull(strstr(err, "store plugin /nonexistent/x.so: cannot load it"));
     ck_assert_ptr_null(dc_store_open(pool, "plugin:/x.so?a", err, sizeof(err)));
     ck_assert_ptr_nonnull(strstr(err, "needs a name and a value"));
+}
+END_TEST
+
+/* The outage piece shared by redis://, dynamo:// and the plugin wrapper. */
+START_TEST(outage_window_probe_and_queue)
+{
+    dc_store_outage_t o;
+    apr_time_t t = apr_time_from_sec(1000);
+    dc_store_pending_t *list, *e;
+    size_t n;
+
+    memset(&o, 0, sizeof(o));
+    o.max_backoff = apr_time_from_msec(300);
+    ck_assert_int_eq(dc_store_outage_may_try(&o, t), 1);
+    ck_assert_int_eq(dc_store_outage_fail(&o, t, "down: %d", 1), 1);
+    ck_assert_str_eq(o.error, "down: 1");
+    ck_assert_int_eq(dc_store_outage_may_try(&o, t + DC_STORE_MIN_BACKOFF - 1), 0);
+    /* the window ends: one caller probes, the next one skips */
+    ck_assert_int_eq(dc_store_outage_may_try(&o, t + DC_STORE_MIN_BACKOFF), 1);
+    ck_assert_int_eq(dc_store_outage_may_try(&o, t + DC_STORE_MIN_BACKOFF + 1), 0);
+    {
+        char d[64];
+
+        dc_store_outage_describe(&o, t + DC_STORE_MIN_BACKOFF, d, sizeof(d));
+        ck_assert_str_eq(d, "down: 1; next try in 100 ms");
+        dc_store_outage_describe(&o, t + 10 * DC_STORE_MIN_BACKOFF, d, sizeof(d));
+        ck_assert_str_eq(d, "down: 1; next try in 0 ms");
+    }
+    /* the window doubles up to max_backoff */
+    ck_assert_int_eq(dc_store_outage_fail(&o, t, "x"), 0);
+    ck_assert_int_eq(o.backoff, 2 * DC_STORE_MIN_BACKOFF);
+    dc_store_outage_fail(&o, t, "x");
+    ck_assert_int_eq(o.backoff, apr_time_from_msec(300));
+    /* the queue: bounded by entries, in order, taken in batches, requeued in front */
+    for (int i = 0; i < DC_STORE_MAX_PENDING; i++) {
+        char b[16];
+        int len = snprintf(b, sizeof(b), "%d", i);
+
+        ck_assert_int_eq(dc_store_outage_queue(&o, dc_store_pending_new(b, (size_t)len, i)), 0);
+    }
+    e = dc_store_pending_new("late", 4, 0);
+    ck_assert_int_eq(dc_store_outage_queue(&o, e), -1);
+    free(e);
+    ck_assert_int_eq(dc_store_outage_queue(&o, NULL), -1);
+    ck_assert_uint_eq(o.pending_dropped, 2);
+    list = dc_store_outage_take(&o, 2, &n);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(list->data, "0");
+    ck_assert_str_eq(list->next->data, "1");
+    ck_assert_ptr_null(list->next->next);
+    dc_store_outage_requeue(&o, list);
+    ck_assert_uint_eq(o.n_pending, DC_STORE_MAX_PENDING);
+    list = dc_store_outage_take(&o, 0, &n);
+    ck_assert_uint_eq(n, DC_STORE_MAX_PENDING);
+    ck_assert_str_eq(list->data, "0");
+    ck_assert_ptr_null(o.pending);
+    ck_assert_uint_eq(o.pending_bytes, 0);
+    dc_store_pending_free(list);
+    /* bounded by bytes too */
+    e = dc_store_pending_new(NULL, DC_STORE_MAX_PENDING_BYTES + 1, 0);
+    ck_assert_int_eq(dc_store_outage_queue(&o, e), -1);
+    free(e);
+    ck_assert_int_eq(dc_store_outage_queue(&o, dc_store_pending_new("a", 1, 0)), 0);
+    dc_store_outage_drop_queue(&o);
+    ck_assert_uint_eq(o.n_pending, 0);
+    ck_assert_int_eq(dc_store_outage_ok(&o), 1);
+    ck_assert_int_eq(dc_store_outage_ok(&o), 0);
+    ck_assert_int_eq(dc_store_outage_may_try(&o, t), 1);
 }
 END_TEST
 
@@ -1439,7 +1509,8 @@ START_TEST(flagship_settings)
                                              "CACHE_OPTIONS_REDISTLS", "false", NULL};
     static const char *const redis_tls[] = {"CACHE_TYPE", "redis", "CACHE_OPTIONS_REDISTLS",
                                             "true", NULL};
-    static const char *const dynamo[] = {"CACHE_TYPE", "dynamo", NULL};
+    static const char *const dynamo[] = {"CACHE_TYPE", "dynamo", "CACHE_OPTIONS_DYNAMOGETTIMEOUT",
+                                         "2s", NULL};
     static const char *const bad_ttl[] = {"CACHE_TYPE", "redis", "CACHE_OPTIONS_REDISTTL",
                                           "7776000", NULL};
     static const char *const bad_db[] = {"CACHE_TYPE", "redis", "CACHE_OPTIONS_REDISDB", "-1",
@@ -1466,8 +1537,8 @@ START_TEST(flagship_settings)
     uri = uri_of(redis_full, err, sizeof(err));
     ck_assert_str_eq(uri, "redis://app%20user:p%40ss%3Aw%2Frd%25@10.0.0.5:6380/3?ttl=5400");
     ck_assert_str_eq(uri_of(redis_tls, err, sizeof(err)), "rediss://localhost:6379/0?ttl=7776000");
-    ck_assert_ptr_null(uri_of(dynamo, err, sizeof(err)));
-    ck_assert_ptr_nonnull(strstr(err, "dynamo"));
+    ck_assert_str_eq(uri_of(dynamo, err, sizeof(err)),
+                     "dynamo://visitor-assignments?pk_field=id&pk_separator=.&get_timeout_ms=2000");
     ck_assert_ptr_null(uri_of(bad_ttl, err, sizeof(err)));
     ck_assert_ptr_null(uri_of(bad_db, err, sizeof(err)));
     ck_assert_ptr_null(uri_of(bad_tls, err, sizeof(err)));
@@ -1644,6 +1715,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, record_codec_survives_garbage);
     tcase_add_test(tc, record_fast_reader_agrees_with_jansson);
     tcase_add_test(tc, registry_and_options);
+    tcase_add_test(tc, outage_window_probe_and_queue);
     tcase_add_test(tc, memory_contract);
     tcase_add_loop_test(tc, dbm_contract, 0, N_DBM_TYPES);
     tcase_add_test(tc, dbm_bad_uris);
