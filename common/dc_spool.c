@@ -1,19 +1,37 @@
 /*
  * dc_spool: see dc_spool.h for the layout and the guarantees.
  *
- * The file I/O is plain POSIX on purpose: the guarantees rest on exactly one
- * write(2) per record on an O_APPEND descriptor, fdatasync(2), rename(2) and
- * kill(pid, 0), which APR's file layer would only wrap (and buffer, if asked
- * wrongly). APR still provides the pools, the mutex, the clock and random
- * bytes.
+ * The file I/O is plain POSIX on purpose: the guarantees rest on each record
+ * being copied whole, at an offset of its own, into the kernel's page cache
+ * before the request is answered (into a MAP_SHARED mapping of the segment,
+ * or with one pwrite(2) where mapping is not possible), fdatasync(2),
+ * rename(2) and kill(pid, 0), which APR's file layer would only wrap (and
+ * buffer, if asked wrongly). APR still provides the pools, the mutex, the
+ * clock and random bytes.
  *
- * The request path holds the process's mutex for the bound check, the id
- * stamping (ids number the records of a segment, so they need its order) and
- * the write; the record is sized and allocated before taking the lock.
+ * A mapped segment costs the request no system call: a store to a shared
+ * file mapping is in the page cache as soon as it is made, so a crash of the
+ * process loses nothing (the machine's crash is what fsync is for, as with
+ * write(2)). The file is grown ahead of the records with posix_fallocate, a
+ * step at a time, so a copy never touches a page the file system has not
+ * allocated (a full disk is a refused record, not a SIGBUS), and is cut to
+ * its records when the segment closes. A killed process's .open segment may
+ * end in allocated zeros: adoption cuts them off.
+ *
+ * The request path builds and checksums its record without any lock (ids come
+ * from an atomic counter), holds the process's mutex only to check the bound,
+ * pick the segment and reserve the record's offset, and writes after
+ * releasing it: the threads of a busy child used to queue on that mutex for
+ * the length of a write(2). Writers between their reservation and the end of
+ * their write (and of their fdatasync with fsync=always) are counted in
+ * `inflight`; closing a segment waits for them, so a .ready segment is
+ * complete. A process killed between a reservation and its write leaves a
+ * hole of zeros in its .open segment: readers skip it like a torn record.
  */
 #include "dc_spool.h"
 #include "dc_buf.h"
 #include "dc_log.h"
+#include "dc_proc.h"
 
 #include <apr_file_info.h>
 #include <apr_file_io.h>
@@ -32,6 +50,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -40,6 +59,7 @@
 #define ID_MAX 80
 #define SCAN_EVERY apr_time_from_sec(1)
 #define MAX_SEGMENT_READ ((apr_off_t)1024 * 1024 * 1024)
+#define MAP_SLACK ((apr_off_t)1024 * 1024) /* mapped past segment_max_bytes */
 
 struct dc_spool {
     apr_pool_t *pool;
@@ -49,13 +69,23 @@ struct dc_spool {
     pid_t pid;                  /* the process that owns fd (a fork starts afresh) */
     int fd;                     /* current .open segment, -1 when none */
     char stem[64];              /* <created_ms>-<pid>-<seq>-<rand> */
+    char id_stem[48];           /* <started_ms>-<pid>-<rand>: this process's hit ids */
+    size_t id_stem_len;
     unsigned seq;
     uint32_t rand;
-    apr_off_t seg_bytes;
+    uint64_t next_record;       /* atomic: numbers this process's records for their ids */
+    apr_off_t seg_bytes;        /* reserved, written or not yet */
+    char *map;                  /* the segment mapped (MAP_SHARED), NULL: pwrite */
+    apr_off_t map_len;          /* address space mapped */
+    apr_off_t map_backed;       /* bytes of the file allocated, which records may be copied to */
+    int map_failed;             /* growing the file failed: pwrite from here on */
     uint64_t seg_records;
+    unsigned seg_gen;           /* bumped when a segment is closed */
     apr_time_t seg_created;
     apr_time_t last_sync;
-    int dirty;                  /* written since the last fdatasync */
+    unsigned inflight;          /* atomic: writers between reservation and write */
+    uint64_t written;           /* atomic: records whose write has returned */
+    uint64_t synced;            /* `written` covered by the last fdatasync */
 
     apr_thread_t *syncer;       /* background fdatasync and age rotation */
     apr_thread_cond_t *syncer_wake;
@@ -335,11 +365,13 @@ static int parse_payload(const char *data, size_t start, size_t end, apr_pool_t 
     return 0;
 }
 
-/* The start of the next record line after a bad one, or len. */
+/* The start of the next record after a bad one, or len. Records follow a
+ * newline, or the zeros of a range a killed writer had reserved but not
+ * written. */
 static size_t resync(const char *data, size_t len, size_t pos)
 {
     for (size_t i = pos + 1; i + 4 <= len; i++)
-        if (data[i - 1] == '\n' && memcmp(data + i, "DC1 ", 4) == 0)
+        if ((data[i - 1] == '\n' || data[i - 1] == '\0') && memcmp(data + i, "DC1 ", 4) == 0)
             return i;
     return len;
 }
@@ -429,6 +461,13 @@ static int adopt(const char *dir, apr_pool_t *p, int own_pid_is_dead)
         apr_pool_create(&tmp, p);
         path = apr_pstrcat(tmp, dir, "/", e->d_name, NULL);
         if (dc_read_file(tmp, path, (size_t)MAX_SEGMENT_READ, &data, &len) == 0) {
+            size_t kept = len;
+
+            /* a mapped segment's file is allocated ahead of its records */
+            while (kept > 0 && data[kept - 1] == '\0')
+                kept--;
+            if (kept < len && truncate(path, (off_t)kept) == 0)
+                len = kept;
             dc_spool_parse(data, len, e->d_name, tmp, count_record, &records, NULL);
             if (make_ready(dir, e->d_name, records, tmp) == 0) {
                 adopted++;
@@ -476,18 +515,40 @@ int dc_spool_list_ready(const char *dir, apr_pool_t *p, const char ***names, siz
 
 /* ---- the writer ------------------------------------------------------------------ */
 
+/* Waits (under s->lock, so no new reservation) for the writers still
+ * writing into the current segment: a write to the page cache takes
+ * microseconds, an fdatasync with fsync=always a few milliseconds. */
+static void wait_for_writers(dc_spool_t *s)
+{
+    while (__atomic_load_n(&s->inflight, __ATOMIC_ACQUIRE))
+        apr_sleep(50);
+}
+
 static void close_segment(dc_spool_t *s)
 {
     char name[128];
     apr_pool_t *tmp;
+    uint64_t written;
 
     if (s->fd < 0)
         return;
-    if (s->opt.fsync != DC_SPOOL_FSYNC_NEVER && s->dirty)
+    wait_for_writers(s);
+    if (s->map) {
+        munmap(s->map, (size_t)s->map_len);
+        s->map = NULL;
+        if (s->map_backed > s->seg_bytes && ftruncate(s->fd, s->seg_bytes) < 0)
+            dc_log(DC_LOG_WARN,
+                   DCLOGNO(10709) "spool: cannot cut segment %s/seg-%s.open to its records: "
+                                  "%s (the zeros after them are skipped when it is read)",
+                   s->opt.dir, s->stem, strerror(errno));
+    }
+    written = __atomic_load_n(&s->written, __ATOMIC_ACQUIRE);
+    if (s->opt.fsync != DC_SPOOL_FSYNC_NEVER && written != s->synced)
         (void)fdatasync(s->fd);
+    s->synced = written;
     close(s->fd);
     s->fd = -1;
-    s->dirty = 0;
+    s->seg_gen++;
     snprintf(name, sizeof(name), "seg-%s.open", s->stem);
     apr_pool_create(&tmp, s->pool);
     if (make_ready(s->opt.dir, name, s->seg_records, tmp) < 0)
@@ -500,6 +561,48 @@ static void close_segment(dc_spool_t *s)
     apr_pool_destroy(tmp);
 }
 
+static apr_off_t round_to_page(apr_off_t n)
+{
+    apr_off_t page = (apr_off_t)sysconf(_SC_PAGESIZE);
+
+    if (page <= 0)
+        page = 4096;
+    return (n + page - 1) / page * page;
+}
+
+/* Under s->lock: allocates the mapped segment's file up to at least `end`, a
+ * step (a sixteenth of a segment, 4 KiB to 1 MiB) at a time. 0, or -1 when
+ * the record must be written with pwrite (no mapping, past the mapping, or
+ * the file system refused: a full disk, then pwrite says so). */
+static int map_grow(dc_spool_t *s, apr_off_t end)
+{
+    apr_off_t step, target;
+    int rv;
+
+    if (!s->map || s->map_failed || end > s->map_len)
+        return -1;
+    if (end <= s->map_backed)
+        return 0;
+    step = s->opt.segment_max_bytes / 16;
+    step = step < 4096 ? 4096 : step > 1024 * 1024 ? 1024 * 1024 : step;
+    target = round_to_page(end + step);
+    if (target > s->map_len)
+        target = s->map_len;
+    if ((rv = posix_fallocate(s->fd, s->map_backed, target - s->map_backed)) != 0) {
+        s->map_failed = 1;
+        dc_log(DC_LOG_WARN, DCLOGNO(10711) "spool: cannot grow segment %s/seg-%s.open: %s",
+               s->opt.dir, s->stem, strerror(rv));
+        return -1;
+    }
+#ifdef MADV_POPULATE_WRITE
+    /* The pages faulted in at once, here, rather than one fault per page on
+     * the request path (a no-op before Linux 5.14). */
+    (void)madvise(s->map + s->map_backed, (size_t)(target - s->map_backed), MADV_POPULATE_WRITE);
+#endif
+    s->map_backed = target;
+    return 0;
+}
+
 static int open_segment(dc_spool_t *s, apr_time_t now)
 {
     char path[PATH_MAX];
@@ -508,7 +611,9 @@ static int open_segment(dc_spool_t *s, apr_time_t now)
         snprintf(s->stem, sizeof(s->stem), "%013" PRId64 "-%ld-%u-%08x",
                  (int64_t)apr_time_as_msec(now), (long)s->pid, s->seq++, s->rand);
         snprintf(path, sizeof(path), "%s/seg-%s.open", s->opt.dir, s->stem);
-        s->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+        /* Read and write: a shared writable mapping needs both. Not O_APPEND:
+         * Linux's pwrite appends regardless of the offset given. */
+        s->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (s->fd >= 0)
             break;
         if (errno != EEXIST) {
@@ -523,7 +628,17 @@ static int open_segment(dc_spool_t *s, apr_time_t now)
     s->seg_records = 0;
     s->seg_created = now;
     s->last_sync = now;
-    s->dirty = 0;
+    s->map_backed = 0;
+    s->map_failed = 0;
+    /* Address space for a full segment and the record that crosses its bound;
+     * the pages are the file's, allocated as records come (map_grow). */
+    s->map_len = round_to_page(s->opt.segment_max_bytes + MAP_SLACK);
+    s->map = mmap(NULL, (size_t)s->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
+    if (s->map == MAP_FAILED) {
+        s->map = NULL;
+        dc_log(DC_LOG_DEBUG, DCLOGNO(10710) "spool: cannot map %s: %s; writing records with "
+                                            "pwrite instead", path, strerror(errno));
+    }
     if (s->opt.fsync != DC_SPOOL_FSYNC_NEVER)
         sync_dir(s->opt.dir);
     return 0;
@@ -533,16 +648,33 @@ static void new_identity(dc_spool_t *s)
 {
     unsigned char r[4] = {0};
 
-    s->pid = getpid();
     s->seq = 0;
     if (apr_generate_random_bytes(r, sizeof(r)) != APR_SUCCESS)
         r[0] = (unsigned char)apr_time_now();
     s->rand = (uint32_t)r[0] << 24 | (uint32_t)r[1] << 16 | (uint32_t)r[2] << 8 | r[3];
+    s->id_stem_len = (size_t)snprintf(s->id_stem, sizeof(s->id_stem), "%013" PRId64 "-%ld-%08x",
+                                      (int64_t)apr_time_as_msec(apr_time_now()),
+                                      (long)dc_proc_pid(), s->rand);
+    __atomic_store_n(&s->next_record, 0, __ATOMIC_RELAXED);
+    /* last: a thread that sees its own pid here sees the identity above */
+    __atomic_store_n(&s->pid, dc_proc_pid(), __ATOMIC_RELEASE);
 }
 
-static apr_off_t directory_bytes(const char *dir)
+/* Under s->lock: whether name is this process's current segment, whose file
+ * is allocated ahead of its records (seg_bytes is what it holds). */
+static int is_own_open_segment(const dc_spool_t *s, const char *name)
 {
-    DIR *d = opendir(dir);
+    size_t stem_len = strlen(s->stem);
+
+    return s->fd >= 0 && strncmp(name + 4, s->stem, stem_len) == 0 &&
+           strcmp(name + 4 + stem_len, ".open") == 0;
+}
+
+/* Under s->lock. Other processes' open segments count with what their
+ * files have allocated: at most a growth step more than they hold. */
+static apr_off_t directory_bytes(const dc_spool_t *s)
+{
+    DIR *d = opendir(s->opt.dir);
     struct dirent *e;
     apr_off_t total = 0;
     struct stat st;
@@ -553,7 +685,11 @@ static apr_off_t directory_bytes(const char *dir)
     while ((e = readdir(d)) != NULL) {
         if (strncmp(e->d_name, "seg-", 4) != 0)
             continue;
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if (is_own_open_segment(s, e->d_name)) {
+            total += s->seg_bytes;
+            continue;
+        }
+        snprintf(path, sizeof(path), "%s/%s", s->opt.dir, e->d_name);
         if (stat(path, &st) == 0)
             total += st.st_size;
     }
@@ -564,7 +700,7 @@ static apr_off_t directory_bytes(const char *dir)
 static apr_off_t total_bytes(dc_spool_t *s, apr_time_t now)
 {
     if (!s->scanned_at || now - s->scanned_at >= SCAN_EVERY || now < s->scanned_at) {
-        s->scanned_bytes = directory_bytes(s->opt.dir);
+        s->scanned_bytes = directory_bytes(s);
         s->scanned_at = now;
         s->written_since_scan = 0;
     }
@@ -623,29 +759,34 @@ static apr_interval_time_t syncer_period(const dc_spool_t *s)
 static void background_work(dc_spool_t *s)
 {
     apr_time_t now = apr_time_now();
+    uint64_t written;
     int fd;
 
-    if (s->fd < 0 || s->pid != getpid())
+    if (s->fd < 0 || s->pid != dc_proc_pid())
         return;
     if (now - s->seg_created >= s->opt.segment_max_age) {
         close_segment(s);
         return;
     }
-    if (!s->dirty || s->opt.fsync != DC_SPOOL_FSYNC_INTERVAL ||
+    written = __atomic_load_n(&s->written, __ATOMIC_ACQUIRE);
+    if (written == s->synced || s->opt.fsync != DC_SPOOL_FSYNC_INTERVAL ||
         now - s->last_sync < s->opt.fsync_interval)
         return;
-    s->dirty = 0;
     s->last_sync = now;
     /* The sync runs without the lock (requests keep appending); a dup keeps
-     * the file open if the segment is closed meanwhile. */
+     * the file open if the segment is closed meanwhile. Writes that return
+     * after `written` was read are left to the next sync. */
     if ((fd = dup(s->fd)) < 0) {
         (void)fdatasync(s->fd);
+        s->synced = written;
         return;
     }
     apr_thread_mutex_unlock(s->lock);
     (void)fdatasync(fd);
     close(fd);
     apr_thread_mutex_lock(s->lock);
+    if (written > s->synced)
+        s->synced = written;
 }
 
 static void *APR_THREAD_FUNC syncer_main(apr_thread_t *t, void *data)
@@ -678,12 +819,12 @@ static void start_syncer(dc_spool_t *s)
                               "on the request path instead");
         return;
     }
-    s->syncer_pid = getpid();
+    s->syncer_pid = dc_proc_pid();
 }
 
 static int have_syncer(const dc_spool_t *s)
 {
-    return s->syncer && s->syncer_pid == getpid();
+    return s->syncer && s->syncer_pid == dc_proc_pid();
 }
 
 dc_spool_t *dc_spool_open(apr_pool_t *p, const dc_spool_options_t *opt, char *err,
@@ -757,7 +898,7 @@ void dc_spool_close(dc_spool_t *s)
     if (!s)
         return;
     apr_thread_mutex_lock(s->lock);
-    if (s->syncer && s->syncer_pid == getpid()) {
+    if (s->syncer && s->syncer_pid == dc_proc_pid()) {
         syncer = s->syncer;
         s->syncer_stop = 1;
         apr_thread_cond_signal(s->syncer_wake);
@@ -772,7 +913,7 @@ void dc_spool_close(dc_spool_t *s)
 void dc_spool_rotate(dc_spool_t *s)
 {
     apr_thread_mutex_lock(s->lock);
-    if (s->pid == getpid())
+    if (s->pid == dc_proc_pid())
         close_segment(s);
     apr_thread_mutex_unlock(s->lock);
 }
@@ -813,59 +954,44 @@ static void refuse(dc_spool_t *s, size_t n, const char *why)
     s->refusing = 1;
 }
 
-int dc_spool_append(dc_spool_t *s, apr_pool_t *p, const dc_hit_t *hits, size_t n)
+/* A forked child starts its own segment, ids and syncer: the parent's are
+ * the parent's. One load when nothing forked. */
+static void check_fork(dc_spool_t *s)
 {
-    size_t cap = HEADER_LEN + 24, stem_len;
-    char *rec, *w, hex[20];
-    apr_time_t now;
-    uint32_t crc;
-    ssize_t written;
-    size_t len;
-    int rc = -1, sync_fd = -1;
+    pid_t self = dc_proc_pid();
 
-    if (n == 0)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        cap += 1 + ID_MAX + 1 + 21 + 1 + 21 + 1 + 21 + 1 + hits[i].json_len;
-    rec = apr_palloc(p, cap);
-
+    if (__atomic_load_n(&s->pid, __ATOMIC_ACQUIRE) == self)
+        return;
     apr_thread_mutex_lock(s->lock);
-    now = apr_time_now();
-    if (s->pid != getpid()) {
-        /* A fork: the segment is the parent's; start our own. */
+    if (s->pid != self) {
+        if (s->map)
+            munmap(s->map, (size_t)s->map_len);
+        s->map = NULL;
         if (s->fd >= 0)
             close(s->fd);
         s->fd = -1;
+        s->inflight = 0; /* the parent's writers, not ours */
         new_identity(s);
         start_syncer(s);
     }
-    if (s->fd >= 0 && now - s->seg_created >= s->opt.segment_max_age)
-        close_segment(s);
-    if (total_bytes(s, now) + (apr_off_t)cap > s->opt.max_bytes) {
-        while (s->opt.on_full == DC_SPOOL_FULL_DROP_OLDEST &&
-               total_bytes(s, now) + (apr_off_t)cap > s->opt.max_bytes && drop_oldest(s) == 0)
-            ;
-        if (total_bytes(s, now) + (apr_off_t)cap > s->opt.max_bytes) {
-            refuse(s, n, apr_psprintf(p, "the spool is at its bound (max-bytes %" APR_OFF_T_FMT
-                                         "; the collector is down or too slow?)",
-                                      s->opt.max_bytes));
-            goto out;
-        }
-    }
-    if (s->fd < 0 && open_segment(s, now) < 0) {
-        refuse(s, n, "cannot create a segment");
-        goto out;
-    }
+    apr_thread_mutex_unlock(s->lock);
+}
 
-    w = rec + HEADER_LEN;
+/* The record of hits[0..n) in rec (at least record_capacity bytes); its length. */
+static size_t build_record(const dc_spool_t *s, uint64_t record, const dc_hit_t *hits, size_t n,
+                           char *rec)
+{
+    char *w = rec + HEADER_LEN, hex[20];
+    size_t len;
+    uint32_t crc;
+
     put_u64(&w, n);
-    stem_len = strlen(s->stem);
     for (size_t i = 0; i < n; i++) {
         *w++ = ' ';
-        memcpy(w, s->stem, stem_len);
-        w += stem_len;
+        memcpy(w, s->id_stem, s->id_stem_len);
+        w += s->id_stem_len;
         *w++ = '.';
-        put_u64(&w, s->seg_records);
+        put_u64(&w, record);
         *w++ = '.';
         put_u64(&w, i);
         *w++ = ' ';
@@ -885,57 +1011,123 @@ int dc_spool_append(dc_spool_t *s, apr_pool_t *p, const dc_hit_t *hits, size_t n
     memcpy(rec + 4, hex, 17);
     rec[21] = ' ';
     *w++ = '\n';
-    len = (size_t)(w - rec);
+    return (size_t)(w - rec);
+}
 
-    do
-        written = write(s->fd, rec, len);
-    while (written < 0 && errno == EINTR);
-    if (written != (ssize_t)len) {
-        /* A short write leaves a torn record that readers skip; the next
-         * record goes into a fresh segment. */
-        dc_log(DC_LOG_ERROR, DCLOGNO(10706) "spool: write to %s/seg-%s.open failed: %s",
-               s->opt.dir, s->stem, written < 0 ? strerror(errno) : "short write");
-        if (written > 0) {
-            s->seg_bytes += written;
-            s->written_since_scan += written;
-        }
+/* Under s->lock: makes room for len bytes in the current segment (closing an
+ * old one, applying the bound, opening a new one). 0, or -1 when refused. */
+static int make_room(dc_spool_t *s, apr_pool_t *p, size_t len, size_t n, apr_time_t now)
+{
+    if (s->fd >= 0 && now - s->seg_created >= s->opt.segment_max_age)
         close_segment(s);
-        refuse(s, n, "a write failed");
-        goto out;
+    if (total_bytes(s, now) + (apr_off_t)len > s->opt.max_bytes) {
+        while (s->opt.on_full == DC_SPOOL_FULL_DROP_OLDEST &&
+               total_bytes(s, now) + (apr_off_t)len > s->opt.max_bytes && drop_oldest(s) == 0)
+            ;
+        if (total_bytes(s, now) + (apr_off_t)len > s->opt.max_bytes) {
+            refuse(s, n, apr_psprintf(p, "the spool is at its bound (max-bytes %" APR_OFF_T_FMT
+                                         "; the collector is down or too slow?)",
+                                      s->opt.max_bytes));
+            return -1;
+        }
     }
+    if (s->fd >= 0 && s->map && s->seg_records && s->seg_bytes + (apr_off_t)len > s->map_len)
+        close_segment(s); /* a record of over a MiB: a fresh segment's mapping may take it */
+    if (s->fd < 0 && open_segment(s, now) < 0) {
+        refuse(s, n, "cannot create a segment");
+        return -1;
+    }
+    return 0;
+}
+
+int dc_spool_append(dc_spool_t *s, apr_pool_t *p, const dc_hit_t *hits, size_t n)
+{
+    size_t cap = HEADER_LEN + 24, len, done = 0;
+    char *rec, *map;
+    apr_time_t now;
+    apr_off_t offset;
+    unsigned gen;
+    ssize_t w = 0;
+    int fd, full, write_errno = 0;
+
+    if (n == 0)
+        return 0;
+    check_fork(s);
+    for (size_t i = 0; i < n; i++)
+        cap += 1 + ID_MAX + 1 + 21 + 1 + 21 + 1 + 21 + 1 + hits[i].json_len;
+    rec = apr_palloc(p, cap);
+    len = build_record(s, __atomic_fetch_add(&s->next_record, 1, __ATOMIC_RELAXED), hits, n, rec);
+
+    apr_thread_mutex_lock(s->lock);
+    now = apr_time_now();
+    if (make_room(s, p, len, n, now) < 0) {
+        apr_thread_mutex_unlock(s->lock);
+        return -1;
+    }
+    fd = s->fd;
+    gen = s->seg_gen;
+    offset = s->seg_bytes;
+    map = map_grow(s, offset + (apr_off_t)len) == 0 ? s->map : NULL;
     s->seg_bytes += (apr_off_t)len;
     s->seg_records++;
     s->written_since_scan += (apr_off_t)len;
     s->accepted++;
     s->accepted_hits += n;
-    s->dirty = 1;
-    if (s->opt.fsync == DC_SPOOL_FSYNC_ALWAYS) {
-        /* Synced after the lock is released, so threads sync side by side
-         * (the kernel merges them) instead of one after the other. */
-        if ((sync_fd = dup(s->fd)) < 0)
-            (void)fdatasync(s->fd);
+    full = s->seg_bytes >= s->opt.segment_max_bytes;
+    if (s->opt.fsync == DC_SPOOL_FSYNC_INTERVAL && !have_syncer(s) &&
+        now - s->last_sync >= s->opt.fsync_interval) {
+        /* no background thread: the interval's sync is the request path's */
+        s->synced = __atomic_load_n(&s->written, __ATOMIC_ACQUIRE);
+        (void)fdatasync(fd);
         s->last_sync = now;
-        s->dirty = 0;
-    } else if (s->opt.fsync == DC_SPOOL_FSYNC_INTERVAL && !have_syncer(s) &&
-               now - s->last_sync >= s->opt.fsync_interval) {
-        (void)fdatasync(s->fd);
-        s->last_sync = now;
-        s->dirty = 0;
     }
     if (s->refusing) {
         dc_log(DC_LOG_INFO, DCLOGNO(10707) "spool: accepting events again in %s", s->opt.dir);
         s->refusing = 0;
     }
-    if (s->seg_bytes >= s->opt.segment_max_bytes)
-        close_segment(s);
-    rc = 0;
-out:
+    __atomic_add_fetch(&s->inflight, 1, __ATOMIC_RELAXED);
     apr_thread_mutex_unlock(s->lock);
-    if (sync_fd >= 0) {
-        (void)fdatasync(sync_fd);
-        close(sync_fd);
+
+    /* Outside the lock: the range is ours, and the segment stays open (and
+     * mapped) until inflight says we are done. */
+    if (map) {
+        memcpy(map + offset, rec, len);
+        done = len;
     }
-    return rc;
+    while (done < len) {
+        w = pwrite(fd, rec + done, len - done, offset + (apr_off_t)done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            write_errno = w < 0 ? errno : 0;
+            break;
+        }
+        done += (size_t)w;
+    }
+    if (done == len) {
+        /* threads sync side by side; the kernel merges them */
+        if (s->opt.fsync == DC_SPOOL_FSYNC_ALWAYS)
+            (void)fdatasync(fd);
+        __atomic_add_fetch(&s->written, 1, __ATOMIC_RELEASE);
+    }
+    __atomic_sub_fetch(&s->inflight, 1, __ATOMIC_RELEASE);
+    if (done == len && !full)
+        return 0;
+
+    apr_thread_mutex_lock(s->lock);
+    if (done != len) {
+        /* The range is torn (readers skip it); the next record goes into a
+         * fresh segment. */
+        dc_log(DC_LOG_ERROR, DCLOGNO(10706) "spool: write to a segment in %s failed: %s",
+               s->opt.dir, write_errno ? strerror(write_errno) : "short write");
+        s->accepted--;
+        s->accepted_hits -= n;
+        refuse(s, n, "a write failed");
+    }
+    if (s->seg_gen == gen)
+        close_segment(s);
+    apr_thread_mutex_unlock(s->lock);
+    return done == len ? 0 : -1;
 }
 
 int dc_spool_sink(void *spool, apr_pool_t *p, const dc_hit_t *hits, size_t n)
@@ -956,6 +1148,8 @@ void dc_spool_stats(dc_spool_t *s, dc_spool_stats_t *st)
     struct dirent *e;
     struct stat fst;
     char path[PATH_MAX];
+    char own[128] = "";
+    apr_off_t own_bytes = 0;
     int64_t oldest = 0;
     apr_time_t now = apr_time_now();
 
@@ -968,8 +1162,11 @@ void dc_spool_stats(dc_spool_t *s, dc_spool_stats_t *st)
     st->dropped = s->dropped;
     st->dropped_segments = s->dropped_segments;
     st->refusing = s->refusing;
-    if (s->fd >= 0 && s->pid == getpid())
+    if (s->fd >= 0 && s->pid == dc_proc_pid()) {
         st->depth_records = s->seg_records;
+        snprintf(own, sizeof(own), "seg-%s.open", s->stem);
+        own_bytes = s->seg_bytes;
+    }
     apr_thread_mutex_unlock(s->lock);
 
     if ((d = opendir(s->opt.dir)) == NULL)
@@ -983,6 +1180,8 @@ void dc_spool_stats(dc_spool_t *s, dc_spool_stats_t *st)
         snprintf(path, sizeof(path), "%s/%s", s->opt.dir, e->d_name);
         if (stat(path, &fst) != 0)
             continue;
+        if (strcmp(e->d_name, own) == 0)
+            fst.st_size = own_bytes; /* allocated ahead of its records */
         st->segments++;
         st->depth_bytes += (uint64_t)fst.st_size;
         if (has_suffix(e->d_name, ".ready"))

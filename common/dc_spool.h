@@ -11,8 +11,9 @@
  *     dead-letter/YYYYMMDD.jsonl                     batches the collector refused
  *
  * Each process appends to its own segment, so no lock is shared between
- * processes on the request path; threads of a process share one mutex. A
- * record is one request's hits, written with ONE write() on an O_APPEND fd:
+ * processes on the request path; threads of a process share one mutex, held
+ * only to reserve a record's range. A record is one request's hits, copied
+ * whole into the mapped segment (or written with one pwrite) at its range:
  *
  *     DC1 <payload length, 8 hex> <crc32 of the payload, 8 hex> <payload>\n
  *     payload = <n hits> then n times " <id> <received_ms> <qt_base> <len> <json>"
@@ -31,7 +32,9 @@
  * a forked child on its first append) that does the interval fdatasync
  * without holding the request path's lock and closes segments past their
  * age, so an idle process's events still reach the shipper. With
- * fsync=always the record's fdatasync also runs after the lock is released. A .open segment whose pid is gone
+ * fsync=always the record's fdatasync also runs after the lock is released.
+ * The open segment's file is allocated ahead of its records (cut to them at
+ * close; adoption cuts a dead process's trailing zeros). A .open segment whose pid is gone
  * (a crash, kill -9) is adopted as ready by dc_spool_adopt_dead, which every
  * open and every shipper run call. The total size of the directory is bounded:
  * at the bound new events are refused (default; counted, logged once per

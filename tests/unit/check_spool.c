@@ -262,6 +262,14 @@ START_TEST(records_read_back_exactly)
 }
 END_TEST
 
+static int count_records(void *baton, apr_off_t offset, apr_off_t end,
+                         const dc_spool_hit_t *hits, size_t n)
+{
+    (void)offset, (void)end, (void)hits, (void)n;
+    (*(uint64_t *)baton)++;
+    return 0;
+}
+
 START_TEST(torn_and_corrupt_records_are_skipped)
 {
     dc_spool_t *s = open_spool("fsync=never");
@@ -292,6 +300,25 @@ START_TEST(torn_and_corrupt_records_are_skipped)
     ck_assert_uint_eq(r.records, 4);
     ck_assert_ptr_null(apr_hash_get(r.keys, "r1/0", APR_HASH_KEY_STRING));
     ck_assert_ptr_nonnull(apr_hash_get(r.keys, "r4/1", APR_HASH_KEY_STRING));
+
+    /* A writer killed between reserving its range and writing it leaves zeros
+     * between intact records (and at the end): the records after the hole are
+     * read. */
+    {
+        const char *hit = "{\"t\":\"EVENT\",\"ea\":\"x\"}";
+        const char *payload = apr_psprintf(pool, "1 id.0.0 1 0 %u %s", (unsigned)strlen(hit), hit);
+        char *rec = apr_psprintf(pool, "DC1 %08x %08x %s\n", (unsigned)strlen(payload),
+                                 (unsigned)dc_spool_crc32(payload, strlen(payload)), payload);
+        size_t rlen = strlen(rec), hlen = 2 * rlen + 40;
+        char *holed = apr_pcalloc(pool, hlen);
+        uint64_t records = 0;
+
+        memcpy(holed, rec, rlen);               /* a record, 30 zeros, */
+        memcpy(holed + rlen + 30, rec, rlen);   /* a record, 10 zeros */
+        dc_spool_parse(holed, hlen, "holed", pool, count_records, &records, &skipped);
+        ck_assert_uint_eq(records, 2);
+        ck_assert_uint_eq(skipped, 2);
+    }
 
     /* Garbage alone, and a header whose length runs past the end. */
     dc_spool_parse("hello\nworld\n", 12, "garbage", pool, NULL, NULL, &skipped);
@@ -419,8 +446,21 @@ START_TEST(bound_drops_oldest_and_counts)
 
     for (int i = 0; i < 40; i++)
         ck_assert_int_eq(append_keys(s, apr_psprintf(pool, "d%d", i), 2), 0);
-    ck_assert_int_le(dir_bytes(), 2048);
+    /* the open segment's file is allocated ahead of its records until it closes */
     dc_spool_close(s);
+    ck_assert_int_le(dir_bytes(), 2048);
+    {
+        const char **names;
+        size_t n, len;
+
+        ck_assert_int_eq(dc_spool_list_ready(dir, pool, &names, &n), 0);
+        for (size_t i = 0; i < n; i++) { /* each ends with its last record */
+            char *data = slurp(apr_pstrcat(pool, dir, "/", names[i], NULL), &len);
+
+            ck_assert_uint_gt(len, 0);
+            ck_assert_int_eq(data[len - 1], '\n');
+        }
+    }
     dc_spool_stats(s, &st);
     ck_assert_uint_eq(st.accepted, 40);
     ck_assert_uint_eq(st.refused, 0);
@@ -457,14 +497,21 @@ START_TEST(dead_process_segment_is_adopted)
     ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
     ck_assert_int_eq(count_suffix(".open"), 1);
 
-    /* The kill came in the middle of a write: half a record at the end. */
+    /* The kill came in the middle of a copy: half a record after the last
+     * one, then the zeros the file was allocated with (cut at adoption). */
     d = opendir(dir);
     while ((e = readdir(d)) != NULL) {
         if (strstr(e->d_name, ".open")) {
-            FILE *f = fopen(apr_pstrcat(pool, dir, "/", e->d_name, NULL), "ab");
+            const char *path = apr_pstrcat(pool, dir, "/", e->d_name, NULL);
+            size_t len, end;
+            char *data = slurp(path, &len);
+            int fd = open(path, O_WRONLY);
 
-            fputs("DC1 00000100 0000", f);
-            fclose(f);
+            ck_assert_uint_gt(len, 0);
+            for (end = len; end > 0 && data[end - 1] == '\0'; end--)
+                ;
+            ck_assert_int_eq(pwrite(fd, "DC1 00000100 0000", 17, (off_t)end), 17);
+            close(fd);
         }
     }
     closedir(d);
@@ -474,6 +521,14 @@ START_TEST(dead_process_segment_is_adopted)
     ck_assert_int_eq(dc_spool_list_ready(dir, pool, &names, &n), 0);
     ck_assert_uint_eq(n, 1);
     ck_assert_ptr_nonnull(strstr(names[0], "-n5.ready"));
+    {
+        /* cut after the torn record: the allocated zeros are gone */
+        size_t len;
+        char *data = slurp(apr_pstrcat(pool, dir, "/", names[0], NULL), &len);
+
+        ck_assert_uint_gt(len, 17);
+        ck_assert_int_eq(memcmp(data + len - 17, "DC1 00000100 0000", 17), 0);
+    }
     read_back(&r, &skipped);
     ck_assert_uint_eq(r.records, 5);
     ck_assert_uint_eq(skipped, 1);
