@@ -60,6 +60,36 @@ void dc_buf_puts(dc_buf_t *b, const char *s)
     dc_buf_append(b, s, strlen(s));
 }
 
+size_t dc_fmt_u64(char *out, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0, len;
+
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    len = n;
+    while (n)
+        *out++ = tmp[--n];
+    return len;
+}
+
+size_t dc_fmt_i64(char *out, int64_t v)
+{
+    if (v >= 0)
+        return dc_fmt_u64(out, (uint64_t)v);
+    *out = '-';
+    return 1 + dc_fmt_u64(out + 1, (uint64_t)0 - (uint64_t)v);
+}
+
+void dc_buf_put_i64(dc_buf_t *b, int64_t v)
+{
+    char tmp[21];
+
+    dc_buf_append(b, tmp, dc_fmt_i64(tmp, v));
+}
+
 void dc_buf_printf(dc_buf_t *b, const char *fmt, ...)
 {
     va_list ap;

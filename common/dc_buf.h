@@ -10,6 +10,7 @@
 #include <apr_pools.h>
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct {
     apr_pool_t *pool;
@@ -23,6 +24,11 @@ void dc_buf_append(dc_buf_t *b, const void *data, size_t len);
 void dc_buf_putc(dc_buf_t *b, char c);
 void dc_buf_puts(dc_buf_t *b, const char *s);
 void dc_buf_printf(dc_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A decimal integer, without printf's parsing of a format (hot paths). */
+void dc_buf_put_i64(dc_buf_t *b, int64_t v);
+/* The same into out (at least 20 bytes); the length written, no NUL. */
+size_t dc_fmt_u64(char *out, uint64_t v);
+size_t dc_fmt_i64(char *out, int64_t v);
 /* printf into p with the C library's formats (apr_psprintf lacks %llu and friends). */
 const char *dc_pstrfmt(apr_pool_t *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

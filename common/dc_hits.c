@@ -123,7 +123,9 @@ void dc_hits_put_go_value(void *buf, const json_t *v)
 static void put_ids(dc_buf_t *b, const char *type, const char *env_id, const char *vid,
                     size_t vid_len, const char *cuid, size_t cuid_len)
 {
-    dc_buf_printf(b, "{\"t\":\"%s\",\"cid\":", type);
+    dc_buf_puts(b, "{\"t\":\"");
+    dc_buf_puts(b, type);
+    dc_buf_puts(b, "\",\"cid\":");
     dc_json_put_string(b, env_id ? env_id : "", env_id ? strlen(env_id) : 0);
     dc_buf_puts(b, ",\"vid\":");
     dc_json_put_string(b, vid, vid_len);

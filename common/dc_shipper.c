@@ -642,10 +642,12 @@ static size_t build_batch(dc_shipper_t *sh, const flat_hit_t *hits, size_t from,
             dc_buf_putc(body, ',');
         if (h->json_len > 2) {
             dc_buf_append(body, h->json, h->json_len - 1);
-            dc_buf_printf(body, ",\"qt\":%" PRId64 "}", qt);
+            dc_buf_puts(body, ",\"qt\":");
         } else {
-            dc_buf_printf(body, "{\"qt\":%" PRId64 "}", qt);
+            dc_buf_puts(body, "{\"qt\":");
         }
+        dc_buf_put_i64(body, qt);
+        dc_buf_putc(body, '}');
         if (ids->len)
             dc_buf_putc(ids, ',');
         dc_buf_append(ids, h->id, h->id_len);

@@ -46,6 +46,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,7 +56,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#define HEADER_LEN 22           /* "DC1 " + 8 hex + " " + 8 hex + " " */
+#define HEADER_LEN 22           /* "DC2 " + 8 hex + " " + 8 hex + " " */
 #define ID_MAX 80
 #define SCAN_EVERY apr_time_from_sec(1)
 #define MAX_SEGMENT_READ ((apr_off_t)1024 * 1024 * 1024)
@@ -117,6 +118,71 @@ uint32_t dc_spool_crc32(const void *data, size_t len)
         len -= chunk;
     }
     return (uint32_t)crc;
+}
+
+/* ---- crc32c (Castagnoli), the checksum of DC2 records ---------------------- */
+
+/* The SSE4.2 instruction where the CPU has it (8 bytes a cycle: a tenth of
+ * zlib's crc32 on a record), a table otherwise. Chosen once. */
+static uint32_t crc32c_table[256];
+
+static uint32_t crc32c_soft(uint32_t crc, const unsigned char *b, size_t len)
+{
+    while (len--)
+        crc = crc32c_table[(crc ^ *b++) & 0xff] ^ crc >> 8;
+    return crc;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc,
+                                                               const unsigned char *b,
+                                                               size_t len)
+{
+    uint64_t c = crc;
+
+    for (; len >= 8; b += 8, len -= 8) {
+        uint64_t v;
+
+        memcpy(&v, b, 8);
+        c = __builtin_ia32_crc32di(c, v);
+    }
+    crc = (uint32_t)c;
+    while (len--)
+        crc = __builtin_ia32_crc32qi(crc, *b++);
+    return crc;
+}
+#endif
+
+static uint32_t (*crc32c_impl)(uint32_t, const unsigned char *, size_t);
+static pthread_once_t crc32c_once = PTHREAD_ONCE_INIT;
+
+static void crc32c_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? 0x82F63B78u ^ c >> 1 : c >> 1;
+        crc32c_table[i] = c;
+    }
+    crc32c_impl = crc32c_soft;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("sse4.2"))
+        crc32c_impl = crc32c_sse42;
+#endif
+}
+
+uint32_t dc_spool_crc32c(const void *data, size_t len)
+{
+    pthread_once(&crc32c_once, crc32c_init);
+    return crc32c_impl(0xFFFFFFFFu, data, len) ^ 0xFFFFFFFFu;
+}
+
+uint32_t dc_spool_crc32c_portable(const void *data, size_t len)
+{
+    pthread_once(&crc32c_once, crc32c_init);
+    return crc32c_soft(0xFFFFFFFFu, data, len) ^ 0xFFFFFFFFu;
 }
 
 /* ---- options ----------------------------------------------------------------- */
@@ -371,7 +437,8 @@ static int parse_payload(const char *data, size_t start, size_t end, apr_pool_t 
 static size_t resync(const char *data, size_t len, size_t pos)
 {
     for (size_t i = pos + 1; i + 4 <= len; i++)
-        if ((data[i - 1] == '\n' || data[i - 1] == '\0') && memcmp(data + i, "DC1 ", 4) == 0)
+        if ((data[i - 1] == '\n' || data[i - 1] == '\0') && data[i] == 'D' && data[i + 1] == 'C' &&
+            (data[i + 2] == '1' || data[i + 2] == '2') && data[i + 3] == ' ')
             return i;
     return len;
 }
@@ -387,7 +454,8 @@ int dc_spool_parse(const char *data, size_t len, const char *name, apr_pool_t *p
         uint32_t plen, crc;
         size_t payload, end;
 
-        if (len - pos < HEADER_LEN + 1 || memcmp(data + pos, "DC1 ", 4) != 0 ||
+        if (len - pos < HEADER_LEN + 1 ||
+            (memcmp(data + pos, "DC2 ", 4) != 0 && memcmp(data + pos, "DC1 ", 4) != 0) ||
             hex8(data + pos + 4, &plen) < 0 || data[pos + 12] != ' ' ||
             hex8(data + pos + 13, &crc) < 0 || data[pos + 21] != ' ' ||
             plen > len - pos - HEADER_LEN - 1) {
@@ -397,7 +465,10 @@ int dc_spool_parse(const char *data, size_t len, const char *name, apr_pool_t *p
         }
         payload = pos + HEADER_LEN;
         end = payload + plen;
-        if (data[end] != '\n' || dc_spool_crc32(data + payload, plen) != crc ||
+        /* DC1: zlib's crc32, as records were written before 2026-12 */
+        if (data[end] != '\n' ||
+            (data[pos + 2] == '2' ? dc_spool_crc32c(data + payload, plen)
+                                  : dc_spool_crc32(data + payload, plen)) != crc ||
             parse_payload(data, payload, end, p, &hits, &cap, &n) < 0) {
             bad++;
             pos = resync(data, len, pos);
@@ -920,25 +991,18 @@ void dc_spool_rotate(dc_spool_t *s)
 
 static void put_u64(char **w, uint64_t v)
 {
-    char tmp[24];
-    int n = 0;
+    *w += dc_fmt_u64(*w, v);
+}
 
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n)
-        *(*w)++ = tmp[--n];
+static void put_hex8(char *w, uint32_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 4)
+        w[i] = "0123456789abcdef"[v & 0xf];
 }
 
 static void put_i64(char **w, int64_t v)
 {
-    if (v < 0) {
-        *(*w)++ = '-';
-        put_u64(w, (uint64_t)0 - (uint64_t)v);
-    } else {
-        put_u64(w, (uint64_t)v);
-    }
+    *w += dc_fmt_i64(*w, v);
 }
 
 static void refuse(dc_spool_t *s, size_t n, const char *why)
@@ -981,7 +1045,7 @@ static void check_fork(dc_spool_t *s)
 static size_t build_record(const dc_spool_t *s, uint64_t record, const dc_hit_t *hits, size_t n,
                            char *rec)
 {
-    char *w = rec + HEADER_LEN, hex[20];
+    char *w = rec + HEADER_LEN;
     size_t len;
     uint32_t crc;
 
@@ -1005,10 +1069,11 @@ static size_t build_record(const dc_spool_t *s, uint64_t record, const dc_hit_t 
         w += hits[i].json_len;
     }
     len = (size_t)(w - rec - HEADER_LEN);
-    crc = dc_spool_crc32(rec + HEADER_LEN, len);
-    snprintf(hex, sizeof(hex), "%08x %08x", (unsigned)len, (unsigned)crc);
-    memcpy(rec, "DC1 ", 4);
-    memcpy(rec + 4, hex, 17);
+    crc = dc_spool_crc32c(rec + HEADER_LEN, len);
+    memcpy(rec, "DC2 ", 4);
+    put_hex8(rec + 4, (uint32_t)len);
+    rec[12] = ' ';
+    put_hex8(rec + 13, crc);
     rec[21] = ' ';
     *w++ = '\n';
     return (size_t)(w - rec);

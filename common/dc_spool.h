@@ -15,12 +15,13 @@
  * only to reserve a record's range. A record is one request's hits, copied
  * whole into the mapped segment (or written with one pwrite) at its range:
  *
- *     DC1 <payload length, 8 hex> <crc32 of the payload, 8 hex> <payload>\n
+ *     DC2 <payload length, 8 hex> <crc32c of the payload, 8 hex> <payload>\n
  *     payload = <n hits> then n times " <id> <received_ms> <qt_base> <len> <json>"
  *
  * The fixed-width header lets a reader detect a record torn by a crash (bad
  * header, short payload, wrong crc or missing newline); it is skipped with a
- * log line and reading resumes at the next "DC1 " line. The hit JSON is kept
+ * log line and reading resumes at the next record. DC1 records (the same
+ * with zlib's IEEE crc32, written before 2026-12) are still read. The hit JSON is kept
  * byte for byte as dc_hits built it (without "qt"); each hit has an id
  * unique across processes and restarts, which stays in the record (the
  * collector's hit format has no field for it) and is sent to the collector
@@ -154,6 +155,9 @@ int dc_spool_adopt_dead(const char *dir, apr_pool_t *p);
 /* The ready segments of a directory, oldest first (file names, not paths). */
 int dc_spool_list_ready(const char *dir, apr_pool_t *p, const char ***names, size_t *n);
 
-uint32_t dc_spool_crc32(const void *data, size_t len);
+uint32_t dc_spool_crc32(const void *data, size_t len);  /* IEEE 802.3: DC1 records */
+uint32_t dc_spool_crc32c(const void *data, size_t len); /* Castagnoli: DC2 records */
+/* The same without the CPU's instruction (what other CPUs run; for tests). */
+uint32_t dc_spool_crc32c_portable(const void *data, size_t len);
 
 #endif

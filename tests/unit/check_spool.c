@@ -188,6 +188,13 @@ START_TEST(crc32_is_ieee)
 {
     ck_assert_uint_eq(dc_spool_crc32("123456789", 9), 0xCBF43926u);
     ck_assert_uint_eq(dc_spool_crc32("", 0), 0);
+    /* DC2 records: CRC-32C (RFC 3720's check value), hardware or table alike */
+    ck_assert_uint_eq(dc_spool_crc32c("123456789", 9), 0xE3069283u);
+    ck_assert_uint_eq(dc_spool_crc32c("", 0), 0);
+    ck_assert_uint_eq(dc_spool_crc32c_portable("123456789", 9), 0xE3069283u);
+    for (size_t n = 0; n <= 40; n++) /* every tail length after 8-byte steps */
+        ck_assert_uint_eq(dc_spool_crc32c("the quick brown fox jumps over the lazy dog", n),
+                          dc_spool_crc32c_portable("the quick brown fox jumps over the lazy dog", n));
 }
 END_TEST
 
@@ -256,7 +263,7 @@ START_TEST(records_read_back_exactly)
 
     /* The bytes: one framed line per record, hit JSON verbatim. */
     data = slurp(apr_pstrcat(pool, dir, "/", names[0], NULL), &len);
-    ck_assert_int_eq(strncmp(data, "DC1 ", 4), 0);
+    ck_assert_int_eq(strncmp(data, "DC2 ", 4), 0);
     ck_assert_ptr_nonnull(strstr(data, " 1000 0 26 {\"t\":\"CAMPAIGN\",\"k\":\"a/0\"}\n"));
     ck_assert_ptr_nonnull(strstr(data, " 1002 20 26 {\"t\":\"CAMPAIGN\",\"k\":\"c/2\"}\n"));
 }
