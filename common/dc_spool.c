@@ -62,30 +62,39 @@
 #define MAX_SEGMENT_READ ((apr_off_t)1024 * 1024 * 1024)
 #define MAP_SLACK ((apr_off_t)1024 * 1024) /* mapped past segment_max_bytes */
 
+/* A segment being appended to. Appenders reserve a range of it under the
+ * handle's lock and copy outside it, counted in inflight; it is closed by
+ * whoever takes it out of the handle (detach_segment), outside the lock,
+ * once inflight is 0: the others go on appending to the next one meanwhile.
+ * malloc'd, not from a pool: it outlives the lock that created it. */
+typedef struct {
+    int fd;
+    char stem[64];              /* <created_ms>-<pid>-<seq>-<rand> */
+    char *map;                  /* the file mapped (MAP_SHARED); NULL: pwrite */
+    apr_off_t map_len;          /* address space mapped */
+    apr_off_t map_backed;       /* bytes of the file allocated: records are copied below */
+    int map_failed;             /* growing the file failed: pwrite from here on */
+    apr_off_t bytes;            /* reserved, copied or not yet */
+    uint64_t records;
+    apr_time_t created;
+    unsigned inflight;          /* atomic: appenders between their reservation and their copy */
+    int dir_synced;             /* atomic: its name is on disk (fsync of the directory) */
+} segment_t;
+
 struct dc_spool {
     apr_pool_t *pool;
     dc_spool_options_t opt;
     apr_thread_mutex_t *lock;
 
-    pid_t pid;                  /* the process that owns fd (a fork starts afresh) */
-    int fd;                     /* current .open segment, -1 when none */
-    char stem[64];              /* <created_ms>-<pid>-<seq>-<rand> */
+    pid_t pid;                  /* the process that owns seg (a fork starts afresh) */
+    segment_t *seg;             /* the open segment, NULL when none */
     char id_stem[48];           /* <started_ms>-<pid>-<rand>: this process's hit ids */
     size_t id_stem_len;
     unsigned seq;
     uint32_t rand;
     uint64_t next_record;       /* atomic: numbers this process's records for their ids */
-    apr_off_t seg_bytes;        /* reserved, written or not yet */
-    char *map;                  /* the segment mapped (MAP_SHARED), NULL: pwrite */
-    apr_off_t map_len;          /* address space mapped */
-    apr_off_t map_backed;       /* bytes of the file allocated, which records may be copied to */
-    int map_failed;             /* growing the file failed: pwrite from here on */
-    uint64_t seg_records;
-    unsigned seg_gen;           /* bumped when a segment is closed */
-    apr_time_t seg_created;
     apr_time_t last_sync;
-    unsigned inflight;          /* atomic: writers between reservation and write */
-    uint64_t written;           /* atomic: records whose write has returned */
+    uint64_t written;           /* atomic: records whose copy or write is done */
     uint64_t synced;            /* `written` covered by the last fdatasync */
 
     apr_thread_t *syncer;       /* background fdatasync and age rotation */
@@ -586,50 +595,69 @@ int dc_spool_list_ready(const char *dir, apr_pool_t *p, const char ***names, siz
 
 /* ---- the writer ------------------------------------------------------------------ */
 
-/* Waits (under s->lock, so no new reservation) for the writers still
- * writing into the current segment: a write to the page cache takes
- * microseconds, an fdatasync with fsync=always a few milliseconds. */
-static void wait_for_writers(dc_spool_t *s)
+/* Under s->lock: takes the open segment out of the handle; the next append
+ * opens another. The caller finishes it (finish_segment) after unlocking. */
+static segment_t *detach_segment(dc_spool_t *s)
 {
-    while (__atomic_load_n(&s->inflight, __ATOMIC_ACQUIRE))
-        apr_sleep(50);
+    segment_t *seg = s->seg;
+
+    s->seg = NULL;
+    return seg;
 }
 
-static void close_segment(dc_spool_t *s)
+static void sync_segment_dir(dc_spool_t *s, segment_t *seg)
 {
-    char name[128];
-    apr_pool_t *tmp;
-    uint64_t written;
+    if (s->opt.fsync != DC_SPOOL_FSYNC_NEVER &&
+        !__atomic_exchange_n(&seg->dir_synced, 1, __ATOMIC_ACQ_REL))
+        sync_dir(s->opt.dir);
+}
 
-    if (s->fd < 0)
+/* Without s->lock: waits for the segment's last copies (a copy takes
+ * microseconds, an fdatasync with fsync=always a few milliseconds), cuts the
+ * file to its records, syncs it, and renames it .ready for the shipper. */
+static void finish_segment(dc_spool_t *s, segment_t *seg)
+{
+    char from[PATH_MAX], to[PATH_MAX];
+
+    if (!seg)
         return;
-    wait_for_writers(s);
-    if (s->map) {
-        munmap(s->map, (size_t)s->map_len);
-        s->map = NULL;
-        if (s->map_backed > s->seg_bytes && ftruncate(s->fd, s->seg_bytes) < 0)
+    while (__atomic_load_n(&seg->inflight, __ATOMIC_ACQUIRE))
+        apr_sleep(50);
+    if (seg->map) {
+        munmap(seg->map, (size_t)seg->map_len);
+        if (seg->map_backed > seg->bytes && ftruncate(seg->fd, seg->bytes) < 0)
             dc_log(DC_LOG_WARN,
                    DCLOGNO(10709) "spool: cannot cut segment %s/seg-%s.open to its records: "
                                   "%s (the zeros after them are skipped when it is read)",
-                   s->opt.dir, s->stem, strerror(errno));
+                   s->opt.dir, seg->stem, strerror(errno));
     }
-    written = __atomic_load_n(&s->written, __ATOMIC_ACQUIRE);
-    if (s->opt.fsync != DC_SPOOL_FSYNC_NEVER && written != s->synced)
-        (void)fdatasync(s->fd);
-    s->synced = written;
-    close(s->fd);
-    s->fd = -1;
-    s->seg_gen++;
-    snprintf(name, sizeof(name), "seg-%s.open", s->stem);
-    apr_pool_create(&tmp, s->pool);
-    if (make_ready(s->opt.dir, name, s->seg_records, tmp) < 0)
+    if (s->opt.fsync != DC_SPOOL_FSYNC_NEVER)
+        (void)fdatasync(seg->fd);
+    close(seg->fd);
+    snprintf(from, sizeof(from), "%s/seg-%s.open", s->opt.dir, seg->stem);
+    snprintf(to, sizeof(to), "%s/seg-%s-n%" PRIu64 ".ready", s->opt.dir, seg->stem,
+             seg->records);
+    if ((seg->records == 0 ? unlink(from) : rename(from, to)) < 0)
         dc_log(DC_LOG_ERROR,
-               DCLOGNO(10702) "spool: cannot close segment %s/%s: %s (it will be adopted "
+               DCLOGNO(10702) "spool: cannot close segment %s: %s (it will be adopted "
                               "when this process is gone)",
-               s->opt.dir, name, strerror(errno));
+               from, strerror(errno));
     else if (s->opt.fsync != DC_SPOOL_FSYNC_NEVER)
         sync_dir(s->opt.dir);
-    apr_pool_destroy(tmp);
+    free(seg);
+}
+
+/* Under s->lock, when the caller cannot unlock in between (a fork's child). */
+static void drop_segment_of_parent(dc_spool_t *s)
+{
+    segment_t *seg = detach_segment(s);
+
+    if (!seg)
+        return;
+    if (seg->map)
+        munmap(seg->map, (size_t)seg->map_len);
+    close(seg->fd);
+    free(seg);
 }
 
 static apr_off_t round_to_page(apr_off_t n)
@@ -642,76 +670,80 @@ static apr_off_t round_to_page(apr_off_t n)
 }
 
 /* Under s->lock: allocates the mapped segment's file up to at least `end`, a
- * step (a sixteenth of a segment, 4 KiB to 1 MiB) at a time. 0, or -1 when
- * the record must be written with pwrite (no mapping, past the mapping, or
- * the file system refused: a full disk, then pwrite says so). */
-static int map_grow(dc_spool_t *s, apr_off_t end)
+ * step (a sixteenth of a segment, 4 KiB to 1 MiB) at a time; *grown is the
+ * range newly allocated (the caller prefaults it after unlocking). 0, or -1
+ * when the record must be written with pwrite (no mapping, past the mapping,
+ * or the file system refused: a full disk, which pwrite then reports). */
+static int map_grow(dc_spool_t *s, segment_t *seg, apr_off_t end, apr_off_t grown[2])
 {
     apr_off_t step, target;
     int rv;
 
-    if (!s->map || s->map_failed || end > s->map_len)
+    grown[0] = grown[1] = 0;
+    if (!seg->map || seg->map_failed || end > seg->map_len)
         return -1;
-    if (end <= s->map_backed)
+    if (end <= seg->map_backed)
         return 0;
     step = s->opt.segment_max_bytes / 16;
     step = step < 4096 ? 4096 : step > 1024 * 1024 ? 1024 * 1024 : step;
     target = round_to_page(end + step);
-    if (target > s->map_len)
-        target = s->map_len;
-    if ((rv = posix_fallocate(s->fd, s->map_backed, target - s->map_backed)) != 0) {
-        s->map_failed = 1;
+    if (target > seg->map_len)
+        target = seg->map_len;
+    if ((rv = posix_fallocate(seg->fd, seg->map_backed, target - seg->map_backed)) != 0) {
+        seg->map_failed = 1;
         dc_log(DC_LOG_WARN, DCLOGNO(10711) "spool: cannot grow segment %s/seg-%s.open: %s",
-               s->opt.dir, s->stem, strerror(rv));
+               s->opt.dir, seg->stem, strerror(rv));
         return -1;
     }
-#ifdef MADV_POPULATE_WRITE
-    /* The pages faulted in at once, here, rather than one fault per page on
-     * the request path (a no-op before Linux 5.14). */
-    (void)madvise(s->map + s->map_backed, (size_t)(target - s->map_backed), MADV_POPULATE_WRITE);
-#endif
-    s->map_backed = target;
+    grown[0] = seg->map_backed;
+    grown[1] = target;
+    seg->map_backed = target;
     return 0;
 }
 
+/* Under s->lock. Its directory entry is synced by the first appender, after
+ * the lock (sync_segment_dir). */
 static int open_segment(dc_spool_t *s, apr_time_t now)
 {
     char path[PATH_MAX];
+    segment_t *seg = calloc(1, sizeof(*seg));
 
+    if (!seg) {
+        dc_log(DC_LOG_ERROR, DCLOGNO(10703) "spool: cannot create a segment: out of memory");
+        return -1;
+    }
+    seg->fd = -1;
     for (int attempt = 0; attempt < 100; attempt++) {
-        snprintf(s->stem, sizeof(s->stem), "%013" PRId64 "-%ld-%u-%08x",
+        snprintf(seg->stem, sizeof(seg->stem), "%013" PRId64 "-%ld-%u-%08x",
                  (int64_t)apr_time_as_msec(now), (long)s->pid, s->seq++, s->rand);
-        snprintf(path, sizeof(path), "%s/seg-%s.open", s->opt.dir, s->stem);
+        snprintf(path, sizeof(path), "%s/seg-%s.open", s->opt.dir, seg->stem);
         /* Read and write: a shared writable mapping needs both. Not O_APPEND:
          * Linux's pwrite appends regardless of the offset given. */
-        s->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (s->fd >= 0)
+        seg->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (seg->fd >= 0)
             break;
         if (errno != EEXIST) {
             dc_log(DC_LOG_ERROR, DCLOGNO(10703) "spool: cannot create %s: %s", path,
                    strerror(errno));
-            return -1;
+            break;
         }
     }
-    if (s->fd < 0)
+    if (seg->fd < 0) {
+        free(seg);
         return -1;
-    s->seg_bytes = 0;
-    s->seg_records = 0;
-    s->seg_created = now;
+    }
+    seg->created = now;
     s->last_sync = now;
-    s->map_backed = 0;
-    s->map_failed = 0;
     /* Address space for a full segment and the record that crosses its bound;
      * the pages are the file's, allocated as records come (map_grow). */
-    s->map_len = round_to_page(s->opt.segment_max_bytes + MAP_SLACK);
-    s->map = mmap(NULL, (size_t)s->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
-    if (s->map == MAP_FAILED) {
-        s->map = NULL;
+    seg->map_len = round_to_page(s->opt.segment_max_bytes + MAP_SLACK);
+    seg->map = mmap(NULL, (size_t)seg->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, seg->fd, 0);
+    if (seg->map == MAP_FAILED) {
+        seg->map = NULL;
         dc_log(DC_LOG_DEBUG, DCLOGNO(10710) "spool: cannot map %s: %s; writing records with "
                                             "pwrite instead", path, strerror(errno));
     }
-    if (s->opt.fsync != DC_SPOOL_FSYNC_NEVER)
-        sync_dir(s->opt.dir);
+    s->seg = seg;
     return 0;
 }
 
@@ -735,9 +767,9 @@ static void new_identity(dc_spool_t *s)
  * is allocated ahead of its records (seg_bytes is what it holds). */
 static int is_own_open_segment(const dc_spool_t *s, const char *name)
 {
-    size_t stem_len = strlen(s->stem);
+    size_t stem_len = s->seg ? strlen(s->seg->stem) : 0;
 
-    return s->fd >= 0 && strncmp(name + 4, s->stem, stem_len) == 0 &&
+    return s->seg && strncmp(name + 4, s->seg->stem, stem_len) == 0 &&
            strcmp(name + 4 + stem_len, ".open") == 0;
 }
 
@@ -757,7 +789,7 @@ static apr_off_t directory_bytes(const dc_spool_t *s)
         if (strncmp(e->d_name, "seg-", 4) != 0)
             continue;
         if (is_own_open_segment(s, e->d_name)) {
-            total += s->seg_bytes;
+            total += s->seg->bytes;
             continue;
         }
         snprintf(path, sizeof(path), "%s/%s", s->opt.dir, e->d_name);
@@ -826,17 +858,21 @@ static apr_interval_time_t syncer_period(const dc_spool_t *s)
     return period < apr_time_from_msec(1) ? apr_time_from_msec(1) : period;
 }
 
-/* Under s->lock; may drop and retake it for the fdatasync. */
+/* Under s->lock; drops and retakes it for the slow parts. */
 static void background_work(dc_spool_t *s)
 {
     apr_time_t now = apr_time_now();
     uint64_t written;
     int fd;
 
-    if (s->fd < 0 || s->pid != dc_proc_pid())
+    if (!s->seg || s->pid != dc_proc_pid())
         return;
-    if (now - s->seg_created >= s->opt.segment_max_age) {
-        close_segment(s);
+    if (now - s->seg->created >= s->opt.segment_max_age) {
+        segment_t *old = detach_segment(s);
+
+        apr_thread_mutex_unlock(s->lock);
+        finish_segment(s, old);
+        apr_thread_mutex_lock(s->lock);
         return;
     }
     written = __atomic_load_n(&s->written, __ATOMIC_ACQUIRE);
@@ -845,13 +881,10 @@ static void background_work(dc_spool_t *s)
         return;
     s->last_sync = now;
     /* The sync runs without the lock (requests keep appending); a dup keeps
-     * the file open if the segment is closed meanwhile. Writes that return
-     * after `written` was read are left to the next sync. */
-    if ((fd = dup(s->fd)) < 0) {
-        (void)fdatasync(s->fd);
-        s->synced = written;
+     * the file open if the segment is closed meanwhile. Copies done after
+     * `written` was read are left to the next sync. */
+    if ((fd = dup(s->seg->fd)) < 0)
         return;
-    }
     apr_thread_mutex_unlock(s->lock);
     (void)fdatasync(fd);
     close(fd);
@@ -937,7 +970,6 @@ dc_spool_t *dc_spool_open(apr_pool_t *p, const dc_spool_options_t *opt, char *er
     s = apr_pcalloc(p, sizeof(*s));
     s->opt = *opt;
     s->opt.dir = apr_pstrdup(p, opt->dir);
-    s->fd = -1;
     /* A pool of our own (own allocator), used only under s->lock: the
      * caller's pool may be used by other threads meanwhile. */
     if (apr_allocator_create(&allocator) != APR_SUCCESS ||
@@ -983,10 +1015,13 @@ void dc_spool_close(dc_spool_t *s)
 
 void dc_spool_rotate(dc_spool_t *s)
 {
+    segment_t *old = NULL;
+
     apr_thread_mutex_lock(s->lock);
     if (s->pid == dc_proc_pid())
-        close_segment(s);
+        old = detach_segment(s);
     apr_thread_mutex_unlock(s->lock);
+    finish_segment(s, old);
 }
 
 static void put_u64(char **w, uint64_t v)
@@ -1028,13 +1063,7 @@ static void check_fork(dc_spool_t *s)
         return;
     apr_thread_mutex_lock(s->lock);
     if (s->pid != self) {
-        if (s->map)
-            munmap(s->map, (size_t)s->map_len);
-        s->map = NULL;
-        if (s->fd >= 0)
-            close(s->fd);
-        s->fd = -1;
-        s->inflight = 0; /* the parent's writers, not ours */
+        drop_segment_of_parent(s);
         new_identity(s);
         start_syncer(s);
     }
@@ -1079,12 +1108,17 @@ static size_t build_record(const dc_spool_t *s, uint64_t record, const dc_hit_t 
     return (size_t)(w - rec);
 }
 
-/* Under s->lock: makes room for len bytes in the current segment (closing an
- * old one, applying the bound, opening a new one). 0, or -1 when refused. */
-static int make_room(dc_spool_t *s, apr_pool_t *p, size_t len, size_t n, apr_time_t now)
+/* Under s->lock: makes room for len bytes in an open segment (taking out an
+ * old one into *old for the caller to finish, applying the bound, opening a
+ * new one). 0, or -1 when refused. */
+static int make_room(dc_spool_t *s, apr_pool_t *p, size_t len, size_t n, apr_time_t now,
+                     segment_t **old)
 {
-    if (s->fd >= 0 && now - s->seg_created >= s->opt.segment_max_age)
-        close_segment(s);
+    if (s->seg && (now - s->seg->created >= s->opt.segment_max_age ||
+                   /* a record of over a MiB: a fresh segment's mapping may take it */
+                   (s->seg->map && s->seg->records &&
+                    s->seg->bytes + (apr_off_t)len > s->seg->map_len)))
+        *old = detach_segment(s);
     if (total_bytes(s, now) + (apr_off_t)len > s->opt.max_bytes) {
         while (s->opt.on_full == DC_SPOOL_FULL_DROP_OLDEST &&
                total_bytes(s, now) + (apr_off_t)len > s->opt.max_bytes && drop_oldest(s) == 0)
@@ -1096,9 +1130,7 @@ static int make_room(dc_spool_t *s, apr_pool_t *p, size_t len, size_t n, apr_tim
             return -1;
         }
     }
-    if (s->fd >= 0 && s->map && s->seg_records && s->seg_bytes + (apr_off_t)len > s->map_len)
-        close_segment(s); /* a record of over a MiB: a fresh segment's mapping may take it */
-    if (s->fd < 0 && open_segment(s, now) < 0) {
+    if (!s->seg && open_segment(s, now) < 0) {
         refuse(s, n, "cannot create a segment");
         return -1;
     }
@@ -1108,12 +1140,12 @@ static int make_room(dc_spool_t *s, apr_pool_t *p, size_t len, size_t n, apr_tim
 int dc_spool_append(dc_spool_t *s, apr_pool_t *p, const dc_hit_t *hits, size_t n)
 {
     size_t cap = HEADER_LEN + 24, len, done = 0;
-    char *rec, *map;
+    char *rec;
     apr_time_t now;
-    apr_off_t offset;
-    unsigned gen;
+    apr_off_t offset, grown[2] = {0, 0};
+    segment_t *seg, *old = NULL;
     ssize_t w = 0;
-    int fd, full, write_errno = 0;
+    int mapped, full, write_errno = 0;
 
     if (n == 0)
         return 0;
@@ -1125,42 +1157,53 @@ int dc_spool_append(dc_spool_t *s, apr_pool_t *p, const dc_hit_t *hits, size_t n
 
     apr_thread_mutex_lock(s->lock);
     now = apr_time_now();
-    if (make_room(s, p, len, n, now) < 0) {
+    if (make_room(s, p, len, n, now, &old) < 0) {
         apr_thread_mutex_unlock(s->lock);
+        finish_segment(s, old);
         return -1;
     }
-    fd = s->fd;
-    gen = s->seg_gen;
-    offset = s->seg_bytes;
-    map = map_grow(s, offset + (apr_off_t)len) == 0 ? s->map : NULL;
-    s->seg_bytes += (apr_off_t)len;
-    s->seg_records++;
+    seg = s->seg;
+    offset = seg->bytes;
+    mapped = map_grow(s, seg, offset + (apr_off_t)len, grown) == 0;
+    seg->bytes += (apr_off_t)len;
+    seg->records++;
     s->written_since_scan += (apr_off_t)len;
     s->accepted++;
     s->accepted_hits += n;
-    full = s->seg_bytes >= s->opt.segment_max_bytes;
+    full = seg->bytes >= s->opt.segment_max_bytes;
+    if (full)
+        detach_segment(s); /* finished below, once our copy is in */
     if (s->opt.fsync == DC_SPOOL_FSYNC_INTERVAL && !have_syncer(s) &&
         now - s->last_sync >= s->opt.fsync_interval) {
         /* no background thread: the interval's sync is the request path's */
         s->synced = __atomic_load_n(&s->written, __ATOMIC_ACQUIRE);
-        (void)fdatasync(fd);
+        (void)fdatasync(seg->fd);
         s->last_sync = now;
     }
     if (s->refusing) {
         dc_log(DC_LOG_INFO, DCLOGNO(10707) "spool: accepting events again in %s", s->opt.dir);
         s->refusing = 0;
     }
-    __atomic_add_fetch(&s->inflight, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&seg->inflight, 1, __ATOMIC_RELAXED);
     apr_thread_mutex_unlock(s->lock);
 
     /* Outside the lock: the range is ours, and the segment stays open (and
-     * mapped) until inflight says we are done. */
-    if (map) {
-        memcpy(map + offset, rec, len);
+     * mapped) until its inflight says we are done. */
+    finish_segment(s, old);
+    sync_segment_dir(s, seg);
+    if (grown[1] > grown[0]) {
+#ifdef MADV_POPULATE_WRITE
+        /* the new pages faulted in at once (a no-op before Linux 5.14), not
+         * one fault per page in the next requests' copies */
+        (void)madvise(seg->map + grown[0], (size_t)(grown[1] - grown[0]), MADV_POPULATE_WRITE);
+#endif
+    }
+    if (mapped) {
+        memcpy(seg->map + offset, rec, len);
         done = len;
     }
     while (done < len) {
-        w = pwrite(fd, rec + done, len - done, offset + (apr_off_t)done);
+        w = pwrite(seg->fd, rec + done, len - done, offset + (apr_off_t)done);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0) {
@@ -1172,27 +1215,31 @@ int dc_spool_append(dc_spool_t *s, apr_pool_t *p, const dc_hit_t *hits, size_t n
     if (done == len) {
         /* threads sync side by side; the kernel merges them */
         if (s->opt.fsync == DC_SPOOL_FSYNC_ALWAYS)
-            (void)fdatasync(fd);
+            (void)fdatasync(seg->fd);
         __atomic_add_fetch(&s->written, 1, __ATOMIC_RELEASE);
     }
-    __atomic_sub_fetch(&s->inflight, 1, __ATOMIC_RELEASE);
-    if (done == len && !full)
+    __atomic_sub_fetch(&seg->inflight, 1, __ATOMIC_RELEASE);
+    if (done == len) {
+        if (full)
+            finish_segment(s, seg);
         return 0;
-
-    apr_thread_mutex_lock(s->lock);
-    if (done != len) {
-        /* The range is torn (readers skip it); the next record goes into a
-         * fresh segment. */
-        dc_log(DC_LOG_ERROR, DCLOGNO(10706) "spool: write to a segment in %s failed: %s",
-               s->opt.dir, write_errno ? strerror(write_errno) : "short write");
-        s->accepted--;
-        s->accepted_hits -= n;
-        refuse(s, n, "a write failed");
     }
-    if (s->seg_gen == gen)
-        close_segment(s);
+
+    /* The range is torn (readers skip it); the next record goes into a fresh
+     * segment. */
+    apr_thread_mutex_lock(s->lock);
+    dc_log(DC_LOG_ERROR, DCLOGNO(10706) "spool: write to %s/seg-%s.open failed: %s", s->opt.dir,
+           seg->stem, write_errno ? strerror(write_errno) : "short write");
+    s->accepted--;
+    s->accepted_hits -= n;
+    refuse(s, n, "a write failed");
+    if (!full && s->seg == seg)
+        detach_segment(s);
+    else
+        seg = full ? seg : NULL; /* another thread took it out and finishes it */
     apr_thread_mutex_unlock(s->lock);
-    return done == len ? 0 : -1;
+    finish_segment(s, seg);
+    return -1;
 }
 
 int dc_spool_sink(void *spool, apr_pool_t *p, const dc_hit_t *hits, size_t n)
@@ -1227,10 +1274,10 @@ void dc_spool_stats(dc_spool_t *s, dc_spool_stats_t *st)
     st->dropped = s->dropped;
     st->dropped_segments = s->dropped_segments;
     st->refusing = s->refusing;
-    if (s->fd >= 0 && s->pid == dc_proc_pid()) {
-        st->depth_records = s->seg_records;
-        snprintf(own, sizeof(own), "seg-%s.open", s->stem);
-        own_bytes = s->seg_bytes;
+    if (s->seg && s->pid == dc_proc_pid()) {
+        st->depth_records = s->seg->records;
+        snprintf(own, sizeof(own), "seg-%s.open", s->seg->stem);
+        own_bytes = s->seg->bytes;
     }
     apr_thread_mutex_unlock(s->lock);
 
