@@ -3,6 +3,7 @@
 #include <apr_strings.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -351,6 +352,52 @@ int dc_read_file(apr_pool_t *p, const char *path, size_t max, char **data, size_
     close(fd);
     (*data)[got] = '\0';
     *len = got;
+    return 0;
+}
+
+typedef struct {
+    void *addr;
+    size_t len;
+} mapping_t;
+
+static apr_status_t unmap_file(void *data)
+{
+    mapping_t *m = data;
+
+    munmap(m->addr, m->len);
+    return APR_SUCCESS;
+}
+
+int dc_map_file(apr_pool_t *p, const char *path, size_t max, const char **data, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    mapping_t *m;
+    void *addr;
+
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) < 0 || (size_t)st.st_size > max) {
+        close(fd);
+        errno = EFBIG;
+        return -1;
+    }
+    if (st.st_size == 0) {
+        close(fd);
+        *data = "";
+        *len = 0;
+        return 0;
+    }
+    addr = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (addr == MAP_FAILED) /* a file system without mmap: read it */
+        return dc_read_file(p, path, max, (char **)data, len);
+    m = apr_palloc(p, sizeof(*m));
+    m->addr = addr;
+    m->len = (size_t)st.st_size;
+    apr_pool_cleanup_register(p, m, unmap_file, apr_pool_cleanup_null);
+    *data = addr;
+    *len = m->len;
     return 0;
 }
 

@@ -35,6 +35,10 @@ const char *dc_pstrfmt(apr_pool_t *p, const char *fmt, ...) __attribute__((forma
 /* Reads a whole file of at most max bytes into p, NUL-terminated; 0, or -1 with
  * errno set (EFBIG when larger than max). */
 int dc_read_file(apr_pool_t *p, const char *path, size_t max, char **data, size_t *len);
+/* The same, mapped read-only until p goes (no copy; not NUL-terminated). For
+ * files nobody truncates while they are read: reading a page past a cut is a
+ * SIGBUS. */
+int dc_map_file(apr_pool_t *p, const char *path, size_t max, const char **data, size_t *len);
 
 /* NUL-terminates and returns the data (the NUL is not counted in len). */
 const char *dc_buf_cstr(dc_buf_t *b);

@@ -685,19 +685,27 @@ static const char *progress_path(dc_shipper_t *sh, const char *name, apr_pool_t 
 static int read_segment(dc_shipper_t *sh, const char *name, collect_t *c, apr_pool_t *p)
 {
     const char *path = apr_pstrcat(p, sh->opt.spool_dir, "/", name, NULL);
-    char *data;
+    const char *data;
     size_t len;
 
-    c->hits = apr_array_make(p, 64, sizeof(flat_hit_t));
     c->from_offset = 0;
     c->from_index = 0;
-    if (dc_read_file(p, path, (size_t)1024 * 1024 * 1024, &data, &len) < 0) {
+    /* mapped: ready segments are never cut, only deleted (which a mapping outlives) */
+    if (dc_map_file(p, path, (size_t)1024 * 1024 * 1024, &data, &len) < 0) {
         if (errno == ENOENT)
             return 1;
         dc_log(DC_LOG_ERROR, DCLOGNO(10729) "shipper: cannot read %s: %s", path,
                strerror(errno));
         return -1;
     }
+    /* Sized for hits of 128 bytes (they are longer), not zeroed: apr_array_make
+     * and its doubling cleared and copied a segment's worth several times. */
+    c->hits = apr_palloc(p, sizeof(*c->hits));
+    c->hits->pool = p;
+    c->hits->elt_size = sizeof(flat_hit_t);
+    c->hits->nelts = 0;
+    c->hits->nalloc = (int)(len / 128 + 16);
+    c->hits->elts = apr_palloc(p, (size_t)c->hits->nalloc * sizeof(flat_hit_t));
     read_progress(progress_path(sh, name, p), &c->from_offset, &c->from_index);
     dc_spool_parse(data, len, name, p, collect_hits, c, NULL);
     return 0;
