@@ -257,7 +257,7 @@ static int bench_otel(dc_service_t *svc, dc_metrics_t *metrics, char **bodies,
 }
 
 static int bench_events(dc_service_t *svc, char **bodies, unsigned long n_requests, int rounds,
-                        apr_pool_t *p)
+                        const char *spool_options, apr_pool_t *p)
 {
     char dir[] = "/tmp/bench-events-XXXXXX", err[256];
     char *hit_bodies[N_BODIES];
@@ -277,6 +277,10 @@ static int bench_events(dc_service_t *svc, char **bodies, unsigned long n_reques
         memcpy(strstr(hit_bodies[i], "\"trigger_hit\":false"), "\"trigger_hit\":true }", 20);
     }
     dc_spool_options_default(&so);
+    if (dc_spool_options_parse(&so, spool_options, err, sizeof(err)) < 0) {
+        fprintf(stderr, "bench_api: %s\n", err);
+        return 1;
+    }
     so.dir = apr_pstrcat(p, dir, "/spool", NULL);
     if (!(spool = dc_spool_open(p, &so, err, sizeof(err)))) {
         fprintf(stderr, "bench_api: %s\n", err);
@@ -359,7 +363,7 @@ int main(int argc, const char *const *argv)
     if (argc > 5 && (strcmp(argv[5], "otel") == 0 || strcmp(argv[5], "events") == 0)) {
         int rc = strcmp(argv[5], "otel") == 0
                      ? bench_otel(&svc, metrics, bodies, n_requests, rounds, p)
-                     : bench_events(&svc, bodies, n_requests, rounds, p);
+                     : bench_events(&svc, bodies, n_requests, rounds, argc > 6 ? argv[6] : NULL, p);
 
         dc_store_close(svc.store);
         dc_slot_clear(&svc.slot);

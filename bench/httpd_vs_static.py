@@ -5,14 +5,16 @@ Starts the distribution's httpd (event MPM, no access log) three times with
 the built module and the sample bucketing file: the main server, a twin
 configured alike, and one with DecisionMetrics off. wrk (-t2 -c64 by
 default) then runs in rounds, one variant after another (each round starting
-one variant further along): a 20-byte static file and POST /v2/campaigns (a
-rotating set of 10 000 visitors, trigger_hit false) on the main server, the
-same requests on the server without metrics, and trigger_hit true on the twin
-(every answer's events spooled, a shipper delivering them to a file sink; the
-twin's CPU is read once its spool has drained, so the shipping counts). For
-each it prints the best rate, p99 and the server's own CPU per request
-(utime + stime of the httpd processes), and the ratios: to the static file,
-the cost of events, the cost of metrics.
+one variant further along): a 20-byte static file, mod_status's handler
+(/server-status?auto, httpd's own in-memory handler: what the MPM alone costs
+a request, and its tail) and POST /v2/campaigns (a rotating set of 10 000
+visitors, trigger_hit false) on the main server, the same requests on the
+server without metrics, and trigger_hit true on the twin (every answer's
+events spooled, a shipper delivering them to a file sink; the twin's CPU is
+read once its spool has drained, so the shipping counts). For each it prints
+the best rate, p99 (best and median of the rounds) and the server's own CPU
+per request (utime + stime of the httpd processes), and the ratios: to the
+static file, the cost of events, the cost of metrics.
 
 Then pairs of servers are loaded at once (half the connections each), so both
 see the same neighbours: metrics off against on, events off against on, and
@@ -166,11 +168,13 @@ def main():
         body = (TUNING[args.mpm] +
                 ("DecisionKeepAliveOnWorker On\n" if args.keepalive_on_worker else "") +
                 "DocumentRoot %s\n<Directory %s>\n  Require all granted\n</Directory>\n"
+                "<Location /server-status>\n  SetHandler server-status\n</Location>\n"
                 "DecisionEnvironment bench\nDecisionBucketingFile %s\n"
                 "DecisionSpool %s/spool\nDecisionCollector file:%s\n"
                 "<Location /v2>\n  SetHandler decision\n</Location>\n"
                 % (htdocs, htdocs, SAMPLE_BUCKETING, rundir, events))
-        h = Httpd(rundir, body, mpm=args.mpm, log_level="decision:warn", access_log=False)
+        h = Httpd(rundir, body, mpm=args.mpm, log_level="decision:warn", access_log=False,
+                  extra_modules=("status",))
         # the same server without metrics, idle while the other is measured; a twin below
         # takes every trigger_hit:true load
         quiet_dir = make_world_readable_dir("dc-bench-nometrics-")
@@ -181,7 +185,7 @@ def main():
                                   "DecisionSpool %s/spool" % quiet_dir)
         quiet_body = quiet_body.replace("file:%s" % events, "file:%s" % quiet_events)
         quiet = Httpd(quiet_dir, quiet_body + "DecisionMetrics off\n", mpm=args.mpm,
-                      log_level="decision:warn", access_log=False)
+                      log_level="decision:warn", access_log=False, extra_modules=("status",))
         twin_dir = make_world_readable_dir("dc-bench-twin-")
         twin_events = os.path.join(twin_dir, "events")
         os.mkdir(twin_events)
@@ -189,16 +193,17 @@ def main():
         twin_body = body.replace("DecisionSpool %s/spool" % rundir, "DecisionSpool %s/spool" % twin_dir)
         twin_body = twin_body.replace("file:%s" % events, "file:%s" % twin_events)
         twin = Httpd(twin_dir, twin_body, mpm=args.mpm, log_level="decision:warn",
-                     access_log=False)
+                     access_log=False, extra_modules=("status",))
         h.start()
         quiet.start()
         twin.start()
         try:
-            static, module, hits, no_metrics = [], [], [], []
+            static, status, module, hits, no_metrics = [], [], [], [], []
             # Only the twin ever gets trigger_hit:true, so no shipper backlog runs
             # in a server measured without events; its CPU includes the shipping.
             drained = lambda: spool_drained(os.path.join(twin_dir, "spool"))  # noqa: E731
             plan = [(no_metrics, quiet, "", script, None), (static, h, "/static.txt", None, None),
+                    (status, h, "/server-status?auto", None, None),
                     (module, h, "", script, None), (hits, twin, "", hits_script, drained)]
             for n in range(args.rounds):
                 # each round starts one further along, so no variant always runs first
@@ -240,13 +245,15 @@ def main():
     print("wrk -t%d -c%d -d%ds, %s MPM%s, best of %d rounds (server CPU per request: median)" % (
         args.threads, args.connections, args.duration, args.mpm,
         " + DecisionKeepAliveOnWorker" if args.keepalive_on_worker else "", args.rounds))
-    rows = [("static file", static, ""), ("POST /v2/campaigns", module, ""),
+    rows = [("static file", static, ""), ("mod_status handler", status, ""),
+            ("POST /v2/campaigns", module, ""),
             ("  with trigger_hit", hits, "; events spooled, shipped to a file"),
             ("  metrics off", no_metrics, "")]
     for name, runs, note in rows:
         best = max(runs)
-        print("%-20s %8.0f req/s  p99 %6.2f ms  %6.1f us CPU/request  (non-2xx: %d%s)" % (
-            name, best[0], best[1], median([r[3] for r in runs]), best[2], note))
+        print("%-20s %8.0f req/s  p99 %6.2f ms (median of rounds %6.2f)  %6.1f us CPU/request  "
+              "(non-2xx: %d%s)" % (name, best[0], best[1], median([r[1] for r in runs]),
+                                   median([r[3] for r in runs]), best[2], note))
     print("event batches at the file sink when stopped: %d" % batches)
 
     def rate_cost(base, other):  # how much slower `other` is than `base`, by rate
@@ -275,6 +282,9 @@ def main():
                                                 " ".join("%.1f" % x for x in by_cpu)))
     print("API p99             %6.2f ms best, %.2f ms median of the rounds" % (
         min(r[1] for r in module), median([r[1] for r in module])))
+    print("p99 with events     %6.2f ms median of the rounds: %.2f x the API's without" % (
+        median([r[1] for r in hits]),
+        median([r[1] for r in hits]) / max(median([r[1] for r in module]), 1e-9)))
 
 if __name__ == "__main__":
     main()

@@ -284,6 +284,13 @@ int dc_spool_options_parse(dc_spool_options_t *opt, const char *spec, char *err,
             bad = parse_duration(v, &opt->segment_max_age) < 0 || opt->segment_max_age <= 0;
         } else if (strcmp(key, "max-bytes") == 0) {
             bad = parse_size(v, &opt->max_bytes) < 0 || opt->max_bytes < 1;
+        } else if (strcmp(key, "write") == 0) {
+            if (strcmp(v, "map") == 0)
+                opt->write_pwrite = 0;
+            else if (strcmp(v, "pwrite") == 0)
+                opt->write_pwrite = 1;
+            else
+                bad = 1;
         } else if (strcmp(key, "on-full") == 0) {
             if (strcmp(v, "refuse") == 0)
                 opt->on_full = DC_SPOOL_FULL_REFUSE;
@@ -294,7 +301,7 @@ int dc_spool_options_parse(dc_spool_options_t *opt, const char *spec, char *err,
         } else {
             snprintf(err, errlen,
                      "unknown spool option \"%s\" (fsync, segment-bytes, segment-age, "
-                     "max-bytes, on-full)",
+                     "max-bytes, on-full, write)",
                      key);
             return -1;
         }
@@ -737,7 +744,9 @@ static int open_segment(dc_spool_t *s, apr_time_t now)
     /* Address space for a full segment and the record that crosses its bound;
      * the pages are the file's, allocated as records come (map_grow). */
     seg->map_len = round_to_page(s->opt.segment_max_bytes + MAP_SLACK);
-    seg->map = mmap(NULL, (size_t)seg->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, seg->fd, 0);
+    seg->map = s->opt.write_pwrite ? NULL
+                                   : mmap(NULL, (size_t)seg->map_len, PROT_READ | PROT_WRITE,
+                                          MAP_SHARED, seg->fd, 0);
     if (seg->map == MAP_FAILED) {
         seg->map = NULL;
         dc_log(DC_LOG_DEBUG, DCLOGNO(10710) "spool: cannot map %s: %s; writing records with "

@@ -77,6 +77,7 @@ typedef struct {
     apr_interval_time_t segment_max_age;
     apr_off_t max_bytes;                /* bound of the whole directory */
     dc_spool_full_e on_full;
+    int write_pwrite;                   /* write=pwrite: a pwrite per record, no mapping */
 } dc_spool_options_t;
 
 typedef struct dc_spool dc_spool_t;
@@ -99,7 +100,7 @@ typedef struct {
 
 void dc_spool_options_default(dc_spool_options_t *opt);
 /* Applies "key=value,key=value" (fsync=always|never|100ms, segment-bytes=N,
- * segment-age=5s, max-bytes=N, on-full=refuse|drop-oldest; sizes take k/m/g,
+ * segment-age=5s, max-bytes=N, on-full=refuse|drop-oldest, write=map|pwrite; sizes take k/m/g,
  * durations ms/s). Returns 0, or -1 with a message in err. */
 int dc_spool_options_parse(dc_spool_options_t *opt, const char *spec, char *err, size_t errlen);
 

@@ -222,12 +222,20 @@ START_TEST(options_parse)
     ck_assert_int_eq(dc_spool_options_parse(&o, "colour=blue", err, sizeof(err)), -1);
     ck_assert_int_eq(dc_spool_options_parse(&o, "max-bytes=-1", err, sizeof(err)), -1);
     ck_assert_int_eq(dc_spool_options_parse(&o, "on-full", err, sizeof(err)), -1);
+    ck_assert_int_eq(o.write_pwrite, 0);
+    ck_assert_int_eq(dc_spool_options_parse(&o, "write=pwrite", err, sizeof(err)), 0);
+    ck_assert_int_eq(o.write_pwrite, 1);
+    ck_assert_int_eq(dc_spool_options_parse(&o, "write=map", err, sizeof(err)), 0);
+    ck_assert_int_eq(o.write_pwrite, 0);
+    ck_assert_int_eq(dc_spool_options_parse(&o, "write=mmap", err, sizeof(err)), -1);
 }
 END_TEST
 
+/* Loop tests run once with the mapped segment (the default) and once with a
+ * pwrite per record (write=pwrite, and where a segment cannot be mapped). */
 START_TEST(records_read_back_exactly)
 {
-    dc_spool_t *s = open_spool("fsync=always");
+    dc_spool_t *s = open_spool(_i ? "fsync=always,write=pwrite" : "fsync=always");
     readback_t r;
     const char **names;
     size_t n, len;
@@ -337,7 +345,8 @@ END_TEST
 
 START_TEST(rotation_by_size_and_age)
 {
-    dc_spool_t *s = open_spool("segment-bytes=600,segment-age=100ms");
+    dc_spool_t *s = open_spool(_i ? "segment-bytes=600,segment-age=100ms,write=pwrite"
+                                  : "segment-bytes=600,segment-age=100ms");
     readback_t r;
 
     for (int i = 0; i < 20; i++)
@@ -663,9 +672,9 @@ static Suite *spool_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, crc32_is_ieee);
     tcase_add_test(tc, options_parse);
-    tcase_add_test(tc, records_read_back_exactly);
+    tcase_add_loop_test(tc, records_read_back_exactly, 0, 2);
     tcase_add_test(tc, torn_and_corrupt_records_are_skipped);
-    tcase_add_test(tc, rotation_by_size_and_age);
+    tcase_add_loop_test(tc, rotation_by_size_and_age, 0, 2);
     tcase_add_test(tc, bound_refuses_and_counts);
     tcase_add_test(tc, bound_drops_oldest_and_counts);
     tcase_add_test(tc, figures_degraded_while_refusing_or_failing);
