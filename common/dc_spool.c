@@ -79,6 +79,8 @@ typedef struct {
     apr_time_t created;
     unsigned inflight;          /* atomic: appenders between their reservation and their copy */
     int dir_synced;             /* atomic: its name is on disk (fsync of the directory) */
+    apr_off_t released;         /* pages below this were unmapped before a sync */
+    apr_off_t bytes_at_sync;    /* `bytes` at the last interval sync */
 } segment_t;
 
 struct dc_spool {
@@ -667,26 +669,32 @@ static void drop_segment_of_parent(dc_spool_t *s)
     free(seg);
 }
 
+static apr_off_t page_size(void)
+{
+    static apr_off_t page;
+
+    if (!page) {
+        apr_off_t p = (apr_off_t)sysconf(_SC_PAGESIZE);
+
+        page = p > 0 ? p : 4096;
+    }
+    return page;
+}
+
 static apr_off_t round_to_page(apr_off_t n)
 {
-    apr_off_t page = (apr_off_t)sysconf(_SC_PAGESIZE);
-
-    if (page <= 0)
-        page = 4096;
-    return (n + page - 1) / page * page;
+    return (n + page_size() - 1) / page_size() * page_size();
 }
 
 /* Under s->lock: allocates the mapped segment's file up to at least `end`, a
- * step (a sixteenth of a segment, 4 KiB to 1 MiB) at a time; *grown is the
- * range newly allocated (the caller prefaults it after unlocking). 0, or -1
+ * step (a sixteenth of a segment, 4 KiB to 1 MiB) at a time. 0, or -1
  * when the record must be written with pwrite (no mapping, past the mapping,
  * or the file system refused: a full disk, which pwrite then reports). */
-static int map_grow(dc_spool_t *s, segment_t *seg, apr_off_t end, apr_off_t grown[2])
+static int map_grow(dc_spool_t *s, segment_t *seg, apr_off_t end)
 {
     apr_off_t step, target;
     int rv;
 
-    grown[0] = grown[1] = 0;
     if (!seg->map || seg->map_failed || end > seg->map_len)
         return -1;
     if (end <= seg->map_backed)
@@ -702,8 +710,6 @@ static int map_grow(dc_spool_t *s, segment_t *seg, apr_off_t end, apr_off_t grow
                s->opt.dir, seg->stem, strerror(rv));
         return -1;
     }
-    grown[0] = seg->map_backed;
-    grown[1] = target;
     seg->map_backed = target;
     return 0;
 }
@@ -872,7 +878,8 @@ static void background_work(dc_spool_t *s)
 {
     apr_time_t now = apr_time_now();
     uint64_t written;
-    int fd;
+    segment_t *seg;
+    apr_off_t release[2], populate[2];
 
     if (!s->seg || s->pid != dc_proc_pid())
         return;
@@ -889,14 +896,49 @@ static void background_work(dc_spool_t *s)
         now - s->last_sync < s->opt.fsync_interval)
         return;
     s->last_sync = now;
-    /* The sync runs without the lock (requests keep appending); a dup keeps
-     * the file open if the segment is closed meanwhile. Copies done after
-     * `written` was read are left to the next sync. */
-    if ((fd = dup(s->seg->fd)) < 0)
-        return;
+    seg = s->seg;
+    /* The sync runs without the lock (requests keep appending), holding the
+     * segment open as an appender would. Copies done after `written` was
+     * read are left to the next sync.
+     *
+     * Around it, the mapping is managed so that neither the sync nor the
+     * copies take a page fault each: the pages the records have filled
+     * leave our page tables before the sync (writeback then has no mapping
+     * to write-protect page by page, with a TLB flush on the other CPUs,
+     * which was most of a sync's cost; the page cache keeps them), and the
+     * pages the next interval will fill, twice what this one wrote, are
+     * allocated and mapped writable after it, here rather than by a fault
+     * in a request. */
+    {
+        apr_off_t bytes = seg->bytes, filled = bytes / page_size() * page_size();
+        apr_off_t window = 2 * (bytes - seg->bytes_at_sync);
+
+        window = window < 65536 ? 65536 : window > 4 * 1024 * 1024 ? 4 * 1024 * 1024 : window;
+        seg->bytes_at_sync = bytes;
+        release[0] = release[1] = populate[0] = populate[1] = 0;
+        if (seg->map) {
+            (void)map_grow(s, seg, bytes + window);
+            if (filled > seg->released) {
+                release[0] = seg->released;
+                release[1] = seg->released = filled;
+            }
+            populate[0] = filled;
+            populate[1] = round_to_page(bytes + window);
+            if (populate[1] > seg->map_backed)
+                populate[1] = seg->map_backed;
+        }
+    }
+    __atomic_add_fetch(&seg->inflight, 1, __ATOMIC_RELAXED);
     apr_thread_mutex_unlock(s->lock);
-    (void)fdatasync(fd);
-    close(fd);
+    if (release[1] > release[0])
+        (void)madvise(seg->map + release[0], (size_t)(release[1] - release[0]), MADV_DONTNEED);
+    (void)fdatasync(seg->fd);
+#ifdef MADV_POPULATE_WRITE /* Linux 5.14 */
+    if (populate[1] > populate[0])
+        (void)madvise(seg->map + populate[0], (size_t)(populate[1] - populate[0]),
+                      MADV_POPULATE_WRITE);
+#endif
+    __atomic_sub_fetch(&seg->inflight, 1, __ATOMIC_RELEASE);
     apr_thread_mutex_lock(s->lock);
     if (written > s->synced)
         s->synced = written;
@@ -1151,7 +1193,7 @@ int dc_spool_append(dc_spool_t *s, apr_pool_t *p, const dc_hit_t *hits, size_t n
     size_t cap = HEADER_LEN + 24, len, done = 0;
     char *rec;
     apr_time_t now;
-    apr_off_t offset, grown[2] = {0, 0};
+    apr_off_t offset;
     segment_t *seg, *old = NULL;
     ssize_t w = 0;
     int mapped, full, write_errno = 0;
@@ -1173,7 +1215,7 @@ int dc_spool_append(dc_spool_t *s, apr_pool_t *p, const dc_hit_t *hits, size_t n
     }
     seg = s->seg;
     offset = seg->bytes;
-    mapped = map_grow(s, seg, offset + (apr_off_t)len, grown) == 0;
+    mapped = map_grow(s, seg, offset + (apr_off_t)len) == 0;
     seg->bytes += (apr_off_t)len;
     seg->records++;
     s->written_since_scan += (apr_off_t)len;
@@ -1200,13 +1242,6 @@ int dc_spool_append(dc_spool_t *s, apr_pool_t *p, const dc_hit_t *hits, size_t n
      * mapped) until its inflight says we are done. */
     finish_segment(s, old);
     sync_segment_dir(s, seg);
-    if (grown[1] > grown[0]) {
-#ifdef MADV_POPULATE_WRITE
-        /* the new pages faulted in at once (a no-op before Linux 5.14), not
-         * one fault per page in the next requests' copies */
-        (void)madvise(seg->map + grown[0], (size_t)(grown[1] - grown[0]), MADV_POPULATE_WRITE);
-#endif
-    }
     if (mapped) {
         memcpy(seg->map + offset, rec, len);
         done = len;
