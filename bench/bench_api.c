@@ -266,6 +266,7 @@ static int bench_events(dc_service_t *svc, char **bodies, unsigned long n_reques
     dc_spool_t *spool;
     dc_shipper_t *shipper;
     dc_spool_stats_t st;
+    dc_shipper_stats_t shst;
     double best_off = 0, best_on = 0, ship_cpu;
 
     if (!mkdtemp(dir)) {
@@ -316,14 +317,17 @@ static int bench_events(dc_service_t *svc, char **bodies, unsigned long n_reques
     ship_cpu = thread_cpu_seconds();
     dc_shipper_flush(shipper, apr_time_now() + apr_time_from_sec(600));
     ship_cpu = thread_cpu_seconds() - ship_cpu;
+    dc_shipper_stats(shipper, &shst);
     dc_shipper_destroy(shipper);
     printf("best: trigger_hit false %.0f req/s, true %.0f req/s: building and spooling the hits "
            "costs %.0f ns of CPU per request (%.1f %%)\n",
            best_off, best_on, 1e9 / best_on - 1e9 / best_off,
            100 * (best_off - best_on) / best_off);
-    printf("shipping %llu records (%llu hits) to a file sink: %.0f ns of CPU per request\n",
+    printf("shipping %llu records (%llu hits) to a file sink: %.0f ns of CPU per request; "
+           "%llu hits delivered\n",
            (unsigned long long)st.accepted, (unsigned long long)st.accepted_hits,
-           1e9 * ship_cpu / (double)(st.accepted ? st.accepted : 1));
+           1e9 * ship_cpu / (double)(st.accepted ? st.accepted : 1),
+           (unsigned long long)shst.hits_sent);
     if (system(apr_psprintf(p, "rm -rf '%s'", dir)) != 0)
         fprintf(stderr, "bench_api: could not remove %s\n", dir);
     return 0;

@@ -1,0 +1,49 @@
+"""The benchmarks' quick profile: bench/ scripts run for a second or two, so
+they cannot rot between the runs that measure (doc/performance.md). What is
+asserted is what does not depend on the machine: every request answered
+2xx, every spooled event shipped, every figure printed. No timing is.
+"""
+import os
+import re
+import subprocess
+
+from harness import BUILD, REPO, SAMPLE_BUCKETING
+
+
+def bench_api():
+    subprocess.run(["make", "-s", "-C", BUILD, "bench/bench_api"], check=True,
+                   stdout=subprocess.DEVNULL)
+    return os.path.join(BUILD, "bench", "bench_api")
+
+
+def test_events_bench_spools_and_ships_every_record_both_ways():
+    for options in ("write=map", "write=pwrite", "fsync=always"):
+        r = subprocess.run([bench_api(), SAMPLE_BUCKETING, "3000", "2", "memory", "events",
+                            options], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert len(re.findall(r"^round \d: trigger_hit false +\d+ req/s, true \(spooled\) +\d+",
+                              r.stdout, re.M)) == 2, r.stdout
+        assert re.search(r"building and spooling the hits costs -?\d+ ns", r.stdout), r.stdout
+        shipped = re.search(r"shipping (\d+) records \((\d+) hits\) to a file sink: \d+ ns.*; "
+                            r"(\d+) hits delivered", r.stdout)
+        assert shipped and int(shipped.group(1)) == 6000 and int(shipped.group(2)) >= 6000, \
+            r.stdout
+        assert shipped.group(3) == shipped.group(2), r.stdout  # every spooled hit shipped
+        assert "skipped" not in r.stderr and "DC107" not in r.stderr, r.stderr
+
+
+def test_httpd_bench_runs_every_variant_without_an_error():
+    r = subprocess.run(["/usr/bin/python3", os.path.join(REPO, "bench", "httpd_vs_static.py"),
+                        "--rounds", "1", "--duration", "1", "--connections", "16"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for row in ("static file", "mod_status handler", "POST /v2/campaigns", "with trigger_hit",
+                "metrics off"):
+        line = re.search(r"^ *%s +\d+ req/s .*\(non-2xx: (\d+)" % re.escape(row), r.stdout,
+                         re.M)
+        assert line and line.group(1) == "0", (row, r.stdout)
+    batches = re.search(r"event batches at the file sink when stopped: (\d+)", r.stdout)
+    assert batches and int(batches.group(1)) > 0, r.stdout
+    for figure in ("ratio to static", "cost of events", "cost of metrics", "cost of nothing",
+                   "API p99", "p99 with events"):
+        assert figure in r.stdout, (figure, r.stdout)
