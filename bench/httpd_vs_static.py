@@ -57,9 +57,7 @@ TUNING = {
 }
 
 
-def server_cpu_seconds(server):
-    """utime + stime of an httpd's parent and children: the server's own CPU,
-    which neighbours on a shared machine do not inflate the way they move rates."""
+def server_pids(server):
     with open(server.pidfile) as f:
         parent = f.read().strip()
     pids = [parent]
@@ -69,8 +67,14 @@ def server_cpu_seconds(server):
                 pids += f.read().split()
         except OSError:
             pass
+    return pids
+
+
+def server_cpu_seconds(server):
+    """utime + stime of an httpd's parent and children: the server's own CPU,
+    which neighbours on a shared machine do not inflate the way they move rates."""
     ticks = 0
-    for pid in pids:
+    for pid in server_pids(server):
         try:
             with open("/proc/%s/stat" % pid) as f:
                 fields = f.read().rsplit(")", 1)[1].split()
@@ -80,13 +84,35 @@ def server_cpu_seconds(server):
     return ticks / float(os.sysconf("SC_CLK_TCK"))
 
 
+def server_context_switches(server):
+    """Voluntary and involuntary context switches of every thread of the server: how often
+    a request's path went to sleep and woke (hand-offs between threads, waits)."""
+    total = 0
+    for pid in server_pids(server):
+        try:
+            tasks = os.listdir("/proc/%s/task" % pid)
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open("/proc/%s/task/%s/status" % (pid, task)) as f:
+                    for line in f:
+                        if line.startswith(("voluntary_ctxt_switches",
+                                            "nonvoluntary_ctxt_switches")):
+                            total += int(line.split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    return total
+
+
 def wrk_start(server, path, threads, conns, duration, script=None):
     args = ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % duration, "--latency"]
     if script:
         args += ["-s", script]
     cpu0 = server_cpu_seconds(server)
-    return server, cpu0, subprocess.Popen(args + [server.base_url + path],
-                                          stdout=subprocess.PIPE, text=True)
+    cs0 = server_context_switches(server)
+    return server, (cpu0, cs0), subprocess.Popen(args + [server.base_url + path],
+                                                 stdout=subprocess.PIPE, text=True)
 
 
 def spool_drained(spool_dir, limit=30.0):
@@ -104,10 +130,11 @@ def spool_drained(spool_dir, limit=30.0):
 
 
 def wrk_finish(started, duration, settle=None):
-    """(requests/s, p99 ms, non-2xx, server CPU µs per request); settle() runs before the
-    server's CPU is read."""
-    server, cpu0, proc = started
+    """(requests/s, p99 ms, non-2xx, server CPU µs per request, server context switches per
+    request); settle() runs before the server's CPU is read."""
+    server, (cpu0, cs0), proc = started
     out = proc.communicate(timeout=duration + 60)[0]
+    cs = server_context_switches(server) - cs0
     if settle:
         settle()
     cpu = server_cpu_seconds(server) - cpu0
@@ -117,7 +144,7 @@ def wrk_finish(started, duration, settle=None):
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return (rate, float(p99.group(1)) * scale, int(errors.group(1)) if errors else 0,
-            1e6 * cpu / max(requests, 1))
+            1e6 * cpu / max(requests, 1), cs / float(max(requests, 1)))
 
 
 def wrk(server, path, threads, conns, duration, script=None, settle=None):
@@ -252,8 +279,9 @@ def main():
     for name, runs, note in rows:
         best = max(runs)
         print("%-20s %8.0f req/s  p99 %6.2f ms (median of rounds %6.2f)  %6.1f us CPU/request  "
-              "(non-2xx: %d%s)" % (name, best[0], best[1], median([r[1] for r in runs]),
-                                   median([r[3] for r in runs]), best[2], note))
+              "%4.2f context switches/request  (non-2xx: %d%s)" % (
+                  name, best[0], best[1], median([r[1] for r in runs]),
+                  median([r[3] for r in runs]), median([r[4] for r in runs]), best[2], note))
     print("event batches at the file sink when stopped: %d" % batches)
 
     def rate_cost(base, other):  # how much slower `other` is than `base`, by rate
