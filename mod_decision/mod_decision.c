@@ -48,6 +48,8 @@
 #include "unixd.h"
 #include "util_cookies.h"
 
+#include <curl/curl.h>
+
 #include <apr_file_info.h>
 #include <apr_hash.h>
 #include <apr_lib.h>
@@ -866,6 +868,8 @@ static int build_service(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
 /* The event MPM: connections wait for their next request in its listener. */
 static int mpm_is_async;
 
+static int curl_initialised_in_parent;
+
 static int decision_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                                 server_rec *main_s)
 {
@@ -889,6 +893,18 @@ static int decision_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t 
     }
     if (n == 0)
         return OK;
+    /* libcurl (and the TLS library under it) initialised here, in the parent,
+     * once for the life of the process: children inherit it, and their own
+     * curl_global_init calls (the config poller, the shipper, the exporters,
+     * in watchdog and exporter threads) only count. Initialised in a child's
+     * thread instead, it raced with that child's exit at a graceful restart
+     * (OpenSSL's exit handler freeing the locks its initialisation was
+     * taking: a crash in a prefork child). */
+    if (!curl_initialised_in_parent) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+            return fail(main_s, "cannot initialise libcurl");
+        curl_initialised_in_parent = 1;
+    }
     if (decision_feed_shm_create(pconf, main_s, n, &gens) != APR_SUCCESS)
         return HTTP_INTERNAL_SERVER_ERROR;
 
