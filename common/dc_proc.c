@@ -1,6 +1,8 @@
 #include "dc_proc.h"
 
 #include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static pid_t cached_pid;
@@ -27,4 +29,12 @@ pid_t dc_proc_pid(void)
      * racing with this call still ends with the child's own id. */
     pthread_once(&atfork_once, register_atfork);
     return __atomic_load_n(&cached_pid, __ATOMIC_RELAXED);
+}
+
+void dc_proc_background_thread(void)
+{
+#if defined(__linux__) && defined(SYS_gettid)
+    /* On Linux, PRIO_PROCESS with a thread id is that thread alone. */
+    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
+#endif
 }

@@ -13,4 +13,10 @@
 
 pid_t dc_proc_pid(void);
 
+/* Lowers the calling thread's scheduling priority to nice 10 (Linux: a
+ * thread's own nice value): for background work (shipping events) that
+ * should take the CPU the requests leave, not share it with them. Cannot be
+ * undone without privileges, so only for threads that do nothing else. */
+void dc_proc_background_thread(void);
+
 #endif

@@ -13,6 +13,7 @@
 #include "dc_cloud_http.h"
 #include "dc_http.h"
 #include "dc_hits.h"
+#include "dc_proc.h"
 #include "dc_log.h"
 #include "dc_objstore.h"
 
@@ -1131,6 +1132,8 @@ int dc_shipper_flush(dc_shipper_t *sh, apr_time_t deadline)
 static void *APR_THREAD_FUNC shipper_thread(apr_thread_t *t, void *data)
 {
     dc_shipper_t *sh = data;
+
+    dc_proc_background_thread(); /* requests first; the spool holds the events meanwhile */
 
     apr_thread_mutex_lock(sh->lock);
     while (!sh->stopping) {

@@ -19,6 +19,7 @@
 #include "mod_decision.h"
 
 #include "dc_log.h"
+#include "dc_proc.h"
 #include "dc_shipper.h"
 #include "dc_spool.h"
 
@@ -84,6 +85,11 @@ static apr_status_t ship_events(int state, void *data, apr_pool_t *p)
     char err[256];
 
     if (state == AP_WATCHDOG_STATE_STARTING && !svc->shipper) {
+        /* This watchdog thread does background work only (shipping, config
+         * polls): the requests of its child come first. A burst of shipping
+         * (a second of a busy server's events, every second) at the same
+         * priority was a tail on the requests that shared its core. */
+        dc_proc_background_thread();
         apr_pool_create(&svc->ship_pool, NULL);
         svc->shipper = dc_shipper_create(svc->ship_pool, &svc->ship_opt, err, sizeof(err));
         if (!svc->shipper) {

@@ -6,6 +6,7 @@
  * intact, none lost, every id unique).
  */
 #include "dc_shipper.h"
+#include "dc_proc.h"
 #include "dc_spool.h"
 #include "dc_test.h"
 
@@ -15,7 +16,13 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <string.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static apr_pool_t *pool;
 static char dir[64];
@@ -663,6 +670,44 @@ START_TEST(file_in_the_way_fails_at_open)
 }
 END_TEST
 
+/* dc_proc: the pid without a system call follows forks; a background thread
+ * alone is niced. */
+START_TEST(proc_pid_follows_fork)
+{
+    pid_t child;
+    int status;
+
+    ck_assert_int_eq(dc_proc_pid(), getpid());
+    child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0)
+        _exit(dc_proc_pid() == getpid() && dc_proc_pid() != getppid() ? 0 : 1);
+    ck_assert_int_eq(waitpid(child, &status, 0), child);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert_int_eq(dc_proc_pid(), getpid());
+}
+END_TEST
+
+static void *background(void *arg)
+{
+    dc_proc_background_thread();
+    errno = 0;
+    *(int *)arg = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+    return NULL;
+}
+
+START_TEST(background_thread_alone_is_niced)
+{
+    int before = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid)), in_thread = -100;
+    pthread_t t;
+
+    ck_assert_int_eq(pthread_create(&t, NULL, background, &in_thread), 0);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_int_eq(in_thread, before > 10 ? before : 10);
+    ck_assert_int_eq(getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid)), before);
+}
+END_TEST
+
 static Suite *spool_suite(void)
 {
     Suite *s = suite_create("spool");
@@ -681,6 +726,8 @@ static Suite *spool_suite(void)
     tcase_add_test(tc, dead_process_segment_is_adopted);
     tcase_add_test(tc, concurrent_processes_and_threads_lose_nothing);
     tcase_add_test(tc, file_in_the_way_fails_at_open);
+    tcase_add_test(tc, proc_pid_follows_fork);
+    tcase_add_test(tc, background_thread_alone_is_niced);
     suite_add_tcase(s, tc);
     return s;
 }
