@@ -326,19 +326,29 @@ const char *dc_pstrfmt(apr_pool_t *p, const char *fmt, ...)
     }
 }
 
-int dc_read_file(apr_pool_t *p, const char *path, size_t max, char **data, size_t *len)
+/* The file opened for reading when it holds at most max bytes; -1 with errno. */
+static int open_bounded(const char *path, size_t max, struct stat *st)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    size_t got = 0;
 
     if (fd < 0)
         return -1;
-    if (fstat(fd, &st) < 0 || (size_t)st.st_size > max) {
+    if (fstat(fd, st) < 0 || (size_t)st->st_size > max) {
         close(fd);
         errno = EFBIG;
         return -1;
     }
+    return fd;
+}
+
+int dc_read_file(apr_pool_t *p, const char *path, size_t max, char **data, size_t *len)
+{
+    struct stat st;
+    int fd = open_bounded(path, max, &st);
+    size_t got = 0;
+
+    if (fd < 0)
+        return -1;
     *data = apr_palloc(p, (size_t)st.st_size + 1);
     while (got < (size_t)st.st_size) {
         ssize_t r = read(fd, *data + got, (size_t)st.st_size - got);
@@ -370,18 +380,13 @@ static apr_status_t unmap_file(void *data)
 
 int dc_map_file(apr_pool_t *p, const char *path, size_t max, const char **data, size_t *len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
+    int fd = open_bounded(path, max, &st);
     mapping_t *m;
     void *addr;
 
     if (fd < 0)
         return -1;
-    if (fstat(fd, &st) < 0 || (size_t)st.st_size > max) {
-        close(fd);
-        errno = EFBIG;
-        return -1;
-    }
     if (st.st_size == 0) {
         close(fd);
         *data = "";
