@@ -12,6 +12,7 @@
  * (that targeting never matches), duplicate campaign ids (the first wins).
  */
 #include "dc_config.h"
+#include "dc_index.h"
 #include "dc_buf.h"
 #include "dc_log.h"
 
@@ -839,6 +840,7 @@ int dc_config_parse(const char *data, size_t len, dc_config_t **out, dc_config_e
         apr_pool_destroy(pool);
         return -1;
     }
+    cfg->index = dc_index_build(pool, cfg);
     *out = cfg;
     return 0;
 }

@@ -56,12 +56,16 @@ typedef enum {
     DC_KEY_PROVIDER     /* a third-party provider's key: never present when self-hosted */
 } dc_key_kind_e;
 
+/* A sorted copy of a long list of strings (dc_index.h), for EQUALS / NOT_EQUALS. */
+typedef struct dc_strset dc_strset_t;
+
 typedef struct {
     dc_operator_e op;
     dc_key_kind_e key_kind;
     const char *key;
     size_t key_len;
     dc_value_t value;
+    const dc_strset_t *set; /* value is a long list of strings: its folded forms, sorted */
 } dc_targeting_t;
 
 typedef struct {
@@ -130,6 +134,7 @@ struct dc_campaign {
     size_t n_groups;
 };
 
+typedef struct dc_index dc_index_t;
 typedef struct dc_config dc_config_t;
 struct dc_config {
     apr_pool_t *pool;
@@ -141,6 +146,7 @@ struct dc_config {
     int xpc;                 /* enabledXPC || visitorConsolidation */
     const dc_campaign_t *campaigns;
     size_t n_campaigns;
+    const dc_index_t *index;  /* candidate campaigns by context values (dc_index.h) */
     size_t n_unknown_operators;
     json_t *document;        /* the parsed file, kept for flag values */
     char digest[17];         /* hex of a 64-bit hash of the file bytes */

@@ -1,4 +1,5 @@
 #include "dc_targeting.h"
+#include "dc_index.h"
 #include "dc_semver.h"
 
 #include <string.h>
@@ -220,7 +221,12 @@ int dc_targeting_match(const dc_variation_group_t *vg, const dc_context_t *ctx)
                 matched = 0;
                 break;
             }
-            m = dc_targeting_eval(t->op, &t->value, c);
+            if (t->set && c && c->kind == DC_KIND_STRING) /* a long list of strings */
+                m = dc_strset_has(t->set, c->folded, c->folded_len) == (t->op == DC_OP_EQUALS)
+                        ? DC_EVAL_MATCH
+                        : DC_EVAL_NO_MATCH;
+            else
+                m = dc_targeting_eval(t->op, &t->value, c);
             if (m == DC_EVAL_ERROR)
                 return 0;
             matched = matched && m == DC_EVAL_MATCH;
