@@ -999,27 +999,17 @@ static void end_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t *r
 /* format_response: the raw value of an IMAGE/TEXT/HTML modification. */
 static int respond_formatted(apr_pool_t *p, dc_response_t *resp, const dc_variation_t *v)
 {
-    const char *type = v->modifications_type, *content_type;
-    const json_t *value;
+    const char *content_type = dc_modification_content_type(v->modifications_type);
+    const dc_flag_t *flag = v->n_flags ? &v->flags[0] : NULL;
 
-    if (!v->has_modifications || v->n_flags == 0)
+    if (!v->has_modifications || !flag || !content_type)
         return 0;
-    if (strcmp(type, "IMAGE") == 0)
-        content_type = "image";
-    else if (strcmp(type, "TEXT") == 0)
-        content_type = "text/plain";
-    else if (strcmp(type, "HTML") == 0)
-        content_type = "text/html";
+    if (flag->text)
+        respond(resp, 200, content_type, flag->text, flag->text_len);
+    else if (flag->is_scalar)
+        respond(resp, 200, content_type, flag->json, flag->json_len);
     else
-        return 0;
-    value = v->flags[0].value;
-    if (json_is_string(value)) {
-        respond(resp, 200, content_type, json_string_value(value), json_string_length(value));
-    } else if (json_is_number(value) || json_is_boolean(value)) {
-        respond(resp, 200, content_type, v->flags[0].json, v->flags[0].json_len);
-    } else {
         respond(resp, 200, content_type, "", 0);
-    }
     return 1;
 }
 

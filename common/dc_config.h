@@ -80,7 +80,11 @@ typedef struct {
     const char *json; /* the value as JSON text */
     size_t json_len;
     int is_null;
-    const json_t *value; /* borrowed from the snapshot's document */
+    /* For a string value of a TEXT / HTML / IMAGE modification (served as the
+     * content itself): the string, decoded; NULL otherwise. */
+    const char *text;
+    size_t text_len;
+    int is_scalar; /* a number or a bool */
 } dc_flag_t;
 
 typedef struct {
@@ -148,7 +152,6 @@ struct dc_config {
     size_t n_campaigns;
     const dc_index_t *index;  /* candidate campaigns by context values (dc_index.h) */
     size_t n_unknown_operators;
-    json_t *document;        /* the parsed file, kept for flag values */
     char digest[17];         /* hex of a 64-bit hash of the file bytes */
     size_t source_len;
 };
@@ -177,6 +180,9 @@ void dc_config_unref(dc_config_t *cfg);
 typedef void dc_flag_fn(void *baton, const char *key, size_t key_len, const dc_flag_t *flag);
 void dc_variation_each_flag(const dc_variation_group_t *vg, const dc_variation_t *var,
                             int expose_all, dc_flag_fn *fn, void *baton);
+
+/* The Content-Type a modification type serves as content (IMAGE, TEXT, HTML), or NULL. */
+const char *dc_modification_content_type(const char *type);
 
 /* The first campaign whose id or slug is name, or NULL. */
 const dc_campaign_t *dc_config_find_campaign(const dc_config_t *cfg, const char *name, size_t len);

@@ -1,5 +1,6 @@
 #include "dc_index.h"
 
+#include <apr_strings.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,22 +19,21 @@ struct dc_strset {
 
 /* One index entry: a context key (or fs_users) and a folded string. */
 typedef struct {
-    const char *key; /* NULL: the slot is empty */
-    size_t key_len;
-    int users;       /* fs_users: the visitor id, not a context key */
+    const char *key;
     const char *value;
-    size_t value_len;
     uint32_t *campaigns; /* ascending */
-    size_t n_campaigns;
+    uint32_t key_len, value_len, n_campaigns;
     uint32_t last; /* while building: 1 + the last campaign filed */
-} slot_t;
+    int users;     /* fs_users: the visitor id, not a context key */
+} entry_t;
 
 struct dc_index {
     size_t n_words;
     uint64_t *always; /* campaigns evaluated for every visitor */
     size_t n_always;
-    slot_t *slots;
-    size_t mask; /* slots - 1, a power of two minus one */
+    uint32_t *slots; /* 1 + an entry's number, 0 when free: open addressing */
+    size_t mask;     /* slots - 1, a power of two minus one */
+    entry_t *entries;
     size_t n_entries;
     str_t *keys; /* context keys with entries, for the lookup of a context */
     size_t n_keys;
@@ -135,19 +135,21 @@ static uint32_t hash(int users, const char *key, size_t key_len, const char *val
     return h;
 }
 
-static slot_t *find(const dc_index_t *ix, int users, const char *key, size_t key_len,
-                    const char *value, size_t value_len)
+/* The entry's slot (its value is 0 when the entry is not there). */
+static uint32_t *find(const dc_index_t *ix, int users, const char *key, size_t key_len,
+                      const char *value, size_t value_len)
 {
     size_t i = hash(users, key, key_len, value, value_len) & ix->mask;
 
     for (;; i = (i + 1) & ix->mask) {
-        slot_t *s = &ix->slots[i];
+        const entry_t *e;
 
-        if (!s->key)
-            return s;
-        if (s->users == users && s->key_len == key_len && s->value_len == value_len &&
-            memcmp(s->value, value, value_len) == 0 && memcmp(s->key, key, key_len) == 0)
-            return s;
+        if (!ix->slots[i])
+            return &ix->slots[i];
+        e = &ix->entries[ix->slots[i] - 1];
+        if (e->users == users && e->key_len == key_len && e->value_len == value_len &&
+            memcmp(e->value, value, value_len) == 0 && memcmp(e->key, key, key_len) == 0)
+            return &ix->slots[i];
     }
 }
 
@@ -158,16 +160,19 @@ static void file_under(dc_index_t *ix, int pass, uint32_t ci, const dc_targeting
     int users = t->key_kind == DC_KEY_USERS;
     const char *key = users ? "" : t->key;
     size_t key_len = users ? 0 : t->key_len;
-    slot_t *s = find(ix, users, key, key_len, value, value_len);
+    uint32_t *slot = find(ix, users, key, key_len, value, value_len);
+    entry_t *s;
 
-    if (!s->key) {
+    if (!*slot) {
+        s = &ix->entries[ix->n_entries++];
         s->key = key;
-        s->key_len = key_len;
+        s->key_len = (uint32_t)key_len;
         s->users = users;
         s->value = value;
-        s->value_len = value_len;
-        ix->n_entries++;
+        s->value_len = (uint32_t)value_len;
+        *slot = (uint32_t)ix->n_entries;
     }
+    s = &ix->entries[*slot - 1];
     if (s->last == ci + 1)
         return; /* another group of the same campaign */
     s->last = ci + 1;
@@ -225,20 +230,32 @@ dc_index_t *dc_index_build(apr_pool_t *p, const dc_config_t *cfg)
             ix->n_always++;
         }
     }
-    while (cap < 2 * n_strings_total)
+    while (cap < n_strings_total + n_strings_total / 2)
         cap *= 2;
     ix->slots = apr_pcalloc(p, cap * sizeof(*ix->slots));
     ix->mask = cap - 1;
+    /* room for every string while counting; the snapshot keeps the distinct ones only */
+    ix->entries = calloc(n_strings_total ? n_strings_total : 1, sizeof(*ix->entries));
+    if (!ix->entries) {
+        for (size_t ci = 0; ci < cfg->n_campaigns; ci++) /* out of memory: no index */
+            ix->always[ci / 64] |= (uint64_t)1 << (ci % 64);
+        ix->n_always = cfg->n_campaigns;
+        return ix;
+    }
 
     /* Pass 0 counts each entry's campaigns, pass 1 stores them in arrays of that size. */
     file_campaigns(ix, cfg, 0);
+    {
+        entry_t *all = ix->entries;
+
+        ix->entries = apr_pmemdup(p, all, (ix->n_entries ? ix->n_entries : 1) * sizeof(*all));
+        free(all);
+    }
     ix->keys = apr_palloc(p, (ix->n_entries + 1) * sizeof(*ix->keys));
-    for (size_t i = 0; i < cap; i++) {
-        slot_t *s = &ix->slots[i];
+    for (size_t i = 0; i < ix->n_entries; i++) {
+        entry_t *s = &ix->entries[i];
         size_t k;
 
-        if (!s->key)
-            continue;
         s->campaigns = apr_palloc(p, s->n_campaigns * sizeof(*s->campaigns));
         s->n_campaigns = 0;
         s->last = 0;
@@ -277,7 +294,8 @@ size_t dc_index_n_entries(const dc_index_t *ix)
 static void probe(const dc_index_t *ix, int users, const char *key, size_t key_len,
                   const dc_value_t *v, uint64_t *bits)
 {
-    const slot_t *s;
+    const uint32_t *slot;
+    const entry_t *s;
 
     if (v->kind == DC_KIND_LIST) {
         /* EQUALS on a list in the context: any element may match */
@@ -287,8 +305,11 @@ static void probe(const dc_index_t *ix, int users, const char *key, size_t key_l
     }
     if (v->kind != DC_KIND_STRING)
         return; /* EQUALS a string on a number, a bool...: a type error, no match */
-    s = find(ix, users, key, key_len, v->folded, v->folded_len);
-    for (size_t i = 0; s->key && i < s->n_campaigns; i++)
+    slot = find(ix, users, key, key_len, v->folded, v->folded_len);
+    if (!*slot)
+        return;
+    s = &ix->entries[*slot - 1];
+    for (size_t i = 0; i < s->n_campaigns; i++)
         bits[s->campaigns[i] / 64] |= (uint64_t)1 << (s->campaigns[i] % 64);
 }
 

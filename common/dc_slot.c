@@ -79,6 +79,16 @@ void dc_slot_publish(dc_slot_t *slot, dc_config_t *cfg)
     apr_thread_mutex_unlock(slot->publish_lock);
 }
 
+void dc_slot_tidy(dc_slot_t *slot)
+{
+    if (!__atomic_load_n(&slot->retired, __ATOMIC_RELAXED))
+        return;
+    if (apr_thread_mutex_trylock(slot->publish_lock) != APR_SUCCESS)
+        return; /* another thread tidies or publishes */
+    release_retired(slot, 0);
+    apr_thread_mutex_unlock(slot->publish_lock);
+}
+
 void dc_slot_clear(dc_slot_t *slot)
 {
     dc_config_t *old;

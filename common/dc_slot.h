@@ -32,6 +32,9 @@ int dc_slot_init(dc_slot_t *slot, apr_pool_t *p);
 dc_config_t *dc_slot_acquire(dc_slot_t *slot);
 /* Makes cfg current (the slot takes the caller's reference). */
 void dc_slot_publish(dc_slot_t *slot, dc_config_t *cfg);
+/* Releases the retired snapshots whose grace period is over; cheap when there is
+ * none (one load), so a request path may call it. */
+void dc_slot_tidy(dc_slot_t *slot);
 /* Releases everything (at shutdown, when no reader is left). */
 void dc_slot_clear(dc_slot_t *slot);
 
