@@ -83,3 +83,21 @@ def test_thousand_campaigns_swapped_under_load(rundirs, servers):
     scale.warm_children(h, bodies)
     grown = private_growth(scale.children_memory(h), mem_base)
     assert grown <= 24 * 1024, grown
+
+
+def test_bench_scale_quick_profile_runs():
+    """bench/scale.py's CI profile: it runs end to end and prints its figures; only what is no
+    timing is asserted (no failed request, no mixed answer, the shared snapshot's bound)."""
+    import subprocess
+    import sys
+    top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    p = subprocess.run([sys.executable, os.path.join(top, "bench", "scale.py"), "--quick"],
+                       capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    figures = {line.split()[1]: line.split()[2:] for line in p.stdout.splitlines()
+               if line.startswith("scale: ")}
+    assert len(figures["engine_best_decisions_per_s"]) == 3, p.stdout
+    assert all(float(x) > 0 for x in figures["engine_best_decisions_per_s"] + figures["load_best_ms"])
+    assert figures["swap_failures"] == ["0"] and figures["mixed_answers"] == ["0"], p.stdout
+    assert int(figures["swap_requests"][0]) > 0
+    assert float(figures["private_growth_mb"][0]) <= 4.0, p.stdout
