@@ -91,6 +91,9 @@ def test_bench_scale_quick_profile_runs():
     import subprocess
     import sys
     top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    build = os.environ.get("DC_BUILD_DIR", top)
+    # bench programs are EXTRA_PROGRAMS: `make` alone does not build them
+    subprocess.run(["make", "-s", "-C", build, "bench/bench_engine"], check=True, timeout=300)
     p = subprocess.run([sys.executable, os.path.join(top, "bench", "scale.py"), "--quick"],
                        capture_output=True, text=True, timeout=240)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
