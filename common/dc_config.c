@@ -625,6 +625,7 @@ static int parse_variation_group(parser_t *ps, const json_t *obj, dc_campaign_t 
     if (get_string(ps, obj, "id", NULL, 1, &out->id, &out->id_len) < 0 ||
         get_string(ps, obj, "name", NULL, 0, &out->name, NULL) < 0)
         return -1;
+    dc_hash_feed(&out->id_hash, out->id, out->id_len);
     if (!out->name)
         out->name = "";
     if (parse_targeting_groups(ps, obj, out) < 0)
@@ -683,6 +684,11 @@ static int parse_bucket_ranges(parser_t *ps, const json_t *obj, dc_campaign_t *o
     path_pop(ps, old);
     out->ranges = r;
     out->n_ranges = n;
+    out->buckets[0] = out->buckets[1] = 0;
+    for (unsigned b = 0; b < 100; b++) /* as dc_in_bucket_ranges() reads them */
+        for (size_t i = 0; i < n; i++)
+            if (r[i].from <= (double)b && (double)b < r[i].to)
+                out->buckets[b / 64] |= (uint64_t)1 << (b % 64);
     return 0;
 }
 

@@ -17,6 +17,7 @@
 #ifndef DC_CONFIG_H
 #define DC_CONFIG_H
 
+#include "dc_hash.h"
 #include "dc_value.h"
 
 #include <apr_pools.h>
@@ -109,6 +110,7 @@ typedef struct dc_campaign dc_campaign_t;
 typedef struct {
     const char *id;
     size_t id_len;
+    dc_hash_state_t id_hash; /* the allocation hash after the id (dc_bucket_after) */
     const char *name;
     const dc_campaign_t *campaign;
     const dc_targeting_group_t *groups;
@@ -134,6 +136,7 @@ struct dc_campaign {
     int is_ab;
     const dc_bucket_range_t *ranges;
     size_t n_ranges;
+    uint64_t buckets[2]; /* bit b: bucket b (0..99) is in a range */
     const dc_variation_group_t *groups;
     size_t n_groups;
 };

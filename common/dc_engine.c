@@ -79,6 +79,12 @@ static void load_assignments(apr_pool_t *p, dc_store_t *store, const char *env_i
     }
 }
 
+/* dc_in_bucket_ranges() from the snapshot's bitmap of the 100 buckets. */
+static inline int in_buckets(const dc_campaign_t *c, unsigned bucket)
+{
+    return (int)(c->buckets[bucket / 64] >> (bucket % 64) & 1);
+}
+
 /* The campaign's first variation group the visitor matches, into *selected: returns 1, or 0. */
 static size_t select_group(const dc_campaign_t *c, const dc_context_t *ctx,
                            const dc_variation_group_t **selected, int *multi_variation)
@@ -139,7 +145,7 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
             for (uint64_t word = bits[w]; word; word &= word - 1) {
                 const dc_campaign_t *c = &cfg->campaigns[w * 64 + (size_t)__builtin_ctzll(word)];
 
-                if (skip_by_bucket && !dc_in_bucket_ranges(c, visitor_bucket))
+                if (skip_by_bucket && !in_buckets(c, visitor_bucket))
                     continue;
                 n_selected += select_group(c, v->context, selected + n_selected, &multi_variation);
             }
@@ -184,7 +190,7 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
                 continue;
         }
         /* 4. Campaign traffic. */
-        if (!dc_in_bucket_ranges(c, visitor_bucket))
+        if (!in_buckets(c, visitor_bucket))
             continue;
 
         /* 5. The variation: an assignment wins over the hash. */
@@ -211,7 +217,7 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
                 continue;
             }
         } else {
-            chosen = dc_allocate(vg, dc_bucket2(vg->id, vg->id_len, alloc_key, alloc_key_len));
+            chosen = dc_allocate(vg, dc_bucket_after(&vg->id_hash, alloc_key, alloc_key_len));
             if (!chosen) {
                 if (only)
                     out->single_error = DC_CHOICE_UNTRACKED;
