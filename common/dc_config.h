@@ -67,6 +67,7 @@ typedef struct {
     size_t key_len;
     dc_value_t value;
     const dc_strset_t *set; /* value is a long list of strings: its folded forms, sorted */
+    uint32_t key_id;        /* DC_KEY_CONTEXT: the key's number in the snapshot (dc_index.h) */
 } dc_targeting_t;
 
 typedef struct {

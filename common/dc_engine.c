@@ -87,10 +87,11 @@ static inline int in_buckets(const dc_campaign_t *c, unsigned bucket)
 
 /* The campaign's first variation group the visitor matches, into *selected: returns 1, or 0. */
 static size_t select_group(const dc_campaign_t *c, const dc_context_t *ctx,
-                           const dc_variation_group_t **selected, int *multi_variation)
+                           const dc_value_t *const *vals, const dc_variation_group_t **selected,
+                           int *multi_variation)
 {
     for (size_t g = 0; g < c->n_groups; g++) {
-        if (dc_targeting_match(&c->groups[g], ctx)) {
+        if (dc_targeting_match_resolved(&c->groups[g], ctx, vals)) {
             *selected = &c->groups[g];
             *multi_variation |= c->groups[g].n_variations > 1;
             return 1;
@@ -126,10 +127,11 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
 
     /* 1. Targeting: the first matching variation group of each campaign. */
     if (only) {
-        n_selected = select_group(only, v->context, selected, &multi_variation);
+        n_selected = select_group(only, v->context, NULL, selected, &multi_variation);
     } else {
         uint64_t bits_stack[16], *bits = bits_stack;
-        size_t n_words = dc_index_words(cfg->index);
+        const dc_value_t *vals_stack[32], **vals = vals_stack;
+        size_t n_words = dc_index_words(cfg->index), n_keys = dc_index_n_keys(cfg->index);
         /* Without a store, a campaign whose bucket ranges exclude the visitor can
          * change nothing (no assignment to load, 1V1T counts served campaigns
          * only): skip its targeting. With one, whether any campaign matched
@@ -139,6 +141,10 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
 
         if (n_words > sizeof(bits_stack) / sizeof(bits_stack[0]))
             bits = apr_palloc(p, n_words * sizeof(*bits));
+        if (n_keys > sizeof(vals_stack) / sizeof(vals_stack[0]))
+            vals = apr_palloc(p, n_keys * sizeof(*vals));
+        /* each key targetings read, looked up once for this visitor */
+        dc_index_resolve(cfg->index, v->context, vals);
         /* Only the campaigns the context can match (dc_index.h), in file order. */
         dc_index_candidates(cfg->index, v->context, bits);
         for (size_t w = 0; w < n_words; w++) {
@@ -147,7 +153,8 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
 
                 if (skip_by_bucket && !in_buckets(c, visitor_bucket))
                     continue;
-                n_selected += select_group(c, v->context, selected + n_selected, &multi_variation);
+                n_selected += select_group(c, v->context, vals, selected + n_selected,
+                                           &multi_variation);
             }
         }
     }

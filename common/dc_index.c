@@ -38,6 +38,10 @@ struct dc_index {
     str_t *keys; /* context keys with entries, for the lookup of a context */
     size_t n_keys;
     int has_users;
+    str_t *read;       /* every context key a targeting reads, by key_id */
+    size_t n_read;
+    uint32_t *read_slots; /* 1 + key_id, 0 when free: open addressing on the key */
+    size_t read_mask;
 };
 
 static int str_order(const void *a, const void *b)
@@ -206,6 +210,76 @@ static void file_campaigns(dc_index_t *ix, const dc_config_t *cfg, int pass)
     }
 }
 
+static uint32_t *read_slot(const dc_index_t *ix, const char *key, size_t key_len)
+{
+    size_t i = hash(0, key, key_len, "", 0) & ix->read_mask;
+
+    for (;; i = (i + 1) & ix->read_mask) {
+        const str_t *k;
+
+        if (!ix->read_slots[i])
+            return &ix->read_slots[i];
+        k = &ix->read[ix->read_slots[i] - 1];
+        if (k->len == key_len && memcmp(k->s, key, key_len) == 0)
+            return &ix->read_slots[i];
+    }
+}
+
+/* Gives every context key of a targeting its number (dc_targeting_t.key_id). */
+static void number_keys(apr_pool_t *p, dc_index_t *ix, const dc_config_t *cfg)
+{
+    size_t n = 0, cap = 16;
+
+    for (size_t ci = 0; ci < cfg->n_campaigns; ci++)
+        for (size_t v = 0; v < cfg->campaigns[ci].n_groups; v++)
+            for (size_t g = 0; g < cfg->campaigns[ci].groups[v].n_groups; g++)
+                n += cfg->campaigns[ci].groups[v].groups[g].n_targetings;
+    while (cap < 2 * n)
+        cap *= 2;
+    ix->read_slots = apr_pcalloc(p, cap * sizeof(*ix->read_slots));
+    ix->read_mask = cap - 1;
+    ix->read = apr_palloc(p, (n ? n : 1) * sizeof(*ix->read));
+    for (size_t ci = 0; ci < cfg->n_campaigns; ci++)
+        for (size_t v = 0; v < cfg->campaigns[ci].n_groups; v++)
+            for (size_t g = 0; g < cfg->campaigns[ci].groups[v].n_groups; g++) {
+                const dc_targeting_group_t *tg = &cfg->campaigns[ci].groups[v].groups[g];
+
+                for (size_t i = 0; i < tg->n_targetings; i++) {
+                    dc_targeting_t *t = (dc_targeting_t *)&tg->targetings[i];
+                    uint32_t *slot;
+
+                    if (t->key_kind != DC_KEY_CONTEXT)
+                        continue;
+                    slot = read_slot(ix, t->key, t->key_len);
+                    if (!*slot) {
+                        ix->read[ix->n_read].s = t->key;
+                        ix->read[ix->n_read].len = t->key_len;
+                        *slot = (uint32_t)++ix->n_read;
+                    }
+                    t->key_id = *slot - 1;
+                }
+            }
+}
+
+size_t dc_index_n_keys(const dc_index_t *ix)
+{
+    return ix->n_read;
+}
+
+void dc_index_resolve(const dc_index_t *ix, const dc_context_t *ctx, const dc_value_t **vals)
+{
+    memset(vals, 0, ix->n_read * sizeof(*vals));
+    if (ix->n_read == 0)
+        return;
+    for (size_t i = 0; i < ctx->n_entries; i++) {
+        const dc_context_entry_t *e = &ctx->entries[i];
+        const uint32_t *slot = read_slot(ix, e->key, e->key_len);
+
+        if (*slot && !vals[*slot - 1])
+            vals[*slot - 1] = &e->value;
+    }
+}
+
 dc_index_t *dc_index_build(apr_pool_t *p, const dc_config_t *cfg)
 {
     dc_index_t *ix = apr_pcalloc(p, sizeof(*ix));
@@ -230,6 +304,7 @@ dc_index_t *dc_index_build(apr_pool_t *p, const dc_config_t *cfg)
             ix->n_always++;
         }
     }
+    number_keys(p, ix, cfg);
     while (cap < n_strings_total + n_strings_total / 2)
         cap *= 2;
     ix->slots = apr_pcalloc(p, cap * sizeof(*ix->slots));

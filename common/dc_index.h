@@ -35,6 +35,13 @@ size_t dc_index_words(const dc_index_t *ix);
 /* Sets in bits (dc_index_words() words) the campaigns the visitor may match. */
 void dc_index_candidates(const dc_index_t *ix, const dc_context_t *ctx, uint64_t *bits);
 
+/* Number of distinct context keys targetings read (dc_targeting_t.key_id < this). */
+size_t dc_index_n_keys(const dc_index_t *ix);
+
+/* vals[key_id] = the context's value for each key targetings read (its first
+ * entry, as dc_context_get() finds it), NULL when absent. */
+void dc_index_resolve(const dc_index_t *ix, const dc_context_t *ctx, const dc_value_t **vals);
+
 /* Counts for the log and the tests: campaigns evaluated for everyone, index entries. */
 size_t dc_index_n_always(const dc_index_t *ix);
 size_t dc_index_n_entries(const dc_index_t *ix);

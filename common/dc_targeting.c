@@ -194,6 +194,12 @@ const dc_value_t *dc_context_get(const dc_context_t *ctx, const char *key, size_
 
 int dc_targeting_match(const dc_variation_group_t *vg, const dc_context_t *ctx)
 {
+    return dc_targeting_match_resolved(vg, ctx, NULL);
+}
+
+int dc_targeting_match_resolved(const dc_variation_group_t *vg, const dc_context_t *ctx,
+                                const dc_value_t *const *vals)
+{
     int any = 0;
 
     for (size_t g = 0; g < vg->n_groups; g++) {
@@ -215,7 +221,7 @@ int dc_targeting_match(const dc_variation_group_t *vg, const dc_context_t *ctx)
                 c = NULL;
                 break;
             default:
-                c = dc_context_get(ctx, t->key, t->key_len);
+                c = vals ? vals[t->key_id] : dc_context_get(ctx, t->key, t->key_len);
             }
             if (!c && t->op != DC_OP_EXISTS && t->op != DC_OP_NOT_EXISTS) {
                 matched = 0;

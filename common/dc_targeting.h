@@ -34,6 +34,11 @@ dc_eval_e dc_targeting_eval(dc_operator_e op, const dc_value_t *t, const dc_valu
 /* 1 when the visitor matches the group's targeting, 0 otherwise (errors included). */
 int dc_targeting_match(const dc_variation_group_t *vg, const dc_context_t *ctx);
 
+/* The same with the context's values looked up once per visitor (dc_index_resolve()):
+ * vals[t->key_id] for each context key. */
+int dc_targeting_match_resolved(const dc_variation_group_t *vg, const dc_context_t *ctx,
+                                const dc_value_t *const *vals);
+
 const dc_value_t *dc_context_get(const dc_context_t *ctx, const char *key, size_t key_len);
 
 #endif
