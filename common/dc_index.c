@@ -261,6 +261,11 @@ static void number_keys(apr_pool_t *p, dc_index_t *ix, const dc_config_t *cfg)
             }
 }
 
+int dc_index_reads(const dc_index_t *ix, const char *key, size_t key_len)
+{
+    return !ix || *read_slot(ix, key, key_len) != 0;
+}
+
 size_t dc_index_n_keys(const dc_index_t *ix)
 {
     return ix->n_read;
