@@ -3,7 +3,7 @@
  * rendering — hash, targeting, bucket ranges and allocation, as dc_decide()
  * runs them on every request — and the time a bucketing file takes to load.
  *
- *   bench_engine [-r ROUNDS] [-t SECONDS] [-n DECISIONS] SAMPLE N [FILE VISITORS.jsonl]...
+ *   bench_engine [-r ROUNDS] [-t SECONDS] [-n DECISIONS] SAMPLE|- N [FILE VISITORS.jsonl]...
  *
  * It decides for a rotating set of visitors on the sample file (visitors
  * prepared up front, as a request parser would), on a file of N campaigns it
@@ -17,9 +17,9 @@
  *
  * -n DECISIONS runs that many decisions per file, once, and prints no rate:
  * the noise-free figure is then valgrind's instruction count (doc/performance.md):
- *   valgrind --tool=callgrind --toggle-collect=dc_decide bench/bench_engine -n 20000 \
- *       conf/sample-bucketing.json 0 FILE VISITORS.jsonl
- * gives the instructions of 20 000 decisions on FILE (plus the sample's).
+ *   valgrind --tool=callgrind --toggle-collect=dc_decide bench/bench_engine -n 20000 - 0 \
+ *       FILE VISITORS.jsonl
+ * gives the instructions of 20 000 decisions on FILE (SAMPLE "-": none on the sample).
  * Not a test: figures depend on the machine; compare runs made together.
  */
 #include "dc_config.h"
@@ -256,7 +256,7 @@ static char *slurp(apr_pool_t *p, const char *path, size_t *len)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: bench_engine [-r ROUNDS] [-t SECONDS] [-n DECISIONS] SAMPLE N "
+    fprintf(stderr, "usage: bench_engine [-r ROUNDS] [-t SECONDS] [-n DECISIONS] SAMPLE|- N "
                     "[FILE VISITORS.jsonl]...\n");
     return 2;
 }
@@ -291,11 +291,13 @@ int main(int argc, const char *const *argv)
     visitors = apr_palloc(p, N_VISITORS * sizeof(*visitors));
     for (unsigned i = 0; i < N_VISITORS; i++)
         prepare(p, &visitors[i], i);
-    if (!(doc = slurp(p, argv[optind], &len))) {
-        fprintf(stderr, "bench_engine: %s: cannot read\n", argv[optind]);
-        return 1;
+    if (strcmp(argv[optind], "-") != 0) { /* "-": no sample */
+        if (!(doc = slurp(p, argv[optind], &len))) {
+            fprintf(stderr, "bench_engine: %s: cannot read\n", argv[optind]);
+            return 1;
+        }
+        bench_file(argv[optind], doc, len, visitors, N_VISITORS, rounds, seconds, count);
     }
-    bench_file(argv[optind], doc, len, visitors, N_VISITORS, rounds, seconds, count);
     n_big = (unsigned)atoi(argv[optind + 1]);
     if (n_big) {
         doc = generate(p, n_big);
