@@ -87,11 +87,11 @@ static inline int in_buckets(const dc_campaign_t *c, unsigned bucket)
 
 /* The campaign's first variation group the visitor matches, into *selected: returns 1, or 0. */
 static size_t select_group(const dc_campaign_t *c, const dc_context_t *ctx,
-                           const dc_value_t *const *vals, const dc_variation_group_t **selected,
+                           const dc_value_t **vals, const dc_variation_group_t **selected,
                            int *multi_variation)
 {
     for (size_t g = 0; g < c->n_groups; g++) {
-        if (dc_targeting_match_resolved(&c->groups[g], ctx, vals)) {
+        if (dc_targeting_match_cached(&c->groups[g], ctx, vals)) {
             *selected = &c->groups[g];
             *multi_variation |= c->groups[g].n_variations > 1;
             return 1;
@@ -143,8 +143,9 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
             bits = apr_palloc(p, n_words * sizeof(*bits));
         if (n_keys > sizeof(vals_stack) / sizeof(vals_stack[0]))
             vals = apr_palloc(p, n_keys * sizeof(*vals));
-        /* each key targetings read, looked up once for this visitor */
-        dc_index_resolve(cfg->index, v->context, vals);
+        /* each key targetings read is looked up once for this visitor, when first read */
+        for (size_t k = 0; k < n_keys; k++)
+            vals[k] = DC_UNRESOLVED;
         /* Only the campaigns the context can match (dc_index.h), in file order. */
         dc_index_candidates(cfg->index, v->context, bits);
         for (size_t w = 0; w < n_words; w++) {

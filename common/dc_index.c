@@ -271,20 +271,6 @@ size_t dc_index_n_keys(const dc_index_t *ix)
     return ix->n_read;
 }
 
-void dc_index_resolve(const dc_index_t *ix, const dc_context_t *ctx, const dc_value_t **vals)
-{
-    memset(vals, 0, ix->n_read * sizeof(*vals));
-    if (ix->n_read == 0)
-        return;
-    for (size_t i = 0; i < ctx->n_entries; i++) {
-        const dc_context_entry_t *e = &ctx->entries[i];
-        const uint32_t *slot = read_slot(ix, e->key, e->key_len);
-
-        if (*slot && !vals[*slot - 1])
-            vals[*slot - 1] = &e->value;
-    }
-}
-
 dc_index_t *dc_index_build(apr_pool_t *p, const dc_config_t *cfg)
 {
     dc_index_t *ix = apr_pcalloc(p, sizeof(*ix));

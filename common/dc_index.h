@@ -41,10 +41,6 @@ int dc_index_reads(const dc_index_t *ix, const char *key, size_t key_len);
 /* Number of distinct context keys targetings read (dc_targeting_t.key_id < this). */
 size_t dc_index_n_keys(const dc_index_t *ix);
 
-/* vals[key_id] = the context's value for each key targetings read (its first
- * entry, as dc_context_get() finds it), NULL when absent. */
-void dc_index_resolve(const dc_index_t *ix, const dc_context_t *ctx, const dc_value_t **vals);
-
 /* Counts for the log and the tests: campaigns evaluated for everyone, index entries. */
 size_t dc_index_n_always(const dc_index_t *ix);
 size_t dc_index_n_entries(const dc_index_t *ix);

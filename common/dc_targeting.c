@@ -192,13 +192,15 @@ const dc_value_t *dc_context_get(const dc_context_t *ctx, const char *key, size_
     return NULL;
 }
 
+const dc_value_t dc_unresolved;
+
 int dc_targeting_match(const dc_variation_group_t *vg, const dc_context_t *ctx)
 {
-    return dc_targeting_match_resolved(vg, ctx, NULL);
+    return dc_targeting_match_cached(vg, ctx, NULL);
 }
 
-int dc_targeting_match_resolved(const dc_variation_group_t *vg, const dc_context_t *ctx,
-                                const dc_value_t *const *vals)
+int dc_targeting_match_cached(const dc_variation_group_t *vg, const dc_context_t *ctx,
+                              const dc_value_t **vals)
 {
     int any = 0;
 
@@ -221,7 +223,10 @@ int dc_targeting_match_resolved(const dc_variation_group_t *vg, const dc_context
                 c = NULL;
                 break;
             default:
-                c = vals ? vals[t->key_id] : dc_context_get(ctx, t->key, t->key_len);
+                if (!vals)
+                    c = dc_context_get(ctx, t->key, t->key_len);
+                else if ((c = vals[t->key_id]) == DC_UNRESOLVED)
+                    c = vals[t->key_id] = dc_context_get(ctx, t->key, t->key_len);
             }
             if (!c && t->op != DC_OP_EXISTS && t->op != DC_OP_NOT_EXISTS) {
                 matched = 0;

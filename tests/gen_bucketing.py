@@ -417,24 +417,16 @@ def _scale_targeting(rng, theme, ids):
     return ts
 
 
+# Share of campaigns by theme (cumulative); the rest (6 %) OR two themes.
+SCALE_THEMES = [(0.30, "all"), (0.52, "country"), (0.66, "app"), (0.76, "users"), (0.84, "vip"),
+                (0.90, "plan"), (0.94, "email")]
+
+
 def _scale_campaign(rng, ci, ids):
     cid = "s%04d%s" % (ci, _xid(rng)[:12])
     r = rng.random()
-    if r < 0.30:
-        themes = ["all"]
-    elif r < 0.52:
-        themes = ["country"]
-    elif r < 0.66:
-        themes = ["app"]
-    elif r < 0.76:
-        themes = ["users"]
-    elif r < 0.84:
-        themes = ["vip"]
-    elif r < 0.90:
-        themes = ["plan"]
-    elif r < 0.94:
-        themes = ["email"]
-    else:  # OR of AND groups on different themes
+    themes = next(([t] for bound, t in SCALE_THEMES if r < bound), None)
+    if themes is None:  # OR of AND groups on different themes
         themes = rng.sample(["country", "app", "users", "vip", "plan", "email"], 2)
     vgs = []
     for gi in range(rng.choice([1, 1, 2, 2, 3, 4])):

@@ -179,13 +179,14 @@ START_TEST(superset_of_matches)
                     const dc_value_t *vals[8];
 
                     ck_assert_uint_le(dc_index_n_keys(cfg->index), 8);
-                    dc_index_resolve(cfg->index, ctx, vals);
+                    for (size_t k = 0; k < 8; k++)
+                        vals[k] = DC_UNRESOLVED;
 
                     for (size_t i = 0; i < N_CAMPAIGNS; i++) {
                         const dc_variation_group_t *vg = &cfg->campaigns[i].groups[0];
 
                         /* the keys looked up once give what a lookup per targeting gives */
-                        ck_assert_int_eq(dc_targeting_match_resolved(vg, ctx, vals),
+                        ck_assert_int_eq(dc_targeting_match_cached(vg, ctx, vals),
                                          dc_targeting_match(vg, ctx));
 
                         if (cand[i] == '0') {
@@ -241,26 +242,30 @@ START_TEST(decide_in_file_order)
 }
 END_TEST
 
-/* A key given twice in a context: the first value counts, as dc_context_get() finds it. */
-START_TEST(resolve_first_entry)
+/* A key given twice in a context: the first value counts, as dc_context_get() finds it,
+ * whether the cache has looked it up yet or not. */
+START_TEST(cached_first_entry)
 {
     dc_config_t *cfg = load();
     dc_context_entry_t e[3] = {{"plan", 4, {0}}, {"country", 7, {0}}, {"plan", 4, {0}}};
     dc_context_t ctx = {e, 3, NULL};
     const dc_value_t *vals[8];
-    const dc_targeting_t *plan = &cfg->campaigns[11].groups[0].groups[0].targetings[0];
+    const dc_variation_group_t *team = &cfg->campaigns[11].groups[0];
+    const dc_variation_group_t *not_pro = &cfg->campaigns[4].groups[0];
+    const dc_targeting_t *plan = &team->groups[0].targetings[0];
 
     dc_value_set_string(pool, &e[0].value, "Team", 4);
     dc_value_set_string(pool, &e[1].value, "fr", 2);
     dc_value_set_string(pool, &e[2].value, "pro", 3);
     /* country, plan, age, vip, version: the context keys targetings read */
     ck_assert_uint_eq(dc_index_n_keys(cfg->index), 5);
-    dc_index_resolve(cfg->index, &ctx, vals);
+    for (size_t k = 0; k < 8; k++)
+        vals[k] = DC_UNRESOLVED;
+    ck_assert(dc_targeting_match_cached(team, &ctx, vals));
     ck_assert_ptr_eq(vals[plan->key_id], &e[0].value);
-    ck_assert_ptr_eq(vals[plan->key_id], dc_context_get(&ctx, "plan", 4));
-    ck_assert(dc_targeting_match_resolved(&cfg->campaigns[11].groups[0], &ctx, vals));
-    ck_assert(!dc_targeting_match_resolved(&cfg->campaigns[4].groups[0], &ctx, vals) ==
-              !dc_targeting_match(&cfg->campaigns[4].groups[0], &ctx));
+    ck_assert(dc_targeting_match_cached(team, &ctx, vals)); /* from the cache */
+    ck_assert_int_eq(dc_targeting_match_cached(not_pro, &ctx, vals), dc_targeting_match(not_pro, &ctx));
+    ck_assert(dc_targeting_match(not_pro, &ctx)); /* plan "Team" is not "pro" */
     dc_config_unref(cfg);
 }
 END_TEST
@@ -274,7 +279,7 @@ static Suite *index_suite(void)
     tcase_add_test(tc, which_campaigns);
     tcase_add_test(tc, superset_of_matches);
     tcase_add_test(tc, decide_in_file_order);
-    tcase_add_test(tc, resolve_first_entry);
+    tcase_add_test(tc, cached_first_entry);
     suite_add_tcase(s, tc);
     return s;
 }
