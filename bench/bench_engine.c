@@ -24,6 +24,7 @@
  */
 #include "dc_config.h"
 #include "dc_engine.h"
+#include "dc_index.h"
 #include "dc_targeting.h"
 
 #include <apr_general.h>
@@ -225,11 +226,12 @@ static void bench_file(const char *label, const char *data, size_t len, const pr
         for (int r = 0; r < rounds; r++)
             rates[r] = run(cfg, visitors, n_visitors, seconds, 0, &served);
         best_median(rates, rounds, 1, &best, &median);
-        printf("%s: %zu campaigns, %zu bytes\n"
+        printf("%s: %zu campaigns (%zu evaluated for every visitor, the others found by the index), "
+               "%zu bytes\n"
                "  decisions/s of CPU: best %.0f, median %.0f (%d rounds of %.1f s; %.1f ns per campaign;"
                " %.2f campaigns served per decision)\n"
                "  load (parse + snapshot), ms of CPU: best %.1f, median %.1f\n",
-               label, cfg->n_campaigns, len, best, median, rounds, seconds,
+               label, cfg->n_campaigns, dc_index_n_always(cfg->index), len, best, median, rounds, seconds,
                1e9 / best / (double)(cfg->n_campaigns ? cfg->n_campaigns : 1), served, lbest, lmedian);
     }
     fflush(stdout);
