@@ -178,11 +178,8 @@ void decision_feed_catch_up(decision_service_t *svc)
     dc_config_t *cfg;
     dc_config_error_t err;
 
-    if (generation == __atomic_load_n(&svc->seen, __ATOMIC_RELAXED)) {
-        /* the snapshot a swap replaced goes once no request can be reading it */
-        dc_slot_tidy(&svc->api.slot);
+    if (generation == __atomic_load_n(&svc->seen, __ATOMIC_RELAXED))
         return;
-    }
     if (apr_atomic_cas32(&svc->reloading, 1, 0) != 0)
         return; /* another thread of this child is reading it */
     generation = __atomic_load_n(&svc->shared->generation, __ATOMIC_ACQUIRE);

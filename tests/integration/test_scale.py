@@ -11,10 +11,14 @@ import time
 import pytest
 
 import scale
-from harness import APACHE_BIN, Httpd, make_world_readable_dir
+from harness import APACHE_BIN, MODULE_SO, Httpd, _sanitizer_preload, make_world_readable_dir
 
 pytestmark = pytest.mark.skipif(not os.path.exists(APACHE_BIN),
                                 reason="no %s: install the Debian package apache2" % APACHE_BIN)
+
+# Under ASan (the sanitizer pass of tests/run) freed memory sits in the quarantine and every
+# allocation has its redzones: the memory bounds are checked in the normal pass only.
+SANITIZED = bool(_sanitizer_preload(MODULE_SO))
 
 
 @pytest.fixture
@@ -68,7 +72,7 @@ def test_thousand_campaigns_swapped_under_load(rundirs, servers):
     # is what serving a request dirtied (measured 0.4-1 MB; the bound is 4 MB).
     mem_base, mem_big = scale.children_memory(base), scale.children_memory(h)
     assert mem_big and mem_base
-    assert private_growth(mem_big, mem_base) <= 4096, (mem_big, mem_base)
+    assert SANITIZED or private_growth(mem_big, mem_base) <= 4096, (mem_big, mem_base)
 
     result = scale.swap_under_load(h, live, files, bodies, swaps=4, threads=4, settle=0.3)
     assert result["failures"] == [], result["failures"][:5]
@@ -82,7 +86,7 @@ def test_thousand_campaigns_swapped_under_load(rundirs, servers):
     time.sleep(1.2)  # dc_slot's grace period: then a request releases the old snapshot
     scale.warm_children(h, bodies)
     grown = private_growth(scale.children_memory(h), mem_base)
-    assert grown <= 24 * 1024, grown
+    assert SANITIZED or grown <= 24 * 1024, grown
 
 
 def test_bench_scale_quick_profile_runs():
