@@ -11,6 +11,7 @@
  * that jansson's tree is built only for bodies the scanner will not vouch for.
  */
 #include "dc_api.h"
+#include "dc_index.h"
 #include "dc_otel.h"
 #include "dc_buf.h"
 #include "dc_engine.h"
@@ -393,7 +394,8 @@ static int scan_value(scanner_t *sc, dc_value_t *out, int depth)
 
         if (scan_string(sc, &str, &len) < 0)
             return -1;
-        dc_value_set_string(sc->pool, out, str, len);
+        /* lower-cased and folded by build_context() if a targeting reads the key */
+        dc_value_set_string_raw(out, str, len);
         return 0;
     }
     case 't':
@@ -870,9 +872,18 @@ static void put_account_settings(dc_buf_t *b, const dc_config_t *cfg)
 typedef enum { ROUTE_CAMPAIGNS, ROUTE_CAMPAIGN, ROUTE_FLAGS } decision_route_e;
 typedef enum { MODE_NORMAL, MODE_SIMPLE, MODE_FULL } mode_e;
 
-static void build_context(apr_pool_t *p, const decision_request_t *dr, dc_context_t *ctx,
-                          dc_value_t *visitor)
+static void build_context(apr_pool_t *p, const dc_config_t *cfg, const decision_request_t *dr,
+                          dc_context_t *ctx, dc_value_t *visitor)
 {
+    /* The scanner left strings as given: only the keys a targeting of this
+     * configuration reads get their lower-cased and folded forms. */
+    for (size_t i = 0; i < dr->n_entries; i++) {
+        dc_context_entry_t *e = (dc_context_entry_t *)&dr->entries[i]; /* the request's own */
+
+        if ((e->value.kind == DC_KIND_STRING || e->value.kind == DC_KIND_LIST) &&
+            dc_index_reads(cfg->index, e->key, e->key_len))
+            dc_value_fold(p, &e->value);
+    }
     dc_value_set_string(p, visitor, dr->visitor_id, dr->visitor_id_len);
     ctx->entries = dr->entries;
     ctx->n_entries = dr->n_entries;
@@ -967,7 +978,7 @@ static void decide(dc_service_t *svc, apr_pool_t *p, dc_store_t *store, dc_confi
                    const decision_request_t *dr, const dc_campaign_t *only, decided_t *d)
 {
     d->cfg = cfg;
-    build_context(p, dr, &d->ctx, &d->visitor_value);
+    build_context(p, cfg, dr, &d->ctx, &d->visitor_value);
     memset(&d->visitor, 0, sizeof(d->visitor));
     d->visitor.context = &d->ctx;
     d->visitor.visitor_id = dr->visitor_id;
@@ -999,27 +1010,17 @@ static void end_decision(dc_service_t *svc, apr_pool_t *p, const dc_request_t *r
 /* format_response: the raw value of an IMAGE/TEXT/HTML modification. */
 static int respond_formatted(apr_pool_t *p, dc_response_t *resp, const dc_variation_t *v)
 {
-    const char *type = v->modifications_type, *content_type;
-    const json_t *value;
+    const char *content_type = dc_modification_content_type(v->modifications_type);
+    const dc_flag_t *flag = v->n_flags ? &v->flags[0] : NULL;
 
-    if (!v->has_modifications || v->n_flags == 0)
+    if (!v->has_modifications || !flag || !content_type)
         return 0;
-    if (strcmp(type, "IMAGE") == 0)
-        content_type = "image";
-    else if (strcmp(type, "TEXT") == 0)
-        content_type = "text/plain";
-    else if (strcmp(type, "HTML") == 0)
-        content_type = "text/html";
+    if (flag->text)
+        respond(resp, 200, content_type, flag->text, flag->text_len);
+    else if (flag->is_scalar)
+        respond(resp, 200, content_type, flag->json, flag->json_len);
     else
-        return 0;
-    value = v->flags[0].value;
-    if (json_is_string(value)) {
-        respond(resp, 200, content_type, json_string_value(value), json_string_length(value));
-    } else if (json_is_number(value) || json_is_boolean(value)) {
-        respond(resp, 200, content_type, v->flags[0].json, v->flags[0].json_len);
-    } else {
         respond(resp, 200, content_type, "", 0);
-    }
     return 1;
 }
 

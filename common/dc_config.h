@@ -17,6 +17,7 @@
 #ifndef DC_CONFIG_H
 #define DC_CONFIG_H
 
+#include "dc_hash.h"
 #include "dc_value.h"
 
 #include <apr_pools.h>
@@ -56,12 +57,17 @@ typedef enum {
     DC_KEY_PROVIDER     /* a third-party provider's key: never present when self-hosted */
 } dc_key_kind_e;
 
+/* A sorted copy of a long list of strings (dc_index.h), for EQUALS / NOT_EQUALS. */
+typedef struct dc_strset dc_strset_t;
+
 typedef struct {
     dc_operator_e op;
     dc_key_kind_e key_kind;
     const char *key;
     size_t key_len;
     dc_value_t value;
+    const dc_strset_t *set; /* value is a long list of strings: its folded forms, sorted */
+    uint32_t key_id;        /* DC_KEY_CONTEXT: the key's number in the snapshot (dc_index.h) */
 } dc_targeting_t;
 
 typedef struct {
@@ -76,7 +82,11 @@ typedef struct {
     const char *json; /* the value as JSON text */
     size_t json_len;
     int is_null;
-    const json_t *value; /* borrowed from the snapshot's document */
+    /* For a string value of a TEXT / HTML / IMAGE modification (served as the
+     * content itself): the string, decoded; NULL otherwise. */
+    const char *text;
+    size_t text_len;
+    int is_scalar; /* a number or a bool */
 } dc_flag_t;
 
 typedef struct {
@@ -101,6 +111,7 @@ typedef struct dc_campaign dc_campaign_t;
 typedef struct {
     const char *id;
     size_t id_len;
+    dc_hash_state_t id_hash; /* the allocation hash after the id (dc_bucket_after) */
     const char *name;
     const dc_campaign_t *campaign;
     const dc_targeting_group_t *groups;
@@ -126,10 +137,12 @@ struct dc_campaign {
     int is_ab;
     const dc_bucket_range_t *ranges;
     size_t n_ranges;
+    uint64_t buckets[2]; /* bit b: bucket b (0..99) is in a range */
     const dc_variation_group_t *groups;
     size_t n_groups;
 };
 
+typedef struct dc_index dc_index_t;
 typedef struct dc_config dc_config_t;
 struct dc_config {
     apr_pool_t *pool;
@@ -141,8 +154,8 @@ struct dc_config {
     int xpc;                 /* enabledXPC || visitorConsolidation */
     const dc_campaign_t *campaigns;
     size_t n_campaigns;
+    const dc_index_t *index;  /* candidate campaigns by context values (dc_index.h) */
     size_t n_unknown_operators;
-    json_t *document;        /* the parsed file, kept for flag values */
     char digest[17];         /* hex of a 64-bit hash of the file bytes */
     size_t source_len;
 };
@@ -171,6 +184,9 @@ void dc_config_unref(dc_config_t *cfg);
 typedef void dc_flag_fn(void *baton, const char *key, size_t key_len, const dc_flag_t *flag);
 void dc_variation_each_flag(const dc_variation_group_t *vg, const dc_variation_t *var,
                             int expose_all, dc_flag_fn *fn, void *baton);
+
+/* The Content-Type a modification type serves as content (IMAGE, TEXT, HTML), or NULL. */
+const char *dc_modification_content_type(const char *type);
 
 /* The first campaign whose id or slug is name, or NULL. */
 const dc_campaign_t *dc_config_find_campaign(const dc_config_t *cfg, const char *name, size_t len);

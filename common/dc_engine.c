@@ -1,5 +1,6 @@
 #include "dc_engine.h"
 #include "dc_hash.h"
+#include "dc_index.h"
 #include "dc_log.h"
 
 #include <apr_base64.h>
@@ -78,6 +79,27 @@ static void load_assignments(apr_pool_t *p, dc_store_t *store, const char *env_i
     }
 }
 
+/* dc_in_bucket_ranges() from the snapshot's bitmap of the 100 buckets. */
+static inline int in_buckets(const dc_campaign_t *c, unsigned bucket)
+{
+    return (int)(c->buckets[bucket / 64] >> (bucket % 64) & 1);
+}
+
+/* The campaign's first variation group the visitor matches, into *selected: returns 1, or 0. */
+static size_t select_group(const dc_campaign_t *c, const dc_context_t *ctx,
+                           const dc_value_t **vals, const dc_variation_group_t **selected,
+                           int *multi_variation)
+{
+    for (size_t g = 0; g < c->n_groups; g++) {
+        if (dc_targeting_match_cached(&c->groups[g], ctx, vals)) {
+            *selected = &c->groups[g];
+            *multi_variation |= c->groups[g].n_variations > 1;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const char *env_id,
                const dc_visitor_t *v, const dc_campaign_t *only, dc_outcome_t *out)
 {
@@ -101,16 +123,39 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
 
     if (n_candidates > sizeof(selected_stack) / sizeof(selected_stack[0]))
         selected = apr_palloc(p, n_candidates * sizeof(*selected));
+    visitor_bucket = dc_bucket(v->visitor_id, v->visitor_id_len);
 
     /* 1. Targeting: the first matching variation group of each campaign. */
-    for (size_t i = 0; i < n_candidates; i++) {
-        const dc_campaign_t *c = only ? only : &cfg->campaigns[i];
+    if (only) {
+        n_selected = select_group(only, v->context, NULL, selected, &multi_variation);
+    } else {
+        uint64_t bits_stack[16], *bits = bits_stack;
+        const dc_value_t *vals_stack[32], **vals = vals_stack;
+        size_t n_words = dc_index_words(cfg->index), n_keys = dc_index_n_keys(cfg->index);
+        /* Without a store, a campaign whose bucket ranges exclude the visitor can
+         * change nothing (no assignment to load, 1V1T counts served campaigns
+         * only): skip its targeting. With one, whether any campaign matched
+         * decides whether assignments are loaded, so every candidate is
+         * evaluated as before. */
+        int skip_by_bucket = dc_store_is_none(store);
 
-        for (size_t g = 0; g < c->n_groups; g++) {
-            if (dc_targeting_match(&c->groups[g], v->context)) {
-                selected[n_selected++] = &c->groups[g];
-                multi_variation |= c->groups[g].n_variations > 1;
-                break;
+        if (n_words > sizeof(bits_stack) / sizeof(bits_stack[0]))
+            bits = apr_palloc(p, n_words * sizeof(*bits));
+        if (n_keys > sizeof(vals_stack) / sizeof(vals_stack[0]))
+            vals = apr_palloc(p, n_keys * sizeof(*vals));
+        /* each key targetings read is looked up once for this visitor, when first read */
+        for (size_t k = 0; k < n_keys; k++)
+            vals[k] = DC_UNRESOLVED;
+        /* Only the campaigns the context can match (dc_index.h), in file order. */
+        dc_index_candidates(cfg->index, v->context, bits);
+        for (size_t w = 0; w < n_words; w++) {
+            for (uint64_t word = bits[w]; word; word &= word - 1) {
+                const dc_campaign_t *c = &cfg->campaigns[w * 64 + (size_t)__builtin_ctzll(word)];
+
+                if (skip_by_bucket && !in_buckets(c, visitor_bucket))
+                    continue;
+                n_selected += select_group(c, v->context, vals, selected + n_selected,
+                                           &multi_variation);
             }
         }
     }
@@ -134,7 +179,6 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
         }
     }
 
-    visitor_bucket = dc_bucket(v->visitor_id, v->visitor_id_len);
     alloc_key = v->decision_group ? v->decision_group : v->visitor_id;
     alloc_key_len = v->decision_group ? v->decision_group_len : v->visitor_id_len;
 
@@ -154,7 +198,7 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
                 continue;
         }
         /* 4. Campaign traffic. */
-        if (!dc_in_bucket_ranges(c, visitor_bucket))
+        if (!in_buckets(c, visitor_bucket))
             continue;
 
         /* 5. The variation: an assignment wins over the hash. */
@@ -181,7 +225,7 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
                 continue;
             }
         } else {
-            chosen = dc_allocate(vg, dc_bucket2(vg->id, vg->id_len, alloc_key, alloc_key_len));
+            chosen = dc_allocate(vg, dc_bucket_after(&vg->id_hash, alloc_key, alloc_key_len));
             if (!chosen) {
                 if (only)
                     out->single_error = DC_CHOICE_UNTRACKED;

@@ -68,54 +68,69 @@ uint32_t dc_murmur3_32(const void *data, size_t len, uint32_t seed)
 
 /*
  * The allocation hash runs over "variation group id + visitor id". Hashing
- * the two pieces as one stream avoids building the concatenated string on
- * every decision: a 4-byte block may straddle the two pieces, so carry the
- * partial block across.
+ * the pieces as one stream avoids building the concatenated string on every
+ * decision: a 4-byte block may straddle two pieces, so the partial block is
+ * carried across. A snapshot keeps each variation group's state after its id
+ * (dc_hash_feed), so a decision hashes only the visitor's part.
  */
-unsigned dc_bucket2(const char *a, size_t alen, const char *b, size_t blen)
+void dc_hash_feed(dc_hash_state_t *st, const void *data, size_t n)
 {
-    unsigned char carry[4];
-    size_t ncarry = 0;
-    uint32_t h = 0;
-    const unsigned char *pieces[2] = {(const unsigned char *)a, (const unsigned char *)b};
-    size_t lens[2] = {alen, blen};
-    uint32_t k = 0;
+    const unsigned char *p = data;
 
-    for (int piece = 0; piece < 2; piece++) {
-        const unsigned char *p = pieces[piece];
-        size_t n = lens[piece];
-
-        while (ncarry > 0 && ncarry < 4 && n > 0) {
-            carry[ncarry++] = *p++;
+    st->len += (uint32_t)n;
+    while (st->ncarry > 0 && st->ncarry < 4 && n > 0) {
+        st->carry[st->ncarry++] = *p++;
+        n--;
+    }
+    if (st->ncarry == 4) {
+        st->h = mix_block(st->h, load_le32(st->carry));
+        st->ncarry = 0;
+    }
+    if (st->ncarry == 0) {
+        while (n >= 4) {
+            st->h = mix_block(st->h, load_le32(p));
+            p += 4;
+            n -= 4;
+        }
+        while (n > 0) {
+            st->carry[st->ncarry++] = *p++;
             n--;
         }
-        if (ncarry == 4) {
-            h = mix_block(h, load_le32(carry));
-            ncarry = 0;
-        }
-        if (ncarry == 0) {
-            while (n >= 4) {
-                h = mix_block(h, load_le32(p));
-                p += 4;
-                n -= 4;
-            }
-            while (n > 0) {
-                carry[ncarry++] = *p++;
-                n--;
-            }
-        }
     }
-    switch (ncarry) {
+}
+
+unsigned dc_hash_bucket(const dc_hash_state_t *st)
+{
+    uint32_t h = st->h, k = 0;
+
+    switch (st->ncarry) {
     case 3:
-        k ^= (uint32_t)carry[2] << 16;
+        k ^= (uint32_t)st->carry[2] << 16;
         /* fall through */
     case 2:
-        k ^= (uint32_t)carry[1] << 8;
+        k ^= (uint32_t)st->carry[1] << 8;
         /* fall through */
     case 1:
-        k ^= carry[0];
+        k ^= st->carry[0];
         h = mix_tail(h, k);
     }
-    h ^= (uint32_t)(alen + blen);
+    h ^= st->len;
     return fmix32(h) % 100u;
+}
+
+unsigned dc_bucket_after(const dc_hash_state_t *prefix, const char *b, size_t blen)
+{
+    dc_hash_state_t st = *prefix;
+
+    dc_hash_feed(&st, b, blen);
+    return dc_hash_bucket(&st);
+}
+
+unsigned dc_bucket2(const char *a, size_t alen, const char *b, size_t blen)
+{
+    dc_hash_state_t st = {0};
+
+    dc_hash_feed(&st, a, alen);
+    dc_hash_feed(&st, b, blen);
+    return dc_hash_bucket(&st);
 }

@@ -12,6 +12,20 @@
 
 uint32_t dc_murmur3_32(const void *data, size_t len, uint32_t seed);
 
+/* MurmurHash3 (seed 0) fed in pieces: the state after some bytes. */
+typedef struct {
+    uint32_t h;
+    uint32_t len;
+    unsigned char carry[4];
+    unsigned ncarry;
+} dc_hash_state_t;
+
+void dc_hash_feed(dc_hash_state_t *st, const void *data, size_t n);
+/* Bucket 0..99 of what was fed. */
+unsigned dc_hash_bucket(const dc_hash_state_t *st);
+/* Bucket 0..99 of prefix's bytes followed by b. */
+unsigned dc_bucket_after(const dc_hash_state_t *prefix, const char *b, size_t blen);
+
 /* Bucket 0..99 of the concatenation a + b (either may be empty). */
 unsigned dc_bucket2(const char *a, size_t alen, const char *b, size_t blen);
 

@@ -23,8 +23,25 @@ int dc_slot_init(dc_slot_t *slot, apr_pool_t *p)
                : -1;
 }
 
+static void release_retired(dc_slot_t *slot, int all);
+
+/* Releases the retired snapshots once their grace period is over, so that a
+ * process does not hold two snapshots until the next publish. Costs a load
+ * when nothing is retired, a clock read during the grace period. */
+static void tidy(dc_slot_t *slot)
+{
+    if (!__atomic_load_n(&slot->retired, __ATOMIC_RELAXED) ||
+        apr_time_now() - __atomic_load_n(&slot->published_at, __ATOMIC_RELAXED) < DC_SLOT_GRACE)
+        return;
+    if (apr_thread_mutex_trylock(slot->publish_lock) != APR_SUCCESS)
+        return; /* another thread tidies or publishes */
+    release_retired(slot, 0);
+    apr_thread_mutex_unlock(slot->publish_lock);
+}
+
 dc_config_t *dc_slot_acquire(dc_slot_t *slot)
 {
+    tidy(slot);
     for (;;) {
         dc_config_t *cfg = __atomic_load_n(&slot->current, __ATOMIC_ACQUIRE);
 
@@ -47,7 +64,7 @@ static void release_retired(dc_slot_t *slot, int all)
         dc_retired_t *r = *link;
 
         if (all || now - r->retired_at >= DC_SLOT_GRACE) {
-            *link = r->next;
+            __atomic_store_n(link, r->next, __ATOMIC_RELAXED); /* tidy() reads the head */
             dc_config_unref(r->cfg);
             free(r);
         } else {
@@ -63,7 +80,7 @@ void dc_slot_publish(dc_slot_t *slot, dc_config_t *cfg)
     apr_thread_mutex_lock(slot->publish_lock);
     old = __atomic_exchange_n(&slot->current, cfg, __ATOMIC_ACQ_REL);
     apr_atomic_inc32(&slot->generation);
-    slot->published_at = apr_time_now();
+    __atomic_store_n(&slot->published_at, apr_time_now(), __ATOMIC_RELAXED);
     release_retired(slot, 0);
     if (old) {
         dc_retired_t *r = malloc(sizeof(*r));
@@ -72,12 +89,13 @@ void dc_slot_publish(dc_slot_t *slot, dc_config_t *cfg)
             r->cfg = old;
             r->retired_at = slot->published_at;
             r->next = slot->retired;
-            slot->retired = r;
+            __atomic_store_n(&slot->retired, r, __ATOMIC_RELAXED);
         }
         /* Out of memory: keep the old snapshot forever rather than risk a reader. */
     }
     apr_thread_mutex_unlock(slot->publish_lock);
 }
+
 
 void dc_slot_clear(dc_slot_t *slot)
 {

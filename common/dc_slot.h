@@ -6,8 +6,11 @@
  * publisher swaps the pointer and retires the old snapshot; retired
  * snapshots are released only after a grace period (a reader sits between
  * its load and its increment for nanoseconds; we wait at least a second), so
- * a reader never touches freed memory. Publishes happen once per poll
- * interval at most, so the retired list stays tiny.
+ * a reader never touches freed memory: by the next publish, or by the first
+ * reader after the grace period (then that request pays for the release,
+ * once per swap), so that a process does not hold two big snapshots between
+ * swaps. Publishes happen once per poll interval at most, so the retired list
+ * stays tiny.
  */
 #ifndef DC_SLOT_H
 #define DC_SLOT_H
@@ -28,7 +31,8 @@ typedef struct {
 } dc_slot_t;
 
 int dc_slot_init(dc_slot_t *slot, apr_pool_t *p);
-/* A new reference to the current snapshot, or NULL when none is loaded. */
+/* A new reference to the current snapshot, or NULL when none is loaded. Also
+ * releases the retired snapshots whose grace period is over. */
 dc_config_t *dc_slot_acquire(dc_slot_t *slot);
 /* Makes cfg current (the slot takes the caller's reference). */
 void dc_slot_publish(dc_slot_t *slot, dc_config_t *cfg);

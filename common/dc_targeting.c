@@ -1,4 +1,5 @@
 #include "dc_targeting.h"
+#include "dc_index.h"
 #include "dc_semver.h"
 
 #include <string.h>
@@ -191,7 +192,15 @@ const dc_value_t *dc_context_get(const dc_context_t *ctx, const char *key, size_
     return NULL;
 }
 
+const dc_value_t dc_unresolved;
+
 int dc_targeting_match(const dc_variation_group_t *vg, const dc_context_t *ctx)
+{
+    return dc_targeting_match_cached(vg, ctx, NULL);
+}
+
+int dc_targeting_match_cached(const dc_variation_group_t *vg, const dc_context_t *ctx,
+                              const dc_value_t **vals)
 {
     int any = 0;
 
@@ -214,13 +223,21 @@ int dc_targeting_match(const dc_variation_group_t *vg, const dc_context_t *ctx)
                 c = NULL;
                 break;
             default:
-                c = dc_context_get(ctx, t->key, t->key_len);
+                if (!vals)
+                    c = dc_context_get(ctx, t->key, t->key_len);
+                else if ((c = vals[t->key_id]) == DC_UNRESOLVED)
+                    c = vals[t->key_id] = dc_context_get(ctx, t->key, t->key_len);
             }
             if (!c && t->op != DC_OP_EXISTS && t->op != DC_OP_NOT_EXISTS) {
                 matched = 0;
                 break;
             }
-            m = dc_targeting_eval(t->op, &t->value, c);
+            if (t->set && c && c->kind == DC_KIND_STRING) /* a long list of strings */
+                m = dc_strset_has(t->set, c->folded, c->folded_len) == (t->op == DC_OP_EQUALS)
+                        ? DC_EVAL_MATCH
+                        : DC_EVAL_NO_MATCH;
+            else
+                m = dc_targeting_eval(t->op, &t->value, c);
             if (m == DC_EVAL_ERROR)
                 return 0;
             matched = matched && m == DC_EVAL_MATCH;

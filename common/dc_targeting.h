@@ -34,6 +34,13 @@ dc_eval_e dc_targeting_eval(dc_operator_e op, const dc_value_t *t, const dc_valu
 /* 1 when the visitor matches the group's targeting, 0 otherwise (errors included). */
 int dc_targeting_match(const dc_variation_group_t *vg, const dc_context_t *ctx);
 
+/* The same, looking each context key up once per visitor: vals[t->key_id] (see
+ * dc_index_n_keys()) caches the lookups; set every entry to DC_UNRESOLVED first. */
+extern const dc_value_t dc_unresolved;
+#define DC_UNRESOLVED (&dc_unresolved)
+int dc_targeting_match_cached(const dc_variation_group_t *vg, const dc_context_t *ctx,
+                              const dc_value_t **vals);
+
 const dc_value_t *dc_context_get(const dc_context_t *ctx, const char *key, size_t key_len);
 
 #endif

@@ -28,6 +28,25 @@ void dc_value_set_string(apr_pool_t *p, dc_value_t *out, const char *s, size_t l
     out->folded = lowered(p, s, len, 1, &out->folded_len);
 }
 
+void dc_value_set_string_raw(dc_value_t *out, const char *s, size_t len)
+{
+    memset(out, 0, sizeof(*out));
+    out->kind = DC_KIND_STRING;
+    out->str = s;
+    out->len = len;
+}
+
+void dc_value_fold(apr_pool_t *p, dc_value_t *v)
+{
+    if (v->kind == DC_KIND_STRING && !v->lower) {
+        v->lower = lowered(p, v->str, v->len, 0, &v->lower_len);
+        v->folded = lowered(p, v->str, v->len, 1, &v->folded_len);
+    } else if (v->kind == DC_KIND_LIST) {
+        for (size_t i = 0; i < v->n_items; i++)
+            dc_value_fold(p, (dc_value_t *)&v->items[i]); /* items belong to v */
+    }
+}
+
 void dc_value_from_json(apr_pool_t *p, const json_t *json, dc_value_t *out)
 {
     memset(out, 0, sizeof(*out));

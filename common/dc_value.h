@@ -41,4 +41,11 @@ void dc_value_from_json(apr_pool_t *p, const json_t *json, dc_value_t *out);
 /* Sets up a string value, computing its lower/folded forms in p (shared when unchanged). */
 void dc_value_set_string(apr_pool_t *p, dc_value_t *out, const char *s, size_t len);
 
+/* The same without the lower/folded forms (NULL): a request's context value that
+ * dc_value_fold() completes only if a targeting reads its key. */
+void dc_value_set_string_raw(dc_value_t *out, const char *s, size_t len);
+
+/* Computes the forms a raw string value (or the strings of a list) lacks. */
+void dc_value_fold(apr_pool_t *p, dc_value_t *v);
+
 #endif

@@ -22,7 +22,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))  # tests/gen_bucketing.py, shared with bench/
 import gen_bucketing  # noqa: E402
 
 # (seed, number of campaigns or None for the generator's 10-20).  The last cases have few
@@ -87,7 +87,7 @@ def sdk_cases(tmp_path_factory):
 
 def _repro(case):
     extra = " --campaigns %d" % case["n_campaigns"] if case["n_campaigns"] else ""
-    return ("python3 tests/diff/gen_bucketing.py --seed %d --visitors %d%s --out-dir /tmp/case%d"
+    return ("python3 tests/gen_bucketing.py --seed %d --visitors %d%s --out-dir /tmp/case%d"
             % (case["seed"], N_VISITORS, extra, case["seed"]))
 
 

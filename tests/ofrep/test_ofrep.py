@@ -23,7 +23,6 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, os.path.join(HERE, ".."))
-sys.path.insert(0, os.path.join(HERE, "..", "diff"))
 
 import gen_bucketing  # noqa: E402
 import test_fcgi as fcgi_front  # noqa: E402

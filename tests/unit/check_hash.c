@@ -42,8 +42,23 @@ START_TEST(bucket2_every_split)
     const char *s = "vg_abvisitor-123456789";
     size_t len = strlen(s);
 
-    for (size_t cut = 0; cut <= len; cut++)
+    for (size_t cut = 0; cut <= len; cut++) {
+        dc_hash_state_t prefix = {0};
+
         ck_assert_uint_eq(dc_bucket2(s, cut, s + cut, len - cut), dc_bucket(s, len));
+        /* a snapshot's saved state after the group id, then the visitor's part */
+        dc_hash_feed(&prefix, s, cut);
+        ck_assert_uint_eq(dc_bucket_after(&prefix, s + cut, len - cut), dc_bucket(s, len));
+        /* fed in three pieces */
+        if (cut > 0) {
+            dc_hash_state_t st = {0};
+
+            dc_hash_feed(&st, s, cut - 1);
+            dc_hash_feed(&st, s + cut - 1, 1);
+            dc_hash_feed(&st, s + cut, len - cut);
+            ck_assert_uint_eq(dc_hash_bucket(&st), dc_bucket(s, len));
+        }
+    }
 }
 END_TEST
 

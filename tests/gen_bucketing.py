@@ -6,6 +6,10 @@ differential test against the official JS SDK (@flagship.io/js-sdk 5.2.0).
         -> /tmp/case7/bucketing.json   (CDN camelCase format)
            /tmp/case7/visitors.jsonl   (one `decision-fcgi eval` request body per line)
 
+    python3 gen_bucketing.py --profile scale --campaigns 1000 --seed 1 --visitors 4096 --out-dir /tmp/s
+        -> the same two files shaped like a big Flagship account's (see generate_scale()
+           below): used by bench/scale.py, bench/bench_engine and tests/integration/test_scale.py.
+
 Python 3 standard library only; the same seed always gives byte-identical files.
 
 The generated files exercise: ab / toggle / perso campaigns with several variation
@@ -357,15 +361,143 @@ def generate_visitors(seed, n):
     return out
 
 
-def write_case(out_dir, seed, n_visitors, n_campaigns=None):
+# ---------------------------------------------------------------- scale profile
+# A big account's file (bench/scale.py, tests/integration/test_scale.py): not used by
+# the SDK differential test, so constraints C1 (SEMVER_*), C6 (mixed case: the server
+# compares case-insensitively) and C9 (partial bucket ranges) do not apply.  The mix
+# follows what such accounts hold: many campaigns for everyone (fs_all_users), many
+# targeted on a country, a platform and an app version, allow lists of visitor ids
+# (fs_users, QA and beta testers), age / VIP / plan / e-mail rules, OR of AND groups,
+# several variation groups per campaign, traffic allocation by bucket ranges.
+SCALE_COUNTRIES = ["FR", "DE", "US", "ES", "IT", "GB", "BE", "CH", "NL", "PT", "PL", "SE", "NO", "DK",
+                   "FI", "IE", "AT", "CZ", "BR", "MX", "CA", "JP", "KR", "IN", "AU", "NZ", "ZA",
+                   "AR", "CL", "CO"]
+SCALE_PLATFORMS = ["ios", "android", "web", "tvos", "androidtv"]
+SCALE_PLANS = ["free", "pro", "team", "enterprise", "trial"]
+SCALE_DOMAINS = ["example.com", "corp.io", "mail.fr", "beta.example", "gmail.com"]
+
+
+def _scale_version(rng):
+    return "%d.%d.%d" % (rng.randrange(1, 8), rng.randrange(0, 20), rng.randrange(0, 10))
+
+
+def _scale_targeting(rng, theme, ids):
+    """One AND group of targetings around a theme."""
+    ts = []
+    if theme == "country":
+        if rng.random() < 0.5:
+            v = rng.choice(SCALE_COUNTRIES)
+            ts.append({"operator": "EQUALS", "key": "country", "value": v if rng.random() < 0.5 else v.lower()})
+        else:
+            ts.append({"operator": "EQUALS", "key": "country", "value": rng.sample(SCALE_COUNTRIES, rng.randrange(2, 7))})
+        if rng.random() < 0.4:
+            ts.append({"operator": rng.choice(["GREATER_THAN_OR_EQUALS", "LOWER_THAN"]), "key": "age",
+                       "value": rng.choice([18, 21, 25, 35, 50])})
+    elif theme == "app":
+        ts.append({"operator": "EQUALS", "key": "platform",
+                   "value": rng.choice(SCALE_PLATFORMS) if rng.random() < 0.7 else rng.sample(SCALE_PLATFORMS, 2)})
+        ts.append({"operator": rng.choice(["SEMVER_GREATER_THAN_OR_EQUALS", "SEMVER_LOWER_THAN",
+                                           "SEMVER_EQUALS", "SEMVER_GREATER_THAN"]),
+                   "key": "app_version", "value": _scale_version(rng)})
+    elif theme == "users":
+        n = rng.choice([5, 20, 50, 100, 250])
+        ts.append({"operator": "EQUALS", "key": "fs_users", "value": rng.sample(ids, min(n, len(ids)))})
+    elif theme == "vip":
+        ts.append({"operator": "EQUALS", "key": "isVIP", "value": rng.random() < 0.7})
+        if rng.random() < 0.5:
+            ts.append({"operator": "GREATER_THAN", "key": "age", "value": rng.choice([18, 30, 40])})
+    elif theme == "plan":
+        op = rng.choice(["EQUALS", "NOT_EQUALS", "EQUALS"])
+        ts.append({"operator": op, "key": "plan",
+                   "value": rng.choice(SCALE_PLANS) if rng.random() < 0.6 else rng.sample(SCALE_PLANS, 2)})
+    else:  # "email": operators that no index can serve
+        op = rng.choice(["ENDS_WITH", "CONTAINS", "NOT_CONTAINS", "STARTS_WITH"])
+        d = rng.choice(SCALE_DOMAINS)
+        ts.append({"operator": op, "key": "email", "value": ("@" + d) if op != "STARTS_WITH" else "qa"})
+    return ts
+
+
+# Share of campaigns by theme (cumulative); the rest (6 %) OR two themes.
+SCALE_THEMES = [(0.30, "all"), (0.52, "country"), (0.66, "app"), (0.76, "users"), (0.84, "vip"),
+                (0.90, "plan"), (0.94, "email")]
+
+
+def _scale_campaign(rng, ci, ids):
+    cid = "s%04d%s" % (ci, _xid(rng)[:12])
+    r = rng.random()
+    themes = next(([t] for bound, t in SCALE_THEMES if r < bound), None)
+    if themes is None:  # OR of AND groups on different themes
+        themes = rng.sample(["country", "app", "users", "vip", "plan", "email"], 2)
+    vgs = []
+    for gi in range(rng.choice([1, 1, 2, 2, 3, 4])):
+        if themes == ["all"]:
+            block = {"targetingGroups": [{"targetings": [
+                {"operator": "EQUALS", "key": "fs_all_users", "value": ""}]}]}
+        else:
+            groups = []
+            for th in themes:
+                ts = _scale_targeting(rng, th, ids)
+                if rng.random() < 0.1:
+                    ts.insert(0, {"operator": "EQUALS", "key": "fs_all_users", "value": ""})
+                groups.append({"targetings": ts})
+            block = {"targetingGroups": groups}
+        vgs.append({"id": _xid(rng), "name": "group %d" % gi, "targeting": block,
+                    "variations": _variations(rng, cid)})
+    r = rng.random()
+    if r < 0.65:
+        ranges = [[0, 100]]
+    elif r < 0.85:
+        ranges = [[0, rng.choice([5, 10, 20, 25, 50])]]
+    elif r < 0.95:
+        a = rng.choice([0, 12.5, 25, 50])
+        ranges = [[a, a + rng.choice([10, 25, 37.5, 50])]]
+    else:
+        ranges = [[0, 20], [50, 70]]
+    return {"id": cid, "name": "campaign %d" % ci, "type": rng.choice(CAMPAIGN_TYPES),
+            "slug": "slug-%d" % ci if rng.random() < 0.5 else None,
+            "bucketRanges": [{"r": x} for x in ranges], "variationGroups": vgs}
+
+
+def generate_scale(seed, n_campaigns=1000):
+    rng = random.Random("scale-%d" % seed)
+    ids = visitor_id_pool(seed, 2000)
+    return {"panic": False,
+            "campaigns": [_scale_campaign(rng, ci, ids) for ci in range(n_campaigns)],
+            "accountSettings": {"enabledXPC": False, "enabled1V1T": False}}
+
+
+def generate_scale_visitors(seed, n):
+    """Contexts of a mobile / web app: the keys the targetings read, and some no targeting reads."""
+    rng = random.Random("scale-visitors-%d" % seed)
+    ids = visitor_id_pool(seed, 2000)
+    out = []
+    for i in range(n):
+        vid = rng.choice(ids) if rng.random() < 0.2 else "visitor-%d-%d" % (seed, i)
+        ctx = {"country": rng.choice(SCALE_COUNTRIES), "platform": rng.choice(SCALE_PLATFORMS),
+               "app_version": _scale_version(rng), "age": rng.randrange(13, 80),
+               "isVIP": rng.random() < 0.1, "plan": rng.choice(SCALE_PLANS),
+               "email": "%s%d@%s" % (rng.choice(["qa", "alice", "Bob"]), i, rng.choice(SCALE_DOMAINS)),
+               # read by no targeting: a reader should not pay for them
+               "utm_source": rng.choice(["Newsletter", "Google", "Partner-ACME"]),
+               "device_model": rng.choice(["iPhone15,2", "Pixel 8 Pro", "SM-S918B"]),
+               "session_id": _xid(rng)}
+        out.append({"visitor_id": vid, "context": ctx, "trigger_hit": False})
+    return out
+
+
+def write_case(out_dir, seed, n_visitors, n_campaigns=None, profile="diff"):
     os.makedirs(out_dir, exist_ok=True)
     bucketing_path = os.path.join(out_dir, "bucketing.json")
     visitors_path = os.path.join(out_dir, "visitors.jsonl")
     with open(bucketing_path, "w", encoding="ascii") as f:
-        json.dump(generate_bucketing(seed, n_campaigns), f, indent=1, sort_keys=False)
+        if profile == "scale":
+            json.dump(generate_scale(seed, n_campaigns or 1000), f, separators=(",", ":"))
+        else:
+            json.dump(generate_bucketing(seed, n_campaigns), f, indent=1, sort_keys=False)
         f.write("\n")
     with open(visitors_path, "w", encoding="ascii") as f:
-        for v in generate_visitors(seed, n_visitors):
+        gen = generate_scale_visitors if profile == "scale" else generate_visitors
+        for v in gen(seed, n_visitors):
             f.write(json.dumps(v, separators=(",", ":")) + "\n")
     return bucketing_path, visitors_path
 
@@ -375,9 +507,11 @@ def main():
     ap.add_argument("--seed", type=int, required=True)
     ap.add_argument("--visitors", type=int, default=1000)
     ap.add_argument("--campaigns", type=int, default=None)
+    ap.add_argument("--profile", choices=["diff", "scale"], default="diff",
+                    help="diff: the SDK differential test's files (default); scale: a big account's")
     ap.add_argument("--out-dir", required=True)
     a = ap.parse_args()
-    b, v = write_case(a.out_dir, a.seed, a.visitors, a.campaigns)
+    b, v = write_case(a.out_dir, a.seed, a.visitors, a.campaigns, a.profile)
     print(b)
     print(v)
 

@@ -1,0 +1,399 @@
+#include "dc_index.h"
+
+#include <apr_strings.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A list value gets a sorted set from this many strings on. */
+#define STRSET_MIN 8
+
+typedef struct {
+    const char *s;
+    size_t len;
+} str_t;
+
+struct dc_strset {
+    const str_t *items; /* folded forms, by length then bytes */
+    size_t n;
+};
+
+/* One index entry: a context key (or fs_users) and a folded string. */
+typedef struct {
+    const char *key;
+    const char *value;
+    uint32_t *campaigns; /* ascending */
+    uint32_t key_len, value_len, n_campaigns;
+    uint32_t last; /* while building: 1 + the last campaign filed */
+    int users;     /* fs_users: the visitor id, not a context key */
+} entry_t;
+
+struct dc_index {
+    size_t n_words;
+    uint64_t *always; /* campaigns evaluated for every visitor */
+    size_t n_always;
+    uint32_t *slots; /* 1 + an entry's number, 0 when free: open addressing */
+    size_t mask;     /* slots - 1, a power of two minus one */
+    entry_t *entries;
+    size_t n_entries;
+    str_t *keys; /* context keys with entries, for the lookup of a context */
+    size_t n_keys;
+    int has_users;
+    str_t *read;       /* every context key a targeting reads, by key_id */
+    size_t n_read;
+    uint32_t *read_slots; /* 1 + key_id, 0 when free: open addressing on the key */
+    size_t read_mask;
+};
+
+static int str_order(const void *a, const void *b)
+{
+    const str_t *x = a, *y = b;
+
+    if (x->len != y->len)
+        return x->len < y->len ? -1 : 1;
+    return memcmp(x->s, y->s, x->len);
+}
+
+int dc_strset_has(const dc_strset_t *set, const char *s, size_t len)
+{
+    str_t key = {s, len};
+
+    return bsearch(&key, set->items, set->n, sizeof(*set->items), str_order) != NULL;
+}
+
+static int all_strings(const dc_value_t *v)
+{
+    if (v->n_items == 0)
+        return 0;
+    for (size_t i = 0; i < v->n_items; i++)
+        if (v->items[i].kind != DC_KIND_STRING)
+            return 0;
+    return 1;
+}
+
+static void build_strset(apr_pool_t *p, dc_targeting_t *t)
+{
+    dc_strset_t *set;
+    str_t *items;
+
+    if ((t->op != DC_OP_EQUALS && t->op != DC_OP_NOT_EQUALS) || t->value.kind != DC_KIND_LIST ||
+        t->value.n_items < STRSET_MIN || !all_strings(&t->value))
+        return;
+    items = apr_palloc(p, t->value.n_items * sizeof(*items));
+    for (size_t i = 0; i < t->value.n_items; i++) {
+        items[i].s = t->value.items[i].folded;
+        items[i].len = t->value.items[i].folded_len;
+    }
+    qsort(items, t->value.n_items, sizeof(*items), str_order);
+    set = apr_palloc(p, sizeof(*set));
+    set->items = items;
+    set->n = t->value.n_items;
+    t->set = set;
+}
+
+/* EQUALS a string, or a non-empty list of strings, on a context key or fs_users. */
+static int indexable(const dc_targeting_t *t)
+{
+    if (t->op != DC_OP_EQUALS || (t->key_kind != DC_KEY_CONTEXT && t->key_kind != DC_KEY_USERS))
+        return 0;
+    return t->value.kind == DC_KIND_STRING || (t->value.kind == DC_KIND_LIST && all_strings(&t->value));
+}
+
+static size_t n_strings(const dc_targeting_t *t)
+{
+    return t->value.kind == DC_KIND_LIST ? t->value.n_items : 1;
+}
+
+/* The targeting a group (an AND) is filed under, or NULL: the one with the fewest strings. */
+static const dc_targeting_t *choose(const dc_targeting_group_t *g)
+{
+    const dc_targeting_t *best = NULL;
+
+    for (size_t i = 0; i < g->n_targetings; i++) {
+        const dc_targeting_t *t = &g->targetings[i];
+
+        if (indexable(t) && (!best || n_strings(t) < n_strings(best)))
+            best = t;
+    }
+    return best;
+}
+
+/* Whether the campaign can be found by its groups' strings (0: evaluated for everyone). */
+static int campaign_indexable(const dc_campaign_t *c)
+{
+    for (size_t v = 0; v < c->n_groups; v++)
+        for (size_t g = 0; g < c->groups[v].n_groups; g++)
+            if (c->groups[v].groups[g].n_targetings > 0 && !choose(&c->groups[v].groups[g]))
+                return 0;
+    return 1;
+}
+
+static uint32_t hash(int users, const char *key, size_t key_len, const char *value, size_t value_len)
+{
+    uint32_t h = users ? 2166136261u ^ 0x55u : 2166136261u; /* FNV-1a */
+
+    for (size_t i = 0; i < key_len; i++)
+        h = (h ^ (unsigned char)key[i]) * 16777619u;
+    h = (h ^ 0xffu) * 16777619u; /* no key byte of UTF-8 is 0xff */
+    for (size_t i = 0; i < value_len; i++)
+        h = (h ^ (unsigned char)value[i]) * 16777619u;
+    return h;
+}
+
+/* The entry's slot (its value is 0 when the entry is not there). */
+static uint32_t *find(const dc_index_t *ix, int users, const char *key, size_t key_len,
+                      const char *value, size_t value_len)
+{
+    size_t i = hash(users, key, key_len, value, value_len) & ix->mask;
+
+    for (;; i = (i + 1) & ix->mask) {
+        const entry_t *e;
+
+        if (!ix->slots[i])
+            return &ix->slots[i];
+        e = &ix->entries[ix->slots[i] - 1];
+        if (e->users == users && e->key_len == key_len && e->value_len == value_len &&
+            memcmp(e->value, value, value_len) == 0 && memcmp(e->key, key, key_len) == 0)
+            return &ix->slots[i];
+    }
+}
+
+/* Files campaign ci under string (users, key, value): counting on pass 0, storing on pass 1. */
+static void file_under(dc_index_t *ix, int pass, uint32_t ci, const dc_targeting_t *t,
+                       const char *value, size_t value_len)
+{
+    int users = t->key_kind == DC_KEY_USERS;
+    const char *key = users ? "" : t->key;
+    size_t key_len = users ? 0 : t->key_len;
+    uint32_t *slot = find(ix, users, key, key_len, value, value_len);
+    entry_t *s;
+
+    if (!*slot) {
+        s = &ix->entries[ix->n_entries++];
+        s->key = key;
+        s->key_len = (uint32_t)key_len;
+        s->users = users;
+        s->value = value;
+        s->value_len = (uint32_t)value_len;
+        *slot = (uint32_t)ix->n_entries;
+    }
+    s = &ix->entries[*slot - 1];
+    if (s->last == ci + 1)
+        return; /* another group of the same campaign */
+    s->last = ci + 1;
+    if (pass == 0)
+        s->n_campaigns++;
+    else
+        s->campaigns[s->n_campaigns++] = ci;
+}
+
+static void file_campaigns(dc_index_t *ix, const dc_config_t *cfg, int pass)
+{
+    for (size_t ci = 0; ci < cfg->n_campaigns; ci++) {
+        const dc_campaign_t *c = &cfg->campaigns[ci];
+
+        if (!campaign_indexable(c))
+            continue;
+        for (size_t v = 0; v < c->n_groups; v++) {
+            for (size_t g = 0; g < c->groups[v].n_groups; g++) {
+                const dc_targeting_t *t = choose(&c->groups[v].groups[g]);
+
+                if (!t)
+                    continue; /* an empty group: never matches */
+                if (t->value.kind == DC_KIND_STRING)
+                    file_under(ix, pass, (uint32_t)ci, t, t->value.folded, t->value.folded_len);
+                else
+                    for (size_t i = 0; i < t->value.n_items; i++)
+                        file_under(ix, pass, (uint32_t)ci, t, t->value.items[i].folded,
+                                   t->value.items[i].folded_len);
+            }
+        }
+    }
+}
+
+static uint32_t *read_slot(const dc_index_t *ix, const char *key, size_t key_len)
+{
+    size_t i = hash(0, key, key_len, "", 0) & ix->read_mask;
+
+    for (;; i = (i + 1) & ix->read_mask) {
+        const str_t *k;
+
+        if (!ix->read_slots[i])
+            return &ix->read_slots[i];
+        k = &ix->read[ix->read_slots[i] - 1];
+        if (k->len == key_len && memcmp(k->s, key, key_len) == 0)
+            return &ix->read_slots[i];
+    }
+}
+
+/* Gives every context key of a targeting its number (dc_targeting_t.key_id). */
+static void number_keys(apr_pool_t *p, dc_index_t *ix, const dc_config_t *cfg)
+{
+    size_t n = 0, cap = 16;
+
+    for (size_t ci = 0; ci < cfg->n_campaigns; ci++)
+        for (size_t v = 0; v < cfg->campaigns[ci].n_groups; v++)
+            for (size_t g = 0; g < cfg->campaigns[ci].groups[v].n_groups; g++)
+                n += cfg->campaigns[ci].groups[v].groups[g].n_targetings;
+    while (cap < 2 * n)
+        cap *= 2;
+    ix->read_slots = apr_pcalloc(p, cap * sizeof(*ix->read_slots));
+    ix->read_mask = cap - 1;
+    ix->read = apr_palloc(p, (n ? n : 1) * sizeof(*ix->read));
+    for (size_t ci = 0; ci < cfg->n_campaigns; ci++)
+        for (size_t v = 0; v < cfg->campaigns[ci].n_groups; v++)
+            for (size_t g = 0; g < cfg->campaigns[ci].groups[v].n_groups; g++) {
+                const dc_targeting_group_t *tg = &cfg->campaigns[ci].groups[v].groups[g];
+
+                for (size_t i = 0; i < tg->n_targetings; i++) {
+                    dc_targeting_t *t = (dc_targeting_t *)&tg->targetings[i];
+                    uint32_t *slot;
+
+                    if (t->key_kind != DC_KEY_CONTEXT)
+                        continue;
+                    slot = read_slot(ix, t->key, t->key_len);
+                    if (!*slot) {
+                        ix->read[ix->n_read].s = t->key;
+                        ix->read[ix->n_read].len = t->key_len;
+                        *slot = (uint32_t)++ix->n_read;
+                    }
+                    t->key_id = *slot - 1;
+                }
+            }
+}
+
+int dc_index_reads(const dc_index_t *ix, const char *key, size_t key_len)
+{
+    return !ix || *read_slot(ix, key, key_len) != 0;
+}
+
+size_t dc_index_n_keys(const dc_index_t *ix)
+{
+    return ix->n_read;
+}
+
+dc_index_t *dc_index_build(apr_pool_t *p, const dc_config_t *cfg)
+{
+    dc_index_t *ix = apr_pcalloc(p, sizeof(*ix));
+    size_t n_strings_total = 0, cap = 16;
+
+    ix->n_words = (cfg->n_campaigns + 63) / 64;
+    ix->always = apr_pcalloc(p, (ix->n_words ? ix->n_words : 1) * sizeof(uint64_t));
+    for (size_t ci = 0; ci < cfg->n_campaigns; ci++) {
+        const dc_campaign_t *c = &cfg->campaigns[ci];
+
+        for (size_t v = 0; v < c->n_groups; v++)
+            for (size_t g = 0; g < c->groups[v].n_groups; g++)
+                for (size_t i = 0; i < c->groups[v].groups[g].n_targetings; i++) {
+                    dc_targeting_t *t = (dc_targeting_t *)&c->groups[v].groups[g].targetings[i];
+
+                    build_strset(p, t);
+                    if (indexable(t))
+                        n_strings_total += n_strings(t);
+                }
+        if (!campaign_indexable(c)) {
+            ix->always[ci / 64] |= (uint64_t)1 << (ci % 64);
+            ix->n_always++;
+        }
+    }
+    number_keys(p, ix, cfg);
+    while (cap < n_strings_total + n_strings_total / 2)
+        cap *= 2;
+    ix->slots = apr_pcalloc(p, cap * sizeof(*ix->slots));
+    ix->mask = cap - 1;
+    /* room for every string while counting; the snapshot keeps the distinct ones only */
+    ix->entries = calloc(n_strings_total ? n_strings_total : 1, sizeof(*ix->entries));
+    if (!ix->entries) {
+        for (size_t ci = 0; ci < cfg->n_campaigns; ci++) /* out of memory: no index */
+            ix->always[ci / 64] |= (uint64_t)1 << (ci % 64);
+        ix->n_always = cfg->n_campaigns;
+        return ix;
+    }
+
+    /* Pass 0 counts each entry's campaigns, pass 1 stores them in arrays of that size. */
+    file_campaigns(ix, cfg, 0);
+    {
+        entry_t *all = ix->entries;
+
+        ix->entries = apr_pmemdup(p, all, (ix->n_entries ? ix->n_entries : 1) * sizeof(*all));
+        free(all);
+    }
+    ix->keys = apr_palloc(p, (ix->n_entries + 1) * sizeof(*ix->keys));
+    for (size_t i = 0; i < ix->n_entries; i++) {
+        entry_t *s = &ix->entries[i];
+        size_t k;
+
+        s->campaigns = apr_palloc(p, s->n_campaigns * sizeof(*s->campaigns));
+        s->n_campaigns = 0;
+        s->last = 0;
+        if (s->users) {
+            ix->has_users = 1;
+            continue;
+        }
+        for (k = 0; k < ix->n_keys; k++)
+            if (ix->keys[k].len == s->key_len && memcmp(ix->keys[k].s, s->key, s->key_len) == 0)
+                break;
+        if (k == ix->n_keys) {
+            ix->keys[k].s = s->key;
+            ix->keys[k].len = s->key_len;
+            ix->n_keys++;
+        }
+    }
+    file_campaigns(ix, cfg, 1);
+    return ix;
+}
+
+size_t dc_index_words(const dc_index_t *ix)
+{
+    return ix->n_words;
+}
+
+size_t dc_index_n_always(const dc_index_t *ix)
+{
+    return ix->n_always;
+}
+
+size_t dc_index_n_entries(const dc_index_t *ix)
+{
+    return ix->n_entries;
+}
+
+static void probe(const dc_index_t *ix, int users, const char *key, size_t key_len,
+                  const dc_value_t *v, uint64_t *bits)
+{
+    const uint32_t *slot;
+    const entry_t *s;
+
+    if (v->kind == DC_KIND_LIST) {
+        /* EQUALS on a list in the context: any element may match */
+        for (size_t i = 0; i < v->n_items; i++)
+            probe(ix, users, key, key_len, &v->items[i], bits);
+        return;
+    }
+    if (v->kind != DC_KIND_STRING)
+        return; /* EQUALS a string on a number, a bool...: a type error, no match */
+    slot = find(ix, users, key, key_len, v->folded, v->folded_len);
+    if (!*slot)
+        return;
+    s = &ix->entries[*slot - 1];
+    for (size_t i = 0; i < s->n_campaigns; i++)
+        bits[s->campaigns[i] / 64] |= (uint64_t)1 << (s->campaigns[i] % 64);
+}
+
+void dc_index_candidates(const dc_index_t *ix, const dc_context_t *ctx, uint64_t *bits)
+{
+    memcpy(bits, ix->always, ix->n_words * sizeof(*bits));
+    if (ix->n_entries == 0)
+        return;
+    for (size_t i = 0; i < ctx->n_entries; i++) {
+        const dc_context_entry_t *e = &ctx->entries[i];
+
+        for (size_t k = 0; k < ix->n_keys; k++) {
+            if (ix->keys[k].len == e->key_len && memcmp(ix->keys[k].s, e->key, e->key_len) == 0) {
+                probe(ix, 0, ix->keys[k].s, ix->keys[k].len, &e->value, bits);
+                break;
+            }
+        }
+    }
+    if (ix->has_users && ctx->visitor)
+        probe(ix, 1, "", 0, ctx->visitor, bits);
+}

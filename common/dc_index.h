@@ -1,0 +1,51 @@
+/*
+ * dc_index: which campaigns a visitor's context can possibly match, found
+ * without evaluating the targeting of the others.
+ *
+ * Built once per snapshot (dc_config_parse). A targeting group (an AND) that
+ * holds a targeting "EQUALS a string or a list of strings" on a context key,
+ * or on fs_users, can only match a visitor whose value for that key (or whose
+ * id) folds to one of those strings: the group is filed under each of them.
+ * A campaign is filed under the strings of all its groups when every group of
+ * every variation group has such a targeting; otherwise (fs_all_users alone,
+ * NOT_EQUALS, CONTAINS, numbers, semver, booleans...) it is a candidate for
+ * every visitor. Candidates are a superset of the campaigns that match:
+ * dc_decide still evaluates the targeting of each one, so decisions are the
+ * same as a scan of every campaign, in the file's order.
+ *
+ * It also gives long string lists (fs_users allow lists, lists of countries)
+ * a sorted copy, so that EQUALS / NOT_EQUALS on them is a binary search
+ * (dc_strset_has) instead of a walk over the list.
+ */
+#ifndef DC_INDEX_H
+#define DC_INDEX_H
+
+#include "dc_config.h"
+#include "dc_targeting.h"
+
+#include <apr_pools.h>
+#include <stdint.h>
+
+/* Builds the index of cfg's campaigns in p; also sets the targetings' string sets. */
+dc_index_t *dc_index_build(apr_pool_t *p, const dc_config_t *cfg);
+
+/* 64-bit words of a candidate bitmap (one bit per campaign). */
+size_t dc_index_words(const dc_index_t *ix);
+
+/* Sets in bits (dc_index_words() words) the campaigns the visitor may match. */
+void dc_index_candidates(const dc_index_t *ix, const dc_context_t *ctx, uint64_t *bits);
+
+/* Whether any targeting reads this context key (ix NULL: assume so). */
+int dc_index_reads(const dc_index_t *ix, const char *key, size_t key_len);
+
+/* Number of distinct context keys targetings read (dc_targeting_t.key_id < this). */
+size_t dc_index_n_keys(const dc_index_t *ix);
+
+/* Counts for the log and the tests: campaigns evaluated for everyone, index entries. */
+size_t dc_index_n_always(const dc_index_t *ix);
+size_t dc_index_n_entries(const dc_index_t *ix);
+
+/* Whether the folded string s is in the set. */
+int dc_strset_has(const dc_strset_t *set, const char *s, size_t len);
+
+#endif

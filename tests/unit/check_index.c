@@ -1,0 +1,287 @@
+/* The campaign index (dc_index.h): which campaigns are candidates, edge cases, and
+ * that a campaign left out never matches (candidates are a superset of matches). */
+#include "dc_test.h"
+
+#include "dc_config.h"
+#include "dc_engine.h"
+#include "dc_index.h"
+#include "dc_targeting.h"
+
+#include <apr_strings.h>
+#include <string.h>
+
+static apr_pool_t *pool;
+
+static void setup(void)
+{
+    apr_pool_create(&pool, NULL);
+}
+
+static void teardown(void)
+{
+    apr_pool_destroy(pool);
+}
+
+#define ALL "{\"operator\":\"EQUALS\",\"key\":\"fs_all_users\",\"value\":\"\"}"
+#define T(op, key, value) "{\"operator\":\"" op "\",\"key\":\"" key "\",\"value\":" value "}"
+
+/* Campaign "cN" with one variation group whose targeting groups are the given AND lists. */
+static const char *campaign(unsigned n, const char *groups)
+{
+    return apr_psprintf(pool,
+                        "{\"id\":\"c%u\",\"type\":\"ab\",\"bucketRanges\":[{\"r\":[0,100]}],"
+                        "\"variationGroups\":[{\"id\":\"vg%u\",\"targeting\":{\"targetingGroups\":[%s]},"
+                        "\"variations\":[{\"id\":\"v%u\",\"allocation\":100,\"modifications\":"
+                        "{\"type\":\"FLAG\",\"value\":{\"k\":%u}}}]}]}",
+                        n, n, groups, n, n);
+}
+
+static const char *const CAMPAIGNS[] = {
+    /* 0 */ "{\"targetings\":[" ALL "]}",
+    /* 1 */ "{\"targetings\":[" T("EQUALS", "country", "\"FR\"") "]}",
+    /* 2: an AND: indexed by its EQUALS on country */
+    "{\"targetings\":[" T("GREATER_THAN", "age", "18") "," T("EQUALS", "country", "[\"de\",\"Fr\"]") "]}",
+    /* 3: OR of AND groups, each indexable: country or fs_users */
+    "{\"targetings\":[" T("EQUALS", "country", "\"es\"") "]},{\"targetings\":[" T("EQUALS", "fs_users",
+                                                                                  "[\"Alice\",\"bob\"]") "]}",
+    /* 4: OR where one group cannot be indexed (NOT_EQUALS): everyone */
+    "{\"targetings\":[" T("EQUALS", "country", "\"it\"") "]},{\"targetings\":[" T("NOT_EQUALS", "plan",
+                                                                                  "\"pro\"") "]}",
+    /* 5..9: operators and values the index cannot serve */
+    "{\"targetings\":[" T("CONTAINS", "country", "\"f\"") "]}",
+    "{\"targetings\":[" T("EQUALS", "age", "30") "]}",
+    "{\"targetings\":[" T("EQUALS", "vip", "true") "]}",
+    "{\"targetings\":[" T("EQUALS", "country", "[\"fr\",3]") "]}",
+    "{\"targetings\":[" T("SEMVER_EQUALS", "version", "\"1.2.3\"") "]}",
+    /* 10: fs_users alone, a long list (a sorted set) */
+    "{\"targetings\":[" T("EQUALS", "fs_users",
+                          "[\"u1\",\"u2\",\"u3\",\"u4\",\"u5\",\"u6\",\"u7\",\"u8\",\"Ünïcode\",\"CASE\"]") "]}",
+    /* 11: a key present in some targetings only: plan here, nothing else reads it */
+    "{\"targetings\":[" T("EQUALS", "plan", "\"Team\"") "," ALL "]}",
+    /* 12: empty targeting groups: never matches, never a candidate */
+    "{\"targetings\":[]}",
+    /* 13: NOT_EQUALS on a long list (sorted set, not indexable) */
+    "{\"targetings\":[" T("NOT_EQUALS", "fs_users",
+                          "[\"u1\",\"u2\",\"u3\",\"u4\",\"u5\",\"u6\",\"u7\",\"u8\",\"u9\"]") "]}",
+    /* 14: a string EQUALS on a key whose context value may be a number (a type error) */
+    "{\"targetings\":[" T("EQUALS", "age", "\"30\"") "]}",
+};
+#define N_CAMPAIGNS (sizeof(CAMPAIGNS) / sizeof(CAMPAIGNS[0]))
+
+static dc_config_t *load(void)
+{
+    char *doc = apr_pstrdup(pool, "{\"campaigns\":[");
+    dc_config_t *cfg;
+    dc_config_error_t err;
+
+    for (unsigned i = 0; i < N_CAMPAIGNS; i++)
+        doc = apr_pstrcat(pool, doc, i ? "," : "", campaign(i, CAMPAIGNS[i]), NULL);
+    doc = apr_pstrcat(pool, doc, "]}", NULL);
+    ck_assert_msg(dc_config_parse(doc, strlen(doc), &cfg, &err) == 0, "%s %s", err.path, err.text);
+    return cfg;
+}
+
+/* A visitor from a JSON context ("{...}") and an id. */
+static dc_context_t *context(const char *id, const char *json)
+{
+    json_t *obj = json_loads(json, 0, NULL), *value;
+    dc_context_t *ctx = apr_pcalloc(pool, sizeof(*ctx));
+    dc_context_entry_t *e = apr_pcalloc(pool, (json_object_size(obj) + 1) * sizeof(*e));
+    dc_value_t *visitor = apr_pcalloc(pool, sizeof(*visitor));
+    const char *key;
+
+    ck_assert_ptr_nonnull(obj);
+    json_object_foreach(obj, key, value) {
+        e[ctx->n_entries].key = apr_pstrdup(pool, key);
+        e[ctx->n_entries].key_len = strlen(key);
+        dc_value_from_json(pool, value, &e[ctx->n_entries].value);
+        ctx->n_entries++;
+    }
+    json_decref(obj);
+    dc_value_set_string(pool, visitor, id, strlen(id));
+    ctx->entries = e;
+    ctx->visitor = visitor;
+    return ctx;
+}
+
+/* The candidates as a string of 0/1 per campaign. */
+static const char *candidates(const dc_config_t *cfg, const dc_context_t *ctx)
+{
+    uint64_t bits[4] = {0};
+    char *out = apr_pcalloc(pool, N_CAMPAIGNS + 1);
+
+    ck_assert_uint_le(dc_index_words(cfg->index), 4);
+    dc_index_candidates(cfg->index, ctx, bits);
+    for (unsigned i = 0; i < N_CAMPAIGNS; i++)
+        out[i] = bits[i / 64] >> (i % 64) & 1 ? '1' : '0';
+    return out;
+}
+
+/*                                       campaign: 012345678901234 */
+#define ALWAYS /* 0, 4..9, 13 */                  "100011111100010"
+
+START_TEST(which_campaigns)
+{
+    dc_config_t *cfg = load();
+
+    ck_assert_uint_eq(cfg->n_campaigns, N_CAMPAIGNS);
+    /* no indexed key, an unknown visitor: only the campaigns for everyone */
+    ck_assert_str_eq(candidates(cfg, context("zed", "{}")), ALWAYS);
+    ck_assert_str_eq(candidates(cfg, context("zed", "{\"age\":30,\"vip\":true}")), ALWAYS);
+    ck_assert_uint_eq(dc_index_n_always(cfg->index), 8);
+    /* case-insensitive: "fr", "FR" and "fR" all find 1 and 2 */
+    ck_assert_str_eq(candidates(cfg, context("zed", "{\"country\":\"fr\"}")), "111011111100010");
+    ck_assert_str_eq(candidates(cfg, context("zed", "{\"country\":\"fR\"}")), "111011111100010");
+    ck_assert_str_eq(candidates(cfg, context("zed", "{\"country\":\"DE\"}")), "101011111100010");
+    /* OR of AND groups: 3 by its country or by its fs_users, the visitor id folded too */
+    ck_assert_str_eq(candidates(cfg, context("zed", "{\"country\":\"ES\"}")), "100111111100010");
+    ck_assert_str_eq(candidates(cfg, context("ALICE", "{}")), "100111111100010");
+    ck_assert_str_eq(candidates(cfg, context("alice2", "{}")), ALWAYS);
+    /* fs_users exact (folded) match on the long list, Unicode folding */
+    ck_assert_str_eq(candidates(cfg, context("u7", "{}")), "100011111110010");
+    ck_assert_str_eq(candidates(cfg, context("üNÏCODE", "{}")), "100011111110010");
+    ck_assert_str_eq(candidates(cfg, context("case", "{}")), "100011111110010");
+    ck_assert_str_eq(candidates(cfg, context("u", "{}")), ALWAYS);
+    /* a key only some targetings read */
+    ck_assert_str_eq(candidates(cfg, context("zed", "{\"plan\":\"team\"}")), "100011111101010");
+    /* a list in the context: any element; a number where a string is filed: no candidate */
+    ck_assert_str_eq(candidates(cfg, context("zed", "{\"country\":[\"x\",\"es\",\"fr\"]}")),
+                     "111111111100010");
+    ck_assert_str_eq(candidates(cfg, context("zed", "{\"country\":33,\"plan\":true}")), ALWAYS);
+    ck_assert_str_eq(candidates(cfg, context("zed", "{\"age\":30}")), ALWAYS);
+    ck_assert_str_eq(candidates(cfg, context("zed", "{\"age\":\"30\"}")), "100011111100011");
+    dc_config_unref(cfg);
+}
+END_TEST
+
+/* Every campaign the index leaves out really matches no group, for many contexts; and the
+ * sorted sets answer as the list walk does. */
+START_TEST(superset_of_matches)
+{
+    static const char *const countries[] = {NULL, "\"fr\"", "\"FR\"", "\"de\"", "\"es\"", "\"it\"",
+                                            "\"zz\"", "33", "[\"fr\"]", "[\"es\",\"it\"]", "[1]", "null"};
+    static const char *const plans[] = {NULL, "\"team\"", "\"pro\"", "\"TEAM\"", "false"};
+    static const char *const ids[] = {"alice", "Bob", "u3", "CASE", "zed", "ünïcode", ""};
+    static const char *const ages[] = {NULL, "30", "\"30\"", "12"};
+    dc_config_t *cfg = load();
+    size_t checked = 0, left_out = 0;
+
+    for (size_t a = 0; a < sizeof(countries) / sizeof(*countries); a++)
+        for (size_t b = 0; b < sizeof(plans) / sizeof(*plans); b++)
+            for (size_t c = 0; c < sizeof(ids) / sizeof(*ids); c++)
+                for (size_t d = 0; d < sizeof(ages) / sizeof(*ages); d++) {
+                    const char *json = apr_psprintf(
+                        pool, "{\"version\":\"1.2.3\"%s%s%s%s%s%s}", countries[a] ? ",\"country\":" : "",
+                        countries[a] ? countries[a] : "", plans[b] ? ",\"plan\":" : "",
+                        plans[b] ? plans[b] : "", ages[d] ? ",\"age\":" : "", ages[d] ? ages[d] : "");
+                    dc_context_t *ctx = context(ids[c], json);
+                    const char *cand = candidates(cfg, ctx);
+                    const dc_value_t *vals[8];
+
+                    ck_assert_uint_le(dc_index_n_keys(cfg->index), 8);
+                    for (size_t k = 0; k < 8; k++)
+                        vals[k] = DC_UNRESOLVED;
+
+                    for (size_t i = 0; i < N_CAMPAIGNS; i++) {
+                        const dc_variation_group_t *vg = &cfg->campaigns[i].groups[0];
+
+                        /* the keys looked up once give what a lookup per targeting gives */
+                        ck_assert_int_eq(dc_targeting_match_cached(vg, ctx, vals),
+                                         dc_targeting_match(vg, ctx));
+
+                        if (cand[i] == '0') {
+                            ck_assert_msg(!dc_targeting_match(vg, ctx), "campaign %zu left out for %s %s",
+                                          i, ids[c], json);
+                            left_out++;
+                        }
+                        /* the set path against the plain list walk */
+                        for (size_t g = 0; g < vg->n_groups; g++)
+                            for (size_t t = 0; t < vg->groups[g].n_targetings; t++) {
+                                const dc_targeting_t *tg = &vg->groups[g].targetings[t];
+
+                                if (tg->set) {
+                                    int walk = dc_targeting_eval(tg->op, &tg->value, ctx->visitor) ==
+                                               DC_EVAL_MATCH;
+                                    int set = dc_strset_has(tg->set, ctx->visitor->folded,
+                                                            ctx->visitor->folded_len) ==
+                                              (tg->op == DC_OP_EQUALS);
+                                    ck_assert_int_eq(walk, set);
+                                }
+                            }
+                        checked++;
+                    }
+                }
+    ck_assert_uint_gt(left_out, checked / 4);
+    dc_config_unref(cfg);
+}
+END_TEST
+
+/* dc_decide with the index gives, campaign by campaign, what targeting each campaign gives. */
+START_TEST(decide_in_file_order)
+{
+    dc_config_t *cfg = load();
+    dc_decision_t decisions[N_CAMPAIGNS];
+    dc_outcome_t out = {.decisions = decisions};
+    dc_visitor_t v = {0};
+    dc_context_t *ctx = context("alice", "{\"country\":\"fr\",\"plan\":\"Team\",\"age\":30}");
+
+    v.context = ctx;
+    v.visitor_id = "alice";
+    v.visitor_id_len = 5;
+    dc_decide(pool, cfg, NULL, NULL, &v, NULL, &out);
+    /* 0 all, 1 and 2 country, 3 fs_users, 4 NOT_EQUALS pro, 5 CONTAINS f, 6 age 30,
+     * 8 (the list's number is a type error, skipped: "fr" matches), 11 plan, 13 (alice is
+     * not in the NOT_EQUALS list); not 7 (no vip), 9 (no version), 10, 12, 14 (a type error) */
+    {
+        static const unsigned want[] = {0, 1, 2, 3, 4, 5, 6, 8, 11, 13};
+        ck_assert_uint_eq(out.n_decisions, sizeof(want) / sizeof(want[0]));
+        for (size_t i = 0; i < out.n_decisions; i++)
+            ck_assert_str_eq(out.decisions[i].campaign->id, apr_psprintf(pool, "c%u", want[i]));
+    }
+    dc_config_unref(cfg);
+}
+END_TEST
+
+/* A key given twice in a context: the first value counts, as dc_context_get() finds it,
+ * whether the cache has looked it up yet or not. */
+START_TEST(cached_first_entry)
+{
+    dc_config_t *cfg = load();
+    dc_context_entry_t e[3] = {{"plan", 4, {0}}, {"country", 7, {0}}, {"plan", 4, {0}}};
+    dc_context_t ctx = {e, 3, NULL};
+    const dc_value_t *vals[8];
+    const dc_variation_group_t *team = &cfg->campaigns[11].groups[0];
+    const dc_variation_group_t *not_pro = &cfg->campaigns[4].groups[0];
+    const dc_targeting_t *plan = &team->groups[0].targetings[0];
+
+    dc_value_set_string(pool, &e[0].value, "Team", 4);
+    dc_value_set_string(pool, &e[1].value, "fr", 2);
+    dc_value_set_string(pool, &e[2].value, "pro", 3);
+    /* country, plan, age, vip, version: the context keys targetings read */
+    ck_assert_uint_eq(dc_index_n_keys(cfg->index), 5);
+    for (size_t k = 0; k < 8; k++)
+        vals[k] = DC_UNRESOLVED;
+    ck_assert(dc_targeting_match_cached(team, &ctx, vals));
+    ck_assert_ptr_eq(vals[plan->key_id], &e[0].value);
+    ck_assert(dc_targeting_match_cached(team, &ctx, vals)); /* from the cache */
+    ck_assert_int_eq(dc_targeting_match_cached(not_pro, &ctx, vals), dc_targeting_match(not_pro, &ctx));
+    ck_assert(dc_targeting_match(not_pro, &ctx)); /* plan "Team" is not "pro" */
+    dc_config_unref(cfg);
+}
+END_TEST
+
+static Suite *index_suite(void)
+{
+    Suite *s = suite_create("index");
+    TCase *tc = tcase_create("core");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, which_campaigns);
+    tcase_add_test(tc, superset_of_matches);
+    tcase_add_test(tc, decide_in_file_order);
+    tcase_add_test(tc, cached_first_entry);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+DC_TEST_MAIN(index_suite)
