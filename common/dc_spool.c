@@ -616,7 +616,10 @@ static segment_t *detach_segment(dc_spool_t *s)
 
 static void sync_segment_dir(dc_spool_t *s, segment_t *seg)
 {
+    /* A load on every append, the exchange once: an exchange writes the
+     * line, which every appending thread would then pull from the others. */
     if (s->opt.fsync != DC_SPOOL_FSYNC_NEVER &&
+        !__atomic_load_n(&seg->dir_synced, __ATOMIC_ACQUIRE) &&
         !__atomic_exchange_n(&seg->dir_synced, 1, __ATOMIC_ACQ_REL))
         sync_dir(s->opt.dir);
 }
