@@ -27,8 +27,10 @@ make -s -C "$build" bench/bench_api bench/bench_engine >/dev/null
 
 # the request path's events in process: per second of the request thread's CPU
 run "$build/bench/bench_api" "$top/conf/sample-bucketing.json" 100000 "$rounds" memory events
-run "$build/bench/bench_api" "$top/conf/sample-bucketing.json" 100000 "$rounds" memory events \
-  write=pwrite
+for mode in map pwrite; do
+  run "$build/bench/bench_api" "$top/conf/sample-bucketing.json" 100000 "$rounds" memory events \
+    write=$mode
+done
 # the server: each configuration the issue names, events and p99 side by side
 for config in "" "--keepalive-on-worker" "--mpm worker"; do
   # shellcheck disable=SC2086

@@ -8,12 +8,19 @@
  *     seg-<created_ms>-<pid>-<seq>-<rand>.open        being appended by <pid>
  *     seg-<created_ms>-<pid>-<seq>-<rand>-n<N>.ready  closed, N records, to ship
  *     seg-<...>.progress                             shipper's resume point
+ *     ring-<pid>-<rand>.link                         -> <ring-dir>/mod_decision-ring-<pid>-<rand>
  *     dead-letter/YYYYMMDD.jsonl                     batches the collector refused
  *
- * Each process appends to its own segment, so no lock is shared between
- * processes on the request path; threads of a process share one mutex, held
- * only to reserve a record's range. A record is one request's hits, copied
- * whole into the mapped segment (or written with one pwrite) at its range:
+ * Each process appends to its own ring (write=ring, the default): a file in
+ * a tmpfs, mapped shared, so a record copied there is in the kernel, and
+ * survives the process, before the request is answered. The copy takes no
+ * lock and no system call (a compare-and-swap reserves its place); the
+ * process's background thread writes the ring out to the process's own
+ * segment and syncs it. With write=map|pwrite (and when the ring is full or
+ * cannot be made) the request writes the segment itself: threads of a
+ * process share one mutex, held only to reserve a record's range, and copy
+ * into the mapped segment (or pwrite) after it. A record is one request's
+ * hits, whole and contiguous:
  *
  *     DC2 <payload length, 8 hex> <crc32c of the payload, 8 hex> <payload>\n
  *     payload = <n hits> then n times " <id> <received_ms> <qt_base> <len> <json>"
@@ -36,7 +43,9 @@
  * fsync=always the record's fdatasync also runs after the lock is released.
  * The open segment's file is allocated ahead of its records (cut to them at
  * close; adoption cuts a dead process's trailing zeros). A .open segment whose pid is gone
- * (a crash, kill -9) is adopted as ready by dc_spool_adopt_dead, which every
+ * (a crash, kill -9) is adopted as ready, and its ring saved as a ready
+ * segment (the ring's write into the segment resolved by the ring's header,
+ * so that nothing comes twice), by dc_spool_adopt_dead, which every
  * open and every shipper run call. The total size of the directory is bounded:
  * at the bound new events are refused (default; counted, logged once per
  * streak; decisions are still answered) or the oldest ready segment is
@@ -68,6 +77,8 @@ typedef enum {
 #define DC_SPOOL_DEFAULT_SEGMENT_BYTES (4 * 1024 * 1024)
 #define DC_SPOOL_DEFAULT_SEGMENT_AGE apr_time_from_sec(5)
 #define DC_SPOOL_DEFAULT_MAX_BYTES ((apr_off_t)1024 * 1024 * 1024)
+#define DC_SPOOL_DEFAULT_RING_BYTES ((apr_off_t)4 * 1024 * 1024)
+#define DC_SPOOL_DEFAULT_RING_DIR "/dev/shm"
 
 typedef struct {
     const char *dir;                    /* created (0700) when missing */
@@ -78,6 +89,9 @@ typedef struct {
     apr_off_t max_bytes;                /* bound of the whole directory */
     dc_spool_full_e on_full;
     int write_pwrite;                   /* write=pwrite: a pwrite per record, no mapping */
+    int write_direct;                   /* write=map|pwrite: requests write the segment */
+    apr_off_t ring_bytes;               /* the ring's size (write=ring, the default) */
+    char ring_dir[256];                 /* where rings live: a tmpfs (default /dev/shm) */
 } dc_spool_options_t;
 
 typedef struct dc_spool dc_spool_t;
@@ -100,7 +114,8 @@ typedef struct {
 
 void dc_spool_options_default(dc_spool_options_t *opt);
 /* Applies "key=value,key=value" (fsync=always|never|100ms, segment-bytes=N,
- * segment-age=5s, max-bytes=N, on-full=refuse|drop-oldest, write=map|pwrite; sizes take k/m/g,
+ * segment-age=5s, max-bytes=N, on-full=refuse|drop-oldest, write=ring|map|pwrite,
+ * ring-bytes=N, ring-dir=PATH; sizes take k/m/g,
  * durations ms/s). Returns 0, or -1 with a message in err. */
 int dc_spool_options_parse(dc_spool_options_t *opt, const char *spec, char *err, size_t errlen);
 

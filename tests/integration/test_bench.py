@@ -16,8 +16,8 @@ def bench_api():
     return os.path.join(BUILD, "bench", "bench_api")
 
 
-def test_events_bench_spools_and_ships_every_record_both_ways():
-    for options in ("write=map", "write=pwrite", "fsync=always"):
+def test_events_bench_spools_and_ships_every_record_every_way():
+    for options in ("write=ring", "write=map", "write=pwrite", "fsync=always"):
         r = subprocess.run([bench_api(), SAMPLE_BUCKETING, "3000", "2", "memory", "events",
                             options], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
@@ -29,6 +29,7 @@ def test_events_bench_spools_and_ships_every_record_both_ways():
         assert shipped and int(shipped.group(1)) == 6000 and int(shipped.group(2)) >= 6000, \
             r.stdout
         assert shipped.group(3) == shipped.group(2), r.stdout  # every spooled hit shipped
+        assert re.search(r"the spool's background thread .*: -?\d+ ns", r.stdout), r.stdout
         assert "skipped" not in r.stderr and "DC107" not in r.stderr, r.stderr
 
 

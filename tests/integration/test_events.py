@@ -245,14 +245,21 @@ def test_kill_9_mid_stream_loses_no_answered_event(tmp_path, collector):
             p.wait(timeout=10)
     assert p.returncode == -signal.SIGKILL
     assert len(answered) == 50
-    assert glob.glob(os.path.join(spool, "seg-*.open")), "the killed process left its segment"
+    # its records are in its ring (a tmpfs file linked from the spool) and in
+    # the segment the ring was written to
+    rings = glob.glob(os.path.join(spool, "ring-*.link"))
+    assert rings, "the killed process left its ring"
+    ring_file = os.readlink(rings[0])
+    assert os.path.exists(ring_file)
 
     r = ship(spool, collector.collector_url, "--log-level", "info")
     assert r.returncode == 0, r.stderr
-    assert "DC10701" in r.stderr  # adopted the dead process's segment
+    assert "DC10717" in r.stderr or "DC10701" in r.stderr  # saved its ring, adopted its segment
     delivered = {h["cuid"] for h in collector.hits()}
     assert set(answered) <= delivered
+    assert len(collector.hit_ids()) == len(set(collector.hit_ids()))  # and each once
     assert not glob.glob(os.path.join(spool, "seg-*"))
+    assert not glob.glob(os.path.join(spool, "ring-*")) and not os.path.exists(ring_file)
 
 
 def test_shipper_killed_mid_segment_resumes_after_the_acknowledged_batches(tmp_path, collector):

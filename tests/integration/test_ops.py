@@ -565,7 +565,9 @@ def test_an_unwritable_file_sink_is_reported_at_start(kind, front, workdir):
         return sp["state"] == "degraded" and sp["last_error"]
     wait_until(failing, timeout=15, interval=0.3, what="the spool figures say why")
     assert not os.listdir(sink)
-    assert [n for n in os.listdir(spool) if n.startswith("seg-")]
+    # written from the children's rings to segments within their 100 ms
+    wait_until(lambda: [n for n in os.listdir(spool) if n.startswith("seg-")], timeout=5,
+               what="the events in a segment")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -609,7 +611,8 @@ def test_kill_9_in_the_middle_of_a_load_loses_no_answered_event(kind, front, wor
     standin.collector_default = 200
     wait_until(lambda: delivered_vids(standin) >= set(answered), timeout=60, interval=0.5,
                what="every answered event delivered (%d answered)" % len(answered))
-    assert "DC10701" in f.log()  # the killed process's open segment was adopted
+    # the killed processes' rings saved, their open segments adopted
+    assert "DC10717" in f.log() or "DC10701" in f.log()
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -36,7 +36,24 @@ static void setup(void)
 
 static void teardown(void)
 {
-    char cmd[128];
+    char cmd[128], target[512];
+    DIR *d = opendir(dir);
+    struct dirent *e;
+
+    /* the rings of spools a test left open (or a child killed) */
+    while (d && (e = readdir(d)) != NULL) {
+        ssize_t n;
+
+        if (strncmp(e->d_name, "ring-", 5) != 0)
+            continue;
+        n = readlink(apr_pstrcat(pool, dir, "/", e->d_name, NULL), target, sizeof(target) - 1);
+        if (n > 0) {
+            target[n] = '\0';
+            unlink(target);
+        }
+    }
+    if (d)
+        closedir(d);
 
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     if (system(cmd) != 0)
@@ -352,16 +369,24 @@ END_TEST
 
 START_TEST(rotation_by_size_and_age)
 {
-    dc_spool_t *s = open_spool(_i ? "segment-bytes=600,segment-age=100ms,write=pwrite"
-                                  : "segment-bytes=600,segment-age=100ms");
+    static const char *const modes[] = {"write=map", "write=pwrite", "write=ring"};
+    dc_spool_t *s = open_spool(apr_pstrcat(pool, "segment-bytes=600,segment-age=100ms,",
+                                           modes[_i], NULL));
     readback_t r;
 
     for (int i = 0; i < 20; i++)
         ck_assert_int_eq(append_keys(s, apr_psprintf(pool, "s%d", i), 2), 0);
+    if (_i == 2) {
+        /* in the ring until the background thread (or this) writes it out */
+        ck_assert_int_eq(count_suffix(".ready") + count_suffix(".open") <= 1, 1);
+        dc_spool_tick(s);
+    }
     /* ~190 bytes a record: a segment holds 4 of them (the 4th crosses 600). */
     ck_assert_int_eq(count_suffix(".ready"), 5);
     ck_assert_int_eq(count_suffix(".open"), 0);
     ck_assert_int_eq(append_keys(s, "late", 1), 0);
+    if (_i == 2)
+        dc_spool_tick(s);
     ck_assert_int_eq(count_suffix(".open"), 1);
     dc_spool_tick(s); /* too young */
     ck_assert_int_eq(count_suffix(".open"), 1);
@@ -496,6 +521,135 @@ START_TEST(bound_drops_oldest_and_counts)
 }
 END_TEST
 
+/* The path of the one ring linked from the spool directory, or NULL. */
+static const char *ring_of_spool(const char **link)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    const char *found = NULL;
+    char target[512];
+
+    ck_assert_ptr_nonnull(d);
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "ring-", 5) == 0) {
+            const char *l = apr_pstrcat(pool, dir, "/", e->d_name, NULL);
+            ssize_t n = readlink(l, target, sizeof(target) - 1);
+
+            ck_assert_ptr_null(found);
+            ck_assert_int_gt(n, 0);
+            target[n] = '\0';
+            found = apr_pstrdup(pool, target);
+            if (link)
+                *link = l;
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+/* A process killed with records in its ring (and in its open segment): the
+ * ring is saved as a ready segment, nothing lost, nothing twice. _i = 1 and
+ * 2: the kill came during the ring's write into the segment, after it (the
+ * records must not come twice) or in the middle (they come from the ring). */
+START_TEST(dead_process_ring_is_saved)
+{
+    pid_t child = fork();
+    int status;
+    readback_t r;
+    const char *ring, *link, **names;
+    size_t skipped, n;
+    struct stat st;
+
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        dc_spool_t *s = open_spool("fsync=never,segment-age=3600s");
+
+        for (int i = 0; i < 5; i++)
+            if (append_keys(s, apr_psprintf(pool, "k%d", i), 1) != 0)
+                _exit(3);
+        dc_spool_tick(s); /* into the segment */
+        for (int i = 5; i < 8; i++)
+            if (append_keys(s, apr_psprintf(pool, "k%d", i), 1) != 0)
+                _exit(3);
+        raise(SIGKILL);
+        _exit(4);
+    }
+    ck_assert_int_eq(waitpid(child, &status, 0), child);
+    ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    ck_assert_int_eq(count_suffix(".open"), 1);
+    ring = ring_of_spool(&link);
+    ck_assert_ptr_nonnull(ring);
+    ck_assert_int_eq(strncmp(ring, DC_SPOOL_DEFAULT_RING_DIR "/", strlen(DC_SPOOL_DEFAULT_RING_DIR) + 1), 0);
+
+    if (_i > 0) {
+        /* Rewind the ring to before its write into the segment: the five
+         * records back at its start, the tail at 0, the intent set. The
+         * header: magic[8], size, head, tail, intent_len, intent_tail,
+         * intent_offset (8 bytes each), intent_stem[64]. */
+        DIR *d = opendir(dir);
+        struct dirent *e;
+        const char *seg = NULL;
+        char *data;
+        size_t len;
+        uint64_t zero = 0, seg_len;
+        int64_t offset = 0;
+        int fd = open(ring, O_RDWR);
+        char stem[64] = "";
+
+        while ((e = readdir(d)) != NULL)
+            if (strstr(e->d_name, ".open"))
+                seg = apr_pstrcat(pool, dir, "/", e->d_name, NULL);
+        closedir(d);
+        ck_assert_ptr_nonnull(seg);
+        data = slurp(seg, &len);
+        seg_len = len;
+        snprintf(stem, sizeof(stem), "%.*s", (int)(strlen(strrchr(seg, '/') + 5) - 5),
+                 strrchr(seg, '/') + 5);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(pwrite(fd, data, len, 4096), (ssize_t)len);
+        ck_assert_int_eq(pwrite(fd, &zero, 8, 24), 8);          /* tail */
+        ck_assert_int_eq(pwrite(fd, &seg_len, 8, 32), 8);       /* intent_len */
+        ck_assert_int_eq(pwrite(fd, &seg_len, 8, 40), 8);       /* intent_tail */
+        ck_assert_int_eq(pwrite(fd, &offset, 8, 48), 8);        /* intent_offset */
+        ck_assert_int_eq(pwrite(fd, stem, sizeof(stem), 56), (ssize_t)sizeof(stem));
+        close(fd);
+        if (_i == 2)
+            ck_assert_int_eq(truncate(seg, (off_t)len / 2), 0);
+    }
+
+    ck_assert_int_ge(dc_spool_adopt_dead(dir, pool), 1);
+    ck_assert_int_eq(count_suffix(".open"), 0);
+    ck_assert_int_eq(count_suffix(".link"), 0);
+    ck_assert_int_ne(stat(ring, &st), 0); /* the ring file is gone too */
+    read_back(&r, &skipped);
+    ck_assert_uint_eq(r.records, 8);
+    ck_assert_uint_eq(r.duplicate_ids, 0);
+    ck_assert_uint_eq(skipped, 0);
+    for (int i = 0; i < 8; i++) {
+        int *count = apr_hash_get(r.keys, apr_psprintf(pool, "k%d/0", i), APR_HASH_KEY_STRING);
+
+        ck_assert_msg(count && *count == 1, "k%d", i);
+    }
+    ck_assert_int_eq(dc_spool_adopt_dead(dir, pool), 0);
+    ck_assert_int_eq(dc_spool_list_ready(dir, pool, &names, &n), 0);
+
+    /* A live process's ring is left alone, and removed at its close once
+     * written out. */
+    {
+        dc_spool_t *s = open_spool(NULL);
+
+        ck_assert_int_eq(append_keys(s, "live", 1), 0);
+        ck_assert_int_eq(dc_spool_adopt_dead(dir, pool), 0);
+        ck_assert_ptr_nonnull(ring = ring_of_spool(NULL));
+        dc_spool_close(s);
+        ck_assert_ptr_null(ring_of_spool(NULL));
+        ck_assert_int_ne(stat(ring, &st), 0);
+        read_back(&r, NULL);
+        ck_assert_uint_eq(r.records, 9);
+    }
+}
+END_TEST
+
 START_TEST(dead_process_segment_is_adopted)
 {
     pid_t child = fork();
@@ -508,7 +662,7 @@ START_TEST(dead_process_segment_is_adopted)
 
     ck_assert_int_ge(child, 0);
     if (child == 0) {
-        dc_spool_t *s = open_spool("fsync=never");
+        dc_spool_t *s = open_spool("fsync=never,write=map");
 
         for (int i = 0; i < 5; i++)
             if (append_keys(s, apr_psprintf(pool, "k%d", i), 1) != 0)
@@ -559,7 +713,7 @@ START_TEST(dead_process_segment_is_adopted)
 
     /* A live process's open segment is left alone. */
     {
-        dc_spool_t *s = open_spool(NULL);
+        dc_spool_t *s = open_spool("write=map");
 
         ck_assert_int_eq(append_keys(s, "live", 1), 0);
         ck_assert_int_eq(dc_spool_adopt_dead(dir, pool), 0);
@@ -719,11 +873,12 @@ static Suite *spool_suite(void)
     tcase_add_test(tc, options_parse);
     tcase_add_loop_test(tc, records_read_back_exactly, 0, 2);
     tcase_add_test(tc, torn_and_corrupt_records_are_skipped);
-    tcase_add_loop_test(tc, rotation_by_size_and_age, 0, 2);
+    tcase_add_loop_test(tc, rotation_by_size_and_age, 0, 3);
     tcase_add_test(tc, bound_refuses_and_counts);
     tcase_add_test(tc, bound_drops_oldest_and_counts);
     tcase_add_test(tc, figures_degraded_while_refusing_or_failing);
     tcase_add_test(tc, dead_process_segment_is_adopted);
+    tcase_add_loop_test(tc, dead_process_ring_is_saved, 0, 3);
     tcase_add_test(tc, concurrent_processes_and_threads_lose_nothing);
     tcase_add_test(tc, file_in_the_way_fails_at_open);
     tcase_add_test(tc, proc_pid_follows_fork);
