@@ -154,6 +154,7 @@ struct dc_spool {
     int ring_wake;              /* atomic: the syncer was woken for a filling ring */
     uint64_t ring_records;      /* atomic: records copied into the ring */
     uint64_t ring_flushed;      /* atomic: records written out of it */
+    uint64_t ring_flushed_from; /* the tail before the last write-out */
     int refusing;               /* in a refusal streak (logged once) */
 
     uint64_t accepted, accepted_hits, refused, refused_hits, dropped, dropped_segments;
@@ -1159,7 +1160,7 @@ static void ring_flush(dc_spool_t *s)
         return;
     __atomic_store_n(&s->ring_wake, 0, __ATOMIC_RELEASE);
     size = r->size;
-    t = __atomic_load_n(&r->tail, __ATOMIC_RELAXED);
+    t = s->ring_flushed_from = __atomic_load_n(&r->tail, __ATOMIC_RELAXED);
     h = __atomic_load_n(&r->head, __ATOMIC_ACQUIRE);
     while (t < h) {
         size_t pos = (size_t)(t % size), run = 0;
@@ -1172,7 +1173,7 @@ static void ring_flush(dc_spool_t *s)
             __atomic_store_n(&r->tail, t, __ATOMIC_RELEASE);
             continue;
         }
-        while (t + run < h && pos + run < size && (apr_off_t)run < room) {
+        while (t + run < h && pos + run < size && (run == 0 || (apr_off_t)run < room)) {
             const char *p = s->ring_data + pos + run;
             size_t len;
 
@@ -1427,7 +1428,8 @@ static void *APR_THREAD_FUNC syncer_main(apr_thread_t *t, void *data)
     while (!s->syncer_stop) {
         /* a ring a quarter full is written out without waiting (the wake
          * may have come while this thread was in a sync) */
-        if (!s->ring || ring_pending(s) <= s->ring->size / 4)
+        if (!s->ring || ring_pending(s) <= s->ring->size / 4 ||
+            s->ring->tail == s->ring_flushed_from /* the last write-out failed */)
             apr_thread_cond_timedwait(s->syncer_wake, s->lock, syncer_period(s));
         if (!s->syncer_stop)
             background_work(s);
