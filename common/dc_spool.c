@@ -150,7 +150,8 @@ struct dc_spool {
     char ring_path[PATH_MAX];   /* the ring's file, and its link in the spool */
     char ring_link[PATH_MAX];
     int ring_logged;            /* "no ring" was logged */
-    int64_t ring_room;          /* atomic: bytes the ring may take before the bound is checked */
+    uint64_t ring_head_limit;   /* atomic: past it, the bound is checked on the segment path */
+    int ring_failing;           /* writing the ring out fails (logged once) */
     int ring_wake;              /* atomic: the syncer was woken for a filling ring */
     uint64_t ring_records;      /* atomic: records copied into the ring */
     uint64_t ring_flushed;      /* atomic: records written out of it */
@@ -597,7 +598,6 @@ static int adopt(const char *dir, apr_pool_t *p, int own_pid_is_dead)
     DIR *d = opendir(dir);
     struct dirent *e;
     int adopted = 0;
-    pid_t self = getpid();
 
     if (!d)
         return 0;
@@ -624,7 +624,7 @@ static int adopt(const char *dir, apr_pool_t *p, int own_pid_is_dead)
 
         if (!has_suffix(e->d_name, ".open") || segment_name_info(e->d_name, NULL, &pid) < 0)
             continue;
-        if (pid == self ? !own_pid_is_dead : !(kill((pid_t)pid, 0) < 0 && errno == ESRCH))
+        if (!pid_is_gone(pid, own_pid_is_dead))
             continue;
         apr_pool_create(&tmp, p);
         path = apr_pstrcat(tmp, dir, "/", e->d_name, NULL);
@@ -736,6 +736,17 @@ static void finish_segment(dc_spool_t *s, segment_t *seg)
     else if (s->opt.fsync != DC_SPOOL_FSYNC_NEVER)
         sync_dir(s->opt.dir);
     free(seg);
+}
+
+/* Under s->lock, which it drops while finishing: closes the open segment
+ * (the next record opens another). */
+static void close_open_segment(dc_spool_t *s)
+{
+    segment_t *seg = detach_segment(s);
+
+    apr_thread_mutex_unlock(s->lock);
+    finish_segment(s, seg);
+    apr_thread_mutex_lock(s->lock);
 }
 
 /* Under s->lock, when the caller cannot unlock in between (a fork's child). */
@@ -975,6 +986,19 @@ static size_t ring_record_len(const char *p, size_t avail)
     return len <= avail ? len : 0;
 }
 
+/* Under s->lock: how far appenders may take the ring's head before one of
+ * them checks the bound on the segment path (scan, drop-oldest, refusal):
+ * the room the bound leaves, counted from what the ring holds now. */
+static void ring_set_limit(dc_spool_t *s, apr_time_t now)
+{
+    apr_off_t room = s->opt.max_bytes - spooled_bytes(s, now);
+
+    __atomic_store_n(&s->ring_head_limit,
+                     __atomic_load_n(&s->ring->head, __ATOMIC_RELAXED) +
+                         (uint64_t)(room > 0 ? room : 0),
+                     __ATOMIC_RELAXED);
+}
+
 /* Under s->lock, in the process that appends: makes this process's ring
  * (after its identity: the file is named for it) and links it from the
  * spool directory, where adoption finds the rings of dead processes. */
@@ -1021,10 +1045,7 @@ static void ring_create(dc_spool_t *s)
     s->ring_map_len = len;
     s->ring->size = (uint64_t)s->opt.ring_bytes;
     memcpy(s->ring->magic, RING_MAGIC, sizeof(RING_MAGIC));
-    /* the syncer sets it again at each flush */
-    __atomic_store_n(&s->ring_room,
-                     (int64_t)(s->opt.max_bytes - total_bytes(s, apr_time_now())),
-                     __ATOMIC_RELAXED);
+    ring_set_limit(s, apr_time_now()); /* and the syncer at each write-out */
 }
 
 /* Under s->lock: forgets the ring (unmapped and removed when `remove`). */
@@ -1051,17 +1072,14 @@ static int ring_append(dc_spool_t *s, const char *rec, size_t len, size_t n)
 
     if (len > size / 4)
         return 1;
-    if (__atomic_sub_fetch(&s->ring_room, (int64_t)len, __ATOMIC_RELAXED) < 0) {
-        __atomic_add_fetch(&s->ring_room, (int64_t)len, __ATOMIC_RELAXED);
-        return 1;
-    }
     h = __atomic_load_n(&r->head, __ATOMIC_RELAXED);
     do {
         t = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
         pos = h % size;
         pad = pos + len > size ? size - pos : 0;
+        if (h + pad + len > __atomic_load_n(&s->ring_head_limit, __ATOMIC_RELAXED))
+            return 1;
         if (h + pad + len - t > size) {
-            __atomic_add_fetch(&s->ring_room, (int64_t)len, __ATOMIC_RELAXED);
             if (!__atomic_exchange_n(&s->ring_wake, 1, __ATOMIC_ACQ_REL))
                 apr_thread_cond_signal(s->syncer_wake);
             return 1;
@@ -1092,9 +1110,6 @@ static int ring_append(dc_spool_t *s, const char *rec, size_t len, size_t n)
     return 0;
 }
 
-static void finish_segment(dc_spool_t *s, segment_t *seg);
-static int open_segment(dc_spool_t *s, apr_time_t now);
-
 /* Under s->lock (dropped to close a full segment): writes len bytes of
  * whole records at the end of the open segment. 0, or -1 (logged). */
 static int ring_write_run(dc_spool_t *s, const char *data, size_t len, uint64_t records,
@@ -1105,13 +1120,8 @@ static int ring_write_run(dc_spool_t *s, const char *data, size_t len, uint64_t 
     segment_t *seg;
     size_t done = 0;
 
-    if (s->seg && now - s->seg->created >= s->opt.segment_max_age) {
-        segment_t *old = detach_segment(s);
-
-        apr_thread_mutex_unlock(s->lock);
-        finish_segment(s, old);
-        apr_thread_mutex_lock(s->lock);
-    }
+    if (s->seg && now - s->seg->created >= s->opt.segment_max_age)
+        close_open_segment(s);
     if (!s->seg && open_segment(s, now) < 0)
         return -1;
     seg = s->seg;
@@ -1125,22 +1135,24 @@ static int ring_write_run(dc_spool_t *s, const char *data, size_t len, uint64_t 
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0) {
-            dc_log(DC_LOG_ERROR,
-                   DCLOGNO(10713) "spool: cannot write %" PRIu64 " record(s) from the ring to "
-                                  "%s/seg-%s.open: %s (kept in the ring, tried again)",
-                   records, s->opt.dir, seg->stem, w < 0 ? strerror(errno) : "short write");
+            if (!s->ring_failing) /* once a streak: it is tried again every 100 ms */
+                dc_log(DC_LOG_ERROR,
+                       DCLOGNO(10713) "spool: cannot write %" PRIu64 " record(s) from the ring "
+                                      "to %s/seg-%s.open: %s (kept in the ring, tried again)",
+                       records, s->opt.dir, seg->stem, w < 0 ? strerror(errno) : "short write");
+            s->ring_failing = 1;
             if (ftruncate(seg->fd, seg->bytes) < 0) {
                 /* the cut failed too: readers skip the torn tail */
             }
             __atomic_store_n(&r->intent_len, 0, __ATOMIC_RELEASE);
-            detach_segment(s);
-            apr_thread_mutex_unlock(s->lock);
-            finish_segment(s, seg);
-            apr_thread_mutex_lock(s->lock);
+            close_open_segment(s);
             return -1;
         }
         done += (size_t)w;
     }
+    if (s->ring_failing)
+        dc_log(DC_LOG_INFO, DCLOGNO(10718) "spool: writing the ring to %s again", s->opt.dir);
+    s->ring_failing = 0;
     seg->bytes += (apr_off_t)len;
     seg->records += records;
     s->written_since_scan += (apr_off_t)len;
@@ -1184,7 +1196,9 @@ static void ring_flush(dc_spool_t *s)
                 dc_log(DC_LOG_ERROR, DCLOGNO(10714) "spool: the ring %s is damaged at %" PRIu64
                                                     "; its remaining records are lost",
                        s->ring_path, t + run);
-                memset(s->ring_data, 0, (size_t)size);
+                for (; t < h; t += size - t % size) /* [t, h), in up to two pieces */
+                    memset(s->ring_data + t % size, 0,
+                           (size_t)(h - t < size - t % size ? h - t : size - t % size));
                 __atomic_store_n(&r->tail, h, __ATOMIC_RELEASE);
                 return;
             }
@@ -1200,13 +1214,8 @@ static void ring_flush(dc_spool_t *s)
         __atomic_store_n(&r->tail, t, __ATOMIC_RELEASE);
         __atomic_store_n(&r->intent_len, 0, __ATOMIC_RELEASE);
         __atomic_add_fetch(&s->ring_flushed, records, __ATOMIC_RELAXED);
-        if (s->seg && s->seg->bytes >= s->opt.segment_max_bytes) {
-            segment_t *full = detach_segment(s);
-
-            apr_thread_mutex_unlock(s->lock);
-            finish_segment(s, full);
-            apr_thread_mutex_lock(s->lock);
-        }
+        if (s->seg && s->seg->bytes >= s->opt.segment_max_bytes)
+            close_open_segment(s);
     }
 }
 
@@ -1224,6 +1233,7 @@ static int adopt_ring(const char *dir, const char *link, long pid, apr_pool_t *p
     uint64_t size, t, h, records = 0;
     char *out = NULL;
     size_t out_len = 0;
+    int keep = 0;
 
     if (tl <= 0) {
         unlink(link);
@@ -1263,8 +1273,9 @@ static int adopt_ring(const char *dir, const char *link, long pid, apr_pool_t *p
         memcpy(stem, r->intent_stem, sizeof(stem));
         stem[sizeof(stem) - 1] = '\0';
         snprintf(path, sizeof(path), "%s/seg-%s.open", dir, stem);
+        /* as ring_write_run sets them: the range from the tail, at an offset */
         if (strchr(stem, '/') == NULL && stat(path, &sst) == 0 && r->intent_tail > t &&
-            r->intent_tail <= h) {
+            r->intent_tail <= h && r->intent_len == r->intent_tail - t && r->intent_offset >= 0) {
             if (sst.st_size >= r->intent_offset + (int64_t)r->intent_len)
                 t = r->intent_tail; /* written: not again */
             else if (sst.st_size > r->intent_offset)
@@ -1303,10 +1314,9 @@ static int adopt_ring(const char *dir, const char *link, long pid, apr_pool_t *p
             if (sfd >= 0)
                 close(sfd);
             unlink(path);
-            free(out);
-            munmap(map, (size_t)st.st_size);
-            close(fd);
-            return 0;
+            out_len = 0;
+            keep = 1;
+            goto done;
         }
         close(sfd);
         make_ready(dir, strrchr(path, '/') + 1, records, p);
@@ -1314,14 +1324,16 @@ static int adopt_ring(const char *dir, const char *link, long pid, apr_pool_t *p
                                            "of process %ld, which is gone",
                records, pid);
     }
-    free(out);
 done:
+    free(out);
     if (map != MAP_FAILED)
         munmap(map, (size_t)st.st_size);
     if (fd >= 0)
         close(fd);
-    unlink(target);
-    unlink(link);
+    if (!keep) {
+        unlink(target);
+        unlink(link);
+    }
     return out_len > 0;
 }
 
@@ -1352,19 +1364,12 @@ static void background_work(dc_spool_t *s)
         return;
     if (s->ring) {
         ring_flush(s);
-        /* what appenders may put in the ring before one of them checks the
-         * bound on the segment path (scan, drop-oldest, refusal) */
-        __atomic_store_n(&s->ring_room, (int64_t)(s->opt.max_bytes - spooled_bytes(s, now)),
-                         __ATOMIC_RELAXED);
+        ring_set_limit(s, now);
     }
     if (!s->seg)
         return;
     if (now - s->seg->created >= s->opt.segment_max_age) {
-        segment_t *old = detach_segment(s);
-
-        apr_thread_mutex_unlock(s->lock);
-        finish_segment(s, old);
-        apr_thread_mutex_lock(s->lock);
+        close_open_segment(s);
         return;
     }
     written = __atomic_load_n(&s->written, __ATOMIC_ACQUIRE);

@@ -376,11 +376,8 @@ START_TEST(rotation_by_size_and_age)
 
     for (int i = 0; i < 20; i++)
         ck_assert_int_eq(append_keys(s, apr_psprintf(pool, "s%d", i), 2), 0);
-    if (_i == 2) {
-        /* in the ring until the background thread (or this) writes it out */
-        ck_assert_int_eq(count_suffix(".ready") + count_suffix(".open") <= 1, 1);
-        dc_spool_tick(s);
-    }
+    if (_i == 2)
+        dc_spool_tick(s); /* the ring written out (the background thread may have begun) */
     /* ~190 bytes a record: a segment holds 4 of them (the 4th crosses 600). */
     ck_assert_int_eq(count_suffix(".ready"), 5);
     ck_assert_int_eq(count_suffix(".open"), 0);
