@@ -265,7 +265,7 @@ def otel_httpd(rundir, receiver, mpm="event", directives="", env=None, store=Non
 def stop_httpd(h):
     h.stop()
     assert h.sanitizer_reports() == ""
-    assert "exit signal" not in h.log(), h.log()[-3000:]
+    assert "exit signal" not in h.log(), h.log()[-3000:] + h.crash_backtraces()
 
 
 @pytest.mark.parametrize("mpm", ["event", "prefork"])

@@ -78,8 +78,11 @@ class BlobClient:
             if not marker:
                 return names
 
-    def get_blob(self, container, name):
+    def get_blob(self, container, name, missing_ok=False):
+        """(headers, body); None for a blob that is gone when missing_ok."""
         status, headers, body = self.request("GET", container, name)
+        if status == 404 and missing_ok:
+            return None
         assert status == 200, (status, body)
         return headers, body
 

@@ -111,7 +111,10 @@ class S3rver:
         for page in c.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
                                                                  Prefix=prefix):
             for o in page.get("Contents", []):
-                got = c.get_object(Bucket=self.bucket, Key=o["Key"])
+                try:
+                    got = c.get_object(Bucket=self.bucket, Key=o["Key"])
+                except c.exceptions.NoSuchKey:
+                    continue  # deleted since listed: the sink's write probe
                 out[o["Key"]] = (got, got["Body"].read())
         return out
 
@@ -147,8 +150,9 @@ class Azurite:
     def objects(self, container, prefix):
         c, out = self.client(), {}
         for name in c.list_blobs(container):
-            if name.startswith(prefix):
-                out[name] = c.get_blob(container, name)
+            got = c.get_blob(container, name, missing_ok=True) if name.startswith(prefix) else None
+            if got is not None:  # None: deleted since listed, the sink's write probe
+                out[name] = got
         return out
 
 
