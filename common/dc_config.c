@@ -13,6 +13,7 @@
  */
 #include "dc_config.h"
 #include "dc_index.h"
+#include "dc_arena.h"
 #include "dc_buf.h"
 #include "dc_log.h"
 
@@ -75,7 +76,7 @@ dc_operator_e dc_operator_from_name(const char *name)
 }
 
 typedef struct {
-    apr_pool_t *pool;
+    dc_arena_t *mem;     /* the snapshot's memory */
     apr_pool_t *scratch; /* rendering buffers, cleared as parsing goes */
     dc_config_error_t *err;
     char path[256];
@@ -164,7 +165,7 @@ static int get_string(parser_t *ps, const json_t *obj, const char *camel, const 
     } else if (required && json_string_length(v) == 0) {
         rc = fail(ps, "must not be empty");
     } else {
-        *out = apr_pstrmemdup(ps->pool, json_string_value(v), json_string_length(v));
+        *out = dc_arena_strndup(ps->mem, json_string_value(v), json_string_length(v));
         if (out_len)
             *out_len = json_string_length(v);
     }
@@ -299,7 +300,7 @@ static int parse_targeting(parser_t *ps, const json_t *obj, dc_targeting_t *t)
 
     value = json_object_get(obj, "value");
     if (value)
-        dc_value_from_json(ps->pool, value, &t->value);
+        dc_value_from_json_in(ps->mem, value, &t->value);
     else
         t->value.kind = DC_KIND_NULL;
 
@@ -334,7 +335,7 @@ static int parse_targeting_groups(parser_t *ps, const json_t *vg, dc_variation_g
         size_t old_groups = path_push(ps, used, 0);
 
         n = json_array_size(groups);
-        tg = n ? apr_pcalloc(ps->pool, n * sizeof(*tg)) : NULL;
+        tg = n ? dc_arena_calloc(ps->mem, n * sizeof(*tg)) : NULL;
         for (size_t i = 0; i < n; i++) {
             json_t *group = json_array_get(groups, i), *targetings;
             size_t old_i = path_push(ps, NULL, (long)i);
@@ -345,7 +346,7 @@ static int parse_targeting_groups(parser_t *ps, const json_t *vg, dc_variation_g
                 get_array(ps, group, "targetings", NULL, &targetings, &used) < 0)
                 return -1;
             nt = targetings ? json_array_size(targetings) : 0;
-            ts = nt ? apr_pcalloc(ps->pool, nt * sizeof(*ts)) : NULL;
+            ts = nt ? dc_arena_calloc(ps->mem, nt * sizeof(*ts)) : NULL;
             for (size_t j = 0; j < nt; j++) {
                 size_t old_t = path_push(ps, "targetings", 0);
                 size_t old_j = path_push(ps, NULL, (long)j);
@@ -408,7 +409,7 @@ static int parse_modifications(parser_t *ps, const json_t *var, dc_variation_t *
         size_t old_t = path_push(ps, "type", 0);
 
         if (type && json_is_string(type))
-            out->modifications_type = apr_pstrdup(ps->pool, json_string_value(type));
+            out->modifications_type = dc_arena_strdup(ps->mem, json_string_value(type));
         else if (type)
             return fail(ps, "expected a modification type name, found %s", kind_name(type));
         path_pop(ps, old_t);
@@ -420,22 +421,22 @@ static int parse_modifications(parser_t *ps, const json_t *var, dc_variation_t *
         if (expect_object(ps, value) < 0)
             return -1;
         n = json_object_size(value);
-        flags = n ? apr_pcalloc(ps->pool, n * sizeof(*flags)) : NULL;
+        flags = n ? dc_arena_calloc(ps->mem, n * sizeof(*flags)) : NULL;
         json_object_foreach(value, key, item)
         {
             dc_buf_t b;
 
             dc_buf_init(&b, ps->scratch, 64);
             dc_json_put_value(&b, item);
-            flags[i].key = apr_pstrdup(ps->pool, key);
+            flags[i].key = dc_arena_strdup(ps->mem, key);
             flags[i].key_len = strlen(key);
-            flags[i].json = apr_pstrmemdup(ps->pool, b.data, b.len);
+            flags[i].json = dc_arena_strndup(ps->mem, b.data, b.len);
             flags[i].json_len = b.len;
             flags[i].is_null = json_is_null(item);
             flags[i].is_scalar = json_is_number(item) || json_is_boolean(item);
             if (json_is_string(item) && dc_modification_content_type(out->modifications_type)) {
                 flags[i].text_len = json_string_length(item);
-                flags[i].text = apr_pstrmemdup(ps->pool, json_string_value(item), flags[i].text_len);
+                flags[i].text = dc_arena_strndup(ps->mem, json_string_value(item), flags[i].text_len);
             }
             i++;
         }
@@ -476,7 +477,7 @@ static int parse_variation(parser_t *ps, const json_t *var, dc_variation_t *out)
 }
 
 /* Sorted union of the flag keys of every variation of a group. */
-static void collect_all_keys(apr_pool_t *p, dc_variation_group_t *vg)
+static void collect_all_keys(dc_arena_t *a, dc_variation_group_t *vg)
 {
     size_t total = 0, n = 0;
     const char **keys;
@@ -486,8 +487,8 @@ static void collect_all_keys(apr_pool_t *p, dc_variation_group_t *vg)
         total += vg->variations[i].n_flags;
     if (total == 0)
         return;
-    keys = apr_palloc(p, total * sizeof(*keys));
-    lens = apr_palloc(p, total * sizeof(*lens));
+    keys = dc_arena_alloc(a, total * sizeof(*keys));
+    lens = dc_arena_alloc(a, total * sizeof(*lens));
     for (size_t i = 0; i < vg->n_variations; i++)
         for (size_t j = 0; j < vg->variations[i].n_flags; j++)
             keys[n++] = vg->variations[i].flags[j].key;
@@ -605,7 +606,7 @@ static void render_campaign_entry(parser_t *ps, const dc_variation_group_t *vg,
     if (expose_all && b.len == v->campaign_json_len[0] && memcmp(b.data, v->campaign_json[0], b.len) == 0)
         v->campaign_json[1] = v->campaign_json[0]; /* the variation has every key of its group */
     else
-        v->campaign_json[expose_all] = apr_pstrmemdup(ps->pool, b.data, b.len);
+        v->campaign_json[expose_all] = dc_arena_strndup(ps->mem, b.data, b.len);
     v->campaign_json_len[expose_all] = b.len;
 }
 
@@ -632,7 +633,7 @@ static int parse_variation_group(parser_t *ps, const json_t *obj, dc_campaign_t 
     if (get_array(ps, obj, "variations", NULL, &vars, &used) < 0)
         return -1;
     n = vars ? json_array_size(vars) : 0;
-    variations = n ? apr_pcalloc(ps->pool, n * sizeof(*variations)) : NULL;
+    variations = n ? dc_arena_calloc(ps->mem, n * sizeof(*variations)) : NULL;
     for (size_t i = 0; i < n; i++) {
         size_t old = path_push(ps, "variations", 0);
         size_t old_i = path_push(ps, NULL, (long)i);
@@ -644,7 +645,7 @@ static int parse_variation_group(parser_t *ps, const json_t *obj, dc_campaign_t 
     }
     out->variations = variations;
     out->n_variations = n;
-    collect_all_keys(ps->pool, out);
+    collect_all_keys(ps->mem, out);
     for (size_t i = 0; i < n; i++) {
         render_campaign_entry(ps, out, &variations[i], 0);
         render_campaign_entry(ps, out, &variations[i], 1);
@@ -663,7 +664,7 @@ static int parse_bucket_ranges(parser_t *ps, const json_t *obj, dc_campaign_t *o
     if (get_array(ps, obj, "bucketRanges", "bucket_ranges", &ranges, &used) < 0)
         return -1;
     n = ranges ? json_array_size(ranges) : 0;
-    r = n ? apr_pcalloc(ps->pool, n * sizeof(*r)) : NULL;
+    r = n ? dc_arena_calloc(ps->mem, n * sizeof(*r)) : NULL;
     old = path_push(ps, used, 0);
     for (size_t i = 0; i < n; i++) {
         json_t *range = json_array_get(ranges, i), *pair;
@@ -716,7 +717,7 @@ static int parse_campaign(parser_t *ps, const json_t *obj, dc_campaign_t *out)
 
         if (!json_is_string(slug))
             return fail(ps, "expected a string or null, found %s", kind_name(slug));
-        out->slug = apr_pstrdup(ps->pool, json_string_value(slug));
+        out->slug = dc_arena_strdup(ps->mem, json_string_value(slug));
         path_pop(ps, old);
     }
     if (parse_bucket_ranges(ps, obj, out) < 0)
@@ -724,7 +725,7 @@ static int parse_campaign(parser_t *ps, const json_t *obj, dc_campaign_t *out)
     if (get_array(ps, obj, "variationGroups", "variation_groups", &groups, &used) < 0)
         return -1;
     n = groups ? json_array_size(groups) : 0;
-    vgs = n ? apr_pcalloc(ps->pool, n * sizeof(*vgs)) : NULL;
+    vgs = n ? dc_arena_calloc(ps->mem, n * sizeof(*vgs)) : NULL;
     for (size_t i = 0; i < n; i++) {
         size_t old = path_push(ps, used, 0);
         size_t old_i = path_push(ps, NULL, (long)i);
@@ -778,7 +779,7 @@ static int parse_document(parser_t *ps, dc_config_t *cfg, const json_t *root)
     if (get_array(ps, root, "campaigns", NULL, &campaigns, &used) < 0)
         return -1;
     n = campaigns ? json_array_size(campaigns) : 0;
-    list = n ? apr_pcalloc(ps->pool, n * sizeof(*list)) : NULL;
+    list = n ? dc_arena_calloc(ps->mem, n * sizeof(*list)) : NULL;
     for (size_t i = 0; i < n; i++) {
         size_t old = path_push(ps, "campaigns", 0);
         size_t old_i = path_push(ps, NULL, (long)i);
@@ -851,9 +852,11 @@ static apr_pool_t *own_pool(apr_size_t max_free)
     return p;
 }
 
-int dc_config_parse(const char *data, size_t len, dc_config_t **out, dc_config_error_t *err)
+/* The parse itself: the snapshot, and everything it points to, in mem. Its
+ * count of references is left at 0 for the caller to set. */
+static int parse_snapshot(const char *data, size_t len, dc_arena_t *mem, dc_config_t **out,
+                          dc_config_error_t *err)
 {
-    apr_pool_t *pool;
     dc_config_t *cfg;
     json_error_t jerr;
     json_t *root;
@@ -872,20 +875,12 @@ int dc_config_parse(const char *data, size_t len, dc_config_t **out, dc_config_e
                  jerr.column, jerr.text);
         return -1;
     }
-    if (!(pool = own_pool(1))) {
-        json_decref(root);
-        snprintf(err->text, sizeof(err->text), "out of memory");
-        return -1;
-    }
-    apr_pool_tag(pool, "dc_config");
-    cfg = apr_pcalloc(pool, sizeof(*cfg));
-    cfg->pool = pool;
-    cfg->refs = 1;
+    cfg = dc_arena_calloc(mem, sizeof(*cfg));
     cfg->source_len = len;
     digest_hex(data, len, cfg->digest);
 
     memset(&ps, 0, sizeof(ps));
-    ps.pool = pool;
+    ps.mem = mem;
     ps.err = err;
     if (!(ps.scratch = own_pool(256 * 1024)) || parse_document(&ps, cfg, root) < 0) {
         if (!ps.scratch)
@@ -893,22 +888,64 @@ int dc_config_parse(const char *data, size_t len, dc_config_t **out, dc_config_e
         else
             apr_pool_destroy(ps.scratch);
         json_decref(root);
-        apr_pool_destroy(pool);
         return -1;
     }
     apr_pool_destroy(ps.scratch);
-    /* Everything requests need is in the pool now: the tree goes (half the memory).
-     * After a big file, the C library gives the pages it held for the tree back to
-     * the system (a third of the load time of a 1.6 MB file, for 17 MB of memory
-     * in every httpd child after a swap; small files are not worth it). */
+    /* Everything requests need is in the snapshot now: the tree goes (half the
+     * memory). After a big file, the C library gives the pages it held for the
+     * tree back to the system (a third of the load time of a 1.6 MB file, for
+     * 17 MB of memory in every httpd child after a swap; small files are not
+     * worth it). */
     json_decref(root);
 #ifdef __GLIBC__
     if (len >= DC_CONFIG_TRIM_BYTES)
         malloc_trim(0);
 #endif
-    cfg->index = dc_index_build(pool, cfg);
+    cfg->index = dc_index_build(mem, cfg);
     *out = cfg;
     return 0;
+}
+
+int dc_config_parse(const char *data, size_t len, dc_config_t **out, dc_config_error_t *err)
+{
+    apr_pool_t *pool = own_pool(1);
+    dc_arena_t mem;
+
+    if (!pool) {
+        *out = NULL;
+        snprintf(err->text, sizeof(err->text), "out of memory");
+        err->path[0] = '\0';
+        return -1;
+    }
+    apr_pool_tag(pool, "dc_config");
+    dc_arena_init_pool(&mem, pool);
+    if (parse_snapshot(data, len, &mem, out, err) < 0) {
+        apr_pool_destroy(pool);
+        return -1;
+    }
+    (*out)->pool = pool;
+    (*out)->refs = 1;
+    return 0;
+}
+
+int dc_config_parse_block(const char *data, size_t len, void *block, size_t size,
+                          dc_config_t **out, dc_config_error_t *err)
+{
+    dc_arena_t mem;
+    int rc;
+
+    dc_arena_init_block(&mem, block, size);
+    rc = parse_snapshot(data, len, &mem, out, err);
+    if (rc == 0 && dc_arena_overflowed(&mem)) {
+        snprintf(err->text, sizeof(err->text),
+                 "the snapshot of this file (%zu bytes) needs more than %zu bytes", len, size);
+        *out = NULL;
+        rc = 1;
+    }
+    if (rc == 0)
+        (*out)->block_used = dc_arena_used(&mem, block);
+    dc_arena_finish(&mem);
+    return rc;
 }
 
 int dc_config_load_file(const char *path, dc_config_t **out, dc_config_error_t *err)
@@ -958,7 +995,10 @@ dc_config_t *dc_config_ref(dc_config_t *cfg)
 void dc_config_unref(dc_config_t *cfg)
 {
     if (cfg && apr_atomic_dec32(&cfg->refs) == 0) {
-        apr_pool_destroy(cfg->pool);
+        if (cfg->release)
+            cfg->release(cfg);
+        else
+            apr_pool_destroy(cfg->pool);
     }
 }
 

@@ -145,8 +145,14 @@ struct dc_campaign {
 typedef struct dc_index dc_index_t;
 typedef struct dc_config dc_config_t;
 struct dc_config {
-    apr_pool_t *pool;
+    apr_pool_t *pool;        /* its own; NULL when it lives in a block (dc_config_parse_block) */
     volatile uint32_t refs;
+    /* A snapshot in a block: what gives the block back at its last reference
+     * (dc_share.h), the block's bytes in use, and which publication it is. */
+    void (*release)(dc_config_t *cfg);
+    void *release_baton;
+    size_t block_used;
+    volatile uint32_t tag;
     int panic;
     int enabled_xpc;         /* accountSettings.enabledXPC */
     int enabled_1v1t;        /* accountSettings.enabled1V1T */
@@ -173,6 +179,16 @@ typedef struct {
  */
 int dc_config_parse(const char *data, size_t len, dc_config_t **out, dc_config_error_t *err);
 int dc_config_load_file(const char *path, dc_config_t **out, dc_config_error_t *err);
+
+/*
+ * The same into a block of memory, from its start, pointers and all: for a
+ * block every process maps at the same address (dc_share.h). 0 on success,
+ * with no reference counted yet (refs 0), release unset and block_used set;
+ * -1 when the file is invalid; 1 when the snapshot does not fit in size
+ * bytes (err says so; nothing points outside the block then).
+ */
+int dc_config_parse_block(const char *data, size_t len, void *block, size_t size,
+                          dc_config_t **out, dc_config_error_t *err);
 
 dc_config_t *dc_config_ref(dc_config_t *cfg);
 void dc_config_unref(dc_config_t *cfg);

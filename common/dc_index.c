@@ -70,7 +70,7 @@ static int all_strings(const dc_value_t *v)
     return 1;
 }
 
-static void build_strset(apr_pool_t *p, dc_targeting_t *t)
+static void build_strset(dc_arena_t *mem, dc_targeting_t *t)
 {
     dc_strset_t *set;
     str_t *items;
@@ -78,13 +78,13 @@ static void build_strset(apr_pool_t *p, dc_targeting_t *t)
     if ((t->op != DC_OP_EQUALS && t->op != DC_OP_NOT_EQUALS) || t->value.kind != DC_KIND_LIST ||
         t->value.n_items < STRSET_MIN || !all_strings(&t->value))
         return;
-    items = apr_palloc(p, t->value.n_items * sizeof(*items));
+    items = dc_arena_alloc(mem, t->value.n_items * sizeof(*items));
     for (size_t i = 0; i < t->value.n_items; i++) {
         items[i].s = t->value.items[i].folded;
         items[i].len = t->value.items[i].folded_len;
     }
     qsort(items, t->value.n_items, sizeof(*items), str_order);
-    set = apr_palloc(p, sizeof(*set));
+    set = dc_arena_alloc(mem, sizeof(*set));
     set->items = items;
     set->n = t->value.n_items;
     t->set = set;
@@ -226,7 +226,7 @@ static uint32_t *read_slot(const dc_index_t *ix, const char *key, size_t key_len
 }
 
 /* Gives every context key of a targeting its number (dc_targeting_t.key_id). */
-static void number_keys(apr_pool_t *p, dc_index_t *ix, const dc_config_t *cfg)
+static void number_keys(dc_arena_t *mem, dc_index_t *ix, const dc_config_t *cfg)
 {
     size_t n = 0, cap = 16;
 
@@ -236,9 +236,9 @@ static void number_keys(apr_pool_t *p, dc_index_t *ix, const dc_config_t *cfg)
                 n += cfg->campaigns[ci].groups[v].groups[g].n_targetings;
     while (cap < 2 * n)
         cap *= 2;
-    ix->read_slots = apr_pcalloc(p, cap * sizeof(*ix->read_slots));
+    ix->read_slots = dc_arena_calloc(mem, cap * sizeof(*ix->read_slots));
     ix->read_mask = cap - 1;
-    ix->read = apr_palloc(p, (n ? n : 1) * sizeof(*ix->read));
+    ix->read = dc_arena_alloc(mem, (n ? n : 1) * sizeof(*ix->read));
     for (size_t ci = 0; ci < cfg->n_campaigns; ci++)
         for (size_t v = 0; v < cfg->campaigns[ci].n_groups; v++)
             for (size_t g = 0; g < cfg->campaigns[ci].groups[v].n_groups; g++) {
@@ -271,13 +271,13 @@ size_t dc_index_n_keys(const dc_index_t *ix)
     return ix->n_read;
 }
 
-dc_index_t *dc_index_build(apr_pool_t *p, const dc_config_t *cfg)
+dc_index_t *dc_index_build(dc_arena_t *mem, const dc_config_t *cfg)
 {
-    dc_index_t *ix = apr_pcalloc(p, sizeof(*ix));
+    dc_index_t *ix = dc_arena_calloc(mem, sizeof(*ix));
     size_t n_strings_total = 0, cap = 16;
 
     ix->n_words = (cfg->n_campaigns + 63) / 64;
-    ix->always = apr_pcalloc(p, (ix->n_words ? ix->n_words : 1) * sizeof(uint64_t));
+    ix->always = dc_arena_calloc(mem, (ix->n_words ? ix->n_words : 1) * sizeof(uint64_t));
     for (size_t ci = 0; ci < cfg->n_campaigns; ci++) {
         const dc_campaign_t *c = &cfg->campaigns[ci];
 
@@ -286,7 +286,7 @@ dc_index_t *dc_index_build(apr_pool_t *p, const dc_config_t *cfg)
                 for (size_t i = 0; i < c->groups[v].groups[g].n_targetings; i++) {
                     dc_targeting_t *t = (dc_targeting_t *)&c->groups[v].groups[g].targetings[i];
 
-                    build_strset(p, t);
+                    build_strset(mem, t);
                     if (indexable(t))
                         n_strings_total += n_strings(t);
                 }
@@ -295,10 +295,10 @@ dc_index_t *dc_index_build(apr_pool_t *p, const dc_config_t *cfg)
             ix->n_always++;
         }
     }
-    number_keys(p, ix, cfg);
+    number_keys(mem, ix, cfg);
     while (cap < n_strings_total + n_strings_total / 2)
         cap *= 2;
-    ix->slots = apr_pcalloc(p, cap * sizeof(*ix->slots));
+    ix->slots = dc_arena_calloc(mem, cap * sizeof(*ix->slots));
     ix->mask = cap - 1;
     /* room for every string while counting; the snapshot keeps the distinct ones only */
     ix->entries = calloc(n_strings_total ? n_strings_total : 1, sizeof(*ix->entries));
@@ -314,15 +314,15 @@ dc_index_t *dc_index_build(apr_pool_t *p, const dc_config_t *cfg)
     {
         entry_t *all = ix->entries;
 
-        ix->entries = apr_pmemdup(p, all, (ix->n_entries ? ix->n_entries : 1) * sizeof(*all));
+        ix->entries = dc_arena_memdup(mem, all, (ix->n_entries ? ix->n_entries : 1) * sizeof(*all));
         free(all);
     }
-    ix->keys = apr_palloc(p, (ix->n_entries + 1) * sizeof(*ix->keys));
+    ix->keys = dc_arena_alloc(mem, (ix->n_entries + 1) * sizeof(*ix->keys));
     for (size_t i = 0; i < ix->n_entries; i++) {
         entry_t *s = &ix->entries[i];
         size_t k;
 
-        s->campaigns = apr_palloc(p, s->n_campaigns * sizeof(*s->campaigns));
+        s->campaigns = dc_arena_alloc(mem, s->n_campaigns * sizeof(*s->campaigns));
         s->n_campaigns = 0;
         s->last = 0;
         if (s->users) {

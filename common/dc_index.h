@@ -26,8 +26,8 @@
 #include <apr_pools.h>
 #include <stdint.h>
 
-/* Builds the index of cfg's campaigns in p; also sets the targetings' string sets. */
-dc_index_t *dc_index_build(apr_pool_t *p, const dc_config_t *cfg);
+/* Builds the index of cfg's campaigns in its arena; also sets the targetings' string sets. */
+dc_index_t *dc_index_build(dc_arena_t *mem, const dc_config_t *cfg);
 
 /* 64-bit words of a candidate bitmap (one bit per campaign). */
 size_t dc_index_words(const dc_index_t *ix);

@@ -7,6 +7,8 @@
 #ifndef DC_VALUE_H
 #define DC_VALUE_H
 
+#include "dc_arena.h"
+
 #include <apr_pools.h>
 #include <jansson.h>
 #include <stddef.h>
@@ -37,6 +39,8 @@ struct dc_value {
 
 /* Converts a JSON value into p; nested lists become lists, objects stay opaque. */
 void dc_value_from_json(apr_pool_t *p, const json_t *json, dc_value_t *out);
+/* The same into a snapshot's arena. */
+void dc_value_from_json_in(dc_arena_t *a, const json_t *json, dc_value_t *out);
 
 /* Sets up a string value, computing its lower/folded forms in p (shared when unchanged). */
 void dc_value_set_string(apr_pool_t *p, dc_value_t *out, const char *s, size_t len);
