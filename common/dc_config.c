@@ -950,6 +950,12 @@ int dc_config_parse_block(const char *data, size_t len, void *block, size_t size
 
 int dc_config_load_file(const char *path, dc_config_t **out, dc_config_error_t *err)
 {
+    return dc_config_load_file_with(path, NULL, NULL, out, err);
+}
+
+int dc_config_load_file_with(const char *path, dc_config_parse_fn *parse, void *baton,
+                             dc_config_t **out, dc_config_error_t *err)
+{
     FILE *f = fopen(path, "rb");
     char *data;
     long size;
@@ -980,7 +986,8 @@ int dc_config_load_file(const char *path, dc_config_t **out, dc_config_error_t *
         return -1;
     }
     fclose(f);
-    rc = dc_config_parse(data, (size_t)size, out, err);
+    rc = parse ? parse(baton, data, (size_t)size, out, err)
+               : dc_config_parse(data, (size_t)size, out, err);
     free(data);
     return rc;
 }

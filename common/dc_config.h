@@ -180,6 +180,13 @@ typedef struct {
 int dc_config_parse(const char *data, size_t len, dc_config_t **out, dc_config_error_t *err);
 int dc_config_load_file(const char *path, dc_config_t **out, dc_config_error_t *err);
 
+/* A way of making a snapshot of a file's bytes, as dc_config_parse does. */
+typedef int dc_config_parse_fn(void *baton, const char *data, size_t len, dc_config_t **out,
+                               dc_config_error_t *err);
+/* dc_config_load_file with parse (NULL: dc_config_parse). */
+int dc_config_load_file_with(const char *path, dc_config_parse_fn *parse, void *baton,
+                             dc_config_t **out, dc_config_error_t *err);
+
 /*
  * The same into a block of memory, from its start, pointers and all: for a
  * block every process maps at the same address (dc_share.h). 0 on success,

@@ -91,6 +91,8 @@ dc_source_t *dc_source_create(apr_pool_t *p, const dc_source_options_t *o, char 
     s->opt.max_size = o->max_size > 0 ? o->max_size : DC_SOURCE_DEFAULT_MAX_SIZE;
     s->opt.ca_file = o->ca_file ? apr_pstrdup(p, o->ca_file) : NULL;
     s->opt.user_agent = apr_pstrdup(p, o->user_agent ? o->user_agent : PACKAGE_NAME "/" VERSION);
+    s->opt.parse = o->parse;
+    s->opt.parse_baton = o->parse_baton;
     s->status.origin = ORIGIN_NONE;
     if (apr_thread_mutex_create(&s->lock, APR_THREAD_MUTEX_DEFAULT, p) != APR_SUCCESS) {
         snprintf(err, err_len, "cannot create the source's mutex");
@@ -161,6 +163,18 @@ static void note_failure(dc_source_t *s, const char *fmt, ...)
            streak == 1 ? " (further failures are logged at debug until it recovers)" : "");
 }
 
+void dc_source_set_served(dc_source_t *s, const char *digest)
+{
+    apr_thread_mutex_lock(s->lock);
+    if (strcmp(s->status.digest, digest) != 0) {
+        /* another process accepted it: what this one last saw tells nothing */
+        apr_cpystrn(s->status.digest, digest, sizeof(s->status.digest));
+        s->etag[0] = s->last_modified[0] = '\0';
+        s->file_seen = 0;
+    }
+    apr_thread_mutex_unlock(s->lock);
+}
+
 void dc_source_status(dc_source_t *s, dc_source_status_t *st)
 {
     apr_thread_mutex_lock(s->lock);
@@ -170,11 +184,12 @@ void dc_source_status(dc_source_t *s, dc_source_status_t *st)
 
 /* ---- files ---------------------------------------------------------------- */
 
-static int load_path(const char *path, dc_config_t **cfg, char *err, size_t err_len)
+static int load_path(dc_source_t *s, const char *path, dc_config_t **cfg, char *err,
+                     size_t err_len)
 {
     dc_config_error_t cerr;
 
-    if (dc_config_load_file(path, cfg, &cerr) == 0)
+    if (dc_config_load_file_with(path, s->opt.parse, s->opt.parse_baton, cfg, &cerr) == 0)
         return 0;
     if (snprintf(err, err_len, "%s%s%s", cerr.path, cerr.path[0] ? ": " : "", cerr.text) >=
         (int)err_len)
@@ -224,7 +239,7 @@ int dc_source_load_initial(dc_source_t *s, dc_config_t **cfg, char *err, size_t 
 
     *cfg = NULL;
     if (s->opt.last_known_good && access(s->opt.last_known_good, F_OK) == 0) {
-        if (load_path(s->opt.last_known_good, cfg, lkg_err, sizeof(lkg_err)) == 0) {
+        if (load_path(s, s->opt.last_known_good, cfg, lkg_err, sizeof(lkg_err)) == 0) {
             note_success(s, DC_SOURCE_CHANGED, *cfg, ORIGIN_LKG);
             return 0;
         }
@@ -232,7 +247,7 @@ int dc_source_load_initial(dc_source_t *s, dc_config_t **cfg, char *err, size_t 
                "ignoring it", s->opt.last_known_good, lkg_err);
     }
     if (s->opt.file) {
-        if (load_path(s->opt.file, cfg, err, err_len) < 0)
+        if (load_path(s, s->opt.file, cfg, err, err_len) < 0)
             return -1;
         if (stat_file(s->opt.file, &s->file_mtime, &s->file_size) == 0)
             s->file_seen = 1;
@@ -259,7 +274,7 @@ static dc_source_result_e refresh_file(dc_source_t *s, dc_config_t **cfg)
         note_success(s, DC_SOURCE_UNCHANGED, NULL, ORIGIN_FILE);
         return DC_SOURCE_UNCHANGED;
     }
-    if (load_path(s->opt.file, cfg, err, sizeof(err)) < 0) {
+    if (load_path(s, s->opt.file, cfg, err, sizeof(err)) < 0) {
         note_failure(s, "%s: %s", s->opt.file, err);
         return DC_SOURCE_FAILED;
     }
@@ -277,6 +292,13 @@ static dc_source_result_e refresh_file(dc_source_t *s, dc_config_t **cfg)
 }
 
 /* ---- the remote file ------------------------------------------------------- */
+
+static int parse_bytes(dc_source_t *s, const char *data, size_t len, dc_config_t **cfg,
+                       dc_config_error_t *err)
+{
+    return s->opt.parse ? s->opt.parse(s->opt.parse_baton, data, len, cfg, err)
+                        : dc_config_parse(data, len, cfg, err);
+}
 
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
@@ -400,7 +422,7 @@ static dc_source_result_e refresh_url(dc_source_t *s, dc_config_t **cfg)
         result = DC_SOURCE_UNCHANGED;
     } else if (status != 200) {
         note_failure(s, "%s: HTTP status %ld", s->opt.url, status);
-    } else if (dc_config_parse(body.data ? body.data : "", body.len, cfg, &cerr) < 0) {
+    } else if (parse_bytes(s, body.data ? body.data : "", body.len, cfg, &cerr) < 0) {
         note_failure(s, "%s: invalid bucketing file: %s%s%s", s->opt.url, cerr.path,
                      cerr.path[0] ? ": " : "", cerr.text);
     } else if (strcmp((*cfg)->digest, s->status.digest) == 0) {

@@ -42,6 +42,8 @@ typedef struct {
     apr_size_t max_size;          /* largest body accepted; 0 = default */
     const char *ca_file;          /* extra CA bundle for TLS, NULL = system */
     const char *user_agent;       /* NULL = "mod_decision/VERSION" */
+    dc_config_parse_fn *parse;    /* how files become snapshots; NULL = dc_config_parse */
+    void *parse_baton;
 } dc_source_options_t;
 
 typedef enum {
@@ -83,6 +85,12 @@ int dc_source_load_initial(dc_source_t *s, dc_config_t **cfg, char *err, size_t 
  * file. On DC_SOURCE_CHANGED, *cfg holds a new reference the caller publishes.
  */
 dc_source_result_e dc_source_refresh(dc_source_t *s, dc_config_t **cfg);
+
+/* The digest of the config being served when another process accepted it
+ * (httpd's poller moved to another child): refreshes compare with it, so that
+ * a file that went back to what this process last saw is not taken for
+ * unchanged. */
+void dc_source_set_served(dc_source_t *s, const char *digest);
 
 void dc_source_status(dc_source_t *s, dc_source_status_t *st);
 

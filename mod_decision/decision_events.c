@@ -7,8 +7,8 @@
  * closed when the child exits, which hands its last segment to the shipper.
  * The parent only prepares the directory, owned by User when started as root.
  *
- * The shipper is a second callback on the same mod_watchdog singleton as the
- * config poller: one child for the whole server delivers the ready segments
+ * The shipper is a second task of the child that polls the config
+ * (decision_singleton.c): one child for the whole server delivers the ready segments
  * of every child to the collector (dc_shipper_run_once with a deadline under
  * the callback interval, so the poller is never starved). It is created in
  * that child on the watchdog's first call (its HTTP sink probes the
@@ -124,12 +124,7 @@ static apr_status_t ship_events(int state, void *data, apr_pool_t *p)
 const char *decision_events_prepare(decision_service_t *svc, apr_pool_t *pconf,
                                     apr_pool_t *ptemp)
 {
-    APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) *get_instance =
-        APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance);
-    APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *register_callback =
-        APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_register_callback);
     apr_status_t rv;
-    ap_watchdog_t *wd;
 
     if (!svc->spool_opt.dir)
         return NULL;
@@ -146,14 +141,8 @@ const char *decision_events_prepare(decision_service_t *svc, apr_pool_t *pconf,
                                     "children will refuse events",
                      svc->spool_opt.dir);
     svc->ship_opt.spool_dir = svc->spool_opt.dir;
-    if (!get_instance || !register_callback)
-        return "DecisionSpool needs mod_watchdog (LoadModule watchdog_module)";
-    rv = get_instance(&wd, DECISION_WATCHDOG_NAME, 0, 1, pconf);
-    if (rv == APR_SUCCESS)
-        rv = register_callback(wd, svc->ship_opt.interval ? svc->ship_opt.interval
-                                                          : DC_SHIPPER_DEFAULT_INTERVAL,
-                               svc, ship_events);
-    return rv == APR_SUCCESS ? NULL
-                             : apr_psprintf(pconf, "cannot register the event shipper (%pm)",
-                                            &rv);
+    decision_singleton_register(pconf, svc->ship_opt.interval ? svc->ship_opt.interval
+                                                              : DC_SHIPPER_DEFAULT_INTERVAL,
+                                ship_events, svc);
+    return NULL;
 }

@@ -2,8 +2,9 @@
  * A service's config feed in httpd: one poller for the whole server, many
  * readers.
  *
- * On forked MPMs the parent cannot run mod_watchdog, so a singleton watchdog
- * callback runs in exactly one child (another child takes over if it exits).
+ * On forked MPMs the parent cannot run mod_watchdog, so the poll runs in one
+ * child, elected by decision_singleton.c (another child takes over if it
+ * exits).
  * It refreshes the service's dc_source (conditional GET with libcurl, or a
  * stat of the local file); dc_source writes every accepted remote config to
  * the last-known-good file itself (temp file + rename). The poller then bumps
@@ -13,8 +14,11 @@
  * Every request compares that counter with the generation its process serves:
  * one aligned 32-bit load, no lock. When it moved, one thread of the child
  * (a compare-and-swap elects it, the others keep serving the current
- * snapshot) re-reads the file and publishes the snapshot into the service's
- * dc_slot. A file that does not parse is logged and the current snapshot stays.
+ * snapshot) publishes the new snapshot into the service's dc_slot: the one
+ * the poller parsed into the service's share (dc_share.h: shared memory every
+ * child maps at the same address, DecisionSharedConfigSize) when it is that
+ * generation's, else its own parse of the file. A file that does not parse is
+ * logged and the current snapshot stays.
  *
  * The parent loads the initial config (last-known-good, else the local file)
  * before forking, so every child starts with a parsed snapshot and generation
@@ -23,6 +27,7 @@
 #include "mod_decision.h"
 
 #include "dc_log.h"
+#include "dc_share.h"
 
 #include "http_log.h"
 #include "mod_watchdog.h"
@@ -31,6 +36,7 @@
 #include <apr_strings.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 APLOG_USE_MODULE(decision);
 
@@ -122,6 +128,91 @@ void decision_feed_status(void *baton, dc_metrics_extra_t *out)
     dc_shipper_spool_figures(svc->spool, has_ship ? &ship : NULL, out);
 }
 
+int decision_feed_parse(void *baton, const char *data, size_t len, dc_config_t **out,
+                        dc_config_error_t *err)
+{
+    decision_service_t *svc = baton;
+    apr_uint32_t next;
+    int rc;
+
+    if (!svc->share || getpid() == svc->parent)
+        return dc_config_parse(data, len, out, err); /* the parent's, before forking */
+    /* only the poller bumps the generation: this file will be the next one */
+    next = __atomic_load_n(&svc->shared->generation, __ATOMIC_ACQUIRE) + 1;
+    rc = dc_share_parse(svc->share, next, data, len, out, err);
+    if (rc <= 0) {
+        svc->share_warned = 0;
+        return rc;
+    }
+    ap_log_error(APLOG_MARK, svc->share_warned ? APLOG_DEBUG : APLOG_WARNING, 0, svc->s,
+                 DCLOGNO(10447) "%s: this configuration is not shared, each child parses its "
+                                "own copy: %s%s",
+                 svc->name, err->text,
+                 strstr(err->text, "needs more") ? " (raise DecisionSharedConfigSize)" : "");
+    svc->share_warned = 1;
+    return dc_config_parse(data, len, out, err);
+}
+
+/*
+ * The watchdog's threads outlive pchild (they stop with the process pool, at
+ * exit), so a child that gives its snapshots back as pchild goes first waits
+ * for a callback that is touching its slot, and keeps the later ones out.
+ * Sequentially consistent on both sides: a callback that got in is seen.
+ */
+static int enter_slot(decision_service_t *svc)
+{
+    __atomic_add_fetch(&svc->slot_users, 1, __ATOMIC_SEQ_CST);
+    if (!__atomic_load_n(&svc->leaving, __ATOMIC_SEQ_CST))
+        return 1;
+    __atomic_sub_fetch(&svc->slot_users, 1, __ATOMIC_SEQ_CST);
+    return 0;
+}
+
+static void leave_slot(decision_service_t *svc)
+{
+    __atomic_sub_fetch(&svc->slot_users, 1, __ATOMIC_SEQ_CST);
+}
+
+/* A child gives back its references to shared snapshots as it exits: the
+ * counts live on in the other children. */
+static apr_status_t leave_share(void *baton)
+{
+    decision_service_t *svc = baton;
+
+    __atomic_store_n(&svc->leaving, 1, __ATOMIC_SEQ_CST);
+    for (int waited = 0; __atomic_load_n(&svc->slot_users, __ATOMIC_SEQ_CST); waited++) {
+        if (waited == 2000)
+            return APR_SUCCESS; /* a callback is stuck: keep the references */
+        apr_sleep(1000);
+    }
+    dc_slot_clear(&svc->api.slot);
+    return APR_SUCCESS;
+}
+
+void decision_feed_child_init(decision_service_t *svc, apr_pool_t *pchild)
+{
+    if (!svc->share)
+        return;
+    apr_pool_cleanup_register(pchild, svc, leave_share, apr_pool_cleanup_null);
+}
+
+/* Every second in every child: an idle child catches up too, and lets go of
+ * the snapshots it retired, instead of holding them (and their shared slots)
+ * until its next request. */
+static apr_status_t tick(int state, void *data, apr_pool_t *p)
+{
+    decision_service_t *svc = data;
+    dc_config_t *cfg;
+
+    if (state == AP_WATCHDOG_STATE_STOPPING || !enter_slot(svc))
+        return APR_SUCCESS;
+    decision_feed_catch_up(svc);
+    if ((cfg = dc_slot_acquire(&svc->api.slot)) != NULL) /* releases the retired ones */
+        dc_config_unref(cfg);
+    leave_slot(svc);
+    return APR_SUCCESS;
+}
+
 static apr_status_t poll_source(int state, void *data, apr_pool_t *p)
 {
     decision_service_t *svc = data;
@@ -131,6 +222,10 @@ static apr_status_t poll_source(int state, void *data, apr_pool_t *p)
 
     if (state == AP_WATCHDOG_STATE_STOPPING)
         return APR_SUCCESS;
+    /* The poller may have run in another child until now (it moves when its
+     * child exits): compare with what the children serve, not with what this
+     * child's copy of the source saw last. */
+    dc_source_set_served(svc->source, svc->shared->digest);
     result = dc_source_refresh(svc->source, &cfg);
     share_status(svc);
     if (result != DC_SOURCE_CHANGED || !cfg)
@@ -139,7 +234,14 @@ static apr_status_t poll_source(int state, void *data, apr_pool_t *p)
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, svc->s,
                  DCLOGNO(10423) "%s: new configuration %s (%" APR_SIZE_T_FMT " campaigns)",
                  svc->name, cfg->digest, cfg->n_campaigns);
+    if (!enter_slot(svc)) {
+        dc_config_unref(cfg); /* the child is exiting */
+        return APR_SUCCESS;
+    }
+    if (svc->share)
+        dc_share_publish(svc->share, cfg); /* none, when cfg is this child's own */
     dc_slot_publish(&svc->api.slot, cfg);
+    leave_slot(svc);
     /* The file is in place (dc_source renamed it before returning): a child
      * that sees the new generation reads the new file. apr_atomic_inc32 is a
      * full barrier, so the digest is visible before the count. */
@@ -151,25 +253,11 @@ static apr_status_t poll_source(int state, void *data, apr_pool_t *p)
     return APR_SUCCESS;
 }
 
-const char *decision_feed_register_poller(decision_service_t *svc, apr_pool_t *pconf)
+void decision_feed_register_poller(decision_service_t *svc, apr_pool_t *pconf)
 {
-    APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) *get_instance =
-        APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance);
-    APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *register_callback =
-        APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_register_callback);
-    ap_watchdog_t *wd;
-    apr_status_t rv;
-
-    if (!get_instance || !register_callback)
-        return "mod_decision needs mod_watchdog to refresh its configuration "
-               "(LoadModule watchdog_module)";
-    rv = get_instance(&wd, DECISION_WATCHDOG_NAME, 0, 1, pconf);
-    if (rv != APR_SUCCESS)
-        return apr_psprintf(pconf, "cannot get the mod_decision watchdog (%pm)", &rv);
-    rv = register_callback(wd, svc->interval, svc, poll_source);
-    if (rv != APR_SUCCESS)
-        return apr_psprintf(pconf, "cannot register the mod_decision poller (%pm)", &rv);
-    return NULL;
+    decision_singleton_register(pconf, svc->interval, poll_source, svc);
+    if (svc->share)
+        decision_every_child_register(pconf, apr_time_from_sec(1), tick, svc);
 }
 
 void decision_feed_catch_up(decision_service_t *svc)
@@ -184,7 +272,12 @@ void decision_feed_catch_up(decision_service_t *svc)
         return; /* another thread of this child is reading it */
     generation = __atomic_load_n(&svc->shared->generation, __ATOMIC_ACQUIRE);
     if (generation != svc->seen) {
-        if (dc_config_load_file(svc->reload_path, &cfg, &err) == 0) {
+        if (svc->share && (cfg = dc_share_acquire(svc->share, generation)) != NULL) {
+            dc_slot_publish(&svc->api.slot, cfg);
+            ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, svc->s,
+                         DCLOGNO(10448) "%s: this child now serves %s (generation %u, shared)",
+                         svc->name, cfg->digest, generation);
+        } else if (dc_config_load_file(svc->reload_path, &cfg, &err) == 0) {
             if (strcmp(cfg->digest, svc->shared->digest) != 0 && !svc->digest_warned) {
                 /* Usually a newer generation landed meanwhile; if it stays, the
                  * poller could not write the file (is its directory writable by

@@ -95,14 +95,9 @@ static apr_status_t export_metrics(int state, void *data, apr_pool_t *p)
 const char *decision_otel_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *main_s)
 {
     decision_srv_conf_t *mc = ap_get_module_config(main_s->module_config, &decision_module);
-    APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) *get_instance =
-        APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance);
-    APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *register_callback =
-        APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_register_callback);
     dc_otel_options_t o;
     dc_metrics_t *figures = NULL;
     const char *err = read_options(pconf, main_s, &o);
-    ap_watchdog_t *wd;
 
     mc->otel = NULL;
     if (err)
@@ -126,10 +121,7 @@ const char *decision_otel_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, serv
         c->svc->api.otel = mc->otel;
         if (!o.metrics_url)
             continue;
-        if (!get_instance || !register_callback ||
-            get_instance(&wd, DECISION_WATCHDOG_NAME, 0, 1, pconf) != APR_SUCCESS ||
-            register_callback(wd, apr_time_from_sec(1), c->svc, export_metrics) != APR_SUCCESS)
-            return "cannot register the OpenTelemetry metrics exporter with mod_watchdog";
+        decision_singleton_register(pconf, apr_time_from_sec(1), export_metrics, c->svc);
     }
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, main_s,
                  DCLOGNO(10911) "OpenTelemetry: traces to %s, metrics to %s, service %s",

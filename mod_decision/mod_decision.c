@@ -31,6 +31,7 @@
 #include "dc_buf.h"
 #include "dc_hash.h"
 #include "dc_log.h"
+#include "dc_share.h"
 #include "dc_settings.h"
 #include "dc_openapi.h"
 #include "dc_status.h"
@@ -63,6 +64,10 @@
 #define DECISION_MAX_INTERVAL_S (24 * 3600)
 #define DECISION_MAX_BODY_LIMIT DC_CONFIG_MAX_BYTES
 #define DECISION_MAX_ENV_ID_LEN 128
+/* DecisionSharedConfigSize: a 1.65 MB file with 1,000 campaigns takes 8 MB */
+#define DECISION_DEFAULT_SHARED_CONFIG (32 * 1024 * 1024)
+#define DECISION_MIN_SHARED_CONFIG (1024 * 1024)
+#define DECISION_MAX_SHARED_CONFIG ((apr_int64_t)1024 * 1024 * 1024)
 #define DECISION_READ_CHUNK 8192
 
 /* ---- configuration records ---------------------------------------------- */
@@ -76,6 +81,7 @@ static void *create_server_conf(apr_pool_t *p, server_rec *s)
     c->metrics = -1;
     c->keepalive_on_worker = -1;
     c->ofrep_activate = -1;
+    c->shared_config = -1;
     return c;
 }
 
@@ -105,6 +111,7 @@ static void *merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     MERGE_NUM(cors, -1);
     MERGE_NUM(require_key, -1);
     MERGE_NUM(ofrep_activate, -1);
+    MERGE_NUM(shared_config, -1);
     m->own = add->own;
     return m;
 }
@@ -337,6 +344,32 @@ static const char *set_require_key(cmd_parms *cmd, void *dc, const char *arg)
     return NULL;
 }
 
+static const char *set_shared_config(cmd_parms *cmd, void *dc, const char *arg)
+{
+    apr_int64_t n, unit = 1;
+    char *end;
+
+    if (strcasecmp(arg, "off") == 0) {
+        cmd_conf(cmd)->shared_config = 0;
+        return NULL;
+    }
+    errno = 0;
+    n = apr_strtoi64(arg, &end, 10);
+    if (*end && !end[1])
+        switch (*end) {
+        case 'K': case 'k': unit = 1024; end++; break;
+        case 'M': case 'm': unit = 1024 * 1024; end++; break;
+        case 'G': case 'g': unit = 1024 * 1024 * 1024; end++; break;
+        }
+    if (end == arg || *end || errno || n < 1 || n > DECISION_MAX_SHARED_CONFIG / unit ||
+        n * unit < DECISION_MIN_SHARED_CONFIG)
+        return apr_psprintf(cmd->pool, "%s: expected Off or a size from 1M to 1G (a number of "
+                                       "bytes, or of K, M or G), not \"%s\"",
+                            cmd->cmd->name, arg);
+    cmd_conf(cmd)->shared_config = n * unit;
+    return NULL;
+}
+
 static const char *set_keepalive_on_worker(cmd_parms *cmd, void *dc, int on)
 {
     cmd_conf(cmd)->keepalive_on_worker = on;
@@ -442,6 +475,9 @@ static const command_rec decision_cmds[] = {
                  "like /v2/flags with trigger_hit (default Off)"),
     AP_INIT_TAKE1("DecisionMaxBodySize", set_max_body, NULL, RSRC_CONF,
                   "largest request body accepted, in bytes (default 1048576)"),
+    AP_INIT_TAKE1("DecisionSharedConfigSize", set_shared_config, NULL, RSRC_CONF,
+                  "room for one configuration parsed once for every child, in each of the "
+                  "4 slots of shared memory (default 32M; Off: each child parses its own)"),
     AP_INIT_FLAG("DecisionKeepAliveOnWorker", set_keepalive_on_worker, NULL, RSRC_CONF,
                  "On (event MPM) to keep a connection that asked for a decision on its worker "
                  "thread until it closes, as the worker MPM does: less CPU and latency per "
@@ -824,6 +860,8 @@ static int build_service(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
         so.url = apr_psprintf(pconf, DC_SOURCE_DEFAULT_URL_FMT, c->env_id);
     so.file = c->file;
     so.last_known_good = svc->lkg = c->lkg ? c->lkg : default_lkg(pconf, ptemp, s, c);
+    so.parse = decision_feed_parse;
+    so.parse_baton = svc;
     svc->reload_path = so.url ? so.last_known_good : so.file;
     if (so.url && c->lkg)
         check_lkg_writable(ptemp, s, c->lkg);
@@ -851,9 +889,20 @@ static int build_service(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
         svc->ship_opt.collector = c->collector;
     }
 
+    if (c->shared_config != 0) {
+        apr_int64_t size = c->shared_config > 0 ? c->shared_config : DECISION_DEFAULT_SHARED_CONFIG;
+
+        svc->share = dc_share_create(pconf, (size_t)size, err, sizeof(err));
+        svc->parent = getpid();
+        if (!svc->share)
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                         DCLOGNO(10446) "%s: each child will parse new configurations on its "
+                                        "own: %s",
+                         svc->name, err);
+    }
     decision_feed_load_initial(svc, ptemp);
-    if ((err_msg = decision_feed_register_poller(svc, pconf)) != NULL ||
-        (err_msg = decision_events_prepare(svc, pconf, ptemp)) != NULL)
+    decision_feed_register_poller(svc, pconf);
+    if ((err_msg = decision_events_prepare(svc, pconf, ptemp)) != NULL)
         return fail(s, err_msg);
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
                  DCLOGNO(10403) "%s: %s%s%s, every %" APR_TIME_T_FMT "s, last-known-good %s, "
@@ -907,6 +956,8 @@ static int decision_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t 
     }
     if (decision_feed_shm_create(pconf, main_s, n, &gens) != APR_SUCCESS)
         return HTTP_INTERNAL_SERVER_ERROR;
+    if ((err_msg = decision_singleton_create(pconf, main_s)) != NULL)
+        return fail(main_s, err_msg);
 
     for (server_rec *s = main_s; s; s = s->next) {
         decision_srv_conf_t *c = srv_conf(s);
@@ -923,7 +974,8 @@ static int decision_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t 
         if ((rc = build_service(pconf, ptemp, s, c, c->svc)) != OK)
             return rc;
     }
-    if ((err_msg = decision_otel_post_config(pconf, ptemp, main_s)) != NULL)
+    if ((err_msg = decision_otel_post_config(pconf, ptemp, main_s)) != NULL ||
+        (err_msg = decision_singleton_start(pconf)) != NULL)
         return fail(main_s, err_msg);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, main_s,
                  DCLOGNO(10404) "mod_decision: %u decision service(s) ready", n);
@@ -937,6 +989,7 @@ static void decision_child_init(apr_pool_t *pchild, server_rec *main_s)
 
         if (c->svc && (s == main_s || c->own)) {
             dc_store_child_init(c->svc->api.store, pchild);
+            decision_feed_child_init(c->svc, pchild);
             decision_events_child_init(c->svc, pchild);
         }
     }

@@ -20,6 +20,7 @@
 
 #include "httpd.h"
 #include "http_config.h"
+#include "mod_watchdog.h"
 
 #include "dc_api.h"
 #include "dc_shipper.h"
@@ -48,6 +49,7 @@ typedef struct {
     int metrics;                  /* DecisionMetrics: -1 unset */
     int keepalive_on_worker;      /* DecisionKeepAliveOnWorker: -1 unset */
     int ofrep_activate;           /* DecisionOFREPActivate: -1 unset */
+    apr_int64_t shared_config;    /* DecisionSharedConfigSize in bytes: -1 unset, 0 off */
     const char *prometheus_path;  /* DecisionPrometheusPath; "none" = off */
     const char *swagger_ui;       /* DecisionSwaggerUI; "none" = the plain page */
     const char *spool_dir;        /* DecisionSpool: events on; NULL = not collected */
@@ -88,6 +90,11 @@ struct decision_service {
     apr_interval_time_t interval;
     unsigned index;               /* its counter in the shared segment */
     decision_generation_t *shared;
+    struct dc_share *share;       /* snapshots parsed once for every child; NULL: off */
+    pid_t parent;                 /* httpd's parent: new files go to the share elsewhere */
+    int share_warned;             /* a file could not be shared: logged once per streak */
+    volatile apr_uint32_t slot_users; /* watchdog callbacks touching api.slot (decision_feed.c) */
+    volatile apr_uint32_t leaving;    /* the child is exiting: they keep out */
     apr_uint32_t seen;            /* the generation this process serves */
     volatile apr_uint32_t reloading;
     int digest_warned;
@@ -108,12 +115,31 @@ apr_status_t decision_feed_shm_create(apr_pool_t *pconf, server_rec *s, unsigned
                                       decision_generation_t **gens);
 /* Loads the initial config into svc's slot (parent). 0 on success. */
 int decision_feed_load_initial(decision_service_t *svc, apr_pool_t *ptemp);
-/* Registers the poller with mod_watchdog; NULL or an error message. */
-const char *decision_feed_register_poller(decision_service_t *svc, apr_pool_t *pconf);
+/* Registers the poller (and the children's catch-up) with decision_singleton.c. */
+void decision_feed_register_poller(decision_service_t *svc, apr_pool_t *pconf);
+/* dc_source's parse (dc_config_parse_fn, baton the service): in a child, into
+ * the service's share for every child; else, or when it cannot be shared,
+ * privately. */
+int decision_feed_parse(void *svc, const char *data, size_t len, dc_config_t **out,
+                        dc_config_error_t *err);
+/* child_init: the child's references to shared snapshots are given back
+ * with pchild. */
+void decision_feed_child_init(decision_service_t *svc, apr_pool_t *pchild);
 /* On the request path: re-reads the config when the shared generation moved. */
 void decision_feed_catch_up(decision_service_t *svc);
 /* dc_metrics_extra_fn: the poller's source status, from shared memory. */
 void decision_feed_status(void *svc, dc_metrics_extra_t *out);
+
+/* decision_singleton.c: background work in one child, or in every child, run
+ * by a mod_watchdog callback of each child (fn gets mod_watchdog's states). */
+/* post_config, before any task is registered. NULL or an error message. */
+const char *decision_singleton_create(apr_pool_t *pconf, server_rec *s);
+void decision_singleton_register(apr_pool_t *pconf, apr_interval_time_t interval,
+                                 ap_watchdog_callback_fn_t *fn, void *data);
+void decision_every_child_register(apr_pool_t *pconf, apr_interval_time_t interval,
+                                   ap_watchdog_callback_fn_t *fn, void *data);
+/* post_config, after the tasks: the callback that runs them. */
+const char *decision_singleton_start(apr_pool_t *pconf);
 
 /* decision_events.c */
 /* Parent, post_config: the spool directory and the shipper's callback. */

@@ -39,9 +39,10 @@ def campaign_ids(path):
         return {c["id"] for c in json.load(f)["campaigns"]}
 
 
-def server_body(bucketing_path, poll=1):
-    return ("DecisionEnvironment %s\nDecisionBucketingFile %s\nDecisionPollInterval %d\n"
-            "<Location /v2>\n  SetHandler decision\n</Location>\n" % (ENV, bucketing_path, poll))
+def server_body(bucketing_path, poll=1, extra=""):
+    return ("DecisionEnvironment %s\nDecisionBucketingFile %s\nDecisionPollInterval %d\n%s"
+            "<Location /v2>\n  SetHandler decision\n</Location>\n"
+            % (ENV, bucketing_path, poll, extra))
 
 
 def smaps_rollup(pid):
@@ -180,8 +181,8 @@ def swap_under_load(h, live_path, files, bodies, swaps=4, threads=4, settle=0.5,
             "samples": len(load.seen)}
 
 
-def start(servers_or_none, rundir, bucketing_path, mpm="event"):
-    body = server_body(bucketing_path)
+def start(servers_or_none, rundir, bucketing_path, mpm="event", extra=""):
+    body = server_body(bucketing_path, extra=extra)
     if servers_or_none:
         return servers_or_none(rundir, body, mpm=mpm)
     return Httpd(rundir, body, mpm=mpm, access_log=False).start()
