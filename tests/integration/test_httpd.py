@@ -11,6 +11,7 @@ import http.client
 import json
 import warnings
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -900,6 +901,26 @@ def test_events_are_spooled_by_every_child_and_shipped_once(mpm, rundir, servers
     assert "DC10432" in log  # one child ships
     if os.getuid() == 0:
         assert os.stat(spool).st_uid == shutil._get_uid("www-data")
+
+
+def test_shipping_goes_on_when_the_shipping_child_exits(rundir, servers, cdn):
+    """Children retire after a few connections, the one that ships (and polls) among them:
+    another child takes the background work over, every time (mod_watchdog's singleton,
+    with httpd's default pthread mutex, stayed with the first child that exited)."""
+    spool = os.path.join(rundir, "spool")
+    body = sample_conf("DecisionSpool %s\nDecisionSpoolOptions segment-age=1s\n"
+                       "DecisionCollector %s\nMaxConnectionsPerChild 3\n" % (spool, cdn.collector_url))
+    h = servers(rundir, body, mpm="prefork")
+    for rnd in range(4):
+        vids = ["r%d-%d" % (rnd, n) for n in range(10)]
+        for vid in vids:  # fresh connections: every child retires, the shipper too
+            status, _, data = post(h.base_url, "/v2/activate", {
+                "cid": ENV, "vid": vid, "caid": "vg_ab", "vaid": "v_ab_red"})
+            assert status == 204, data
+        wait_until(lambda: {x["vid"] for x in campaign_hits(cdn)} >= set(vids), timeout=30,
+                   interval=0.3, what="round %d's activations at the collector" % rnd)
+    elected = set(re.findall(r"\[pid (\d+):tid \d+\][^\n]*DC10449", h.log()))
+    assert len(elected) >= 2, h.log()[-3000:]
 
 
 def test_bad_event_settings_fail_configtest(rundir):
