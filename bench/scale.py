@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The figures of a big bucketing file in one run (doc/performance.md, "A 1,000-campaign file").
 
-    bench/scale.py [--campaigns 1000] [--rounds 5] [--seconds 1] [--swaps 6] [--threads 4] [--quick]
+    bench/scale.py [--campaigns 1000] [--rounds 5] [--seconds 1] [--swaps 6] [--threads 4]
+                   [--shared-config SIZE|Off] [--quick]
 
 1. bench/bench_engine on the 5-campaign sample, its generated 200-campaign file and a
    --campaigns file of tests/gen_bucketing.py's scale profile (with that profile's visitors):
@@ -51,7 +52,7 @@ def fmt_mem(m):
         m["Rss"] / 1024, m["Pss"] / 1024, m["Private_Dirty"] / 1024)
 
 
-def server_run(files_dir, n_campaigns, swaps, threads):
+def server_run(files_dir, n_campaigns, swaps, threads, shared_config=None):
     files, bodies = scale.make_files(files_dir, n_campaigns, n_visitors=400)
     live = os.path.join(files_dir, "live.json")
     shutil.copy(files[0], live)
@@ -60,7 +61,8 @@ def server_run(files_dir, n_campaigns, swaps, threads):
     base = big = None
     try:
         base = scale.start(None, dirs[0], scale.SAMPLE)
-        big = scale.start(None, dirs[1], live)
+        big = scale.start(None, dirs[1], live, extra="DecisionSharedConfigSize %s\n" % shared_config
+                          if shared_config else "")
         scale.warm_children(base, bodies)
         scale.warm_children(big, bodies)
         mem_base = scale.summary(scale.children_memory(base))
@@ -85,6 +87,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=1.0)
     ap.add_argument("--swaps", type=int, default=6)
     ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--shared-config", metavar="SIZE|Off",
+                    help="DecisionSharedConfigSize of the big file's server (default: the module's)")
     ap.add_argument("--quick", action="store_true", help="the CI profile: runs, figures meaningless")
     ap.add_argument("--build-dir", default=os.environ.get("DC_BUILD_DIR", TOP))
     a = ap.parse_args()
@@ -95,9 +99,12 @@ def main():
     try:
         print("== engine (bench/bench_engine, CPU time of its thread)", flush=True)
         rates, loads = engine(a.build_dir, files_dir, a.campaigns, a.rounds, a.seconds)
-        print("\n== httpd (event MPM), %d campaigns, %d swaps under %d keep-alive connections"
-              % (a.campaigns, a.swaps, a.threads), flush=True)
-        base, initial, after, result = server_run(files_dir, a.campaigns, a.swaps, a.threads)
+        print("\n== httpd (event MPM), %d campaigns, %d swaps under %d keep-alive connections%s"
+              % (a.campaigns, a.swaps, a.threads,
+                 ", DecisionSharedConfigSize " + a.shared_config if a.shared_config else ""),
+              flush=True)
+        base, initial, after, result = server_run(files_dir, a.campaigns, a.swaps, a.threads,
+                                                  a.shared_config)
     finally:
         shutil.rmtree(files_dir, ignore_errors=True)
     print("children on the sample file:     " + fmt_mem(base))
