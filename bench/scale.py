@@ -53,10 +53,7 @@ def fmt_mem(m):
 
 
 def server_run(files_dir, n_campaigns, swaps, threads, shared_config=None):
-    files, bodies = scale.make_files(files_dir, n_campaigns, n_visitors=400)
-    live = os.path.join(files_dir, "live.json")
-    shutil.copy(files[0], live)
-    os.chmod(live, 0o644)
+    files, bodies, live = scale.make_live(files_dir, n_campaigns, n_visitors=400)
     dirs = [make_world_readable_dir("dc-scale-bench-") for _ in range(2)]
     base = big = None
     try:

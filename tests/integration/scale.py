@@ -34,6 +34,24 @@ def make_files(directory, n_campaigns=1000, seeds=(1, 2), n_visitors=400):
     return paths, bodies
 
 
+def make_live(directory, n_campaigns=1000, n_visitors=400):
+    """make_files, and live.json in directory, the file a server reads, a copy of the first:
+    (files, bodies, live)."""
+    files, bodies = make_files(directory, n_campaigns, n_visitors=n_visitors)
+    live = os.path.join(directory, "live.json")
+    install(files[0], live)
+    return files, bodies, live
+
+
+def install(src, live_path):
+    """Replaces live_path by a copy of src at once: a reader sees the old file or the new one."""
+    tmp = live_path + ".tmp"
+    with open(src, "rb") as f, open(tmp, "wb") as dst:
+        dst.write(f.read())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, live_path)
+
+
 def campaign_ids(path):
     with open(path) as f:
         return {c["id"] for c in json.load(f)["campaigns"]}
@@ -165,12 +183,8 @@ def swap_under_load(h, live_path, files, bodies, swaps=4, threads=4, settle=0.5,
         time.sleep(settle)
         for n in range(swaps):
             new = (n + 1) % len(files)
-            tmp = live_path + ".tmp"
-            with open(files[new], "rb") as src, open(tmp, "wb") as dst:
-                dst.write(src.read())
-            os.chmod(tmp, 0o644)
             t0 = time.monotonic()
-            os.replace(tmp, live_path)  # atomic: a reader sees the old file or the new one
+            install(files[new], live_path)
             wait_until(lambda: serving(h, ids[new], bodies), timeout=timeout, interval=0.2,
                        what="answers from file %d after swap %d" % (new, n + 1))
             times.append(time.monotonic() - t0)

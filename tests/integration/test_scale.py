@@ -59,10 +59,7 @@ def private_growth(big, base):
 
 def test_thousand_campaigns_swapped_under_load(rundirs, servers):
     files_dir = rundirs()
-    files, bodies = scale.make_files(files_dir, 1000, n_visitors=200)
-    live = os.path.join(files_dir, "live.json")
-    shutil.copy(files[0], live)
-    os.chmod(live, 0o644)
+    files, bodies, live = scale.make_live(files_dir, 1000, n_visitors=200)
 
     base = scale.start(servers, rundirs(), scale.SAMPLE)
     h = scale.start(servers, rundirs(), live)
@@ -102,10 +99,7 @@ def last_generation(log):
 
 def test_a_file_too_big_for_the_shared_memory_is_parsed_by_each_child(rundirs, servers):
     files_dir = rundirs()
-    files, bodies = scale.make_files(files_dir, 1000, n_visitors=100)
-    live = os.path.join(files_dir, "live.json")
-    shutil.copy(files[0], live)
-    os.chmod(live, 0o644)
+    files, bodies, live = scale.make_live(files_dir, 1000, n_visitors=100)
     h = scale.start(servers, rundirs(), live, extra="DecisionSharedConfigSize 1M\n")
     result = scale.swap_under_load(h, live, files, bodies, swaps=2, threads=2, settle=0.2)
     assert result["failures"] == [] and result["answers_from_no_single_file"] == 0, result
@@ -120,18 +114,12 @@ def test_children_that_exit_give_their_shared_snapshots_back(rundirs, servers, m
     """More swaps than the shared memory has slots, while children exit after a few
     connections (and idle ones have none): every swap is still shared."""
     files_dir = rundirs()
-    files, bodies = scale.make_files(files_dir, 40, n_visitors=40)
-    live = os.path.join(files_dir, "live.json")
-    shutil.copy(files[0], live)
-    os.chmod(live, 0o644)
+    files, bodies, live = scale.make_live(files_dir, 40, n_visitors=40)
     h = scale.start(servers, rundirs(), live, mpm=mpm, extra="MaxConnectionsPerChild 6\n")
     ids = [scale.campaign_ids(p) for p in files]
     for n in range(6):
         new = (n + 1) % len(files)
-        tmp = live + ".tmp"
-        shutil.copy(files[new], tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, live)
+        scale.install(files[new], live)
         wait_until(lambda: scale.serving(h, ids[new], bodies), timeout=30, interval=0.2,
                    what="answers from file %d after swap %d" % (new, n + 1))
         generation = last_generation(h.log())
