@@ -18,6 +18,7 @@
 #define DC_CONFIG_H
 
 #include "dc_hash.h"
+#include "dc_semver.h"
 #include "dc_value.h"
 
 #include <apr_pools.h>
@@ -67,6 +68,7 @@ typedef struct {
     size_t key_len;
     dc_value_t value;
     const dc_strset_t *set; /* value is a long list of strings: its folded forms, sorted */
+    const dc_semver_t *semver; /* SEMVER_* on a valid version: the value parsed (dc_index.h) */
     uint32_t key_id;        /* DC_KEY_CONTEXT: the key's number in the snapshot (dc_index.h) */
 } dc_targeting_t;
 

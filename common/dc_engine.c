@@ -86,12 +86,11 @@ static inline int in_buckets(const dc_campaign_t *c, unsigned bucket)
 }
 
 /* The campaign's first variation group the visitor matches, into *selected: returns 1, or 0. */
-static size_t select_group(const dc_campaign_t *c, const dc_context_t *ctx,
-                           const dc_value_t **vals, const dc_variation_group_t **selected,
-                           int *multi_variation)
+static size_t select_group(const dc_campaign_t *c, const dc_context_t *ctx, dc_lookups_t *lk,
+                           const dc_variation_group_t **selected, int *multi_variation)
 {
     for (size_t g = 0; g < c->n_groups; g++) {
-        if (dc_targeting_match_cached(&c->groups[g], ctx, vals)) {
+        if (dc_targeting_match_cached(&c->groups[g], ctx, lk)) {
             *selected = &c->groups[g];
             *multi_variation |= c->groups[g].n_variations > 1;
             return 1;
@@ -127,10 +126,13 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
 
     /* 1. Targeting: the first matching variation group of each campaign. */
     if (only) {
-        n_selected = select_group(only, v->context, NULL, selected, &multi_variation);
+        dc_lookups_t lk = {0};
+
+        n_selected = select_group(only, v->context, &lk, selected, &multi_variation);
     } else {
         uint64_t bits_stack[16], *bits = bits_stack;
         const dc_value_t *vals_stack[32], **vals = vals_stack;
+        dc_lookups_t lk = {0};
         size_t n_words = dc_index_words(cfg->index), n_keys = dc_index_n_keys(cfg->index);
         /* Without a store, a campaign whose bucket ranges exclude the visitor can
          * change nothing (no assignment to load, 1V1T counts served campaigns
@@ -146,6 +148,7 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
         /* each key targetings read is looked up once for this visitor, when first read */
         for (size_t k = 0; k < n_keys; k++)
             vals[k] = DC_UNRESOLVED;
+        lk.vals = vals;
         /* Only the campaigns the context can match (dc_index.h), in file order. */
         dc_index_candidates(cfg->index, v->context, bits);
         for (size_t w = 0; w < n_words; w++) {
@@ -154,7 +157,7 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
 
                 if (skip_by_bucket && !in_buckets(c, visitor_bucket))
                     continue;
-                n_selected += select_group(c, v->context, vals, selected + n_selected,
+                n_selected += select_group(c, v->context, &lk, selected + n_selected,
                                            &multi_variation);
             }
         }

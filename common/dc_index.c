@@ -90,6 +90,22 @@ static void build_strset(apr_pool_t *p, dc_targeting_t *t)
     t->set = set;
 }
 
+static int is_semver_op(dc_operator_e op)
+{
+    return op >= DC_OP_SEMVER_EQUALS && op <= DC_OP_SEMVER_LOWER_THAN_OR_EQUALS;
+}
+
+/* A SEMVER_* targeting's version, parsed once here rather than at every evaluation. */
+static void build_semver(apr_pool_t *p, dc_targeting_t *t)
+{
+    dc_semver_t v;
+
+    if (!is_semver_op(t->op) || t->value.kind != DC_KIND_STRING ||
+        dc_semver_parse(t->value.str, t->value.len, &v) < 0)
+        return; /* evaluated as before: never a match, or a type error */
+    t->semver = apr_pmemdup(p, &v, sizeof(v));
+}
+
 /* EQUALS a string, or a non-empty list of strings, on a context key or fs_users. */
 static int indexable(const dc_targeting_t *t)
 {
@@ -287,6 +303,7 @@ dc_index_t *dc_index_build(apr_pool_t *p, const dc_config_t *cfg)
                     dc_targeting_t *t = (dc_targeting_t *)&c->groups[v].groups[g].targetings[i];
 
                     build_strset(p, t);
+                    build_semver(p, t);
                     if (indexable(t))
                         n_strings_total += n_strings(t);
                 }

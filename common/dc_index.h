@@ -15,7 +15,8 @@
  *
  * It also gives long string lists (fs_users allow lists, lists of countries)
  * a sorted copy, so that EQUALS / NOT_EQUALS on them is a binary search
- * (dc_strset_has) instead of a walk over the list.
+ * (dc_strset_has) instead of a walk over the list, and a SEMVER_* targeting
+ * its version parsed (dc_targeting_t.semver).
  */
 #ifndef DC_INDEX_H
 #define DC_INDEX_H
@@ -26,7 +27,7 @@
 #include <apr_pools.h>
 #include <stdint.h>
 
-/* Builds the index of cfg's campaigns in p; also sets the targetings' string sets. */
+/* Builds the index of cfg's campaigns in p; also sets the targetings' string sets and versions. */
 dc_index_t *dc_index_build(apr_pool_t *p, const dc_config_t *cfg);
 
 /* 64-bit words of a candidate bitmap (one bit per campaign). */
