@@ -107,8 +107,7 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
     size_t n_selected = 0, n_candidates = only ? 1 : cfg->n_campaigns;
     int multi_variation = 0, ab_added = 0, xpc, any_prev_ab = 0;
     unsigned visitor_bucket;
-    const char *alloc_key;
-    size_t alloc_key_len;
+    dc_hash_key_t alloc_key;
     loaded_t l;
 
     out->n_decisions = 0;
@@ -182,8 +181,11 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
         }
     }
 
-    alloc_key = v->decision_group ? v->decision_group : v->visitor_id;
-    alloc_key_len = v->decision_group ? v->decision_group_len : v->visitor_id_len;
+    /* the allocation hash's visitor part, mixed once for all the groups */
+    if (v->decision_group)
+        dc_hash_key_init(&alloc_key, v->decision_group, v->decision_group_len);
+    else
+        dc_hash_key_init(&alloc_key, v->visitor_id, v->visitor_id_len);
 
     for (size_t i = 0; i < n_selected; i++) {
         const dc_variation_group_t *vg = selected[i];
@@ -228,7 +230,7 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
                 continue;
             }
         } else {
-            chosen = dc_allocate(vg, dc_bucket_after(&vg->id_hash, alloc_key, alloc_key_len));
+            chosen = dc_allocate(vg, dc_bucket_after_key(&vg->id_hash, &alloc_key));
             if (!chosen) {
                 if (only)
                     out->single_error = DC_CHOICE_UNTRACKED;
