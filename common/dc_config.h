@@ -58,7 +58,7 @@ typedef enum {
     DC_KEY_PROVIDER     /* a third-party provider's key: never present when self-hosted */
 } dc_key_kind_e;
 
-/* A sorted copy of a long list of strings (dc_index.h), for EQUALS / NOT_EQUALS. */
+/* A sorted copy of the strings of an EQUALS / NOT_EQUALS (dc_index.h). */
 typedef struct dc_strset dc_strset_t;
 
 typedef struct {
@@ -67,7 +67,7 @@ typedef struct {
     const char *key;
     size_t key_len;
     dc_value_t value;
-    const dc_strset_t *set; /* value is a long list of strings: its folded forms, sorted */
+    const dc_strset_t *set; /* EQUALS / NOT_EQUALS on strings: their folded forms, sorted */
     const dc_semver_t *semver; /* SEMVER_* on a valid version: the value parsed (dc_index.h) */
     uint32_t key_id;        /* DC_KEY_CONTEXT: the key's number in the snapshot (dc_index.h) */
 } dc_targeting_t;

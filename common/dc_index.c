@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A list value gets a sorted set from this many strings on. */
-#define STRSET_MIN 8
+/* A set this small is walked; a bigger one is searched by halves. */
+#define STRSET_WALK 8
 
 typedef struct {
     const char *s;
@@ -55,9 +55,27 @@ static int str_order(const void *a, const void *b)
 
 int dc_strset_has(const dc_strset_t *set, const char *s, size_t len)
 {
-    str_t key = {s, len};
+    size_t lo = 0, hi = set->n;
 
-    return bsearch(&key, set->items, set->n, sizeof(*set->items), str_order) != NULL;
+    if (set->n < STRSET_WALK) {
+        for (size_t i = 0; i < set->n; i++)
+            if (set->items[i].len == len && memcmp(set->items[i].s, s, len) == 0)
+                return 1;
+        return 0;
+    }
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const str_t *m = &set->items[mid];
+        int c = m->len != len ? (m->len < len ? -1 : 1) : memcmp(m->s, s, len);
+
+        if (c == 0)
+            return 1;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
 }
 
 static int all_strings(const dc_value_t *v)
@@ -70,23 +88,28 @@ static int all_strings(const dc_value_t *v)
     return 1;
 }
 
+/* EQUALS / NOT_EQUALS a string or a list of strings: the set of their folded
+ * forms, so that a visitor's string is compared by length first and the
+ * generic evaluation (a call per list element) is left out. */
 static void build_strset(apr_pool_t *p, dc_targeting_t *t)
 {
+    const dc_value_t *v = t->value.kind == DC_KIND_LIST ? t->value.items : &t->value;
+    size_t n = t->value.kind == DC_KIND_LIST ? t->value.n_items : 1;
     dc_strset_t *set;
     str_t *items;
 
-    if ((t->op != DC_OP_EQUALS && t->op != DC_OP_NOT_EQUALS) || t->value.kind != DC_KIND_LIST ||
-        t->value.n_items < STRSET_MIN || !all_strings(&t->value))
+    if ((t->op != DC_OP_EQUALS && t->op != DC_OP_NOT_EQUALS) ||
+        (t->value.kind != DC_KIND_STRING && !(t->value.kind == DC_KIND_LIST && all_strings(&t->value))))
         return;
-    items = apr_palloc(p, t->value.n_items * sizeof(*items));
-    for (size_t i = 0; i < t->value.n_items; i++) {
-        items[i].s = t->value.items[i].folded;
-        items[i].len = t->value.items[i].folded_len;
+    items = apr_palloc(p, n * sizeof(*items));
+    for (size_t i = 0; i < n; i++) {
+        items[i].s = v[i].folded;
+        items[i].len = v[i].folded_len;
     }
-    qsort(items, t->value.n_items, sizeof(*items), str_order);
+    qsort(items, n, sizeof(*items), str_order);
     set = apr_palloc(p, sizeof(*set));
     set->items = items;
-    set->n = t->value.n_items;
+    set->n = n;
     t->set = set;
 }
 

@@ -13,10 +13,11 @@
  * dc_decide still evaluates the targeting of each one, so decisions are the
  * same as a scan of every campaign, in the file's order.
  *
- * It also gives long string lists (fs_users allow lists, lists of countries)
- * a sorted copy, so that EQUALS / NOT_EQUALS on them is a binary search
- * (dc_strset_has) instead of a walk over the list, and a SEMVER_* targeting
- * its version parsed (dc_targeting_t.semver).
+ * It also gives every EQUALS / NOT_EQUALS on strings a sorted copy of their
+ * folded forms, so that a visitor's string is compared by length first, and
+ * a long list (fs_users allow lists) by a binary search (dc_strset_has),
+ * instead of an evaluation per element; and a SEMVER_* targeting its version
+ * parsed (dc_targeting_t.semver).
  */
 #ifndef DC_INDEX_H
 #define DC_INDEX_H

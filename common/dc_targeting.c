@@ -253,7 +253,7 @@ int dc_targeting_match_cached(const dc_variation_group_t *vg, const dc_context_t
                 matched = 0;
                 break;
             }
-            if (t->set && c && c->kind == DC_KIND_STRING) /* a long list of strings */
+            if (t->set && c && c->kind == DC_KIND_STRING) /* EQUALS strings: the set */
                 m = dc_strset_has(t->set, c->folded, c->folded_len) == (t->op == DC_OP_EQUALS)
                         ? DC_EVAL_MATCH
                         : DC_EVAL_NO_MATCH;
