@@ -118,6 +118,7 @@ typedef struct {
     const dc_campaign_t *campaign;
     const dc_targeting_group_t *groups;
     size_t n_groups;
+    int everyone; /* only fs_all_users targetings: matches every visitor (dc_index.h) */
     const dc_variation_t *variations;
     size_t n_variations;
     /* Every flag key of any variation of the group, sorted: exposeAllKeys adds

@@ -129,6 +129,21 @@ static void build_semver(apr_pool_t *p, dc_targeting_t *t)
     t->semver = apr_pmemdup(p, &v, sizeof(v));
 }
 
+/* Whether the group's targeting is fs_all_users alone, in one targeting group or more:
+ * it matches every visitor (no other key, so no type error), without evaluation. */
+static int for_everyone(const dc_variation_group_t *vg)
+{
+    int any = 0;
+
+    for (size_t g = 0; g < vg->n_groups; g++) {
+        for (size_t i = 0; i < vg->groups[g].n_targetings; i++)
+            if (vg->groups[g].targetings[i].key_kind != DC_KEY_ALL_USERS)
+                return 0;
+        any = any || vg->groups[g].n_targetings > 0;
+    }
+    return any;
+}
+
 /* EQUALS a string, or a non-empty list of strings, on a context key or fs_users. */
 static int indexable(const dc_targeting_t *t)
 {
@@ -320,7 +335,8 @@ dc_index_t *dc_index_build(apr_pool_t *p, const dc_config_t *cfg)
     for (size_t ci = 0; ci < cfg->n_campaigns; ci++) {
         const dc_campaign_t *c = &cfg->campaigns[ci];
 
-        for (size_t v = 0; v < c->n_groups; v++)
+        for (size_t v = 0; v < c->n_groups; v++) {
+            ((dc_variation_group_t *)&c->groups[v])->everyone = for_everyone(&c->groups[v]);
             for (size_t g = 0; g < c->groups[v].n_groups; g++)
                 for (size_t i = 0; i < c->groups[v].groups[g].n_targetings; i++) {
                     dc_targeting_t *t = (dc_targeting_t *)&c->groups[v].groups[g].targetings[i];
@@ -330,6 +346,7 @@ dc_index_t *dc_index_build(apr_pool_t *p, const dc_config_t *cfg)
                     if (indexable(t))
                         n_strings_total += n_strings(t);
                 }
+        }
         if (!campaign_indexable(c)) {
             ix->always[ci / 64] |= (uint64_t)1 << (ci % 64);
             ix->n_always++;

@@ -17,7 +17,8 @@
  * folded forms, so that a visitor's string is compared by length first, and
  * a long list (fs_users allow lists) by a binary search (dc_strset_has),
  * instead of an evaluation per element; and a SEMVER_* targeting its version
- * parsed (dc_targeting_t.semver).
+ * parsed (dc_targeting_t.semver); a variation group targeting fs_all_users
+ * alone is marked as matching everyone (dc_variation_group_t.everyone).
  */
 #ifndef DC_INDEX_H
 #define DC_INDEX_H
@@ -28,7 +29,8 @@
 #include <apr_pools.h>
 #include <stdint.h>
 
-/* Builds the index of cfg's campaigns in p; also sets the targetings' string sets and versions. */
+/* Builds the index of cfg's campaigns in p; also sets the targetings' string sets
+ * and versions, and the variation groups' everyone. */
 dc_index_t *dc_index_build(apr_pool_t *p, const dc_config_t *cfg);
 
 /* 64-bit words of a candidate bitmap (one bit per campaign). */

@@ -225,6 +225,8 @@ int dc_targeting_match_cached(const dc_variation_group_t *vg, const dc_context_t
 {
     int any = 0;
 
+    if (vg->everyone)
+        return 1;
     for (size_t g = 0; g < vg->n_groups; g++) {
         const dc_targeting_group_t *group = &vg->groups[g];
         int matched = group->n_targetings > 0;
