@@ -79,6 +79,17 @@ static void load_assignments(apr_pool_t *p, dc_store_t *store, const char *env_i
     }
 }
 
+/* dc_allocate() of the visitor's bucket in the group, hashed only when the
+ * walk depends on it (not for no variation, nor for one at 100 %). */
+static const dc_variation_t *allocate(const dc_variation_group_t *vg, dc_hash_key_t *key)
+{
+    if (vg->n_variations == 0)
+        return NULL;
+    if (vg->n_variations == 1 && vg->variations[0].allocation == 100)
+        return &vg->variations[0];
+    return dc_allocate(vg, dc_bucket_after_key(&vg->id_hash, key));
+}
+
 /* dc_in_bucket_ranges() from the snapshot's bitmap of the 100 buckets. */
 static inline int in_buckets(const dc_campaign_t *c, unsigned bucket)
 {
@@ -230,7 +241,7 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
                 continue;
             }
         } else {
-            chosen = dc_allocate(vg, dc_bucket_after_key(&vg->id_hash, &alloc_key));
+            chosen = allocate(vg, &alloc_key);
             if (!chosen) {
                 if (only)
                     out->single_error = DC_CHOICE_UNTRACKED;

@@ -178,22 +178,26 @@ static void key_prepare(dc_hash_key_t *key, unsigned o)
     key->ready |= 1u << o;
 }
 
+static unsigned bucket_after_key_slow(const dc_hash_state_t *prefix, dc_hash_key_t *key,
+                                      unsigned o);
+
 unsigned dc_bucket_after_key(const dc_hash_state_t *prefix, dc_hash_key_t *key)
 {
     unsigned o = (4 - prefix->ncarry) % 4;
     uint32_t h = prefix->h;
     size_t n, j;
 
-    if (key->len > DC_HASH_KEY_MAX || key->len < o)
-        return dc_bucket_after(prefix, (const char *)key->s, key->len);
     if (!(key->ready & 1u << o))
-        key_prepare(key, o);
-    if (o) { /* the block the prefix began */
-        unsigned char block[4];
+        return bucket_after_key_slow(prefix, key, o);
+    if (o) { /* the block the prefix began: its carry, then the key's first o bytes */
+        uint32_t k = 0;
+        unsigned i;
 
-        memcpy(block, prefix->carry, prefix->ncarry);
-        memcpy(block + prefix->ncarry, key->s, o);
-        h = mix_block(h, load_le32(block));
+        for (i = 0; i < prefix->ncarry; i++)
+            k |= (uint32_t)prefix->carry[i] << 8 * i;
+        for (; i < 4; i++)
+            k |= (uint32_t)key->s[i - prefix->ncarry] << 8 * i;
+        h = mix_block(h, k);
     }
     n = key->len - o;
     for (j = 0; j < n / 4; j++)
@@ -202,4 +206,14 @@ unsigned dc_bucket_after_key(const dc_hash_state_t *prefix, dc_hash_key_t *key)
         h ^= key->k[o][j];
     h ^= prefix->len + (uint32_t)key->len;
     return fmix32(h) % 100u;
+}
+
+/* Out of line, so that the common path above stays small. */
+__attribute__((noinline)) static unsigned bucket_after_key_slow(const dc_hash_state_t *prefix,
+                                                                dc_hash_key_t *key, unsigned o)
+{
+    if (key->len > DC_HASH_KEY_MAX || key->len < o)
+        return dc_bucket_after(prefix, (const char *)key->s, key->len);
+    key_prepare(key, o);
+    return dc_bucket_after_key(prefix, key);
 }
