@@ -161,12 +161,12 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
         lk.vals = vals;
         /* Only the campaigns the context can match (dc_index.h), in file order. */
         dc_index_candidates(cfg->index, v->context, bits);
+        if (skip_by_bucket)
+            dc_index_in_bucket(cfg->index, visitor_bucket, bits);
         for (size_t w = 0; w < n_words; w++) {
             for (uint64_t word = bits[w]; word; word &= word - 1) {
                 const dc_campaign_t *c = &cfg->campaigns[w * 64 + (size_t)__builtin_ctzll(word)];
 
-                if (skip_by_bucket && !in_buckets(c, visitor_bucket))
-                    continue;
                 n_selected += select_group(c, v->context, &lk, selected + n_selected,
                                            &multi_variation);
             }

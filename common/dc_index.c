@@ -31,6 +31,7 @@ struct dc_index {
     size_t n_words;
     uint64_t *always; /* campaigns evaluated for every visitor */
     size_t n_always;
+    uint64_t *by_bucket; /* [b * n_words ...]: the campaigns whose ranges hold bucket b */
     uint32_t *slots; /* 1 + an entry's number, 0 when free: open addressing */
     size_t mask;     /* slots - 1, a power of two minus one */
     entry_t *entries;
@@ -332,6 +333,7 @@ dc_index_t *dc_index_build(apr_pool_t *p, const dc_config_t *cfg)
 
     ix->n_words = (cfg->n_campaigns + 63) / 64;
     ix->always = apr_pcalloc(p, (ix->n_words ? ix->n_words : 1) * sizeof(uint64_t));
+    ix->by_bucket = apr_pcalloc(p, (ix->n_words ? ix->n_words : 1) * 100 * sizeof(uint64_t));
     for (size_t ci = 0; ci < cfg->n_campaigns; ci++) {
         const dc_campaign_t *c = &cfg->campaigns[ci];
 
@@ -351,6 +353,9 @@ dc_index_t *dc_index_build(apr_pool_t *p, const dc_config_t *cfg)
             ix->always[ci / 64] |= (uint64_t)1 << (ci % 64);
             ix->n_always++;
         }
+        for (unsigned b = 0; b < 100; b++)
+            if (c->buckets[b / 64] >> (b % 64) & 1)
+                ix->by_bucket[b * ix->n_words + ci / 64] |= (uint64_t)1 << (ci % 64);
     }
     number_keys(p, ix, cfg);
     while (cap < n_strings_total + n_strings_total / 2)
@@ -434,6 +439,14 @@ static void probe(const dc_index_t *ix, int users, const char *key, size_t key_l
     s = &ix->entries[*slot - 1];
     for (size_t i = 0; i < s->n_campaigns; i++)
         bits[s->campaigns[i] / 64] |= (uint64_t)1 << (s->campaigns[i] % 64);
+}
+
+void dc_index_in_bucket(const dc_index_t *ix, unsigned bucket, uint64_t *bits)
+{
+    const uint64_t *in = &ix->by_bucket[bucket * ix->n_words];
+
+    for (size_t w = 0; w < ix->n_words; w++)
+        bits[w] &= in[w];
 }
 
 void dc_index_candidates(const dc_index_t *ix, const dc_context_t *ctx, uint64_t *bits)

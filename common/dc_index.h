@@ -39,6 +39,9 @@ size_t dc_index_words(const dc_index_t *ix);
 /* Sets in bits (dc_index_words() words) the campaigns the visitor may match. */
 void dc_index_candidates(const dc_index_t *ix, const dc_context_t *ctx, uint64_t *bits);
 
+/* Clears in bits the campaigns whose bucket ranges leave out bucket (0..99). */
+void dc_index_in_bucket(const dc_index_t *ix, unsigned bucket, uint64_t *bits);
+
 /* Whether any targeting reads this context key (ix NULL: assume so). */
 int dc_index_reads(const dc_index_t *ix, const char *key, size_t key_len);
 
