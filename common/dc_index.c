@@ -59,8 +59,10 @@ int dc_strset_has(const dc_strset_t *set, const char *s, size_t len)
     size_t lo = 0, hi = set->n;
 
     if (set->n < STRSET_WALK) {
+        /* short strings of one length (country codes...): the first byte tells most apart */
         for (size_t i = 0; i < set->n; i++)
-            if (set->items[i].len == len && memcmp(set->items[i].s, s, len) == 0)
+            if (set->items[i].len == len &&
+                (len == 0 || (set->items[i].s[0] == s[0] && memcmp(set->items[i].s, s, len) == 0)))
                 return 1;
         return 0;
     }
