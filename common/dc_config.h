@@ -118,6 +118,7 @@ typedef struct {
     size_t n_groups;
     const dc_variation_t *variations;
     size_t n_variations;
+    const double *cumulative; /* the allocation walk's running sums, in order (dc_index.h) */
     dc_hash_state_t id_hash; /* the allocation hash after the id (dc_bucket_after) */
     const dc_campaign_t *campaign;
     const char *id;

@@ -79,15 +79,23 @@ static void load_assignments(apr_pool_t *p, dc_store_t *store, const char *env_i
     }
 }
 
-/* dc_allocate() of the visitor's bucket in the group, hashed only when the
- * walk depends on it (not for no variation, nor for one at 100 %). */
+/* dc_allocate() of the visitor's bucket in the group, from the snapshot's
+ * running sums (one cache line, not one per variation), and hashed only when
+ * the walk depends on the bucket: not for no variation, nor when the first
+ * variation takes every bucket (0..99). */
 static const dc_variation_t *allocate(const dc_variation_group_t *vg, dc_hash_key_t *key)
 {
+    unsigned z;
+
     if (vg->n_variations == 0)
         return NULL;
-    if (vg->n_variations == 1 && vg->variations[0].allocation == 100)
+    if (vg->cumulative[0] > 99)
         return &vg->variations[0];
-    return dc_allocate(vg, dc_bucket_after_key(&vg->id_hash, key));
+    z = dc_bucket_after_key(&vg->id_hash, key);
+    for (size_t i = 0; i < vg->n_variations; i++)
+        if ((double)z < vg->cumulative[i])
+            return &vg->variations[i];
+    return NULL;
 }
 
 /* dc_in_bucket_ranges() from the snapshot's bitmap of the 100 buckets. */

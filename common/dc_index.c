@@ -328,10 +328,37 @@ size_t dc_index_n_keys(const dc_index_t *ix)
     return ix->n_read;
 }
 
+/* Each variation group's running sums of its allocations, summed in the
+ * order dc_allocate() sums them (so compared the same way), in one array. */
+static void sum_allocations(apr_pool_t *p, const dc_config_t *cfg)
+{
+    size_t n = 0;
+    double *sums;
+
+    for (size_t ci = 0; ci < cfg->n_campaigns; ci++)
+        for (size_t v = 0; v < cfg->campaigns[ci].n_groups; v++)
+            n += cfg->campaigns[ci].groups[v].n_variations;
+    sums = apr_palloc(p, (n ? n : 1) * sizeof(*sums));
+    for (size_t ci = 0; ci < cfg->n_campaigns; ci++)
+        for (size_t v = 0; v < cfg->campaigns[ci].n_groups; v++) {
+            dc_variation_group_t *vg = (dc_variation_group_t *)&cfg->campaigns[ci].groups[v];
+            double sum = 0;
+
+            for (size_t i = 0; i < vg->n_variations; i++) {
+                sum += vg->variations[i].allocation;
+                sums[i] = sum;
+            }
+            vg->cumulative = sums;
+            sums += vg->n_variations;
+        }
+}
+
 dc_index_t *dc_index_build(apr_pool_t *p, const dc_config_t *cfg)
 {
     dc_index_t *ix = apr_pcalloc(p, sizeof(*ix));
     size_t n_strings_total = 0, cap = 16;
+
+    sum_allocations(p, cfg);
 
     ix->n_words = (cfg->n_campaigns + 63) / 64;
     ix->always = apr_pcalloc(p, (ix->n_words ? ix->n_words : 1) * sizeof(uint64_t));
