@@ -18,6 +18,7 @@
 #define DC_CONFIG_H
 
 #include "dc_hash.h"
+#include "dc_semver.h"
 #include "dc_value.h"
 
 #include <apr_pools.h>
@@ -57,17 +58,20 @@ typedef enum {
     DC_KEY_PROVIDER     /* a third-party provider's key: never present when self-hosted */
 } dc_key_kind_e;
 
-/* A sorted copy of a long list of strings (dc_index.h), for EQUALS / NOT_EQUALS. */
+/* A sorted copy of the strings of an EQUALS / NOT_EQUALS (dc_index.h). */
 typedef struct dc_strset dc_strset_t;
 
+/* The fields a decision reads of the snapshot's structs come first: a
+ * targeting, a variation group or a campaign then costs one cache line. */
 typedef struct {
     dc_operator_e op;
     dc_key_kind_e key_kind;
+    uint32_t key_id;        /* DC_KEY_CONTEXT: the key's number in the snapshot (dc_index.h) */
+    const dc_strset_t *set; /* EQUALS / NOT_EQUALS on strings: their folded forms, sorted */
+    const dc_semver_t *semver; /* SEMVER_* on a valid version: the value parsed (dc_index.h) */
     const char *key;
     size_t key_len;
     dc_value_t value;
-    const dc_strset_t *set; /* value is a long list of strings: its folded forms, sorted */
-    uint32_t key_id;        /* DC_KEY_CONTEXT: the key's number in the snapshot (dc_index.h) */
 } dc_targeting_t;
 
 typedef struct {
@@ -109,15 +113,17 @@ typedef struct {
 typedef struct dc_campaign dc_campaign_t;
 
 typedef struct {
-    const char *id;
-    size_t id_len;
-    dc_hash_state_t id_hash; /* the allocation hash after the id (dc_bucket_after) */
-    const char *name;
-    const dc_campaign_t *campaign;
+    int everyone; /* only fs_all_users targetings: matches every visitor (dc_index.h) */
     const dc_targeting_group_t *groups;
     size_t n_groups;
     const dc_variation_t *variations;
     size_t n_variations;
+    const double *cumulative; /* the allocation walk's running sums, in order (dc_index.h) */
+    dc_hash_state_t id_hash; /* the allocation hash after the id (dc_bucket_after) */
+    const dc_campaign_t *campaign;
+    const char *id;
+    size_t id_len;
+    const char *name;
     /* Every flag key of any variation of the group, sorted: exposeAllKeys adds
      * the ones a variation lacks as null. */
     const char *const *all_keys;
@@ -130,16 +136,16 @@ typedef struct {
 } dc_bucket_range_t;
 
 struct dc_campaign {
+    const dc_variation_group_t *groups;
+    size_t n_groups;
+    uint64_t buckets[2]; /* bit b: bucket b (0..99) is in a range */
+    int is_ab;
     const char *id;
     const char *name;
     const char *slug; /* NULL when the file has none */
     const char *type;
-    int is_ab;
     const dc_bucket_range_t *ranges;
     size_t n_ranges;
-    uint64_t buckets[2]; /* bit b: bucket b (0..99) is in a range */
-    const dc_variation_group_t *groups;
-    size_t n_groups;
 };
 
 typedef struct dc_index dc_index_t;

@@ -79,6 +79,25 @@ static void load_assignments(apr_pool_t *p, dc_store_t *store, const char *env_i
     }
 }
 
+/* dc_allocate() of the visitor's bucket in the group, from the snapshot's
+ * running sums (one cache line, not one per variation), and hashed only when
+ * the walk depends on the bucket: not for no variation, nor when the first
+ * variation takes every bucket (0..99). */
+static const dc_variation_t *allocate(const dc_variation_group_t *vg, dc_hash_key_t *key)
+{
+    unsigned z;
+
+    if (vg->n_variations == 0)
+        return NULL;
+    if (vg->cumulative[0] > 99)
+        return &vg->variations[0];
+    z = dc_bucket_after_key(&vg->id_hash, key);
+    for (size_t i = 0; i < vg->n_variations; i++)
+        if ((double)z < vg->cumulative[i])
+            return &vg->variations[i];
+    return NULL;
+}
+
 /* dc_in_bucket_ranges() from the snapshot's bitmap of the 100 buckets. */
 static inline int in_buckets(const dc_campaign_t *c, unsigned bucket)
 {
@@ -86,12 +105,11 @@ static inline int in_buckets(const dc_campaign_t *c, unsigned bucket)
 }
 
 /* The campaign's first variation group the visitor matches, into *selected: returns 1, or 0. */
-static size_t select_group(const dc_campaign_t *c, const dc_context_t *ctx,
-                           const dc_value_t **vals, const dc_variation_group_t **selected,
-                           int *multi_variation)
+static size_t select_group(const dc_campaign_t *c, const dc_context_t *ctx, dc_lookups_t *lk,
+                           const dc_variation_group_t **selected, int *multi_variation)
 {
     for (size_t g = 0; g < c->n_groups; g++) {
-        if (dc_targeting_match_cached(&c->groups[g], ctx, vals)) {
+        if (dc_targeting_match_cached(&c->groups[g], ctx, lk)) {
             *selected = &c->groups[g];
             *multi_variation |= c->groups[g].n_variations > 1;
             return 1;
@@ -108,8 +126,7 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
     size_t n_selected = 0, n_candidates = only ? 1 : cfg->n_campaigns;
     int multi_variation = 0, ab_added = 0, xpc, any_prev_ab = 0;
     unsigned visitor_bucket;
-    const char *alloc_key;
-    size_t alloc_key_len;
+    dc_hash_key_t alloc_key;
     loaded_t l;
 
     out->n_decisions = 0;
@@ -127,10 +144,13 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
 
     /* 1. Targeting: the first matching variation group of each campaign. */
     if (only) {
-        n_selected = select_group(only, v->context, NULL, selected, &multi_variation);
+        dc_lookups_t lk = {0};
+
+        n_selected = select_group(only, v->context, &lk, selected, &multi_variation);
     } else {
         uint64_t bits_stack[16], *bits = bits_stack;
         const dc_value_t *vals_stack[32], **vals = vals_stack;
+        dc_lookups_t lk = {0};
         size_t n_words = dc_index_words(cfg->index), n_keys = dc_index_n_keys(cfg->index);
         /* Without a store, a campaign whose bucket ranges exclude the visitor can
          * change nothing (no assignment to load, 1V1T counts served campaigns
@@ -146,15 +166,16 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
         /* each key targetings read is looked up once for this visitor, when first read */
         for (size_t k = 0; k < n_keys; k++)
             vals[k] = DC_UNRESOLVED;
+        lk.vals = vals;
         /* Only the campaigns the context can match (dc_index.h), in file order. */
         dc_index_candidates(cfg->index, v->context, bits);
+        if (skip_by_bucket)
+            dc_index_in_bucket(cfg->index, visitor_bucket, bits);
         for (size_t w = 0; w < n_words; w++) {
             for (uint64_t word = bits[w]; word; word &= word - 1) {
                 const dc_campaign_t *c = &cfg->campaigns[w * 64 + (size_t)__builtin_ctzll(word)];
 
-                if (skip_by_bucket && !in_buckets(c, visitor_bucket))
-                    continue;
-                n_selected += select_group(c, v->context, vals, selected + n_selected,
+                n_selected += select_group(c, v->context, &lk, selected + n_selected,
                                            &multi_variation);
             }
         }
@@ -179,8 +200,11 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
         }
     }
 
-    alloc_key = v->decision_group ? v->decision_group : v->visitor_id;
-    alloc_key_len = v->decision_group ? v->decision_group_len : v->visitor_id_len;
+    /* the allocation hash's visitor part, mixed once for all the groups */
+    if (v->decision_group)
+        dc_hash_key_init(&alloc_key, v->decision_group, v->decision_group_len);
+    else
+        dc_hash_key_init(&alloc_key, v->visitor_id, v->visitor_id_len);
 
     for (size_t i = 0; i < n_selected; i++) {
         const dc_variation_group_t *vg = selected[i];
@@ -225,7 +249,7 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
                 continue;
             }
         } else {
-            chosen = dc_allocate(vg, dc_bucket_after(&vg->id_hash, alloc_key, alloc_key_len));
+            chosen = allocate(vg, &alloc_key);
             if (!chosen) {
                 if (only)
                     out->single_error = DC_CHOICE_UNTRACKED;

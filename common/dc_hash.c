@@ -17,22 +17,29 @@ static inline uint32_t fmix32(uint32_t h)
     return h;
 }
 
-static inline uint32_t mix_block(uint32_t h, uint32_t k)
+/* A block's own mixing, which does not depend on the state h. */
+static inline uint32_t premix(uint32_t k)
 {
     k *= 0xcc9e2d51u;
     k = rotl32(k, 15);
-    k *= 0x1b873593u;
+    return k * 0x1b873593u;
+}
+
+static inline uint32_t mix_premixed(uint32_t h, uint32_t k)
+{
     h ^= k;
     h = rotl32(h, 13);
     return h * 5 + 0xe6546b64u;
 }
 
+static inline uint32_t mix_block(uint32_t h, uint32_t k)
+{
+    return mix_premixed(h, premix(k));
+}
+
 static inline uint32_t mix_tail(uint32_t h, uint32_t k)
 {
-    k *= 0xcc9e2d51u;
-    k = rotl32(k, 15);
-    k *= 0x1b873593u;
-    return h ^ k;
+    return h ^ premix(k);
 }
 
 static inline uint32_t load_le32(const unsigned char *p)
@@ -133,4 +140,80 @@ unsigned dc_bucket2(const char *a, size_t alen, const char *b, size_t blen)
     dc_hash_feed(&st, a, alen);
     dc_hash_feed(&st, b, blen);
     return dc_hash_bucket(&st);
+}
+
+/*
+ * A prefix leaves 0-3 bytes in its carry; the key's first 4 - that many
+ * bytes (mod 4) complete that block, and its blocks start after them. Their
+ * premixed words do not depend on the prefix's state, so they are computed
+ * once per alignment, when first needed.
+ */
+void dc_hash_key_init(dc_hash_key_t *key, const char *s, size_t len)
+{
+    key->s = (const unsigned char *)s;
+    key->len = len;
+    key->ready = 0;
+}
+
+static void key_prepare(dc_hash_key_t *key, unsigned o)
+{
+    const unsigned char *p = key->s + o;
+    size_t n = key->len - o, j;
+    uint32_t k = 0;
+
+    for (j = 0; j < n / 4; j++)
+        key->k[o][j] = premix(load_le32(p + j * 4));
+    p += j * 4;
+    switch (n & 3) {
+    case 3:
+        k ^= (uint32_t)p[2] << 16;
+        /* fall through */
+    case 2:
+        k ^= (uint32_t)p[1] << 8;
+        /* fall through */
+    case 1:
+        k ^= p[0];
+        key->k[o][j] = premix(k);
+    }
+    key->ready |= 1u << o;
+}
+
+static unsigned bucket_after_key_slow(const dc_hash_state_t *prefix, dc_hash_key_t *key,
+                                      unsigned o);
+
+unsigned dc_bucket_after_key(const dc_hash_state_t *prefix, dc_hash_key_t *key)
+{
+    unsigned o = (4 - prefix->ncarry) % 4;
+    uint32_t h = prefix->h;
+    size_t n, j;
+
+    if (!(key->ready & 1u << o))
+        return bucket_after_key_slow(prefix, key, o);
+    if (o) { /* the block the prefix began: its carry, then the key's first o bytes */
+        uint32_t k = 0;
+        unsigned i;
+
+        for (i = 0; i < prefix->ncarry; i++)
+            k |= (uint32_t)prefix->carry[i] << 8 * i;
+        for (; i < 4; i++)
+            k |= (uint32_t)key->s[i - prefix->ncarry] << 8 * i;
+        h = mix_block(h, k);
+    }
+    n = key->len - o;
+    for (j = 0; j < n / 4; j++)
+        h = mix_premixed(h, key->k[o][j]);
+    if (n & 3)
+        h ^= key->k[o][j];
+    h ^= prefix->len + (uint32_t)key->len;
+    return fmix32(h) % 100u;
+}
+
+/* Out of line, so that the common path above stays small. */
+__attribute__((noinline)) static unsigned bucket_after_key_slow(const dc_hash_state_t *prefix,
+                                                                dc_hash_key_t *key, unsigned o)
+{
+    if (key->len > DC_HASH_KEY_MAX || key->len < o)
+        return dc_bucket_after(prefix, (const char *)key->s, key->len);
+    key_prepare(key, o);
+    return dc_bucket_after_key(prefix, key);
 }

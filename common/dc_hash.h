@@ -26,6 +26,21 @@ unsigned dc_hash_bucket(const dc_hash_state_t *st);
 /* Bucket 0..99 of prefix's bytes followed by b. */
 unsigned dc_bucket_after(const dc_hash_state_t *prefix, const char *b, size_t blen);
 
+/* A key hashed after many prefixes (the visitor id after each variation
+ * group's id): its blocks are mixed once per decision, not once per prefix.
+ * Keys longer than DC_HASH_KEY_MAX bytes are hashed as dc_bucket_after does. */
+#define DC_HASH_KEY_MAX 256
+typedef struct {
+    const unsigned char *s;
+    size_t len;
+    unsigned ready; /* bit o: k[o] holds the blocks that start at s + o */
+    uint32_t k[4][DC_HASH_KEY_MAX / 4 + 1];
+} dc_hash_key_t;
+
+void dc_hash_key_init(dc_hash_key_t *key, const char *s, size_t len);
+/* dc_bucket_after(prefix, s, len) of the key's s and len. */
+unsigned dc_bucket_after_key(const dc_hash_state_t *prefix, dc_hash_key_t *key);
+
 /* Bucket 0..99 of the concatenation a + b (either may be empty). */
 unsigned dc_bucket2(const char *a, size_t alen, const char *b, size_t blen);
 

@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A list value gets a sorted set from this many strings on. */
-#define STRSET_MIN 8
+/* A set this small is walked; a bigger one is searched by halves. */
+#define STRSET_WALK 8
 
 typedef struct {
     const char *s;
@@ -31,6 +31,7 @@ struct dc_index {
     size_t n_words;
     uint64_t *always; /* campaigns evaluated for every visitor */
     size_t n_always;
+    uint64_t *by_bucket; /* [b * n_words ...]: the campaigns whose ranges hold bucket b */
     uint32_t *slots; /* 1 + an entry's number, 0 when free: open addressing */
     size_t mask;     /* slots - 1, a power of two minus one */
     entry_t *entries;
@@ -55,9 +56,29 @@ static int str_order(const void *a, const void *b)
 
 int dc_strset_has(const dc_strset_t *set, const char *s, size_t len)
 {
-    str_t key = {s, len};
+    size_t lo = 0, hi = set->n;
 
-    return bsearch(&key, set->items, set->n, sizeof(*set->items), str_order) != NULL;
+    if (set->n < STRSET_WALK) {
+        /* short strings of one length (country codes...): the first byte tells most apart */
+        for (size_t i = 0; i < set->n; i++)
+            if (set->items[i].len == len &&
+                (len == 0 || (set->items[i].s[0] == s[0] && memcmp(set->items[i].s, s, len) == 0)))
+                return 1;
+        return 0;
+    }
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const str_t *m = &set->items[mid];
+        int c = m->len != len ? (m->len < len ? -1 : 1) : memcmp(m->s, s, len);
+
+        if (c == 0)
+            return 1;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
 }
 
 static int all_strings(const dc_value_t *v)
@@ -70,24 +91,60 @@ static int all_strings(const dc_value_t *v)
     return 1;
 }
 
+/* EQUALS / NOT_EQUALS a string or a list of strings: the set of their folded
+ * forms, so that a visitor's string is compared by length first and the
+ * generic evaluation (a call per list element) is left out. */
 static void build_strset(dc_arena_t *mem, dc_targeting_t *t)
 {
+    const dc_value_t *v = t->value.kind == DC_KIND_LIST ? t->value.items : &t->value;
+    size_t n = t->value.kind == DC_KIND_LIST ? t->value.n_items : 1;
     dc_strset_t *set;
     str_t *items;
 
-    if ((t->op != DC_OP_EQUALS && t->op != DC_OP_NOT_EQUALS) || t->value.kind != DC_KIND_LIST ||
-        t->value.n_items < STRSET_MIN || !all_strings(&t->value))
+    if ((t->op != DC_OP_EQUALS && t->op != DC_OP_NOT_EQUALS) ||
+        (t->value.kind != DC_KIND_STRING && !(t->value.kind == DC_KIND_LIST && all_strings(&t->value))))
         return;
-    items = dc_arena_alloc(mem, t->value.n_items * sizeof(*items));
-    for (size_t i = 0; i < t->value.n_items; i++) {
-        items[i].s = t->value.items[i].folded;
-        items[i].len = t->value.items[i].folded_len;
+    items = dc_arena_alloc(mem, n * sizeof(*items));
+    for (size_t i = 0; i < n; i++) {
+        items[i].s = v[i].folded;
+        items[i].len = v[i].folded_len;
     }
-    qsort(items, t->value.n_items, sizeof(*items), str_order);
+    qsort(items, n, sizeof(*items), str_order);
     set = dc_arena_alloc(mem, sizeof(*set));
     set->items = items;
-    set->n = t->value.n_items;
+    set->n = n;
     t->set = set;
+}
+
+static int is_semver_op(dc_operator_e op)
+{
+    return op >= DC_OP_SEMVER_EQUALS && op <= DC_OP_SEMVER_LOWER_THAN_OR_EQUALS;
+}
+
+/* A SEMVER_* targeting's version, parsed once here rather than at every evaluation. */
+static void build_semver(dc_arena_t *mem, dc_targeting_t *t)
+{
+    dc_semver_t v;
+
+    if (!is_semver_op(t->op) || t->value.kind != DC_KIND_STRING ||
+        dc_semver_parse(t->value.str, t->value.len, &v) < 0)
+        return; /* evaluated as before: never a match, or a type error */
+    t->semver = dc_arena_memdup(mem, &v, sizeof(v));
+}
+
+/* Whether the group's targeting is fs_all_users alone, in one targeting group or more:
+ * it matches every visitor (no other key, so no type error), without evaluation. */
+static int for_everyone(const dc_variation_group_t *vg)
+{
+    int any = 0;
+
+    for (size_t g = 0; g < vg->n_groups; g++) {
+        for (size_t i = 0; i < vg->groups[g].n_targetings; i++)
+            if (vg->groups[g].targetings[i].key_kind != DC_KEY_ALL_USERS)
+                return 0;
+        any = any || vg->groups[g].n_targetings > 0;
+    }
+    return any;
 }
 
 /* EQUALS a string, or a non-empty list of strings, on a context key or fs_users. */
@@ -271,29 +328,63 @@ size_t dc_index_n_keys(const dc_index_t *ix)
     return ix->n_read;
 }
 
+/* Each variation group's running sums of its allocations, summed in the
+ * order dc_allocate() sums them (so compared the same way), in one array. */
+static void sum_allocations(dc_arena_t *mem, const dc_config_t *cfg)
+{
+    size_t n = 0;
+    double *sums;
+
+    for (size_t ci = 0; ci < cfg->n_campaigns; ci++)
+        for (size_t v = 0; v < cfg->campaigns[ci].n_groups; v++)
+            n += cfg->campaigns[ci].groups[v].n_variations;
+    sums = dc_arena_alloc(mem, (n ? n : 1) * sizeof(*sums));
+    for (size_t ci = 0; ci < cfg->n_campaigns; ci++)
+        for (size_t v = 0; v < cfg->campaigns[ci].n_groups; v++) {
+            dc_variation_group_t *vg = (dc_variation_group_t *)&cfg->campaigns[ci].groups[v];
+            double sum = 0;
+
+            for (size_t i = 0; i < vg->n_variations; i++) {
+                sum += vg->variations[i].allocation;
+                sums[i] = sum;
+            }
+            vg->cumulative = sums;
+            sums += vg->n_variations;
+        }
+}
+
 dc_index_t *dc_index_build(dc_arena_t *mem, const dc_config_t *cfg)
 {
     dc_index_t *ix = dc_arena_calloc(mem, sizeof(*ix));
     size_t n_strings_total = 0, cap = 16;
 
+    sum_allocations(mem, cfg);
+
     ix->n_words = (cfg->n_campaigns + 63) / 64;
     ix->always = dc_arena_calloc(mem, (ix->n_words ? ix->n_words : 1) * sizeof(uint64_t));
+    ix->by_bucket = dc_arena_calloc(mem, (ix->n_words ? ix->n_words : 1) * 100 * sizeof(uint64_t));
     for (size_t ci = 0; ci < cfg->n_campaigns; ci++) {
         const dc_campaign_t *c = &cfg->campaigns[ci];
 
-        for (size_t v = 0; v < c->n_groups; v++)
+        for (size_t v = 0; v < c->n_groups; v++) {
+            ((dc_variation_group_t *)&c->groups[v])->everyone = for_everyone(&c->groups[v]);
             for (size_t g = 0; g < c->groups[v].n_groups; g++)
                 for (size_t i = 0; i < c->groups[v].groups[g].n_targetings; i++) {
                     dc_targeting_t *t = (dc_targeting_t *)&c->groups[v].groups[g].targetings[i];
 
                     build_strset(mem, t);
+                    build_semver(mem, t);
                     if (indexable(t))
                         n_strings_total += n_strings(t);
                 }
+        }
         if (!campaign_indexable(c)) {
             ix->always[ci / 64] |= (uint64_t)1 << (ci % 64);
             ix->n_always++;
         }
+        for (unsigned b = 0; b < 100; b++)
+            if (c->buckets[b / 64] >> (b % 64) & 1)
+                ix->by_bucket[b * ix->n_words + ci / 64] |= (uint64_t)1 << (ci % 64);
     }
     number_keys(mem, ix, cfg);
     while (cap < n_strings_total + n_strings_total / 2)
@@ -377,6 +468,14 @@ static void probe(const dc_index_t *ix, int users, const char *key, size_t key_l
     s = &ix->entries[*slot - 1];
     for (size_t i = 0; i < s->n_campaigns; i++)
         bits[s->campaigns[i] / 64] |= (uint64_t)1 << (s->campaigns[i] % 64);
+}
+
+void dc_index_in_bucket(const dc_index_t *ix, unsigned bucket, uint64_t *bits)
+{
+    const uint64_t *in = &ix->by_bucket[bucket * ix->n_words];
+
+    for (size_t w = 0; w < ix->n_words; w++)
+        bits[w] &= in[w];
 }
 
 void dc_index_candidates(const dc_index_t *ix, const dc_context_t *ctx, uint64_t *bits)

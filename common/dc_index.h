@@ -13,9 +13,12 @@
  * dc_decide still evaluates the targeting of each one, so decisions are the
  * same as a scan of every campaign, in the file's order.
  *
- * It also gives long string lists (fs_users allow lists, lists of countries)
- * a sorted copy, so that EQUALS / NOT_EQUALS on them is a binary search
- * (dc_strset_has) instead of a walk over the list.
+ * It also gives every EQUALS / NOT_EQUALS on strings a sorted copy of their
+ * folded forms, so that a visitor's string is compared by length first, and
+ * a long list (fs_users allow lists) by a binary search (dc_strset_has),
+ * instead of an evaluation per element; and a SEMVER_* targeting its version
+ * parsed (dc_targeting_t.semver); a variation group targeting fs_all_users
+ * alone is marked as matching everyone (dc_variation_group_t.everyone).
  */
 #ifndef DC_INDEX_H
 #define DC_INDEX_H
@@ -26,7 +29,8 @@
 #include <apr_pools.h>
 #include <stdint.h>
 
-/* Builds the index of cfg's campaigns in its arena; also sets the targetings' string sets. */
+/* Builds the index of cfg's campaigns in its arena; also sets the targetings' string sets
+ * and versions, and the variation groups' everyone. */
 dc_index_t *dc_index_build(dc_arena_t *mem, const dc_config_t *cfg);
 
 /* 64-bit words of a candidate bitmap (one bit per campaign). */
@@ -34,6 +38,9 @@ size_t dc_index_words(const dc_index_t *ix);
 
 /* Sets in bits (dc_index_words() words) the campaigns the visitor may match. */
 void dc_index_candidates(const dc_index_t *ix, const dc_context_t *ctx, uint64_t *bits);
+
+/* Clears in bits the campaigns whose bucket ranges leave out bucket (0..99). */
+void dc_index_in_bucket(const dc_index_t *ix, unsigned bucket, uint64_t *bits);
 
 /* Whether any targeting reads this context key (ix NULL: assume so). */
 int dc_index_reads(const dc_index_t *ix, const char *key, size_t key_len);

@@ -2,13 +2,6 @@
 
 #include <string.h>
 
-typedef struct {
-    const char *major, *minor, *patch; /* digit runs; NULL for an implied 0 */
-    size_t major_len, minor_len, patch_len;
-    const char *pre; /* after '-', NULL when none */
-    size_t pre_len;
-} semver_t;
-
 static int is_ident_char(char c)
 {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-';
@@ -57,7 +50,7 @@ static int valid_idents(const char *s, size_t len, int numeric_rule)
     return 1;
 }
 
-static int parse(const char *s, size_t len, semver_t *v)
+int dc_semver_parse(const char *s, size_t len, dc_semver_t *v)
 {
     size_t n;
 
@@ -178,25 +171,30 @@ static int compare_prerelease(const char *a, size_t alen, const char *b, size_t 
 
 int dc_semver_valid(const char *s, size_t len)
 {
-    semver_t v;
+    dc_semver_t v;
 
-    return parse(s, len, &v) == 0;
+    return dc_semver_parse(s, len, &v) == 0;
+}
+
+int dc_semver_cmp(const dc_semver_t *a, const dc_semver_t *b)
+{
+    int c = compare_numbers(a->major, a->major_len, b->major, b->major_len);
+
+    if (!c)
+        c = compare_numbers(a->minor, a->minor_len, b->minor, b->minor_len);
+    if (!c)
+        c = compare_numbers(a->patch, a->patch_len, b->patch, b->patch_len);
+    if (!c)
+        c = compare_prerelease(a->pre, a->pre_len, b->pre, b->pre_len);
+    return c < 0 ? -1 : c > 0;
 }
 
 int dc_semver_compare(const char *a, size_t alen, const char *b, size_t blen, int *cmp)
 {
-    semver_t va, vb;
-    int c;
+    dc_semver_t va, vb;
 
-    if (parse(a, alen, &va) < 0 || parse(b, blen, &vb) < 0)
+    if (dc_semver_parse(a, alen, &va) < 0 || dc_semver_parse(b, blen, &vb) < 0)
         return -1;
-    c = compare_numbers(va.major, va.major_len, vb.major, vb.major_len);
-    if (!c)
-        c = compare_numbers(va.minor, va.minor_len, vb.minor, vb.minor_len);
-    if (!c)
-        c = compare_numbers(va.patch, va.patch_len, vb.patch, vb.patch_len);
-    if (!c)
-        c = compare_prerelease(va.pre, va.pre_len, vb.pre, vb.pre_len);
-    *cmp = c < 0 ? -1 : c > 0;
+    *cmp = dc_semver_cmp(&va, &vb);
     return 0;
 }

@@ -45,6 +45,19 @@ static dc_eval_e result(int b)
     return b ? DC_EVAL_MATCH : DC_EVAL_NO_MATCH;
 }
 
+/* A SEMVER_* operator given the comparison of the context's version with the targeting's. */
+static dc_eval_e semver_result(dc_operator_e op, int cmp)
+{
+    switch (op) {
+    case DC_OP_SEMVER_EQUALS: return result(cmp == 0);
+    case DC_OP_SEMVER_NOT_EQUALS: return result(cmp != 0);
+    case DC_OP_SEMVER_GREATER_THAN: return result(cmp > 0);
+    case DC_OP_SEMVER_LOWER_THAN: return result(cmp < 0);
+    case DC_OP_SEMVER_GREATER_THAN_OR_EQUALS: return result(cmp >= 0);
+    default: return result(cmp <= 0);
+    }
+}
+
 static dc_eval_e eval_string(dc_operator_e op, const dc_value_t *t, const dc_value_t *c)
 {
     int cmp;
@@ -81,14 +94,7 @@ static dc_eval_e eval_string(dc_operator_e op, const dc_value_t *t, const dc_val
     case DC_OP_SEMVER_LOWER_THAN_OR_EQUALS:
         if (dc_semver_compare(c->str, c->len, t->str, t->len, &cmp) < 0)
             return DC_EVAL_NO_MATCH;
-        switch (op) {
-        case DC_OP_SEMVER_EQUALS: return result(cmp == 0);
-        case DC_OP_SEMVER_NOT_EQUALS: return result(cmp != 0);
-        case DC_OP_SEMVER_GREATER_THAN: return result(cmp > 0);
-        case DC_OP_SEMVER_LOWER_THAN: return result(cmp < 0);
-        case DC_OP_SEMVER_GREATER_THAN_OR_EQUALS: return result(cmp >= 0);
-        default: return result(cmp <= 0);
-        }
+        return semver_result(op, cmp);
     default:
         return DC_EVAL_ERROR; /* operator not handled for strings */
     }
@@ -196,14 +202,31 @@ const dc_value_t dc_unresolved;
 
 int dc_targeting_match(const dc_variation_group_t *vg, const dc_context_t *ctx)
 {
-    return dc_targeting_match_cached(vg, ctx, NULL);
+    dc_lookups_t lk = {0};
+
+    return dc_targeting_match_cached(vg, ctx, &lk);
+}
+
+/* A SEMVER_* targeting whose version was parsed at load, on a string: what
+ * dc_targeting_eval() gives, with the context's version parsed once. */
+static dc_eval_e eval_semver(const dc_targeting_t *t, const dc_value_t *c, dc_lookups_t *lk)
+{
+    if (lk->semver_of != c) {
+        lk->semver_of = c;
+        lk->semver_ok = dc_semver_parse(c->str, c->len, &lk->semver) == 0;
+    }
+    if (!lk->semver_ok)
+        return DC_EVAL_NO_MATCH;
+    return semver_result(t->op, dc_semver_cmp(&lk->semver, t->semver));
 }
 
 int dc_targeting_match_cached(const dc_variation_group_t *vg, const dc_context_t *ctx,
-                              const dc_value_t **vals)
+                              dc_lookups_t *lk)
 {
     int any = 0;
 
+    if (vg->everyone)
+        return 1;
     for (size_t g = 0; g < vg->n_groups; g++) {
         const dc_targeting_group_t *group = &vg->groups[g];
         int matched = group->n_targetings > 0;
@@ -223,19 +246,21 @@ int dc_targeting_match_cached(const dc_variation_group_t *vg, const dc_context_t
                 c = NULL;
                 break;
             default:
-                if (!vals)
+                if (!lk->vals)
                     c = dc_context_get(ctx, t->key, t->key_len);
-                else if ((c = vals[t->key_id]) == DC_UNRESOLVED)
-                    c = vals[t->key_id] = dc_context_get(ctx, t->key, t->key_len);
+                else if ((c = lk->vals[t->key_id]) == DC_UNRESOLVED)
+                    c = lk->vals[t->key_id] = dc_context_get(ctx, t->key, t->key_len);
             }
             if (!c && t->op != DC_OP_EXISTS && t->op != DC_OP_NOT_EXISTS) {
                 matched = 0;
                 break;
             }
-            if (t->set && c && c->kind == DC_KIND_STRING) /* a long list of strings */
+            if (t->set && c && c->kind == DC_KIND_STRING) /* EQUALS strings: the set */
                 m = dc_strset_has(t->set, c->folded, c->folded_len) == (t->op == DC_OP_EQUALS)
                         ? DC_EVAL_MATCH
                         : DC_EVAL_NO_MATCH;
+            else if (t->semver && c && c->kind == DC_KIND_STRING)
+                m = eval_semver(t, c, lk);
             else
                 m = dc_targeting_eval(t->op, &t->value, c);
             if (m == DC_EVAL_ERROR)

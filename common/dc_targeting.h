@@ -34,12 +34,22 @@ dc_eval_e dc_targeting_eval(dc_operator_e op, const dc_value_t *t, const dc_valu
 /* 1 when the visitor matches the group's targeting, 0 otherwise (errors included). */
 int dc_targeting_match(const dc_variation_group_t *vg, const dc_context_t *ctx);
 
-/* The same, looking each context key up once per visitor: vals[t->key_id] (see
- * dc_index_n_keys()) caches the lookups; set every entry to DC_UNRESOLVED first. */
+/* What dc_targeting_match_cached() looks up or parses once per visitor, not
+ * once per targeting: each context key's value, and the version a SEMVER_*
+ * targeting compares (one remembered: visitors have one app version). */
+typedef struct {
+    const dc_value_t **vals; /* by key_id (dc_index_n_keys()), each DC_UNRESOLVED at first */
+    const dc_value_t *semver_of; /* the context value parsed into semver, NULL: none yet */
+    int semver_ok;               /* whether it was a valid version */
+    dc_semver_t semver;
+} dc_lookups_t;
+
 extern const dc_value_t dc_unresolved;
 #define DC_UNRESOLVED (&dc_unresolved)
+
+/* dc_targeting_match() with lk, which starts as {.vals = vals}, every vals[i] DC_UNRESOLVED. */
 int dc_targeting_match_cached(const dc_variation_group_t *vg, const dc_context_t *ctx,
-                              const dc_value_t **vals);
+                              dc_lookups_t *lk);
 
 const dc_value_t *dc_context_get(const dc_context_t *ctx, const char *key, size_t key_len);
 

@@ -36,6 +36,32 @@ START_TEST(murmur_standard)
 }
 END_TEST
 
+/* A key premixed once gives, after prefixes of every length (every alignment,
+ * in any order), what hashing the concatenation gives; so do keys too long to premix. */
+START_TEST(bucket_after_key)
+{
+    char buf[2 * DC_HASH_KEY_MAX + 40];
+
+    for (size_t i = 0; i < sizeof(buf); i++)
+        buf[i] = (char)('a' + (i * 7 + i / 13) % 26);
+    for (size_t key_len = 0; key_len <= DC_HASH_KEY_MAX + 9; key_len++) {
+        dc_hash_key_t key;
+        const char *k = buf + 40;
+
+        dc_hash_key_init(&key, k, key_len);
+        for (size_t round = 0; round < 2; round++)
+            for (size_t n = 0; n < 24; n++) {
+                size_t plen = round ? 23 - n : n; /* alignments in both orders */
+                dc_hash_state_t prefix = {0};
+
+                dc_hash_feed(&prefix, buf, plen);
+                ck_assert_uint_eq(dc_bucket_after_key(&prefix, &key),
+                                  dc_bucket2(buf, plen, k, key_len));
+            }
+    }
+}
+END_TEST
+
 /* dc_bucket2 hashes a + b as one stream: every split point must agree. */
 START_TEST(bucket2_every_split)
 {
@@ -217,6 +243,7 @@ static Suite *hash_suite(void)
     tcase_add_test(tc, murmur_vectors);
     tcase_add_test(tc, murmur_standard);
     tcase_add_test(tc, bucket2_every_split);
+    tcase_add_test(tc, bucket_after_key);
     tcase_add_test(tc, sample_vg_ab_buckets);
     tcase_add_test(tc, bucket_range_vectors);
     tcase_add_test(tc, allocation_vectors);

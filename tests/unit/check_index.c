@@ -177,6 +177,7 @@ START_TEST(superset_of_matches)
                     dc_context_t *ctx = context(ids[c], json);
                     const char *cand = candidates(cfg, ctx);
                     const dc_value_t *vals[8];
+                    dc_lookups_t lk = {.vals = vals};
 
                     ck_assert_uint_le(dc_index_n_keys(cfg->index), 8);
                     for (size_t k = 0; k < 8; k++)
@@ -186,7 +187,7 @@ START_TEST(superset_of_matches)
                         const dc_variation_group_t *vg = &cfg->campaigns[i].groups[0];
 
                         /* the keys looked up once give what a lookup per targeting gives */
-                        ck_assert_int_eq(dc_targeting_match_cached(vg, ctx, vals),
+                        ck_assert_int_eq(dc_targeting_match_cached(vg, ctx, &lk),
                                          dc_targeting_match(vg, ctx));
 
                         if (cand[i] == '0') {
@@ -250,6 +251,7 @@ START_TEST(cached_first_entry)
     dc_context_entry_t e[3] = {{"plan", 4, {0}}, {"country", 7, {0}}, {"plan", 4, {0}}};
     dc_context_t ctx = {e, 3, NULL};
     const dc_value_t *vals[8];
+    dc_lookups_t lk = {.vals = vals};
     const dc_variation_group_t *team = &cfg->campaigns[11].groups[0];
     const dc_variation_group_t *not_pro = &cfg->campaigns[4].groups[0];
     const dc_targeting_t *plan = &team->groups[0].targetings[0];
@@ -261,10 +263,10 @@ START_TEST(cached_first_entry)
     ck_assert_uint_eq(dc_index_n_keys(cfg->index), 5);
     for (size_t k = 0; k < 8; k++)
         vals[k] = DC_UNRESOLVED;
-    ck_assert(dc_targeting_match_cached(team, &ctx, vals));
+    ck_assert(dc_targeting_match_cached(team, &ctx, &lk));
     ck_assert_ptr_eq(vals[plan->key_id], &e[0].value);
-    ck_assert(dc_targeting_match_cached(team, &ctx, vals)); /* from the cache */
-    ck_assert_int_eq(dc_targeting_match_cached(not_pro, &ctx, vals), dc_targeting_match(not_pro, &ctx));
+    ck_assert(dc_targeting_match_cached(team, &ctx, &lk)); /* from the cache */
+    ck_assert_int_eq(dc_targeting_match_cached(not_pro, &ctx, &lk), dc_targeting_match(not_pro, &ctx));
     ck_assert(dc_targeting_match(not_pro, &ctx)); /* plan "Team" is not "pro" */
     dc_config_unref(cfg);
 }
