@@ -128,6 +128,7 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
     unsigned visitor_bucket;
     dc_hash_key_t alloc_key;
     loaded_t l;
+    dc_assignments_view_t visitor, anonymous, group, save_visitor, save_anonymous, save_group;
 
     out->n_decisions = 0;
     out->single_error = DC_CHOICE_OK;
@@ -186,15 +187,22 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
     /* 2. Sticky assignments, when they can change anything. */
     xpc = cfg->xpc && v->anonymous_id && v->anonymous_id_len > 0;
     out->cache_on = !dc_store_is_none(store) && (multi_variation || cfg->enabled_1v1t || cfg->xpc);
-    if (out->cache_on)
+    if (out->cache_on) {
         load_assignments(p, store, env_id, v, xpc, &l, out);
+        dc_assignments_view_init(p, &save_visitor, &out->save_visitor, n_selected);
+        dc_assignments_view_init(p, &save_anonymous, &out->save_anonymous, n_selected);
+        dc_assignments_view_init(p, &save_group, &out->save_group, n_selected);
+    }
+    dc_assignments_view_init(p, &visitor, &l.visitor, 0);
+    dc_assignments_view_init(p, &anonymous, &l.anonymous, 0);
+    dc_assignments_view_init(p, &group, &l.group, 0);
     if (cfg->enabled_1v1t) {
         for (size_t i = 0; i < n_selected; i++) {
             const dc_assignment_t *a;
 
             if (!selected[i]->campaign->is_ab)
                 continue;
-            a = dc_assignments_find(&l.visitor, selected[i]->id, selected[i]->id_len);
+            a = dc_assignments_view_find(&visitor, selected[i]->id, selected[i]->id_len);
             if (a && a->activated)
                 any_prev_ab = 1;
         }
@@ -215,7 +223,7 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
 
         /* 3. One visitor one test: at most one "ab" campaign, the activated one first. */
         if (cfg->enabled_1v1t && c->is_ab) {
-            const dc_assignment_t *prev = dc_assignments_find(&l.visitor, vg->id, vg->id_len);
+            const dc_assignment_t *prev = dc_assignments_view_find(&visitor, vg->id, vg->id_len);
             int in_prev = prev && prev->activated;
 
             if ((any_prev_ab && !in_prev) || ab_added)
@@ -227,9 +235,9 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
 
         /* 5. The variation: an assignment wins over the hash. */
         if (out->cache_on) {
-            s = dc_assignments_find(&l.visitor, vg->id, vg->id_len);
-            a = dc_assignments_find(&l.anonymous, vg->id, vg->id_len);
-            d = dc_assignments_find(&l.group, vg->id, vg->id_len);
+            s = dc_assignments_view_find(&visitor, vg->id, vg->id_len);
+            a = dc_assignments_view_find(&anonymous, vg->id, vg->id_len);
+            d = dc_assignments_view_find(&group, vg->id, vg->id_len);
         }
         if (s || a || d) {
             const dc_variation_t *sv = variation_by_id(vg, s);
@@ -263,16 +271,16 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
             int hit = v->trigger_hit;
 
             if ((hit && !(s && s->activated)) || is_new) {
-                dc_assignments_set(p, &out->save_visitor, vg->id, vg->id_len, chosen->id,
-                                   chosen->id_len, hit);
+                dc_assignments_view_set(p, &save_visitor, vg->id, vg->id_len, chosen->id,
+                                        chosen->id_len, hit);
                 if (v->decision_group)
-                    dc_assignments_set(p, &out->save_group, vg->id, vg->id_len, chosen->id,
-                                       chosen->id_len, hit);
+                    dc_assignments_view_set(p, &save_group, vg->id, vg->id_len, chosen->id,
+                                            chosen->id_len, hit);
             }
             if (v->anonymous_id && v->anonymous_id_len &&
                 ((hit && !(a && a->activated)) || is_new_anonymous))
-                dc_assignments_set(p, &out->save_anonymous, vg->id, vg->id_len, chosen->id,
-                                   chosen->id_len, hit);
+                dc_assignments_view_set(p, &save_anonymous, vg->id, vg->id_len, chosen->id,
+                                        chosen->id_len, hit);
         }
         out->decisions[out->n_decisions].campaign = c;
         out->decisions[out->n_decisions].group = vg;

@@ -24,41 +24,142 @@ const dc_assignment_t *dc_assignments_find(const dc_assignments_t *a, const char
     return NULL;
 }
 
-void dc_assignments_set(apr_pool_t *p, dc_assignments_t *a, const char *vg_id, size_t vg_id_len,
-                        const char *variation_id, size_t variation_id_len, int activated)
+dc_assignment_t *dc_assignments_append(apr_pool_t *p, dc_assignments_t *a, const char *vg_id,
+                                       size_t vg_id_len)
 {
-    dc_assignment_t *item = (dc_assignment_t *)dc_assignments_find(a, vg_id, vg_id_len);
+    dc_assignment_t *item;
 
-    if (!item) {
-        if (a->n == a->cap) {
-            size_t cap = a->cap ? a->cap * 2 : 8;
-            dc_assignment_t *items = apr_palloc(p, cap * sizeof(*items));
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 8;
+        dc_assignment_t *items = apr_palloc(p, cap * sizeof(*items));
 
-            if (a->n)
-                memcpy(items, a->items, a->n * sizeof(*items));
-            a->items = items;
-            a->cap = cap;
-        }
-        item = &a->items[a->n++];
-        item->vg_id = apr_pstrmemdup(p, vg_id, vg_id_len);
-        item->vg_id_len = vg_id_len;
+        if (a->n)
+            memcpy(items, a->items, a->n * sizeof(*items));
+        a->items = items;
+        a->cap = cap;
     }
+    item = &a->items[a->n++];
+    item->vg_id = apr_pstrmemdup(p, vg_id, vg_id_len);
+    item->vg_id_len = vg_id_len;
+    item->variation_id = NULL;
+    item->variation_id_len = 0;
+    item->activated = 0;
+    return item;
+}
+
+void dc_assignment_put(apr_pool_t *p, dc_assignment_t *item, const char *variation_id,
+                       size_t variation_id_len, int activated)
+{
     item->variation_id = apr_pstrmemdup(p, variation_id, variation_id_len);
     item->variation_id_len = variation_id_len;
     item->activated = activated;
 }
 
+void dc_assignments_set(apr_pool_t *p, dc_assignments_t *a, const char *vg_id, size_t vg_id_len,
+                        const char *variation_id, size_t variation_id_len, int activated)
+{
+    dc_assignment_t *item = (dc_assignment_t *)dc_assignments_find(a, vg_id, vg_id_len);
+
+    if (!item)
+        item = dc_assignments_append(p, a, vg_id, vg_id_len);
+    dc_assignment_put(p, item, variation_id, variation_id_len, activated);
+}
+
+#define VIEW_SCAN 16
+
+static uint32_t id_hash(const char *s, size_t len)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+/* The slot holding vg_id, or the empty one where it would go. */
+static uint32_t *view_slot(const dc_assignments_view_t *v, const char *vg_id, size_t len)
+{
+    for (size_t i = id_hash(vg_id, len) & v->mask;; i = (i + 1) & v->mask) {
+        uint32_t at = v->slots[i];
+
+        if (!at || (v->a->items[at - 1].vg_id_len == len &&
+                    memcmp(v->a->items[at - 1].vg_id, vg_id, len) == 0))
+            return &v->slots[i];
+    }
+}
+
+void dc_assignments_view_init(apr_pool_t *p, dc_assignments_view_t *v, dc_assignments_t *a,
+                              size_t more)
+{
+    size_t cap = 64;
+
+    v->a = a;
+    v->slots = NULL;
+    v->mask = 0;
+    if (a->n + more <= VIEW_SCAN)
+        return;
+    while (cap < 2 * (a->n + more))
+        cap *= 2;
+    v->slots = apr_pcalloc(p, cap * sizeof(*v->slots));
+    v->mask = cap - 1;
+    for (size_t i = 0; i < a->n; i++) {
+        uint32_t *slot = view_slot(v, a->items[i].vg_id, a->items[i].vg_id_len);
+
+        if (!*slot) /* the first of duplicates, as dc_assignments_find */
+            *slot = (uint32_t)i + 1;
+    }
+}
+
+const dc_assignment_t *dc_assignments_view_find(const dc_assignments_view_t *v, const char *vg_id,
+                                                size_t vg_id_len)
+{
+    const uint32_t *slot;
+
+    if (!v->slots)
+        return dc_assignments_find(v->a, vg_id, vg_id_len);
+    slot = view_slot(v, vg_id, vg_id_len);
+    return *slot ? &v->a->items[*slot - 1] : NULL;
+}
+
+void dc_assignments_view_set(apr_pool_t *p, dc_assignments_view_t *v, const char *vg_id,
+                             size_t vg_id_len, const char *variation_id, size_t variation_id_len,
+                             int activated)
+{
+    uint32_t *slot;
+    dc_assignment_t *item;
+
+    if (!v->slots || 2 * (v->a->n + 1) > v->mask + 1) {
+        if (v->a->n + 1 <= VIEW_SCAN) {
+            dc_assignments_set(p, v->a, vg_id, vg_id_len, variation_id, variation_id_len,
+                               activated);
+            return;
+        }
+        dc_assignments_view_init(p, v, v->a, v->a->n + 1); /* twice the room */
+    }
+    slot = view_slot(v, vg_id, vg_id_len);
+    if (*slot) {
+        item = &v->a->items[*slot - 1];
+    } else {
+        item = dc_assignments_append(p, v->a, vg_id, vg_id_len);
+        *slot = (uint32_t)v->a->n;
+    }
+    dc_assignment_put(p, item, variation_id, variation_id_len, activated);
+}
+
 void dc_assignments_merge(apr_pool_t *p, dc_assignments_t *record,
                           const dc_assignments_t *changes, int64_t now_ms)
 {
+    dc_assignments_view_t view;
+
+    dc_assignments_view_init(p, &view, record, changes->n);
     for (size_t i = 0; i < changes->n; i++) {
         const dc_assignment_t *a = &changes->items[i];
 
         if (record->n >= DC_STORE_MAX_ASSIGNMENTS &&
-            !dc_assignments_find(record, a->vg_id, a->vg_id_len))
+            !dc_assignments_view_find(&view, a->vg_id, a->vg_id_len))
             continue;
-        dc_assignments_set(p, record, a->vg_id, a->vg_id_len, a->variation_id,
-                           a->variation_id_len, a->activated);
+        dc_assignments_view_set(p, &view, a->vg_id, a->vg_id_len, a->variation_id,
+                                a->variation_id_len, a->activated);
     }
     record->ts_ms = now_ms;
 }
@@ -237,6 +338,7 @@ int dc_assignment_decode_field(apr_pool_t *p, const char *vg_id, size_t vg_id_le
 static int decode_canonical(apr_pool_t *p, const char *data, size_t len, dc_assignments_t *out)
 {
     scan_t s = {data, data + len};
+    dc_assignments_view_t view;
     int64_t ts;
 
     if (scan_literal(&s, "{\"Timestamp\":", 13) < 0 || scan_integer(&s, &ts) < 0 ||
@@ -245,6 +347,7 @@ static int decode_canonical(apr_pool_t *p, const char *data, size_t len, dc_assi
     out->ts_ms = ts;
     if (scan_literal(&s, "}}", 2) == 0)
         return s.at == s.end ? 0 : 1;
+    dc_assignments_view_init(p, &view, out, 0);
     for (;;) {
         const char *vg, *var;
         size_t vg_len, var_len;
@@ -254,10 +357,10 @@ static int decode_canonical(apr_pool_t *p, const char *data, size_t len, dc_assi
             scan_canonical_entry(&s, &var, &var_len, &activated) < 0)
             return 1;
         if (vg_len == 0 || vg_len > DC_STORE_MAX_FIELD_LEN || var_len == 0 ||
-            var_len > DC_STORE_MAX_FIELD_LEN || dc_assignments_find(out, vg, vg_len) ||
+            var_len > DC_STORE_MAX_FIELD_LEN || dc_assignments_view_find(&view, vg, vg_len) ||
             out->n >= DC_STORE_MAX_ASSIGNMENTS)
             return -1; /* jansson: an empty/long id, a duplicate key, too many entries */
-        dc_assignments_set(p, out, vg, vg_len, var, var_len, activated);
+        dc_assignments_view_set(p, &view, vg, vg_len, var, var_len, activated);
         if (scan_literal(&s, ",", 1) == 0)
             continue;
         if (scan_literal(&s, "}}", 2) == 0 && s.at == s.end)
@@ -296,8 +399,9 @@ int dc_assignments_decode(apr_pool_t *p, const char *data, size_t len, dc_assign
             rc = -1;
             break;
         }
-        dc_assignments_set(p, out, a.vg_id, a.vg_id_len, a.variation_id, a.variation_id_len,
-                           a.activated);
+        /* an object's keys are distinct */
+        dc_assignment_put(p, dc_assignments_append(p, out, a.vg_id, a.vg_id_len), a.variation_id,
+                          a.variation_id_len, a.activated);
     }
     json_decref(root);
     return rc;

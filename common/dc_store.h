@@ -27,9 +27,42 @@
 
 const dc_assignment_t *dc_assignments_find(const dc_assignments_t *a, const char *vg_id,
                                            size_t vg_id_len);
+/* A new entry for vg_id at the end, without looking for one (the caller knows
+ * there is none), its variation unset; strings are copied into p. */
+dc_assignment_t *dc_assignments_append(apr_pool_t *p, dc_assignments_t *a, const char *vg_id,
+                                       size_t vg_id_len);
+/* Sets an entry's variation (copied into p) and activation. */
+void dc_assignment_put(apr_pool_t *p, dc_assignment_t *item, const char *variation_id,
+                       size_t variation_id_len, int activated);
 /* Adds or replaces the entry for vg_id; strings are copied into p. */
 void dc_assignments_set(apr_pool_t *p, dc_assignments_t *a, const char *vg_id, size_t vg_id_len,
                         const char *variation_id, size_t variation_id_len, int activated);
+
+/*
+ * A view of an assignments list by variation group id, for many lookups and
+ * additions in a row: a visitor who kept the assignments of a big file's 276
+ * campaigns is looked up 276 times in each list, as many are saved, and its
+ * record is decoded and merged; scanning the list each time made a
+ * returning visitor's decision 5 M instructions. Past a few entries the ids
+ * are hashed in p (open addressing, at most half full, grown as entries are
+ * added through the view); a short list is scanned. Adding to the list other
+ * than through the view makes the view stale.
+ */
+typedef struct {
+    dc_assignments_t *a;
+    uint32_t *slots; /* an entry's index + 1, 0: empty; NULL: the list is scanned */
+    size_t mask;
+} dc_assignments_view_t;
+
+/* A view of a, sized for `more` entries to come (a hint). */
+void dc_assignments_view_init(apr_pool_t *p, dc_assignments_view_t *v, dc_assignments_t *a,
+                              size_t more);
+const dc_assignment_t *dc_assignments_view_find(const dc_assignments_view_t *v, const char *vg_id,
+                                                size_t vg_id_len);
+/* dc_assignments_set through the view. */
+void dc_assignments_view_set(apr_pool_t *p, dc_assignments_view_t *v, const char *vg_id,
+                             size_t vg_id_len, const char *variation_id, size_t variation_id_len,
+                             int activated);
 
 /* Applies changes to a record read back from a store (the read-modify-write of
  * a save): each change replaces its variation group's entry or adds one; a

@@ -380,7 +380,9 @@ int dc_store_dynamo_decode_item(apr_pool_t *p, const char *pk_field, const char 
             garbage++;
             continue;
         }
-        dc_assignments_set(p, out, name, name_len, json_string_value(s), var_len, activated);
+        /* an item's attribute names are distinct */
+        dc_assignment_put(p, dc_assignments_append(p, out, name, name_len), json_string_value(s),
+                          var_len, activated);
     }
     json_decref(root);
     return garbage;

@@ -562,8 +562,9 @@ static dc_store_status_e redis_load(dc_store_t *s, apr_pool_t *p, const char *en
             garbage++;
             continue;
         }
-        dc_assignments_set(p, out, a.vg_id, a.vg_id_len, a.variation_id, a.variation_id_len,
-                           a.activated);
+        /* a hash's fields are distinct */
+        dc_assignment_put(p, dc_assignments_append(p, out, a.vg_id, a.vg_id_len), a.variation_id,
+                          a.variation_id_len, a.activated);
     }
     freeReplyObject(reply);
     redis_cache_fill(r->cache, p, &ticket, argv[1], key_len, out);

@@ -1629,6 +1629,60 @@ static void expect_same_decoding(const char *rec, size_t len)
                           fast.items[i].activated);
 }
 
+/* A view (hashed past 16 entries) answers as the plain list functions do, from a few
+ * entries to many, duplicates and replacements included; a long record round-trips. */
+START_TEST(assignments_view_agrees_with_the_list)
+{
+    dc_assignments_t plain = {0}, viewed = {0}, merged = {0}, decoded;
+    dc_assignments_view_t v;
+    char id[32], var[32], dup[48];
+    unsigned x = 12345;
+    char *text;
+    size_t len;
+
+    dc_assignments_view_init(pool, &v, &viewed, 0);
+    ck_assert_ptr_null(v.slots); /* short: scanned */
+    for (int i = 0; i < 1500; i++) {
+        x = x * 1103515245u + 12345u;
+        snprintf(id, sizeof(id), "vg%u", (x >> 8) % 400); /* repeats: replacements */
+        snprintf(var, sizeof(var), "v%d", i);
+        dc_assignments_set(pool, &plain, id, strlen(id), var, strlen(var), i % 3 == 0);
+        dc_assignments_view_set(pool, &v, id, strlen(id), var, strlen(var), i % 3 == 0);
+        ck_assert_uint_eq(viewed.n, plain.n);
+    }
+    ck_assert_ptr_nonnull(v.slots);
+    ck_assert_uint_gt(plain.n, 300);
+    for (size_t i = 0; i < plain.n; i++) {
+        const dc_assignment_t *a = &plain.items[i], *b = &viewed.items[i];
+
+        ck_assert_str_eq(a->vg_id, b->vg_id);
+        ck_assert_str_eq(a->variation_id, b->variation_id);
+        ck_assert_int_eq(a->activated, b->activated);
+        ck_assert_ptr_eq(dc_assignments_view_find(&v, a->vg_id, a->vg_id_len), b);
+    }
+    ck_assert_ptr_null(dc_assignments_view_find(&v, "vg400", 5));
+    ck_assert_ptr_null(dc_assignments_view_find(&v, "vg4", 2)); /* a prefix of ids */
+
+    /* a list with a duplicate (a plugin may return one): the first is found, as by the scan */
+    snprintf(dup, sizeof(dup), "%s", plain.items[7].vg_id);
+    dc_assignment_put(pool, dc_assignments_append(pool, &plain, dup, strlen(dup)), "late", 4, 1);
+    dc_assignments_view_init(pool, &v, &plain, 0);
+    ck_assert_ptr_eq(dc_assignments_view_find(&v, dup, strlen(dup)), &plain.items[7]);
+
+    /* merge and the record codec over many entries */
+    dc_assignments_merge(pool, &merged, &viewed, 42);
+    ck_assert_uint_eq(merged.n, viewed.n);
+    text = dc_assignments_encode(pool, &merged, &len);
+    ck_assert_int_eq(dc_assignments_decode(pool, text, len, &decoded), 0);
+    ck_assert_uint_eq(decoded.n, merged.n);
+    ck_assert_int_eq(decoded.ts_ms, 42);
+    for (size_t i = 0; i < decoded.n; i++)
+        ck_assert_str_eq(decoded.items[i].variation_id,
+                         dc_assignments_find(&merged, decoded.items[i].vg_id,
+                                             decoded.items[i].vg_id_len)->variation_id);
+}
+END_TEST
+
 START_TEST(record_fast_reader_agrees_with_jansson)
 {
     static const char *const samples[] = {
@@ -1714,6 +1768,7 @@ static Suite *store_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, record_codec_survives_garbage);
     tcase_add_test(tc, record_fast_reader_agrees_with_jansson);
+    tcase_add_test(tc, assignments_view_agrees_with_the_list);
     tcase_add_test(tc, registry_and_options);
     tcase_add_test(tc, outage_window_probe_and_queue);
     tcase_add_test(tc, memory_contract);
