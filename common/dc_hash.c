@@ -47,18 +47,12 @@ static inline uint32_t load_le32(const unsigned char *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-uint32_t dc_murmur3_32(const void *data, size_t len, uint32_t seed)
+/* The last 1-3 bytes as MurmurHash3 folds them (n is len & 3). */
+static inline uint32_t load_tail(const unsigned char *p, size_t n)
 {
-    const unsigned char *p = data;
-    size_t nblocks = len / 4;
-    uint32_t h = seed;
     uint32_t k = 0;
 
-    for (size_t i = 0; i < nblocks; i++)
-        h = mix_block(h, load_le32(p + i * 4));
-
-    p += nblocks * 4;
-    switch (len & 3) {
+    switch (n) {
     case 3:
         k ^= (uint32_t)p[2] << 16;
         /* fall through */
@@ -67,8 +61,22 @@ uint32_t dc_murmur3_32(const void *data, size_t len, uint32_t seed)
         /* fall through */
     case 1:
         k ^= p[0];
-        h = mix_tail(h, k);
     }
+    return k;
+}
+
+uint32_t dc_murmur3_32(const void *data, size_t len, uint32_t seed)
+{
+    const unsigned char *p = data;
+    size_t nblocks = len / 4;
+    uint32_t h = seed;
+
+    for (size_t i = 0; i < nblocks; i++)
+        h = mix_block(h, load_le32(p + i * 4));
+
+    p += nblocks * 4;
+    if (len & 3)
+        h = mix_tail(h, load_tail(p, len & 3));
     h ^= (uint32_t)len;
     return fmix32(h);
 }
@@ -159,22 +167,12 @@ static void key_prepare(dc_hash_key_t *key, unsigned o)
 {
     const unsigned char *p = key->s + o;
     size_t n = key->len - o, j;
-    uint32_t k = 0;
 
     for (j = 0; j < n / 4; j++)
         key->k[o][j] = premix(load_le32(p + j * 4));
     p += j * 4;
-    switch (n & 3) {
-    case 3:
-        k ^= (uint32_t)p[2] << 16;
-        /* fall through */
-    case 2:
-        k ^= (uint32_t)p[1] << 8;
-        /* fall through */
-    case 1:
-        k ^= p[0];
-        key->k[o][j] = premix(k);
-    }
+    if (n & 3)
+        key->k[o][j] = premix(load_tail(p, n & 3));
     key->ready |= 1u << o;
 }
 
