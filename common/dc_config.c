@@ -440,7 +440,8 @@ static int parse_modifications(parser_t *ps, const json_t *var, dc_variation_t *
             }
             i++;
         }
-        qsort(flags, n, sizeof(*flags), compare_flags);
+        if (n > 1)
+            qsort(flags, n, sizeof(*flags), compare_flags);
         out->flags = flags;
         out->n_flags = n;
         path_pop(ps, old_v);

@@ -230,14 +230,16 @@ static apr_status_t poll_source(int state, void *data, apr_pool_t *p)
     share_status(svc);
     if (result != DC_SOURCE_CHANGED || !cfg)
         return APR_SUCCESS; /* the source logs failures once per streak */
+    if (!enter_slot(svc)) {
+        /* The child is exiting: the poller that takes over finds the file
+         * different from what is served, and publishes it. */
+        dc_config_unref(cfg);
+        return APR_SUCCESS;
+    }
     apr_cpystrn(svc->shared->digest, cfg->digest, sizeof(svc->shared->digest));
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, svc->s,
                  DCLOGNO(10423) "%s: new configuration %s (%" APR_SIZE_T_FMT " campaigns)",
                  svc->name, cfg->digest, cfg->n_campaigns);
-    if (!enter_slot(svc)) {
-        dc_config_unref(cfg); /* the child is exiting */
-        return APR_SUCCESS;
-    }
     if (svc->share)
         dc_share_publish(svc->share, cfg); /* none, when cfg is this child's own */
     dc_slot_publish(&svc->api.slot, cfg);

@@ -123,6 +123,16 @@ START_TEST(defaults_and_warnings)
     ck_assert(cfg->campaigns[1].groups[0].variations[0].allocation == 20.5);
     ck_assert_ptr_null(cfg->campaigns[0].slug);
     dc_config_unref(cfg);
+
+    /* a variation whose flags are an empty object: no flag (fuzz_config found it sorted
+     * with a null pointer, undefined behaviour the sanitizers stop on) */
+    ck_assert_int_eq(parse("{\"campaigns\":[{\"id\":\"c\",\"variationGroups\":[{\"id\":\"g\","
+                           "\"variations\":[{\"id\":\"v\",\"modifications\":{\"type\":\"FLAG\","
+                           "\"value\":{}}}]}]}]}",
+                           &cfg, &err),
+                     0);
+    ck_assert_uint_eq(cfg->campaigns[0].groups[0].variations[0].n_flags, 0);
+    dc_config_unref(cfg);
 }
 END_TEST
 
