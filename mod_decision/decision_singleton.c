@@ -5,11 +5,11 @@
  *
  * mod_watchdog's singletons elect their child with an APR process mutex held
  * by its watchdog thread. With the mechanism Debian's httpd uses by default
- * (APR_USE_PROC_PTHREAD_SERIALIZE), a child that exits holding it never gives
- * it back: no child runs the callbacks again (a prefork server with
+ * (APR_USE_PROC_PTHREAD_SERIALIZE), no other child took it over in some runs
+ * once its holder exited: none ran the callbacks again (a prefork server with
  * MaxConnectionsPerChild stopped polling its config, shipping its events and
- * exporting its metrics at its poller's first exit; `Mutex fcntl:...
- * watchdog-callback` avoided it). So the election is the module's own: one
+ * exporting its metrics at its poller's first exit, one run in two; with
+ * `Mutex fcntl:... watchdog-callback` it moved every time). So the election is the module's own: one
  * mod_watchdog callback in every child (not a singleton) claims a word of
  * shared memory with its pid when the word is 0 or names a process that is
  * gone, runs the tasks with mod_watchdog's states while it holds it

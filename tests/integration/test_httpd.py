@@ -906,7 +906,7 @@ def test_events_are_spooled_by_every_child_and_shipped_once(mpm, rundir, servers
 def test_shipping_goes_on_when_the_shipping_child_exits(rundir, servers, cdn):
     """Children retire after a few connections, the one that ships (and polls) among them:
     another child takes the background work over, every time (mod_watchdog's singleton,
-    with httpd's default pthread mutex, stayed with the first child that exited)."""
+    with httpd's default pthread mutex, was in some runs never taken over after its child exited)."""
     spool = os.path.join(rundir, "spool")
     body = sample_conf("DecisionSpool %s\nDecisionSpoolOptions segment-age=1s\n"
                        "DecisionCollector %s\nMaxConnectionsPerChild 3\n" % (spool, cdn.collector_url))
