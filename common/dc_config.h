@@ -67,6 +67,7 @@ typedef struct {
     dc_operator_e op;
     dc_key_kind_e key_kind;
     uint32_t key_id;        /* DC_KEY_CONTEXT: the key's number in the snapshot (dc_index.h) */
+    uint32_t tid; /* the same key, operator and value have the same number (dc_index.h) */
     const dc_strset_t *set; /* EQUALS / NOT_EQUALS on strings: their folded forms, sorted */
     const dc_semver_t *semver; /* SEMVER_* on a valid version: the value parsed (dc_index.h) */
     const char *key;
@@ -114,6 +115,7 @@ typedef struct dc_campaign dc_campaign_t;
 
 typedef struct {
     int everyone; /* only fs_all_users targetings: matches every visitor (dc_index.h) */
+    uint32_t targeting_id; /* the same targeting groups, the same number (dc_index.h) */
     const dc_targeting_group_t *groups;
     size_t n_groups;
     const dc_variation_t *variations;

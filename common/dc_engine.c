@@ -105,13 +105,27 @@ static inline int in_buckets(const dc_campaign_t *c, unsigned bucket)
 }
 
 /* The campaign's first variation group the visitor matches, into *selected: returns 1, or 0. */
-static size_t select_group(const dc_campaign_t *c, const dc_context_t *ctx, dc_lookups_t *lk,
+static inline size_t select_group(const dc_campaign_t *c, const dc_context_t *ctx, dc_lookups_t *lk,
                            const dc_variation_group_t **selected, int *multi_variation)
 {
     for (size_t g = 0; g < c->n_groups; g++) {
-        if (dc_targeting_match_cached(&c->groups[g], ctx, lk)) {
-            *selected = &c->groups[g];
-            *multi_variation |= c->groups[g].n_variations > 1;
+        const dc_variation_group_t *vg = &c->groups[g];
+        int matched;
+
+        /* dc_targeting_match_cached(), inlined: most groups are answered by everyone
+         * or by lk->matches, without a call */
+        if (vg->everyone)
+            matched = 1;
+        else if (!lk->matches)
+            matched = dc_targeting_match_groups(vg, ctx, lk);
+        else if (lk->matches[vg->targeting_id])
+            matched = lk->matches[vg->targeting_id] - 1;
+        else
+            matched = (lk->matches[vg->targeting_id] =
+                           (uint8_t)(1 + dc_targeting_match_groups(vg, ctx, lk))) - 1;
+        if (matched) {
+            *selected = vg;
+            *multi_variation |= vg->n_variations > 1;
             return 1;
         }
     }
@@ -151,6 +165,7 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
     } else {
         uint64_t bits_stack[16], *bits = bits_stack;
         const dc_value_t *vals_stack[32], **vals = vals_stack;
+        uint8_t outcomes_stack[4096], *outcomes = outcomes_stack;
         dc_lookups_t lk = {0};
         size_t n_words = dc_index_words(cfg->index), n_keys = dc_index_n_keys(cfg->index);
         /* Without a store, a campaign whose bucket ranges exclude the visitor can
@@ -168,6 +183,17 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
         for (size_t k = 0; k < n_keys; k++)
             vals[k] = DC_UNRESOLVED;
         lk.vals = vals;
+        /* each repeated targeting, and variation group targeting, evaluated once */
+        if (dc_index_has_repeats(cfg->index)) {
+            size_t n_targetings = dc_index_n_targetings(cfg->index);
+            size_t n = n_targetings + dc_index_n_group_targetings(cfg->index);
+
+            if (n > sizeof(outcomes_stack))
+                outcomes = apr_palloc(p, n);
+            memset(outcomes, 0, n);
+            lk.outcomes = outcomes;
+            lk.matches = outcomes + n_targetings;
+        }
         /* Only the campaigns the context can match (dc_index.h), in file order. */
         dc_index_candidates(cfg->index, v->context, bits);
         if (skip_by_bucket)

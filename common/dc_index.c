@@ -43,6 +43,9 @@ struct dc_index {
     size_t n_read;
     uint32_t *read_slots; /* 1 + key_id, 0 when free: open addressing on the key */
     size_t read_mask;
+    size_t n_targetings; /* distinct ones (dc_targeting_t.tid) */
+    size_t n_group_targetings; /* distinct ones (dc_variation_group_t.targeting_id) */
+    size_t n_targeting_uses, n_group_uses; /* all of them, fs_all_users and everyone aside */
 };
 
 static int str_order(const void *a, const void *b)
@@ -282,10 +285,121 @@ static uint32_t *read_slot(const dc_index_t *ix, const char *key, size_t key_len
     }
 }
 
-/* Gives every context key of a targeting its number (dc_targeting_t.key_id). */
-static void number_keys(dc_arena_t *mem, dc_index_t *ix, const dc_config_t *cfg)
+static uint32_t value_hash(uint32_t h, const dc_value_t *v)
+{
+    h = (h ^ (uint32_t)v->kind) * 16777619u;
+    switch (v->kind) {
+    case DC_KIND_STRING:
+        for (size_t i = 0; i < v->len; i++)
+            h = (h ^ (unsigned char)v->str[i]) * 16777619u;
+        break;
+    case DC_KIND_NUMBER: {
+        unsigned char b[sizeof(v->number)];
+
+        memcpy(b, &v->number, sizeof(b));
+        for (size_t i = 0; i < sizeof(b); i++)
+            h = (h ^ b[i]) * 16777619u;
+        break;
+    }
+    case DC_KIND_BOOL:
+        h = (h ^ (uint32_t)(v->boolean != 0)) * 16777619u;
+        break;
+    case DC_KIND_LIST:
+        for (size_t i = 0; i < v->n_items; i++)
+            h = value_hash(h, &v->items[i]);
+        h = (h ^ (uint32_t)v->n_items) * 16777619u;
+        break;
+    default:
+        break;
+    }
+    return h;
+}
+
+/* The same value for every evaluation: same kind, same bytes (a number's bits, not its
+ * equality, so 0 and -0 stay apart), same items in the same order. */
+static int value_same(const dc_value_t *a, const dc_value_t *b)
+{
+    if (a->kind != b->kind)
+        return 0;
+    switch (a->kind) {
+    case DC_KIND_STRING:
+        return a->len == b->len && memcmp(a->str, b->str, a->len) == 0;
+    case DC_KIND_NUMBER:
+        return memcmp(&a->number, &b->number, sizeof(a->number)) == 0;
+    case DC_KIND_BOOL:
+        return (a->boolean != 0) == (b->boolean != 0);
+    case DC_KIND_LIST:
+        if (a->n_items != b->n_items)
+            return 0;
+        for (size_t i = 0; i < a->n_items; i++)
+            if (!value_same(&a->items[i], &b->items[i]))
+                return 0;
+        return 1;
+    case DC_KIND_NULL:
+        return 1;
+    default:
+        return a == b; /* objects: never read by an operator, but not merged either */
+    }
+}
+
+/* Equal items (same()) found by hash in an open-addressing table of pointers: the first
+ * such item seen, or NULL after adding this one. A table that could not be allocated
+ * finds nothing, so each item is its own. */
+typedef struct {
+    const void **slots;
+    size_t mask;
+} numbering_t;
+
+static void numbering_init(numbering_t *nb, size_t n)
+{
+    size_t cap = 16;
+
+    while (cap < 2 * n)
+        cap *= 2;
+    nb->slots = calloc(cap, sizeof(*nb->slots));
+    nb->mask = cap - 1;
+}
+
+static const void *numbering_first(numbering_t *nb, uint32_t h, const void *item,
+                                   int (*same)(const void *, const void *))
+{
+    size_t s;
+
+    if (!nb->slots)
+        return NULL;
+    for (s = h & nb->mask; nb->slots[s]; s = (s + 1) & nb->mask)
+        if (same(nb->slots[s], item))
+            return nb->slots[s];
+    nb->slots[s] = item;
+    return NULL;
+}
+
+static uint32_t targeting_hash(const dc_targeting_t *t)
+{
+    uint32_t h = 2166136261u;
+
+    h = (h ^ (uint32_t)t->key_kind) * 16777619u;
+    h = (h ^ (t->key_kind == DC_KEY_CONTEXT ? t->key_id : 0)) * 16777619u;
+    h = (h ^ (uint32_t)t->op) * 16777619u;
+    return value_hash(h, &t->value);
+}
+
+static int targeting_same(const void *x, const void *y)
+{
+    const dc_targeting_t *a = x, *b = y;
+
+    return a->key_kind == b->key_kind && a->op == b->op &&
+           (a->key_kind != DC_KEY_CONTEXT || a->key_id == b->key_id) &&
+           value_same(&a->value, &b->value);
+}
+
+/* Gives every context key of a targeting its number (dc_targeting_t.key_id), and targetings
+ * that read the same key with the same operator and value one number (dc_targeting_t.tid),
+ * so that a decision evaluates each of them once. */
+static void number_targetings(dc_arena_t *mem, dc_index_t *ix, const dc_config_t *cfg)
 {
     size_t n = 0, cap = 16;
+    numbering_t nb;
 
     for (size_t ci = 0; ci < cfg->n_campaigns; ci++)
         for (size_t v = 0; v < cfg->campaigns[ci].n_groups; v++)
@@ -296,6 +410,7 @@ static void number_keys(dc_arena_t *mem, dc_index_t *ix, const dc_config_t *cfg)
     ix->read_slots = dc_arena_calloc(mem, cap * sizeof(*ix->read_slots));
     ix->read_mask = cap - 1;
     ix->read = dc_arena_alloc(mem, (n ? n : 1) * sizeof(*ix->read));
+    numbering_init(&nb, n);
     for (size_t ci = 0; ci < cfg->n_campaigns; ci++)
         for (size_t v = 0; v < cfg->campaigns[ci].n_groups; v++)
             for (size_t g = 0; g < cfg->campaigns[ci].groups[v].n_groups; g++) {
@@ -303,19 +418,93 @@ static void number_keys(dc_arena_t *mem, dc_index_t *ix, const dc_config_t *cfg)
 
                 for (size_t i = 0; i < tg->n_targetings; i++) {
                     dc_targeting_t *t = (dc_targeting_t *)&tg->targetings[i];
-                    uint32_t *slot;
+                    const dc_targeting_t *first;
 
-                    if (t->key_kind != DC_KEY_CONTEXT)
-                        continue;
-                    slot = read_slot(ix, t->key, t->key_len);
-                    if (!*slot) {
-                        ix->read[ix->n_read].s = t->key;
-                        ix->read[ix->n_read].len = t->key_len;
-                        *slot = (uint32_t)++ix->n_read;
+                    if (t->key_kind == DC_KEY_ALL_USERS)
+                        continue; /* never evaluated */
+                    if (t->key_kind == DC_KEY_CONTEXT) {
+                        uint32_t *slot = read_slot(ix, t->key, t->key_len);
+
+                        if (!*slot) {
+                            ix->read[ix->n_read].s = t->key;
+                            ix->read[ix->n_read].len = t->key_len;
+                            *slot = (uint32_t)++ix->n_read;
+                        }
+                        t->key_id = *slot - 1;
                     }
-                    t->key_id = *slot - 1;
+                    ix->n_targeting_uses++;
+                    first = numbering_first(&nb, targeting_hash(t), t, targeting_same);
+                    t->tid = first ? first->tid : (uint32_t)ix->n_targetings++;
                 }
             }
+    free(nb.slots);
+}
+
+static uint32_t group_targeting_hash(const dc_variation_group_t *vg)
+{
+    uint32_t h = 2166136261u;
+
+    for (size_t g = 0; g < vg->n_groups; g++) {
+        h = (h ^ (uint32_t)vg->groups[g].n_targetings) * 16777619u;
+        for (size_t i = 0; i < vg->groups[g].n_targetings; i++)
+            h = (h ^ vg->groups[g].targetings[i].tid) * 16777619u;
+    }
+    return (h ^ (uint32_t)vg->n_groups) * 16777619u;
+}
+
+static int group_targeting_same(const void *x, const void *y)
+{
+    const dc_variation_group_t *a = x, *b = y;
+
+    if (a->n_groups != b->n_groups)
+        return 0;
+    for (size_t g = 0; g < a->n_groups; g++) {
+        if (a->groups[g].n_targetings != b->groups[g].n_targetings)
+            return 0;
+        for (size_t i = 0; i < a->groups[g].n_targetings; i++)
+            if (a->groups[g].targetings[i].tid != b->groups[g].targetings[i].tid)
+                return 0;
+    }
+    return 1;
+}
+
+/* The same for variation groups: the same targetings (by tid) in the same groups, in the
+ * same order, have the same match. After number_targetings. */
+static void number_group_targetings(dc_index_t *ix, const dc_config_t *cfg)
+{
+    size_t n = 0;
+    numbering_t nb;
+
+    for (size_t ci = 0; ci < cfg->n_campaigns; ci++)
+        n += cfg->campaigns[ci].n_groups;
+    numbering_init(&nb, n);
+    for (size_t ci = 0; ci < cfg->n_campaigns; ci++)
+        for (size_t v = 0; v < cfg->campaigns[ci].n_groups; v++) {
+            dc_variation_group_t *vg = (dc_variation_group_t *)&cfg->campaigns[ci].groups[v];
+            const dc_variation_group_t *first;
+
+            if (vg->everyone)
+                continue; /* never evaluated */
+            ix->n_group_uses++;
+            first = numbering_first(&nb, group_targeting_hash(vg), vg, group_targeting_same);
+            vg->targeting_id = first ? first->targeting_id : (uint32_t)ix->n_group_targetings++;
+        }
+    free(nb.slots);
+}
+
+size_t dc_index_n_group_targetings(const dc_index_t *ix)
+{
+    return ix->n_group_targetings;
+}
+
+int dc_index_has_repeats(const dc_index_t *ix)
+{
+    return ix->n_targetings < ix->n_targeting_uses || ix->n_group_targetings < ix->n_group_uses;
+}
+
+size_t dc_index_n_targetings(const dc_index_t *ix)
+{
+    return ix->n_targetings;
 }
 
 int dc_index_reads(const dc_index_t *ix, const char *key, size_t key_len)
@@ -386,7 +575,8 @@ dc_index_t *dc_index_build(dc_arena_t *mem, const dc_config_t *cfg)
             if (c->buckets[b / 64] >> (b % 64) & 1)
                 ix->by_bucket[b * ix->n_words + ci / 64] |= (uint64_t)1 << (ci % 64);
     }
-    number_keys(mem, ix, cfg);
+    number_targetings(mem, ix, cfg);
+    number_group_targetings(ix, cfg);
     while (cap < n_strings_total + n_strings_total / 2)
         cap *= 2;
     ix->slots = dc_arena_calloc(mem, cap * sizeof(*ix->slots));

@@ -18,7 +18,11 @@
  * a long list (fs_users allow lists) by a binary search (dc_strset_has),
  * instead of an evaluation per element; and a SEMVER_* targeting its version
  * parsed (dc_targeting_t.semver); a variation group targeting fs_all_users
- * alone is marked as matching everyone (dc_variation_group_t.everyone).
+ * alone is marked as matching everyone (dc_variation_group_t.everyone); and
+ * targetings of the same key, operator and value one number
+ * (dc_targeting_t.tid), and variation groups with the same targeting groups
+ * one number (dc_variation_group_t.targeting_id), so that a decision
+ * evaluates each once (dc_lookups_t.outcomes and .matches).
  */
 #ifndef DC_INDEX_H
 #define DC_INDEX_H
@@ -47,6 +51,14 @@ int dc_index_reads(const dc_index_t *ix, const char *key, size_t key_len);
 
 /* Number of distinct context keys targetings read (dc_targeting_t.key_id < this). */
 size_t dc_index_n_keys(const dc_index_t *ix);
+
+/* Number of distinct targetings (dc_targeting_t.tid < this): same key, operator and value. */
+size_t dc_index_n_targetings(const dc_index_t *ix);
+/* Number of distinct variation group targetings (dc_variation_group_t.targeting_id < this). */
+size_t dc_index_n_group_targetings(const dc_index_t *ix);
+/* Whether any targeting or variation group targeting is repeated (fs_all_users aside):
+ * without, remembering outcomes for a decision costs more than it saves. */
+int dc_index_has_repeats(const dc_index_t *ix);
 
 /* Counts for the log and the tests: campaigns evaluated for everyone, index entries. */
 size_t dc_index_n_always(const dc_index_t *ix);

@@ -220,54 +220,109 @@ static dc_eval_e eval_semver(const dc_targeting_t *t, const dc_value_t *c, dc_lo
     return semver_result(t->op, dc_semver_cmp(&lk->semver, t->semver));
 }
 
-int dc_targeting_match_cached(const dc_variation_group_t *vg, const dc_context_t *ctx,
-                              dc_lookups_t *lk)
-{
-    int any = 0;
+/* What one targeting gives a visitor: an outcome of dc_eval_e, or that the key is absent. */
+enum { OUTCOME_UNKNOWN = 0, OUTCOME_MATCH, OUTCOME_NO_MATCH, OUTCOME_ERROR, OUTCOME_ABSENT };
 
-    if (vg->everyone)
-        return 1;
+static int outcome(const dc_targeting_t *t, const dc_context_t *ctx, dc_lookups_t *lk)
+{
+    const dc_value_t *c;
+    dc_eval_e m;
+
+    switch (t->key_kind) {
+    case DC_KEY_USERS:
+        c = ctx->visitor;
+        break;
+    case DC_KEY_PROVIDER:
+        c = NULL;
+        break;
+    default:
+        if (!lk->vals)
+            c = dc_context_get(ctx, t->key, t->key_len);
+        else if ((c = lk->vals[t->key_id]) == DC_UNRESOLVED)
+            c = lk->vals[t->key_id] = dc_context_get(ctx, t->key, t->key_len);
+    }
+    if (!c && t->op != DC_OP_EXISTS && t->op != DC_OP_NOT_EXISTS)
+        return OUTCOME_ABSENT;
+    if (t->set && c && c->kind == DC_KIND_STRING) /* EQUALS strings: the set */
+        m = dc_strset_has(t->set, c->folded, c->folded_len) == (t->op == DC_OP_EQUALS)
+                ? DC_EVAL_MATCH
+                : DC_EVAL_NO_MATCH;
+    else if (t->semver && c && c->kind == DC_KIND_STRING)
+        m = eval_semver(t, c, lk);
+    else
+        m = dc_targeting_eval(t->op, &t->value, c);
+    return m == DC_EVAL_MATCH ? OUTCOME_MATCH : m == DC_EVAL_ERROR ? OUTCOME_ERROR : OUTCOME_NO_MATCH;
+}
+
+/* One targeting's outcome, remembered by tid when lk has outcomes. */
+static inline int remembered(const dc_targeting_t *t, const dc_context_t *ctx, dc_lookups_t *lk)
+{
+    int o;
+
+    if (!lk->outcomes)
+        return outcome(t, ctx, lk);
+    if ((o = lk->outcomes[t->tid]) == OUTCOME_UNKNOWN)
+        o = lk->outcomes[t->tid] = (uint8_t)outcome(t, ctx, lk);
+    return o;
+}
+
+/* The groups (an OR of ANDs). A key absent ends its group; a type error anywhere is no
+ * match at all, so to_the_end evaluates each group to its end. Otherwise a group stops at
+ * its first miss: an error after it could only turn a match into none, so it is looked for
+ * (to the end) only when a group matched. Most groups miss: a country, a platform. */
+static int match_groups(const dc_variation_group_t *vg, const dc_context_t *ctx,
+                        dc_lookups_t *lk, int to_the_end)
+{
+    int any = 0, cut = 0;
+
     for (size_t g = 0; g < vg->n_groups; g++) {
         const dc_targeting_group_t *group = &vg->groups[g];
         int matched = group->n_targetings > 0;
 
         for (size_t i = 0; i < group->n_targetings; i++) {
             const dc_targeting_t *t = &group->targetings[i];
-            const dc_value_t *c;
-            dc_eval_e m;
+            int o;
 
-            switch (t->key_kind) {
-            case DC_KEY_ALL_USERS:
+            if (t->key_kind == DC_KEY_ALL_USERS)
                 continue;
-            case DC_KEY_USERS:
-                c = ctx->visitor;
-                break;
-            case DC_KEY_PROVIDER:
-                c = NULL;
-                break;
-            default:
-                if (!lk->vals)
-                    c = dc_context_get(ctx, t->key, t->key_len);
-                else if ((c = lk->vals[t->key_id]) == DC_UNRESOLVED)
-                    c = lk->vals[t->key_id] = dc_context_get(ctx, t->key, t->key_len);
-            }
-            if (!c && t->op != DC_OP_EXISTS && t->op != DC_OP_NOT_EXISTS) {
+            o = remembered(t, ctx, lk);
+            if (o == OUTCOME_ABSENT) {
                 matched = 0;
                 break;
             }
-            if (t->set && c && c->kind == DC_KIND_STRING) /* EQUALS strings: the set */
-                m = dc_strset_has(t->set, c->folded, c->folded_len) == (t->op == DC_OP_EQUALS)
-                        ? DC_EVAL_MATCH
-                        : DC_EVAL_NO_MATCH;
-            else if (t->semver && c && c->kind == DC_KIND_STRING)
-                m = eval_semver(t, c, lk);
-            else
-                m = dc_targeting_eval(t->op, &t->value, c);
-            if (m == DC_EVAL_ERROR)
+            if (o == OUTCOME_ERROR)
                 return 0;
-            matched = matched && m == DC_EVAL_MATCH;
+            if (o == OUTCOME_NO_MATCH) {
+                matched = 0;
+                if (!to_the_end) {
+                    cut |= i + 1 < group->n_targetings;
+                    break;
+                }
+            }
         }
         any = any || matched;
     }
-    return any;
+    return any && cut ? match_groups(vg, ctx, lk, 1) : any;
+}
+
+int dc_targeting_match_groups(const dc_variation_group_t *vg, const dc_context_t *ctx,
+                              dc_lookups_t *lk)
+{
+    return match_groups(vg, ctx, lk, 0);
+}
+
+int dc_targeting_match_cached(const dc_variation_group_t *vg, const dc_context_t *ctx,
+                              dc_lookups_t *lk)
+{
+    uint8_t *m;
+
+    if (vg->everyone)
+        return 1;
+    if (!lk->matches)
+        return dc_targeting_match_groups(vg, ctx, lk);
+    /* campaigns of a theme (VIPs, an e-mail domain) repeat whole targetings */
+    m = &lk->matches[vg->targeting_id];
+    if (!*m)
+        *m = (uint8_t)(1 + dc_targeting_match_groups(vg, ctx, lk));
+    return *m - 1;
 }

@@ -39,6 +39,12 @@ int dc_targeting_match(const dc_variation_group_t *vg, const dc_context_t *ctx);
  * targeting compares (one remembered: visitors have one app version). */
 typedef struct {
     const dc_value_t **vals; /* by key_id (dc_index_n_keys()), each DC_UNRESOLVED at first */
+    /* With vals: each distinct targeting's outcome by tid (dc_index_n_targetings()), 0 at
+     * first; NULL: none remembered. */
+    uint8_t *outcomes;
+    /* With outcomes: 1 + each distinct variation group targeting's match, by
+     * targeting_id (dc_index_n_group_targetings()), 0 at first. */
+    uint8_t *matches;
     const dc_value_t *semver_of; /* the context value parsed into semver, NULL: none yet */
     int semver_ok;               /* whether it was a valid version */
     dc_semver_t semver;
@@ -47,8 +53,13 @@ typedef struct {
 extern const dc_value_t dc_unresolved;
 #define DC_UNRESOLVED (&dc_unresolved)
 
-/* dc_targeting_match() with lk, which starts as {.vals = vals}, every vals[i] DC_UNRESOLVED. */
+/* dc_targeting_match() with lk, which starts as {.vals, .outcomes, .matches}: every vals[i]
+ * DC_UNRESOLVED, every outcomes[i] and matches[i] 0 (outcomes and matches may be NULL). */
 int dc_targeting_match_cached(const dc_variation_group_t *vg, const dc_context_t *ctx,
+                              dc_lookups_t *lk);
+/* Its evaluation of the groups, without vg->everyone or lk->matches (for dc_decide's
+ * inlined loop). */
+int dc_targeting_match_groups(const dc_variation_group_t *vg, const dc_context_t *ctx,
                               dc_lookups_t *lk);
 
 const dc_value_t *dc_context_get(const dc_context_t *ctx, const char *key, size_t key_len);

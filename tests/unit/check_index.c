@@ -68,17 +68,56 @@ static const char *const CAMPAIGNS[] = {
 };
 #define N_CAMPAIGNS (sizeof(CAMPAIGNS) / sizeof(CAMPAIGNS[0]))
 
-static dc_config_t *load(void)
+/* Targetings repeated across campaigns, and near-repeats that must stay apart. */
+static const char *const REPEATS[] = {
+    /* 0, 1: the same; 2: another case */
+    "{\"targetings\":[" T("EQUALS", "country", "\"FR\"") "]}",
+    "{\"targetings\":[" T("EQUALS", "country", "\"FR\"") "]}",
+    "{\"targetings\":[" T("EQUALS", "country", "\"fr\"") "]}",
+    /* 3; 4: a string, not a number; 5: another key */
+    "{\"targetings\":[" T("GREATER_THAN", "age", "18") "]}",
+    "{\"targetings\":[" T("GREATER_THAN", "age", "\"18\"") "]}",
+    "{\"targetings\":[" T("GREATER_THAN", "plan", "18") "]}",
+    /* 6: 3 and 0 in one AND */
+    "{\"targetings\":[" T("GREATER_THAN", "age", "18") "," T("EQUALS", "country", "\"FR\"") "]}",
+    /* 7: a miss, then a type error (age a number), in a group; another group matches:
+     * the error wins (no match) */
+    "{\"targetings\":[" T("EQUALS", "country", "\"de\"") "," T("LOWER_THAN", "age", "\"abc\"") "]},"
+    "{\"targetings\":[" ALL "]}",
+    /* 8: the same without the error */
+    "{\"targetings\":[" T("EQUALS", "country", "\"de\"") "," T("LOWER_THAN", "age", "99") "]},"
+    "{\"targetings\":[" ALL "]}",
+    /* 9, 10: the same list; 11: its items in another order */
+    "{\"targetings\":[" T("EQUALS", "fs_users", "[\"alice\",\"bob\"]") "]}",
+    "{\"targetings\":[" T("EQUALS", "fs_users", "[\"alice\",\"bob\"]") "]}",
+    "{\"targetings\":[" T("EQUALS", "fs_users", "[\"bob\",\"alice\"]") "]}",
+    /* 12, 13: the same two targetings in one AND */
+    "{\"targetings\":[" T("EQUALS", "vip", "true") "," T("GREATER_THAN", "age", "18") "]}",
+    "{\"targetings\":[" T("EQUALS", "vip", "true") "," T("GREATER_THAN", "age", "18") "]}",
+    /* 14: a key absent ends its group before the error after it: 1 when absent */
+    "{\"targetings\":[" T("EQUALS", "plan", "\"pro\"") "," T("LOWER_THAN", "age", "\"abc\"") "]},"
+    "{\"targetings\":[" ALL "]}",
+    /* 15: 3's operator and key, another number */
+    "{\"targetings\":[" T("GREATER_THAN", "age", "40") "]}",
+};
+#define N_REPEATS (sizeof(REPEATS) / sizeof(REPEATS[0]))
+
+static dc_config_t *load_from(const char *const *groups, size_t n)
 {
     char *doc = apr_pstrdup(pool, "{\"campaigns\":[");
     dc_config_t *cfg;
     dc_config_error_t err;
 
-    for (unsigned i = 0; i < N_CAMPAIGNS; i++)
-        doc = apr_pstrcat(pool, doc, i ? "," : "", campaign(i, CAMPAIGNS[i]), NULL);
+    for (unsigned i = 0; i < n; i++)
+        doc = apr_pstrcat(pool, doc, i ? "," : "", campaign(i, groups[i]), NULL);
     doc = apr_pstrcat(pool, doc, "]}", NULL);
     ck_assert_msg(dc_config_parse(doc, strlen(doc), &cfg, &err) == 0, "%s %s", err.path, err.text);
     return cfg;
+}
+
+static dc_config_t *load(void)
+{
+    return load_from(CAMPAIGNS, N_CAMPAIGNS);
 }
 
 /* A visitor from a JSON context ("{...}") and an id. */
@@ -272,6 +311,110 @@ START_TEST(cached_first_entry)
 }
 END_TEST
 
+static uint32_t tid(const dc_config_t *cfg, size_t campaign, size_t i)
+{
+    return cfg->campaigns[campaign].groups[0].groups[0].targetings[i].tid;
+}
+
+static uint32_t group_id(const dc_config_t *cfg, size_t campaign)
+{
+    return cfg->campaigns[campaign].groups[0].targeting_id;
+}
+
+/* The same key, operator and value: one number; anything else apart. */
+START_TEST(repeats_numbered)
+{
+    dc_config_t *cfg = load_from(REPEATS, N_REPEATS), *plain = load();
+
+    ck_assert_uint_eq(tid(cfg, 0, 0), tid(cfg, 1, 0));
+    ck_assert_uint_ne(tid(cfg, 0, 0), tid(cfg, 2, 0));
+    ck_assert_uint_ne(tid(cfg, 3, 0), tid(cfg, 4, 0));
+    ck_assert_uint_ne(tid(cfg, 3, 0), tid(cfg, 5, 0));
+    ck_assert_uint_eq(tid(cfg, 6, 0), tid(cfg, 3, 0));
+    ck_assert_uint_eq(tid(cfg, 6, 1), tid(cfg, 0, 0));
+    ck_assert_uint_eq(tid(cfg, 9, 0), tid(cfg, 10, 0));
+    ck_assert_uint_ne(tid(cfg, 9, 0), tid(cfg, 11, 0));
+    ck_assert_uint_eq(tid(cfg, 12, 1), tid(cfg, 3, 0));
+    ck_assert_uint_ne(tid(cfg, 15, 0), tid(cfg, 3, 0));
+    ck_assert_uint_eq(group_id(cfg, 0), group_id(cfg, 1));
+    ck_assert_uint_ne(group_id(cfg, 0), group_id(cfg, 2));
+    ck_assert_uint_ne(group_id(cfg, 6), group_id(cfg, 3));
+    ck_assert_uint_ne(group_id(cfg, 7), group_id(cfg, 8));
+    ck_assert_uint_eq(group_id(cfg, 12), group_id(cfg, 13));
+    ck_assert_uint_lt(dc_index_n_targetings(cfg->index), 20);
+    ck_assert(dc_index_has_repeats(cfg->index));
+    /* the first fixture repeats nothing: its decisions remember nothing */
+    ck_assert(!dc_index_has_repeats(plain->index));
+    dc_config_unref(cfg);
+    dc_config_unref(plain);
+}
+END_TEST
+
+/* Outcomes remembered across the campaigns of one visitor give what each campaign's own
+ * evaluation gives, and dc_decide serves exactly the campaigns that match. */
+START_TEST(remembered_outcomes_agree)
+{
+    static const char *const countries[] = {NULL, "\"FR\"", "\"fr\"", "\"de\"", "3", "[\"de\",\"fr\"]"};
+    static const char *const ages[] = {NULL, "30", "12", "\"30\"", "\"abc\""};
+    static const char *const vips[] = {NULL, "true", "false"};
+    static const char *const ids[] = {"alice", "bob", "carol"};
+    dc_config_t *cfg = load_from(REPEATS, N_REPEATS);
+    size_t n_matches = 0;
+
+    for (size_t a = 0; a < sizeof(countries) / sizeof(*countries); a++)
+        for (size_t b = 0; b < sizeof(ages) / sizeof(*ages); b++)
+            for (size_t c = 0; c < sizeof(vips) / sizeof(*vips); c++)
+                for (size_t d = 0; d < sizeof(ids) / sizeof(*ids); d++) {
+                    const char *json = apr_psprintf(
+                        pool, "{\"plan\":\"team\"%s%s%s%s%s%s}", countries[a] ? ",\"country\":" : "",
+                        countries[a] ? countries[a] : "", ages[b] ? ",\"age\":" : "",
+                        ages[b] ? ages[b] : "", vips[c] ? ",\"vip\":" : "", vips[c] ? vips[c] : "");
+                    dc_context_t *ctx = context(ids[d], json);
+                    const dc_value_t *vals[8];
+                    uint8_t remembered[64] = {0};
+                    dc_lookups_t lk = {.vals = vals, .outcomes = remembered};
+                    dc_decision_t decisions[N_REPEATS];
+                    dc_outcome_t out = {.decisions = decisions};
+                    dc_visitor_t v = {0};
+                    size_t served = 0;
+
+                    ck_assert_uint_le(dc_index_n_keys(cfg->index), 8);
+                    ck_assert_uint_le(dc_index_n_targetings(cfg->index) +
+                                          dc_index_n_group_targetings(cfg->index), 64);
+                    lk.matches = remembered + dc_index_n_targetings(cfg->index);
+                    for (size_t k = 0; k < 8; k++)
+                        vals[k] = DC_UNRESOLVED;
+                    v.context = ctx;
+                    v.visitor_id = ids[d];
+                    v.visitor_id_len = strlen(ids[d]);
+                    dc_decide(pool, cfg, NULL, NULL, &v, NULL, &out);
+                    for (size_t i = 0; i < N_REPEATS; i++) {
+                        const dc_variation_group_t *vg = &cfg->campaigns[i].groups[0];
+                        int want = dc_targeting_match(vg, ctx);
+
+                        ck_assert_msg(dc_targeting_match_cached(vg, ctx, &lk) == want,
+                                      "campaign %zu for %s", i, json);
+                        if (want) {
+                            ck_assert_uint_lt(served, out.n_decisions);
+                            ck_assert_ptr_eq(out.decisions[served].campaign, &cfg->campaigns[i]);
+                            served++;
+                            n_matches++;
+                        }
+                    }
+                    ck_assert_uint_eq(served, out.n_decisions);
+                }
+    /* the cut groups: an error after a miss is no match; a key absent before it is */
+    ck_assert(!dc_targeting_match(&cfg->campaigns[7].groups[0], context("x", "{\"country\":\"fr\",\"age\":30}")));
+    ck_assert(dc_targeting_match(&cfg->campaigns[7].groups[0], context("x", "{\"country\":\"fr\"}")));
+    ck_assert(dc_targeting_match(&cfg->campaigns[8].groups[0], context("x", "{\"country\":\"fr\",\"age\":30}")));
+    ck_assert(dc_targeting_match(&cfg->campaigns[14].groups[0], context("x", "{\"age\":30}")));
+    ck_assert(!dc_targeting_match(&cfg->campaigns[14].groups[0],
+                                  context("x", "{\"plan\":\"free\",\"age\":30}")));
+    ck_assert_uint_gt(n_matches, 0);
+    dc_config_unref(cfg);
+}
+END_TEST
+
 static Suite *index_suite(void)
 {
     Suite *s = suite_create("index");
@@ -282,6 +425,8 @@ static Suite *index_suite(void)
     tcase_add_test(tc, superset_of_matches);
     tcase_add_test(tc, decide_in_file_order);
     tcase_add_test(tc, cached_first_entry);
+    tcase_add_test(tc, repeats_numbered);
+    tcase_add_test(tc, remembered_outcomes_agree);
     suite_add_tcase(s, tc);
     return s;
 }
