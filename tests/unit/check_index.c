@@ -5,6 +5,7 @@
 #include "dc_config.h"
 #include "dc_engine.h"
 #include "dc_index.h"
+#include "dc_store.h"
 #include "dc_targeting.h"
 
 #include <apr_strings.h>
@@ -415,6 +416,59 @@ START_TEST(remembered_outcomes_agree)
 }
 END_TEST
 
+/* Without a store the walk skips the campaigns the visitor's bucket excludes (their
+ * targeting is not evaluated); with one, every candidate is evaluated and the buckets
+ * are checked after the loads. For visitors with no assignment the two give the same
+ * decisions, 1V1T (one "ab" campaign at most), bucket ranges and allocations included. */
+START_TEST(no_store_as_an_empty_store)
+{
+    static const char *const ranges[] = {"[0,100]", "[0,50]", "[25,75]", "[0,100]", "[10,90]"};
+    char *doc = apr_pstrdup(pool, "{\"accountSettings\":{\"enabled1V1T\":true},\"campaigns\":[");
+    dc_config_t *cfg;
+    dc_config_error_t err;
+    char store_err[256];
+    dc_store_t *memory = dc_store_open(pool, "memory", store_err, sizeof(store_err));
+    size_t n_served = 0;
+
+    ck_assert_msg(memory != NULL, "%s", store_err);
+    for (unsigned i = 0; i < 40; i++)
+        doc = apr_pstrcat(
+            pool, doc, i ? "," : "",
+            apr_psprintf(pool,
+                         "{\"id\":\"c%u\",\"type\":\"%s\",\"bucketRanges\":[{\"r\":%s}],"
+                         "\"variationGroups\":[{\"id\":\"vg%u\",\"targeting\":{\"targetingGroups\":"
+                         "[{\"targetings\":[%s]}]},\"variations\":["
+                         "{\"id\":\"a%u\",\"allocation\":40,\"modifications\":{\"type\":\"FLAG\",\"value\":{}}},"
+                         "{\"id\":\"b%u\",\"allocation\":%u,\"modifications\":{\"type\":\"FLAG\",\"value\":{}}}]}]}",
+                         i, i % 3 ? "toggle" : "ab", ranges[i % 5], i,
+                         i % 4 ? ALL : T("GREATER_THAN", "age", "18"), i, i, 40 + i % 3 * 10),
+            NULL);
+    doc = apr_pstrcat(pool, doc, "]}", NULL);
+    ck_assert_msg(dc_config_parse(doc, strlen(doc), &cfg, &err) == 0, "%s %s", err.path, err.text);
+    for (unsigned k = 0; k < 300; k++) {
+        dc_decision_t without[40], with[40];
+        dc_outcome_t a = {.decisions = without}, b = {.decisions = with};
+        dc_visitor_t v = {0};
+        const char *id = apr_psprintf(pool, "visitor-%u", k);
+
+        v.context = context(id, k % 2 ? "{\"age\":30}" : "{\"age\":12}");
+        v.visitor_id = id;
+        v.visitor_id_len = strlen(id);
+        dc_decide(pool, cfg, NULL, NULL, &v, NULL, &a);
+        dc_decide(pool, cfg, memory, "env", &v, NULL, &b);
+        ck_assert(!a.cache_on && b.cache_on);
+        ck_assert_uint_eq(a.n_decisions, b.n_decisions);
+        for (size_t i = 0; i < a.n_decisions; i++) {
+            ck_assert_ptr_eq(without[i].group, with[i].group);
+            ck_assert_ptr_eq(without[i].variation, with[i].variation);
+        }
+        n_served += a.n_decisions;
+    }
+    ck_assert_uint_gt(n_served, 300 * 5);
+    dc_config_unref(cfg);
+}
+END_TEST
+
 static Suite *index_suite(void)
 {
     Suite *s = suite_create("index");
@@ -427,6 +481,7 @@ static Suite *index_suite(void)
     tcase_add_test(tc, cached_first_entry);
     tcase_add_test(tc, repeats_numbered);
     tcase_add_test(tc, remembered_outcomes_agree);
+    tcase_add_test(tc, no_store_as_an_empty_store);
     suite_add_tcase(s, tc);
     return s;
 }
