@@ -48,3 +48,23 @@ def test_httpd_bench_runs_every_variant_without_an_error():
     for figure in ("ratio to static", "cost of events", "cost of metrics", "cost of nothing",
                    "API p99", "p99 with events"):
         assert figure in r.stdout, (figure, r.stdout)
+
+
+def test_same_answers_tells_builds_apart_and_alike(tmp_path):
+    script = os.path.join(REPO, "bench", "same_answers.sh")
+    fcgi = os.path.join(BUILD, "fcgi", "decision-fcgi")
+    # "another build" whose answers differ only where a store is used
+    other = tmp_path / "other-build"
+    other.write_text('#!/bin/sh\n"%s" "$@"\ncase "$*" in *"--store memory"*) echo;; esac\n' % fcgi)
+    other.chmod(0o755)
+    env = dict(os.environ, SAME_ANSWERS_CASES="diff:1:0 scale:1:50")
+    same = subprocess.run(["sh", script, fcgi, fcgi, "40"], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert same.stdout.strip().splitlines()[-1] == "16 compared, 0 different", same.stdout
+    apart = subprocess.run(["sh", script, fcgi, str(other), "40"], env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert apart.returncode == 1, apart.stdout + apart.stderr
+    lines = apart.stdout.strip().splitlines()
+    assert lines[-1] == "16 compared, 8 different", apart.stdout
+    assert all("store memory" in line for line in lines[:-1]), apart.stdout
