@@ -2,44 +2,14 @@
 
 #include <string.h>
 
-static inline uint32_t rotl32(uint32_t x, int r)
-{
-    return (x << r) | (x >> (32 - r));
-}
-
-static inline uint32_t fmix32(uint32_t h)
-{
-    h ^= h >> 16;
-    h *= 0x85ebca6bu;
-    h ^= h >> 13;
-    h *= 0xc2b2ae35u;
-    h ^= h >> 16;
-    return h;
-}
-
-/* A block's own mixing, which does not depend on the state h. */
-static inline uint32_t premix(uint32_t k)
-{
-    k *= 0xcc9e2d51u;
-    k = rotl32(k, 15);
-    return k * 0x1b873593u;
-}
-
-static inline uint32_t mix_premixed(uint32_t h, uint32_t k)
-{
-    h ^= k;
-    h = rotl32(h, 13);
-    return h * 5 + 0xe6546b64u;
-}
-
 static inline uint32_t mix_block(uint32_t h, uint32_t k)
 {
-    return mix_premixed(h, premix(k));
+    return dc_mm3_mix_premixed(h, dc_mm3_premix(k));
 }
 
 static inline uint32_t mix_tail(uint32_t h, uint32_t k)
 {
-    return h ^ premix(k);
+    return h ^ dc_mm3_premix(k);
 }
 
 static inline uint32_t load_le32(const unsigned char *p)
@@ -78,7 +48,7 @@ uint32_t dc_murmur3_32(const void *data, size_t len, uint32_t seed)
     if (len & 3)
         h = mix_tail(h, load_tail(p, len & 3));
     h ^= (uint32_t)len;
-    return fmix32(h);
+    return dc_mm3_fmix32(h);
 }
 
 /*
@@ -130,7 +100,7 @@ unsigned dc_hash_bucket(const dc_hash_state_t *st)
         h = mix_tail(h, k);
     }
     h ^= st->len;
-    return fmix32(h) % 100u;
+    return dc_mm3_fmix32(h) % 100u;
 }
 
 unsigned dc_bucket_after(const dc_hash_state_t *prefix, const char *b, size_t blen)
@@ -169,24 +139,25 @@ static void key_prepare(dc_hash_key_t *key, unsigned o)
     size_t n = key->len - o, j;
 
     for (j = 0; j < n / 4; j++)
-        key->k[o][j] = premix(load_le32(p + j * 4));
+        key->k[o][j] = dc_mm3_premix(load_le32(p + j * 4));
     p += j * 4;
     if (n & 3)
-        key->k[o][j] = premix(load_tail(p, n & 3));
+        key->k[o][j] = dc_mm3_premix(load_tail(p, n & 3));
     key->ready |= 1u << o;
 }
 
-static unsigned bucket_after_key_slow(const dc_hash_state_t *prefix, dc_hash_key_t *key,
-                                      unsigned o);
-
-unsigned dc_bucket_after_key(const dc_hash_state_t *prefix, dc_hash_key_t *key)
+/* Every alignment a prefix can leave (its carry of 0-3 bytes), and the blocks of the key for
+ * it prepared when first needed; dc_bucket_after_key() inline is the common case, no carry
+ * and the blocks ready. */
+unsigned dc_bucket_after_key_slow(const dc_hash_state_t *prefix, dc_hash_key_t *key)
 {
     unsigned o = (4 - prefix->ncarry) % 4;
     uint32_t h = prefix->h;
-    size_t n, j;
 
+    if (key->len > DC_HASH_KEY_MAX || key->len < o)
+        return dc_bucket_after(prefix, (const char *)key->s, key->len);
     if (!(key->ready & 1u << o))
-        return bucket_after_key_slow(prefix, key, o);
+        key_prepare(key, o);
     if (o) { /* the block the prefix began: its carry, then the key's first o bytes */
         uint32_t k = 0;
         unsigned i;
@@ -197,21 +168,6 @@ unsigned dc_bucket_after_key(const dc_hash_state_t *prefix, dc_hash_key_t *key)
             k |= (uint32_t)key->s[i - prefix->ncarry] << 8 * i;
         h = mix_block(h, k);
     }
-    n = key->len - o;
-    for (j = 0; j < n / 4; j++)
-        h = mix_premixed(h, key->k[o][j]);
-    if (n & 3)
-        h ^= key->k[o][j];
-    h ^= prefix->len + (uint32_t)key->len;
-    return fmix32(h) % 100u;
-}
-
-/* Out of line, so that the common path above stays small. */
-__attribute__((noinline)) static unsigned bucket_after_key_slow(const dc_hash_state_t *prefix,
-                                                                dc_hash_key_t *key, unsigned o)
-{
-    if (key->len > DC_HASH_KEY_MAX || key->len < o)
-        return dc_bucket_after(prefix, (const char *)key->s, key->len);
-    key_prepare(key, o);
-    return dc_bucket_after_key(prefix, key);
+    return dc_mm3_bucket_after_blocks(h, key->k[o], key->len - o,
+                                      prefix->len + (uint32_t)key->len);
 }
