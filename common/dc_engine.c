@@ -105,27 +105,14 @@ static inline int in_buckets(const dc_campaign_t *c, unsigned bucket)
 }
 
 /* The campaign's first variation group the visitor matches, into *selected: returns 1, or 0. */
-static inline size_t select_group(const dc_campaign_t *c, const dc_context_t *ctx, dc_lookups_t *lk,
-                           const dc_variation_group_t **selected, int *multi_variation)
+static inline size_t select_group(const dc_campaign_t *c, const dc_context_t *ctx,
+                                  dc_lookups_t *lk, const dc_variation_group_t **selected,
+                                  int *multi_variation)
 {
     for (size_t g = 0; g < c->n_groups; g++) {
-        const dc_variation_group_t *vg = &c->groups[g];
-        int matched;
-
-        /* dc_targeting_match_cached(), inlined: most groups are answered by everyone
-         * or by lk->matches, without a call */
-        if (vg->everyone)
-            matched = 1;
-        else if (!lk->matches)
-            matched = dc_targeting_match_groups(vg, ctx, lk);
-        else if (lk->matches[vg->targeting_id])
-            matched = lk->matches[vg->targeting_id] - 1;
-        else
-            matched = (lk->matches[vg->targeting_id] =
-                           (uint8_t)(1 + dc_targeting_match_groups(vg, ctx, lk))) - 1;
-        if (matched) {
-            *selected = vg;
-            *multi_variation |= vg->n_variations > 1;
+        if (dc_targeting_match_cached(&c->groups[g], ctx, lk)) {
+            *selected = &c->groups[g];
+            *multi_variation |= c->groups[g].n_variations > 1;
             return 1;
         }
     }

@@ -251,7 +251,9 @@ static int outcome(const dc_targeting_t *t, const dc_context_t *ctx, dc_lookups_
         m = eval_semver(t, c, lk);
     else
         m = dc_targeting_eval(t->op, &t->value, c);
-    return m == DC_EVAL_MATCH ? OUTCOME_MATCH : m == DC_EVAL_ERROR ? OUTCOME_ERROR : OUTCOME_NO_MATCH;
+    if (m == DC_EVAL_ERROR)
+        return OUTCOME_ERROR;
+    return m == DC_EVAL_MATCH ? OUTCOME_MATCH : OUTCOME_NO_MATCH;
 }
 
 /* One targeting's outcome, remembered by tid when lk has outcomes. */
@@ -309,20 +311,4 @@ int dc_targeting_match_groups(const dc_variation_group_t *vg, const dc_context_t
                               dc_lookups_t *lk)
 {
     return match_groups(vg, ctx, lk, 0);
-}
-
-int dc_targeting_match_cached(const dc_variation_group_t *vg, const dc_context_t *ctx,
-                              dc_lookups_t *lk)
-{
-    uint8_t *m;
-
-    if (vg->everyone)
-        return 1;
-    if (!lk->matches)
-        return dc_targeting_match_groups(vg, ctx, lk);
-    /* campaigns of a theme (VIPs, an e-mail domain) repeat whole targetings */
-    m = &lk->matches[vg->targeting_id];
-    if (!*m)
-        *m = (uint8_t)(1 + dc_targeting_match_groups(vg, ctx, lk));
-    return *m - 1;
 }

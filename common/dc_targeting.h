@@ -53,14 +53,30 @@ typedef struct {
 extern const dc_value_t dc_unresolved;
 #define DC_UNRESOLVED (&dc_unresolved)
 
-/* dc_targeting_match() with lk, which starts as {.vals, .outcomes, .matches}: every vals[i]
- * DC_UNRESOLVED, every outcomes[i] and matches[i] 0 (outcomes and matches may be NULL). */
-int dc_targeting_match_cached(const dc_variation_group_t *vg, const dc_context_t *ctx,
-                              dc_lookups_t *lk);
-/* Its evaluation of the groups, without vg->everyone or lk->matches (for dc_decide's
- * inlined loop). */
+/* dc_targeting_match_cached()'s evaluation of the groups, without vg->everyone or
+ * lk->matches. */
 int dc_targeting_match_groups(const dc_variation_group_t *vg, const dc_context_t *ctx,
                               dc_lookups_t *lk);
+
+/* dc_targeting_match() with lk, which starts as {.vals, .outcomes, .matches}: every vals[i]
+ * DC_UNRESOLVED, every outcomes[i] and matches[i] 0 (outcomes and matches may be NULL).
+ * Inline: dc_decide asks it of every candidate campaign's groups, and most are answered
+ * by everyone or by lk->matches, without a call. */
+static inline int dc_targeting_match_cached(const dc_variation_group_t *vg,
+                                            const dc_context_t *ctx, dc_lookups_t *lk)
+{
+    uint8_t *m;
+
+    if (vg->everyone)
+        return 1;
+    if (!lk->matches)
+        return dc_targeting_match_groups(vg, ctx, lk);
+    /* campaigns of a theme (VIPs, an e-mail domain) repeat whole targetings */
+    m = &lk->matches[vg->targeting_id];
+    if (!*m)
+        *m = (uint8_t)(1 + dc_targeting_match_groups(vg, ctx, lk));
+    return *m - 1;
+}
 
 const dc_value_t *dc_context_get(const dc_context_t *ctx, const char *key, size_t key_len);
 

@@ -9,12 +9,12 @@
  * once its holder exited: none ran the callbacks again (a prefork server with
  * MaxConnectionsPerChild stopped polling its config, shipping its events and
  * exporting its metrics at its poller's first exit, one run in two; with
- * `Mutex fcntl:... watchdog-callback` it moved every time). So the election is the module's own: one
- * mod_watchdog callback in every child (not a singleton) claims a word of
- * shared memory with its pid when the word is 0 or names a process that is
- * gone, runs the tasks with mod_watchdog's states while it holds it
- * (STARTING once elected, RUNNING every interval, STOPPING as it exits) and
- * clears it as its child exits. Every-child tasks run in every child.
+ * `Mutex fcntl:... watchdog-callback` it moved every time). So the election
+ * is the module's own: one mod_watchdog callback in every child (not a
+ * singleton) claims a word of shared memory with its pid when the word is 0
+ * or names a process that is gone, runs the tasks with mod_watchdog's
+ * states while it holds it (STARTING once elected, RUNNING every interval,
+ * STOPPING as it exits) and clears it as its child exits. Every-child tasks run in every child.
  */
 #include "mod_decision.h"
 
