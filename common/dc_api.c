@@ -927,13 +927,9 @@ static void emit_decision_hits(dc_service_t *svc, apr_pool_t *p, const dc_reques
         const char *vid = xpc ? dr->anonymous_id : dr->visitor_id;
         size_t vid_len = xpc ? dr->anonymous_id_len : dr->visitor_id_len;
 
-        for (size_t i = 0; i < out->n_decisions; i++) {
-            const dc_decision_t *d = &out->decisions[i];
-
-            dc_hit_campaign(p, &hits[n++], svc->opt.env_id, vid, vid_len, dr->visitor_id,
-                            dr->visitor_id_len, d->group->id, d->group->id_len,
-                            d->variation->id, d->variation->id_len, 0, 0, received);
-        }
+        dc_hits_campaigns(p, hits + n, svc->opt.env_id, vid, vid_len, dr->visitor_id,
+                          dr->visitor_id_len, out->decisions, out->n_decisions, received);
+        n += out->n_decisions;
     }
     if (n && svc->hit_sink(svc->hit_baton, p, hits, n) < 0) {
         dc_metrics_observe_hits(slot, n, 0);

@@ -21,7 +21,7 @@ void dc_buf_init(dc_buf_t *b, apr_pool_t *p, size_t initial)
     b->len = 0;
 }
 
-static void grow(dc_buf_t *b, size_t need)
+void dc_buf_grow(dc_buf_t *b, size_t need)
 {
     size_t cap = b->cap * 2;
     char *data;
@@ -34,45 +34,43 @@ static void grow(dc_buf_t *b, size_t need)
     b->cap = cap;
 }
 
-/* Room for extra more bytes and a NUL; the check is inlined, growing is not. */
 static inline void reserve(dc_buf_t *b, size_t extra)
 {
-    size_t need = b->len + extra + 1;
-
-    if (need > b->cap)
-        grow(b, need);
-}
-
-void dc_buf_append(dc_buf_t *b, const void *data, size_t len)
-{
-    reserve(b, len);
-    memcpy(b->data + b->len, data, len);
-    b->len += len;
-}
-
-void dc_buf_putc(dc_buf_t *b, char c)
-{
-    reserve(b, 1);
-    b->data[b->len++] = c;
-}
-
-void dc_buf_puts(dc_buf_t *b, const char *s)
-{
-    dc_buf_append(b, s, strlen(s));
+    dc_buf_reserve(b, extra);
 }
 
 size_t dc_fmt_u64(char *out, uint64_t v)
 {
-    char tmp[20];
-    size_t n = 0, len;
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324"
+                                "25262728293031323334353637383940414243444546474849"
+                                "50515253545556575859606162636465666768697071727374"
+                                "75767778798081828384858687888990919293949596979899";
+    static const uint64_t tens[] = {
+        10u, 100u, 1000u, 10000u, 100000u, 1000000u, 10000000u, 100000000u, 1000000000u,
+        10000000000u, 100000000000u, 1000000000000u, 10000000000000u, 100000000000000u,
+        1000000000000000u, 10000000000000000u, 100000000000000000u, 1000000000000000000u,
+        10000000000000000000u};
+    size_t len = 1;
+    char *w;
 
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    len = n;
-    while (n)
-        *out++ = tmp[--n];
+    /* two digits a division: the spool formats several numbers per event */
+    while (len < 20 && v >= tens[len - 1])
+        len++;
+    w = out + len;
+    while (v >= 100) {
+        unsigned r = (unsigned)(v % 100);
+
+        v /= 100;
+        w -= 2;
+        w[0] = pairs[2 * r];
+        w[1] = pairs[2 * r + 1];
+    }
+    if (v >= 10) {
+        w[-2] = pairs[2 * v];
+        w[-1] = pairs[2 * v + 1];
+    } else {
+        w[-1] = (char)('0' + v);
+    }
     return len;
 }
 
@@ -156,6 +154,18 @@ const unsigned char dc_json_plain[256] = {
 };
 #undef ROW
 
+#define BYTES(c) (0x0101010101010101u * (uint64_t)(c))
+/* Whether a byte of x is zero, and whether one is below n (n <= 128): exact, no false hits. */
+#define HAS_ZERO(x) (((x) - BYTES(1)) & ~(x) & BYTES(0x80))
+#define HAS_LESS(x, n) (((x) - BYTES(n)) & ~(x) & BYTES(0x80))
+
+/* All eight bytes of w are dc_json_plain ones. */
+static inline int plain_word(uint64_t w)
+{
+    return !((w & BYTES(0x80)) | HAS_LESS(w, 0x20) | HAS_ZERO(w ^ BYTES('"')) |
+             HAS_ZERO(w ^ BYTES('\\')));
+}
+
 void dc_json_put_string(dc_buf_t *b, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
@@ -171,6 +181,17 @@ void dc_json_put_string(dc_buf_t *b, const char *s, size_t len)
         while (p < end) {
             size_t n;
 
+            /* eight bytes a test while none is a control, '"', '\\' or past ASCII */
+            while (end - p >= 8) {
+                uint64_t w;
+
+                memcpy(&w, p, 8);
+                if (!plain_word(w))
+                    break;
+                p += 8;
+            }
+            if (p == end)
+                break;
             if (dc_json_plain[*p]) {
                 p++;
                 continue;

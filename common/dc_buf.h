@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef struct {
     apr_pool_t *pool;
@@ -20,9 +21,37 @@ typedef struct {
 } dc_buf_t;
 
 void dc_buf_init(dc_buf_t *b, apr_pool_t *p, size_t initial);
-void dc_buf_append(dc_buf_t *b, const void *data, size_t len);
-void dc_buf_putc(dc_buf_t *b, char c);
-void dc_buf_puts(dc_buf_t *b, const char *s);
+/* A bigger copy of the data (what dc_buf_reserve calls; not inline). */
+void dc_buf_grow(dc_buf_t *b, size_t need);
+
+/* Room for extra more bytes and a NUL. The appends are inline: a response or an
+ * event is many small pieces, most of them literals of a known length. */
+static inline void dc_buf_reserve(dc_buf_t *b, size_t extra)
+{
+    size_t need = b->len + extra + 1;
+
+    if (need > b->cap)
+        dc_buf_grow(b, need);
+}
+
+static inline void dc_buf_append(dc_buf_t *b, const void *data, size_t len)
+{
+    dc_buf_reserve(b, len);
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+}
+
+static inline void dc_buf_putc(dc_buf_t *b, char c)
+{
+    dc_buf_reserve(b, 1);
+    b->data[b->len++] = c;
+}
+
+static inline void dc_buf_puts(dc_buf_t *b, const char *s)
+{
+    dc_buf_append(b, s, strlen(s));
+}
+
 void dc_buf_printf(dc_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A decimal integer, without printf's parsing of a format (hot paths). */
 void dc_buf_put_i64(dc_buf_t *b, int64_t v);

@@ -135,6 +135,25 @@ static void put_ids(dc_buf_t *b, const char *type, const char *env_id, const cha
     }
 }
 
+#define CAID ",\"caid\":"
+#define VAID ",\"vaid\":"
+#define QA_FALSE ",\"qa\":false}"
+#define QA_TRUE ",\"qa\":true}"
+
+/* What follows the ids in a CAMPAIGN hit. */
+static void put_campaign(dc_buf_t *b, const char *caid, size_t caid_len, const char *vaid,
+                         size_t vaid_len, int qa)
+{
+    dc_buf_append(b, CAID, sizeof(CAID) - 1);
+    dc_json_put_string(b, caid, caid_len);
+    dc_buf_append(b, VAID, sizeof(VAID) - 1);
+    dc_json_put_string(b, vaid, vaid_len);
+    if (qa)
+        dc_buf_append(b, QA_TRUE, sizeof(QA_TRUE) - 1);
+    else
+        dc_buf_append(b, QA_FALSE, sizeof(QA_FALSE) - 1);
+}
+
 void dc_hit_campaign(apr_pool_t *p, dc_hit_t *out, const char *env_id, const char *vid,
                      size_t vid_len, const char *cuid, size_t cuid_len, const char *caid,
                      size_t caid_len, const char *vaid, size_t vaid_len, int qa, int64_t qt_base,
@@ -144,15 +163,46 @@ void dc_hit_campaign(apr_pool_t *p, dc_hit_t *out, const char *env_id, const cha
 
     dc_buf_init(&b, p, 160 + vid_len + cuid_len);
     put_ids(&b, "CAMPAIGN", env_id, vid, vid_len, cuid, cuid_len);
-    dc_buf_puts(&b, ",\"caid\":");
-    dc_json_put_string(&b, caid, caid_len);
-    dc_buf_puts(&b, ",\"vaid\":");
-    dc_json_put_string(&b, vaid, vaid_len);
-    dc_buf_puts(&b, qa ? ",\"qa\":true}" : ",\"qa\":false}");
+    put_campaign(&b, caid, caid_len, vaid, vaid_len, qa);
     out->json = dc_buf_cstr(&b);
     out->json_len = b.len;
     out->received_ms = received_ms;
     out->qt_base = qt_base;
+}
+
+void dc_hits_campaigns(apr_pool_t *p, dc_hit_t *out, const char *env_id, const char *vid,
+                       size_t vid_len, const char *cuid, size_t cuid_len,
+                       const dc_decision_t *decisions, size_t n, int64_t received_ms)
+{
+    dc_buf_t ids, b;
+    size_t cap = 0, at = 0;
+
+    if (n == 0)
+        return;
+    /* the ids every hit of the visitor starts with, escaped once */
+    dc_buf_init(&ids, p, 64 + vid_len + cuid_len);
+    put_ids(&ids, "CAMPAIGN", env_id, vid, vid_len, cuid, cuid_len);
+    /* one buffer for them all, of the size they take when no id needs an escape */
+    for (size_t i = 0; i < n; i++)
+        cap += ids.len + sizeof(CAID) + sizeof(VAID) + sizeof(QA_FALSE) + 4 +
+               decisions[i].group->id_len + decisions[i].variation->id_len;
+    dc_buf_init(&b, p, cap);
+    for (size_t i = 0; i < n; i++) {
+        size_t start = b.len;
+
+        dc_buf_append(&b, ids.data, ids.len);
+        put_campaign(&b, decisions[i].group->id, decisions[i].group->id_len,
+                     decisions[i].variation->id, decisions[i].variation->id_len, 0);
+        dc_buf_putc(&b, '\0'); /* each hit a C string too, as dc_hit_campaign's */
+        out[i].json_len = b.len - start - 1;
+        out[i].received_ms = received_ms;
+        out[i].qt_base = 0;
+    }
+    /* an escape may have moved the buffer: the hits point into it once it is written */
+    for (size_t i = 0; i < n; i++) {
+        out[i].json = b.data + at;
+        at += out[i].json_len + 1;
+    }
 }
 
 void dc_hit_segment(apr_pool_t *p, dc_hit_t *out, const char *env_id, const char *vid,

@@ -9,6 +9,7 @@
 #define DC_HITS_H
 
 #include "dc_api.h"
+#include "dc_engine.h"
 
 #include <jansson.h>
 
@@ -17,6 +18,13 @@ void dc_hit_campaign(apr_pool_t *p, dc_hit_t *out, const char *env_id, const cha
                      size_t vid_len, const char *cuid, size_t cuid_len, const char *caid,
                      size_t caid_len, const char *vaid, size_t vaid_len, int qa, int64_t qt_base,
                      int64_t received_ms);
+
+/* The CAMPAIGN hits of a visitor's n decisions into out[0..n) (qa false, no qt_base): the
+ * same as a dc_hit_campaign() each, the visitor's ids escaped once and the hits in one
+ * allocation. */
+void dc_hits_campaigns(apr_pool_t *p, dc_hit_t *out, const char *env_id, const char *vid,
+                       size_t vid_len, const char *cuid, size_t cuid_len,
+                       const dc_decision_t *decisions, size_t n, int64_t received_ms);
 
 /* SEGMENT: {"t":"SEGMENT","cid","vid","cuid"?,"s":{key: string}}. */
 void dc_hit_segment(apr_pool_t *p, dc_hit_t *out, const char *env_id, const char *vid,

@@ -481,13 +481,14 @@ static int parse_payload(const char *data, size_t start, size_t end, apr_pool_t 
     }
     for (int64_t i = 0; i < count; i++) {
         dc_spool_hit_t *h = &(*hits)[i];
+        const char *sp;
         size_t id_start;
 
         if (take_space(data, end, &pos) < 0)
             return -1;
         id_start = pos;
-        while (pos < end && data[pos] != ' ')
-            pos++;
+        sp = memchr(data + pos, ' ', end - pos);
+        pos = sp ? (size_t)(sp - data) : end;
         if (pos == id_start || pos - id_start > ID_MAX)
             return -1;
         h->id = data + id_start;
@@ -1622,8 +1623,8 @@ static void check_fork(dc_spool_t *s)
 static size_t build_record(const dc_spool_t *s, uint64_t record, const dc_hit_t *hits, size_t n,
                            char *rec)
 {
-    char *w = rec + HEADER_LEN;
-    size_t len;
+    char *w = rec + HEADER_LEN, record_text[20], received_text[21];
+    size_t len, record_len = dc_fmt_u64(record_text, record), received_len = 0;
     uint32_t crc;
 
     put_u64(&w, n);
@@ -1632,11 +1633,16 @@ static size_t build_record(const dc_spool_t *s, uint64_t record, const dc_hit_t 
         memcpy(w, s->id_stem, s->id_stem_len);
         w += s->id_stem_len;
         *w++ = '.';
-        put_u64(&w, record);
+        memcpy(w, record_text, record_len);
+        w += record_len;
         *w++ = '.';
         put_u64(&w, i);
         *w++ = ' ';
-        put_i64(&w, hits[i].received_ms);
+        /* a request's hits share their time: formatted once */
+        if (i == 0 || hits[i].received_ms != hits[i - 1].received_ms)
+            received_len = dc_fmt_i64(received_text, hits[i].received_ms);
+        memcpy(w, received_text, received_len);
+        w += received_len;
         *w++ = ' ';
         put_i64(&w, hits[i].qt_base);
         *w++ = ' ';

@@ -7,10 +7,13 @@
 #include "dc_test.h"
 
 #include "dc_api.h"
+#include "dc_buf.h"
 #include "dc_config.h"
+#include "dc_hits.h"
 #include "dc_openapi.h"
 
 #include <apr_strings.h>
+#include <inttypes.h>
 #include <string.h>
 
 static apr_pool_t *pool;
@@ -557,6 +560,151 @@ START_TEST(reference_examples)
 }
 END_TEST
 
+/* dc_fmt_u64/i64 write what printf does, at every length and both ends. */
+START_TEST(integers_as_printf_writes_them)
+{
+    char got[24], want[24];
+    uint64_t v = 1;
+
+    for (int k = 0; k <= 20; k++, v *= 10) {
+        uint64_t around[] = {v - 1, v, v + 1, v * 7 / 2};
+
+        for (size_t i = 0; i < sizeof(around) / sizeof(around[0]); i++) {
+            size_t n = dc_fmt_u64(got, around[i]);
+
+            snprintf(want, sizeof(want), "%" PRIu64, around[i]);
+            ck_assert_uint_eq(n, strlen(want));
+            ck_assert_int_eq(memcmp(got, want, n), 0);
+            n = dc_fmt_i64(got, -(int64_t)(around[i] % INT64_MAX));
+            snprintf(want, sizeof(want), "%" PRId64, -(int64_t)(around[i] % INT64_MAX));
+            ck_assert_uint_eq(n, strlen(want));
+            ck_assert_int_eq(memcmp(got, want, n), 0);
+        }
+    }
+    ck_assert_uint_eq(dc_fmt_u64(got, UINT64_MAX), 20);
+    ck_assert_int_eq(memcmp(got, "18446744073709551615", 20), 0);
+    ck_assert_uint_eq(dc_fmt_i64(got, INT64_MIN), 20);
+    ck_assert_int_eq(memcmp(got, "-9223372036854775808", 20), 0);
+}
+END_TEST
+
+/* The escape of one ASCII byte, as the byte-at-a-time rule has it. */
+static void put_ascii_escaped(dc_buf_t *b, unsigned char c)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    if (c == '"' || c == '\\') {
+        dc_buf_putc(b, '\\');
+        dc_buf_putc(b, (char)c);
+    } else if (c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f') {
+        dc_buf_putc(b, '\\');
+        dc_buf_putc(b, "nrtbf"[strchr("\n\r\t\b\f", c) - "\n\r\t\b\f"]);
+    } else if (c < 0x20) {
+        char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+
+        dc_buf_append(b, esc, 6);
+    } else {
+        dc_buf_putc(b, (char)c);
+    }
+}
+
+/* dc_json_put_string tests eight bytes at a time where it can: whatever the
+ * offset of a byte to escape, or of a multibyte character, the string is the
+ * one a byte at a time writes, and jansson reads the input back from it. */
+START_TEST(json_strings_the_same_at_every_offset)
+{
+    static const char *const odd[] = {"\"", "\\", "\n", "\x01", "\x1f", "\x7f", " ", "~",
+                                      "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80"};
+    unsigned seed = 7;
+
+    for (size_t len = 0; len <= 40; len++) {
+        for (size_t at = 0; at <= len; at++) {
+            for (size_t k = 0; k < sizeof(odd) / sizeof(odd[0]); k++) {
+                char in[64];
+                dc_buf_t got, want;
+                size_t n = 0, odd_len = strlen(odd[k]);
+                json_t *back;
+
+                for (size_t i = 0; i < len; i++) {
+                    if (i == at) {
+                        memcpy(in + n, odd[k], odd_len);
+                        n += odd_len;
+                    }
+                    seed = seed * 1103515245u + 12345u;
+                    in[n++] = (char)('0' + (seed >> 16) % 75); /* '0'..'z', '\\' among them */
+                }
+                dc_buf_init(&got, pool, 8);
+                dc_json_put_string(&got, in, n);
+                ck_assert_ptr_nonnull(back = json_loadb(got.data, got.len,
+                                                        JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL));
+                ck_assert_uint_eq(json_string_length(back), n);
+                ck_assert_int_eq(memcmp(json_string_value(back), in, n), 0);
+                json_decref(back);
+                if (odd_len > 1)
+                    continue; /* what follows is for ASCII */
+                dc_buf_init(&want, pool, 8);
+                dc_buf_putc(&want, '"');
+                for (size_t i = 0; i < n; i++)
+                    put_ascii_escaped(&want, (unsigned char)in[i]);
+                dc_buf_putc(&want, '"');
+                ck_assert_uint_eq(got.len, want.len);
+                ck_assert_int_eq(memcmp(got.data, want.data, got.len), 0);
+            }
+        }
+    }
+}
+END_TEST
+
+/* A decision's CAMPAIGN hits, built together, are byte for byte the ones
+ * dc_hit_campaign builds one at a time, escapes and all. */
+START_TEST(campaign_hits_together_as_one_by_one)
+{
+    static const char *const ids[][2] = {
+        {"c1ndsu87m030114t8uu0", "c1ndta129mp0114nbbe0"},
+        {"vg-\"quoted\"", "v\\1"},
+        {"vg-\xc3\xa9t\xc3\xa9-and-a-long-tail-past-the-first-guess-of-the-size", "\x01\x02\x03"},
+        {"vg-\xff-not-utf8-\xfe\xfe\xfe\xfe\xfe\xfe\xfe\xfe", "v"},
+    };
+    enum { N = sizeof(ids) / sizeof(ids[0]) };
+    dc_variation_group_t groups[N];
+    dc_variation_t variations[N];
+    dc_decision_t decisions[N];
+    dc_hit_t together[N], alone;
+    const char *envs[] = {"env_r", NULL};
+
+    memset(groups, 0, sizeof(groups));
+    memset(variations, 0, sizeof(variations));
+    for (size_t i = 0; i < N; i++) {
+        groups[i].id = ids[i][0];
+        groups[i].id_len = strlen(ids[i][0]);
+        variations[i].id = ids[i][1];
+        variations[i].id_len = strlen(ids[i][1]);
+        decisions[i].campaign = NULL;
+        decisions[i].group = &groups[i];
+        decisions[i].variation = &variations[i];
+    }
+    for (int e = 0; e < 2; e++) {
+        for (int with_cuid = 0; with_cuid < 2; with_cuid++) {
+            const char *cuid = with_cuid ? "user \"42\"" : NULL;
+            size_t cuid_len = with_cuid ? strlen(cuid) : 0;
+
+            dc_hits_campaigns(pool, together, envs[e], "anon-\xc3\xa9", 7, cuid, cuid_len,
+                              decisions, N, 1700000000123);
+            for (size_t i = 0; i < N; i++) {
+                dc_hit_campaign(pool, &alone, envs[e], "anon-\xc3\xa9", 7, cuid, cuid_len,
+                                groups[i].id, groups[i].id_len, variations[i].id,
+                                variations[i].id_len, 0, 0, 1700000000123);
+                ck_assert_uint_eq(together[i].json_len, alone.json_len);
+                ck_assert_str_eq(together[i].json, alone.json); /* NUL-terminated too */
+                ck_assert_int_eq(together[i].received_ms, 1700000000123);
+                ck_assert_int_eq(together[i].qt_base, 0);
+            }
+        }
+    }
+    dc_hits_campaigns(pool, together, "env_r", "v", 1, NULL, 0, decisions, 0, 1); /* none */
+}
+END_TEST
+
 static Suite *api_suite(void)
 {
     Suite *s = suite_create("api");
@@ -572,6 +720,9 @@ static Suite *api_suite(void)
     tcase_add_test(tc, hostile_input);
     tcase_add_test(tc, swagger_routes);
     tcase_add_test(tc, reference_examples);
+    tcase_add_test(tc, integers_as_printf_writes_them);
+    tcase_add_test(tc, json_strings_the_same_at_every_offset);
+    tcase_add_test(tc, campaign_hits_together_as_one_by_one);
     suite_add_tcase(s, tc);
     return s;
 }
