@@ -109,10 +109,12 @@ static inline size_t select_group(const dc_campaign_t *c, const dc_context_t *ct
                                   dc_lookups_t *lk, const dc_variation_group_t **selected,
                                   int *multi_variation)
 {
-    for (size_t g = 0; g < c->n_groups; g++) {
-        if (dc_targeting_match_cached(&c->groups[g], ctx, lk)) {
-            *selected = &c->groups[g];
-            *multi_variation |= c->groups[g].n_variations > 1;
+    /* bounds in locals: the lookups' byte stores may alias anything the compiler
+     * would otherwise load again after each */
+    for (const dc_variation_group_t *g = c->groups, *end = g + c->n_groups; g < end; g++) {
+        if (dc_targeting_match_cached(g, ctx, lk)) {
+            *selected = g;
+            *multi_variation |= g->n_variations > 1;
             return 1;
         }
     }
@@ -125,7 +127,8 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
     const dc_variation_group_t *selected_stack[64];
     const dc_variation_group_t **selected = selected_stack;
     size_t n_selected = 0, n_candidates = only ? 1 : cfg->n_campaigns;
-    int multi_variation = 0, ab_added = 0, xpc, any_prev_ab = 0;
+    int multi_variation = 0, ab_added = 0, xpc, any_prev_ab = 0, one_test, cache_on;
+    dc_decision_t *decided;
     unsigned visitor_bucket;
     dc_hash_key_t alloc_key;
     loaded_t l;
@@ -185,14 +188,18 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
         dc_index_candidates(cfg->index, v->context, bits);
         if (skip_by_bucket)
             dc_index_in_bucket(cfg->index, visitor_bucket, bits);
+        const dc_campaign_t *campaigns = cfg->campaigns;
+        const dc_context_t *ctx = v->context;
+        int multi = 0;
+
         for (size_t w = 0; w < n_words; w++) {
             for (uint64_t word = bits[w]; word; word &= word - 1) {
-                const dc_campaign_t *c = &cfg->campaigns[w * 64 + (size_t)__builtin_ctzll(word)];
+                const dc_campaign_t *c = &campaigns[w * 64 + (size_t)__builtin_ctzll(word)];
 
-                n_selected += select_group(c, v->context, &lk, selected + n_selected,
-                                           &multi_variation);
+                n_selected += select_group(c, ctx, &lk, selected + n_selected, &multi);
             }
         }
+        multi_variation |= multi;
     }
     if (n_selected == 0)
         return;
@@ -227,6 +234,10 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
     else
         dc_hash_key_init(&alloc_key, v->visitor_id, v->visitor_id_len);
 
+    /* flags and the answer's end in locals: the loop's stores may alias their homes */
+    one_test = cfg->enabled_1v1t;
+    cache_on = out->cache_on;
+    decided = out->decisions;
     for (size_t i = 0; i < n_selected; i++) {
         const dc_variation_group_t *vg = selected[i];
         const dc_campaign_t *c = vg->campaign;
@@ -235,7 +246,7 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
         int is_new = 0, is_new_anonymous = 0;
 
         /* 3. One visitor one test: at most one "ab" campaign, the activated one first. */
-        if (cfg->enabled_1v1t && c->is_ab) {
+        if (one_test && c->is_ab) {
             const dc_assignment_t *prev = dc_assignments_view_find(&visitor, vg->id, vg->id_len);
             int in_prev = prev && prev->activated;
 
@@ -247,7 +258,7 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
             continue;
 
         /* 5. The variation: an assignment wins over the hash. */
-        if (out->cache_on) {
+        if (cache_on) {
             s = dc_assignments_view_find(&visitor, vg->id, vg->id_len);
             a = dc_assignments_view_find(&anonymous, vg->id, vg->id_len);
             d = dc_assignments_view_find(&group, vg->id, vg->id_len);
@@ -280,7 +291,7 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
         }
 
         /* 6. What to remember (saved after the answer is built). */
-        if (out->cache_on) {
+        if (cache_on) {
             int hit = v->trigger_hit;
 
             if ((hit && !(s && s->activated)) || is_new) {
@@ -295,13 +306,14 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
                 dc_assignments_view_set(p, &save_anonymous, vg->id, vg->id_len, chosen->id,
                                         chosen->id_len, hit);
         }
-        out->decisions[out->n_decisions].campaign = c;
-        out->decisions[out->n_decisions].group = vg;
-        out->decisions[out->n_decisions].variation = chosen;
-        out->n_decisions++;
+        decided->campaign = c;
+        decided->group = vg;
+        decided->variation = chosen;
+        decided++;
         if (c->is_ab)
             ab_added = 1;
     }
+    out->n_decisions = (size_t)(decided - out->decisions);
 }
 
 int dc_engine_save(apr_pool_t *p, dc_store_t *store, const char *env_id, const dc_visitor_t *v,
