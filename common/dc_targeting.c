@@ -256,38 +256,42 @@ static int outcome(const dc_targeting_t *t, const dc_context_t *ctx, dc_lookups_
     return m == DC_EVAL_MATCH ? OUTCOME_MATCH : OUTCOME_NO_MATCH;
 }
 
-/* One targeting's outcome, remembered by tid when lk has outcomes. */
-static inline int remembered(const dc_targeting_t *t, const dc_context_t *ctx, dc_lookups_t *lk)
+/* One targeting's outcome, remembered by tid in outcomes (lk->outcomes) when not NULL. */
+static inline int remembered(const dc_targeting_t *t, const dc_context_t *ctx, dc_lookups_t *lk,
+                             uint8_t *outcomes)
 {
     int o;
 
-    if (!lk->outcomes)
+    if (!outcomes)
         return outcome(t, ctx, lk);
-    if ((o = lk->outcomes[t->tid]) == OUTCOME_UNKNOWN)
-        o = lk->outcomes[t->tid] = (uint8_t)outcome(t, ctx, lk);
+    if ((o = outcomes[t->tid]) == OUTCOME_UNKNOWN)
+        o = outcomes[t->tid] = (uint8_t)outcome(t, ctx, lk);
     return o;
 }
 
 /* The groups (an OR of ANDs). A key absent ends its group; a type error anywhere is no
  * match at all, so to_the_end evaluates each group to its end. Otherwise a group stops at
  * its first miss: an error after it could only turn a match into none, so it is looked for
- * (to the end) only when a group matched. Most groups miss: a country, a platform. */
+ * (to the end) only when a group matched. Most groups miss: a country, a platform.
+ * Bounds are walked in locals: each outcome stored is a byte store, which may alias
+ * anything the compiler would otherwise load again. */
 static int match_groups(const dc_variation_group_t *vg, const dc_context_t *ctx,
                         dc_lookups_t *lk, int to_the_end)
 {
+    const dc_targeting_group_t *group = vg->groups, *groups_end = group + vg->n_groups;
+    uint8_t *outcomes = lk->outcomes;
     int any = 0, cut = 0;
 
-    for (size_t g = 0; g < vg->n_groups; g++) {
-        const dc_targeting_group_t *group = &vg->groups[g];
-        int matched = group->n_targetings > 0;
+    for (; group < groups_end; group++) {
+        const dc_targeting_t *t = group->targetings, *end = t + group->n_targetings;
+        int matched = t < end;
 
-        for (size_t i = 0; i < group->n_targetings; i++) {
-            const dc_targeting_t *t = &group->targetings[i];
+        for (; t < end; t++) {
             int o;
 
             if (t->key_kind == DC_KEY_ALL_USERS)
                 continue;
-            o = remembered(t, ctx, lk);
+            o = remembered(t, ctx, lk, outcomes);
             if (o == OUTCOME_ABSENT) {
                 matched = 0;
                 break;
@@ -297,12 +301,12 @@ static int match_groups(const dc_variation_group_t *vg, const dc_context_t *ctx,
             if (o == OUTCOME_NO_MATCH) {
                 matched = 0;
                 if (!to_the_end) {
-                    cut |= i + 1 < group->n_targetings;
+                    cut |= t + 1 < end;
                     break;
                 }
             }
         }
-        any = any || matched;
+        any |= matched;
     }
     return any && cut ? match_groups(vg, ctx, lk, 1) : any;
 }
