@@ -154,6 +154,7 @@ struct dc_spool {
     int ring_failing;           /* writing the ring out fails (logged once) */
     int ring_wake;              /* atomic: the syncer was woken for a filling ring */
     uint64_t ring_records;      /* atomic: records copied into the ring */
+    uint64_t ring_overflows;    /* atomic: records the ring had no room for */
     uint64_t ring_flushed;      /* atomic: records written out of it */
     uint64_t ring_flushed_from; /* the tail before the last write-out */
     int refusing;               /* in a refusal streak (logged once) */
@@ -1710,8 +1711,11 @@ int dc_spool_append(dc_spool_t *s, apr_pool_t *p, const dc_hit_t *hits, size_t n
         cap += 1 + ID_MAX + 1 + 21 + 1 + 21 + 1 + 21 + 1 + hits[i].json_len;
     rec = apr_palloc(p, cap);
     len = build_record(s, __atomic_fetch_add(&s->next_record, 1, __ATOMIC_RELAXED), hits, n, rec);
-    if (s->ring && ring_append(s, rec, len, n) == 0)
-        return 0;
+    if (s->ring) {
+        if (ring_append(s, rec, len, n) == 0)
+            return 0;
+        __atomic_add_fetch(&s->ring_overflows, 1, __ATOMIC_RELAXED);
+    }
 
     apr_thread_mutex_lock(s->lock);
     now = apr_time_now();
@@ -1825,6 +1829,7 @@ void dc_spool_stats(dc_spool_t *s, dc_spool_stats_t *st)
     st->dropped = s->dropped;
     st->dropped_segments = s->dropped_segments;
     st->refusing = s->refusing;
+    st->ring_overflows = __atomic_load_n(&s->ring_overflows, __ATOMIC_RELAXED);
     if (s->ring && s->pid == dc_proc_pid()) {
         /* not yet in a segment */
         st->depth_records = __atomic_load_n(&s->ring_records, __ATOMIC_RELAXED) -

@@ -108,6 +108,10 @@ typedef struct {
     uint64_t depth_records;     /* ready segments + this process's open one */
     uint64_t depth_bytes;       /* every segment in the directory */
     uint64_t segments;
+    /* With write=ring: records the request wrote to the segment itself, the ring being
+     * full (or the record larger than a quarter of it). A ring that is big enough for
+     * the load keeps this at 0: each such record takes the slower write=map path. */
+    uint64_t ring_overflows;
     apr_interval_time_t oldest_age; /* age of the oldest unsent segment, 0 when empty */
     int refusing;               /* the last append was refused (bound reached or write error) */
 } dc_spool_stats_t;

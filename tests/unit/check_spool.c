@@ -301,6 +301,48 @@ START_TEST(records_read_back_exactly)
 }
 END_TEST
 
+/* A record larger than a quarter of the ring takes the segment path, and is counted; the
+ * hits of a record that share their time have it written once each all the same. */
+START_TEST(ring_overflows_counted_and_times_shared)
+{
+    dc_spool_t *s = open_spool("ring-bytes=64k"); /* fsync=interval: a ring */
+    char *big = apr_palloc(pool, 20001), *all = "";
+    dc_hit_t hits[3];
+    dc_spool_stats_t st;
+    readback_t r;
+    const char **names;
+    size_t n, len;
+
+    memset(big, 'x', 20000);
+    big[20000] = '\0';
+    hits[0] = make_hit(pool, big, 1000, 0);
+    hits[1] = make_hit(pool, "b", 1000, 0);
+    hits[2] = make_hit(pool, "c", 999, 5);
+    ck_assert_int_eq(dc_spool_append(s, pool, hits, 3), 0);     /* over 16 KiB */
+    ck_assert_int_eq(dc_spool_append(s, pool, hits + 1, 2), 0); /* into the ring */
+    dc_spool_stats(s, &st);
+    ck_assert_uint_eq(st.accepted, 2);
+    ck_assert_uint_eq(st.accepted_hits, 5);
+    ck_assert_uint_eq(st.ring_overflows, 1);
+    dc_spool_close(s);
+
+    read_back(&r, NULL);
+    ck_assert_uint_eq(r.records, 2);
+    ck_assert_uint_eq(r.hits, 5);
+    ck_assert_uint_eq(r.duplicate_ids, 0);
+    ck_assert_int_eq(*(int *)apr_hash_get(r.keys, "b", APR_HASH_KEY_STRING), 2);
+    ck_assert_int_eq(dc_spool_list_ready(dir, pool, &names, &n), 0);
+    for (size_t i = 0; i < n; i++)
+        all = apr_pstrcat(pool, all, slurp(apr_pstrcat(pool, dir, "/", names[i], NULL), &len),
+                          NULL);
+    ck_assert_ptr_nonnull(strstr(all, ".0 1000 0 20023 {"));
+    ck_assert_ptr_nonnull(strstr(all, ".1 1000 0 24 {\"t\":\"CAMPAIGN\",\"k\":\"b\"} "));
+    ck_assert_ptr_nonnull(strstr(all, ".2 999 5 24 {\"t\":\"CAMPAIGN\",\"k\":\"c\"}\n"));
+    ck_assert_ptr_nonnull(strstr(all, ".0 1000 0 24 {\"t\":\"CAMPAIGN\",\"k\":\"b\"} "));
+    ck_assert_ptr_nonnull(strstr(all, ".1 999 5 24 {\"t\":\"CAMPAIGN\",\"k\":\"c\"}\n"));
+}
+END_TEST
+
 static int count_records(void *baton, apr_off_t offset, apr_off_t end,
                          const dc_spool_hit_t *hits, size_t n)
 {
@@ -875,6 +917,7 @@ static Suite *spool_suite(void)
     tcase_add_test(tc, options_parse);
     tcase_add_loop_test(tc, records_read_back_exactly, 0, 2);
     tcase_add_test(tc, torn_and_corrupt_records_are_skipped);
+    tcase_add_test(tc, ring_overflows_counted_and_times_shared);
     tcase_add_loop_test(tc, rotation_by_size_and_age, 0, 3);
     tcase_add_test(tc, bound_refuses_and_counts);
     tcase_add_test(tc, bound_drops_oldest_and_counts);
