@@ -895,6 +895,18 @@ static int64_t ms_of(apr_time_t t)
     return (int64_t)(t / 1000);
 }
 
+/* Hands a request's hits to the sink and counts them: 0, or -1 when refused. */
+static int sink_hits(dc_service_t *svc, apr_pool_t *p, dc_metrics_slot_t *slot,
+                     const dc_hit_t *hits, size_t n)
+{
+    int rc = svc->hit_sink(svc->hit_baton, p, hits, n);
+
+    dc_metrics_observe_hits(slot, n, rc >= 0);
+    if (rc > 0)
+        dc_metrics_observe_ring_full(slot);
+    return rc < 0 ? -1 : 0;
+}
+
 static void emit_decision_hits(dc_service_t *svc, apr_pool_t *p, const dc_request_t *req,
                                dc_metrics_slot_t *slot, const decision_request_t *dr,
                                const dc_config_t *cfg, const dc_outcome_t *out, int send_context)
@@ -931,14 +943,10 @@ static void emit_decision_hits(dc_service_t *svc, apr_pool_t *p, const dc_reques
                           dr->visitor_id_len, out->decisions, out->n_decisions, received);
         n += out->n_decisions;
     }
-    if (n && svc->hit_sink(svc->hit_baton, p, hits, n) < 0) {
-        dc_metrics_observe_hits(slot, n, 0);
+    if (n && sink_hits(svc, p, slot, hits, n) < 0)
         dc_log(DC_LOG_DEBUG, DCLOGNO(10201) "api: %zu hit(s) of a decision were refused by the "
                                             "event spool",
                n);
-    } else {
-        dc_metrics_observe_hits(slot, n, 1);
-    }
 }
 
 /* A visitor's decision, as every decision route makes it. */
@@ -1840,13 +1848,11 @@ static void handle_activate(dc_service_t *svc, apr_pool_t *p, const dc_request_t
                             a->vid_len, a->caid, a->caid_len, a->vaid, a->vaid_len, a->qa, a->qt,
                             ms_of(req->received));
         }
-        if (svc->hit_sink(svc->hit_baton, p, hits, n) < 0) {
-            dc_metrics_observe_hits(slot, n, 0);
+        if (sink_hits(svc, p, slot, hits, n) < 0) {
             respond_error(p, resp, 503,
                           "the activation could not be stored for delivery; retry later");
             return;
         }
-        dc_metrics_observe_hits(slot, n, 1);
     }
     respond(resp, 204, NULL, "", 0);
 }

@@ -47,7 +47,8 @@ typedef struct {
     int64_t qt_base;
 } dc_hit_t;
 
-/* Where hits go. Returns 0 when every hit is durably accepted, -1 otherwise. */
+/* Where hits go. Returns 0 when every hit is durably accepted, 1 when they are but the
+ * sink took its slow way (the spool's ring was full: counted in metrics), -1 otherwise. */
 typedef int dc_hit_sink_fn(void *baton, apr_pool_t *p, const dc_hit_t *hits, size_t n);
 
 #define DC_DEFAULT_MAX_BODY_SIZE (1024 * 1024)

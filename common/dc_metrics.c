@@ -249,6 +249,12 @@ void dc_metrics_observe_hits(dc_metrics_slot_t *slot, size_t n, int accepted)
         add64(accepted ? &slot->hits_accepted : &slot->hits_refused, n);
 }
 
+void dc_metrics_observe_ring_full(dc_metrics_slot_t *slot)
+{
+    if (slot)
+        add64(&slot->ring_full, 1);
+}
+
 void dc_metrics_observe_visitor(dc_metrics_t *m, const char *id, size_t len, apr_time_t now)
 {
     uint64_t minute = minute_of(now), seen;
@@ -318,6 +324,7 @@ void dc_metrics_sum(const dc_metrics_t *m, dc_metrics_slot_t *out)
         }
         out->hits_accepted += load64(&slot->hits_accepted);
         out->hits_refused += load64(&slot->hits_refused);
+        out->ring_full += load64(&slot->ring_full);
     }
 }
 

@@ -136,6 +136,7 @@ typedef struct {
     uint64_t store_errors[DC_BACKEND_COUNT][DC_STORE_OP_COUNT]; /* DC_STORE_UNAVAILABLE */
     dc_histogram_t store_latency[DC_BACKEND_COUNT][DC_STORE_OP_COUNT]; /* timed backends only */
     uint64_t hits_accepted, hits_refused;
+    uint64_t ring_full; /* requests whose hits found the spool's ring full */
     dc_minute_t minutes[DC_METRICS_MINUTES];
 } __attribute__((aligned(64))) dc_metrics_slot_t;
 
@@ -163,6 +164,8 @@ void dc_metrics_observe_request(dc_metrics_slot_t *slot, dc_endpoint_e ep, int s
 void dc_metrics_observe_store(dc_metrics_slot_t *slot, dc_backend_e backend, dc_store_op_e op,
                               dc_store_status_e result, apr_interval_time_t duration);
 void dc_metrics_observe_hits(dc_metrics_slot_t *slot, size_t n, int accepted);
+/* A request's hits accepted the slow way: its process's spool ring was full. */
+void dc_metrics_observe_ring_full(dc_metrics_slot_t *slot);
 /* One visitor seen now (id bytes as sent; any length). */
 void dc_metrics_observe_visitor(dc_metrics_t *m, const char *id, size_t len, apr_time_t now);
 

@@ -154,9 +154,10 @@ void dc_metrics_render_flagship(const dc_service_t *svc, const dc_status_snapsho
     dc_status_put_spool_json(&one, s);
     expvar_add(&v, "spool", dc_buf_cstr(&one));
 
-    expvar_add(&v, "hits", dc_pstrfmt(p, "{\"accepted\":%llu,\"refused\":%llu}",
-                                        (unsigned long long)t->hits_accepted,
-                                        (unsigned long long)t->hits_refused));
+    expvar_add(&v, "hits",
+               dc_pstrfmt(p, "{\"accepted\":%llu,\"refused\":%llu,\"ring_full_requests\":%llu}",
+                          (unsigned long long)t->hits_accepted,
+                          (unsigned long long)t->hits_refused, (unsigned long long)t->ring_full));
     expvar_add(&v, "visitors",
                apr_psprintf(p, "{\"distinct_30m\":%.0f,\"relative_standard_error\":%.4f}",
                             round(s->visitors), dc_metrics_visitors_error()));
@@ -370,6 +371,12 @@ void dc_metrics_render_prometheus(const dc_service_t *svc, const dc_status_snaps
         prom_uint(b, t->hits_accepted);
         prom_series(b, "decision_hits_total", "", "result", "refused", NULL, NULL);
         prom_uint(b, t->hits_refused);
+        prom_family(b, "decision_spool_ring_full_total", "counter",
+                    "Requests whose events found their process's spool ring full: the request "
+                    "wrote them to the segment itself, the slower way (ring-bytes is small for "
+                    "the load).");
+        prom_series(b, "decision_spool_ring_full_total", "", NULL, NULL, NULL, NULL);
+        prom_uint(b, t->ring_full);
 
         prom_family(b, "decision_visitors", "gauge",
                     "Distinct visitors of the last 30 minutes (HyperLogLog estimate, relative "

@@ -434,6 +434,12 @@ void dc_otel_encode_metrics(dc_buf_t *b, const dc_otel_options_t *o, const dc_se
         point(&w, 1, t->hits_refused, 0, "result", "refused", NULL, NULL);
         metric_close(&w, 7);
 
+        metric_open(&w, "decision.spool.ring_full", "{request}",
+                    "Requests whose events found their process's spool ring full (written the "
+                    "slower way).", 7);
+        point(&w, 1, t->ring_full, 0, NULL, NULL, NULL, NULL);
+        metric_close(&w, 7);
+
         metric_open(&w, "decision.visitors", "{visitor}",
                     "Distinct visitors in the last 30 minutes (HyperLogLog estimate).", 5);
         point(&w, 0, 0, s->visitors, NULL, NULL, NULL, NULL);

@@ -1694,7 +1694,8 @@ static int make_room(dc_spool_t *s, apr_pool_t *p, size_t len, size_t n, apr_tim
     return 0;
 }
 
-int dc_spool_append(dc_spool_t *s, apr_pool_t *p, const dc_hit_t *hits, size_t n)
+/* dc_spool_append(); *overflowed set when the ring had no room for the record. */
+static int append(dc_spool_t *s, apr_pool_t *p, const dc_hit_t *hits, size_t n, int *overflowed)
 {
     size_t cap = HEADER_LEN + 24, len, done = 0;
     char *rec;
@@ -1715,6 +1716,7 @@ int dc_spool_append(dc_spool_t *s, apr_pool_t *p, const dc_hit_t *hits, size_t n
         if (ring_append(s, rec, len, n) == 0)
             return 0;
         __atomic_add_fetch(&s->ring_overflows, 1, __ATOMIC_RELAXED);
+        *overflowed = 1;
     }
 
     apr_thread_mutex_lock(s->lock);
@@ -1797,9 +1799,18 @@ int dc_spool_append(dc_spool_t *s, apr_pool_t *p, const dc_hit_t *hits, size_t n
     return -1;
 }
 
+int dc_spool_append(dc_spool_t *s, apr_pool_t *p, const dc_hit_t *hits, size_t n)
+{
+    int overflowed = 0;
+
+    return append(s, p, hits, n, &overflowed);
+}
+
 int dc_spool_sink(void *spool, apr_pool_t *p, const dc_hit_t *hits, size_t n)
 {
-    return dc_spool_append(spool, p, hits, n);
+    int overflowed = 0, rc = append(spool, p, hits, n, &overflowed);
+
+    return rc < 0 ? rc : overflowed;
 }
 
 void dc_spool_tick(dc_spool_t *s)

@@ -136,7 +136,8 @@ void dc_spool_close(dc_spool_t *s);
 
 /* Appends one request's hits as one record. 0 when on disk, -1 when refused. */
 int dc_spool_append(dc_spool_t *s, apr_pool_t *p, const dc_hit_t *hits, size_t n);
-/* The dc_hit_sink_fn over a spool: svc.hit_sink = dc_spool_sink; svc.hit_baton = spool. */
+/* The dc_hit_sink_fn over a spool: svc.hit_sink = dc_spool_sink; svc.hit_baton = spool.
+ * 1 when the record was accepted but the ring had no room for it (see ring_overflows). */
 int dc_spool_sink(void *spool, apr_pool_t *p, const dc_hit_t *hits, size_t n);
 
 /* The background thread's work, done now: the interval fdatasync and

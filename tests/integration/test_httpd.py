@@ -903,6 +903,31 @@ def test_events_are_spooled_by_every_child_and_shipped_once(mpm, rundir, servers
         assert os.stat(spool).st_uid == shutil._get_uid("www-data")
 
 
+def test_a_full_ring_loses_nothing_and_is_counted(rundir, servers, cdn):
+    """A record over a quarter of its process's ring (a batch of 200 activations, a 64 KiB
+    ring) is written to the segment by the request itself: delivered all the same, and
+    counted where an operator looks (Prometheus and /v2/metrics)."""
+    spool = os.path.join(rundir, "spool")
+    body = sample_conf("DecisionSpool %s\nDecisionSpoolOptions segment-age=1s,ring-bytes=64k\n"
+                       "DecisionCollector %s\n" % (spool, cdn.collector_url)) + (
+        "<Location /metrics>\n  SetHandler decision\n</Location>\n")
+    h = servers(rundir, body)
+    vids = ["ring-full-visitor-%03d" % n for n in range(200)]
+    status, _, data = post(h.base_url, "/v2/activate", {"cid": ENV, "batch": [
+        {"vid": v, "caid": "vg_ab", "vaid": "v_ab_red"} for v in vids]})
+    assert status == 204, data
+    status, _, data = post(h.base_url, "/v2/activate", {
+        "cid": ENV, "vid": "ring-small", "caid": "vg_ab", "vaid": "v_ab_red"})
+    assert status == 204, data
+    wait_until(lambda: {x["vid"] for x in campaign_hits(cdn)} >= set(vids) | {"ring-small"},
+               timeout=30, what="the big record's and the small one's hits at the collector")
+    status, _, data = post(h.base_url, "/metrics", None, method="GET")
+    assert status == 200 and b"\ndecision_spool_ring_full_total 1\n" in data, data
+    assert b'\ndecision_hits_total{result="accepted"} 201\n' in data, data
+    hits = expvar(h.base_url)["hits"]
+    assert hits == {"accepted": 201, "refused": 0, "ring_full_requests": 1}, hits
+
+
 def test_shipping_goes_on_when_the_shipping_child_exits(rundir, servers, cdn):
     """Children retire after a few connections, the one that ships (and polls) among them:
     another child takes the background work over, every time (mod_watchdog's singleton,

@@ -141,6 +141,8 @@ def check_metrics(receiver, requests_at_least):
     camp = [p for p in dur.histogram.data_points if attrs(p.attributes)["endpoint"] == "campaigns"]
     assert camp[0].count >= 1 and camp[0].sum > 0
     assert m["decision.config.loaded"][1].gauge.data_points[0].as_int == 1
+    _, ring_full = m["decision.spool.ring_full"]
+    assert ring_full.sum.is_monotonic and [p.as_int for p in ring_full.sum.data_points] == [0]
     assert "decision.otel.spans" in m
 
 

@@ -80,6 +80,8 @@ START_TEST(counts_are_exact)
                              DC_STORE_OK, 300);
     dc_metrics_observe_hits(dc_metrics_slot(m, 2), 7, 1);
     dc_metrics_observe_hits(dc_metrics_slot(m, 2), 2, 0);
+    dc_metrics_observe_ring_full(dc_metrics_slot(m, 1));
+    dc_metrics_observe_ring_full(dc_metrics_slot(m, 2));
     dc_metrics_sum(m, &sum);
     ck_assert_uint_eq(sum.requests[DC_EP_CAMPAIGNS][1], 200); /* 2xx */
     ck_assert_uint_eq(sum.requests[DC_EP_CAMPAIGNS][2], 100); /* 3xx */
@@ -99,6 +101,7 @@ START_TEST(counts_are_exact)
     ck_assert_uint_eq(sum.store_errors[DC_BACKEND_REDIS][DC_STORE_OP_LOAD], 1);
     ck_assert_uint_eq(sum.hits_accepted, 7);
     ck_assert_uint_eq(sum.hits_refused, 2);
+    ck_assert_uint_eq(sum.ring_full, 2);
     ck_assert_int_eq(dc_backend_of("redis"), DC_BACKEND_REDIS);
     ck_assert_int_eq(dc_backend_of("carrier-pigeon"), DC_BACKEND_OTHER);
     ck_assert_int_eq(dc_backend_of(NULL), DC_BACKEND_OTHER);
