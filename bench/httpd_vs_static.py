@@ -26,6 +26,7 @@ made together.
                                      [--keepalive-on-worker]
 """
 import argparse
+import json
 import os
 import re
 import shutil
@@ -35,7 +36,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                                 "integration"))
-from harness import SAMPLE_BUCKETING, Httpd, make_htdocs, make_world_readable_dir  # noqa: E402
+from harness import (SAMPLE_BUCKETING, Httpd, http_request, make_htdocs,  # noqa: E402
+                     make_world_readable_dir)
 
 WRK_SCRIPT = """
 local n = 0
@@ -253,6 +255,9 @@ def main():
                     else:
                         a_run, b_run = load_together(a, b, args.threads, args.connections, args.duration)
                     pairs[name].append((a_run, b_run))
+            # whether the twin's rings kept up: a full ring sends a request to the slower path
+            _, _, data = http_request(twin.base_url, "/v2/metrics", None, method="GET")
+            twin_hits = json.loads(data)["hits"]
         finally:
             h.stop()
             quiet.stop()
@@ -283,6 +288,8 @@ def main():
                   name, best[0], best[1], median([r[1] for r in runs]),
                   median([r[3] for r in runs]), median([r[4] for r in runs]), best[2], note))
     print("event batches at the file sink when stopped: %d" % batches)
+    print("hits spooled by the twin: %d; requests whose hits found the ring full: %d" % (
+        twin_hits["accepted"], twin_hits["ring_full_requests"]))
 
     def rate_cost(base, other):  # how much slower `other` is than `base`, by rate
         best = 100.0 * (max(base)[0] - max(other)[0]) / max(base)[0]

@@ -52,6 +52,9 @@ def test_httpd_bench_runs_every_variant_without_an_error():
         assert line and line.group(1) == "0", (row, r.stdout)
     batches = re.search(r"event batches at the file sink when stopped: (\d+)", r.stdout)
     assert batches and int(batches.group(1)) > 0, r.stdout
+    twin = re.search(r"hits spooled by the twin: (\d+); requests whose hits found the ring full: "
+                     r"(\d+)", r.stdout)
+    assert twin and int(twin.group(1)) > 0 and int(twin.group(2)) >= 0, r.stdout
     for figure in ("ratio to static", "cost of events", "cost of metrics", "cost of nothing",
                    "API p99", "p99 with events"):
         assert figure in r.stdout, (figure, r.stdout)
