@@ -34,11 +34,6 @@ void dc_buf_grow(dc_buf_t *b, size_t need)
     b->cap = cap;
 }
 
-static inline void reserve(dc_buf_t *b, size_t extra)
-{
-    dc_buf_reserve(b, extra);
-}
-
 size_t dc_fmt_u64(char *out, uint64_t v)
 {
     static const char pairs[] = "00010203040506070809101112131415161718192021222324"
@@ -99,7 +94,7 @@ void dc_buf_printf(dc_buf_t *b, const char *fmt, ...)
     va_end(ap);
     if (n < 0)
         return;
-    reserve(b, (size_t)n);
+    dc_buf_reserve(b, (size_t)n);
     va_start(ap, fmt);
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
     va_end(ap);
@@ -108,7 +103,7 @@ void dc_buf_printf(dc_buf_t *b, const char *fmt, ...)
 
 const char *dc_buf_cstr(dc_buf_t *b)
 {
-    reserve(b, 0);
+    dc_buf_reserve(b, 0);
     b->data[b->len] = '\0';
     return b->data;
 }
@@ -171,7 +166,7 @@ void dc_json_put_string(dc_buf_t *b, const char *s, size_t len)
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s, *end = p + len;
 
-    reserve(b, len + 2);
+    dc_buf_reserve(b, len + 2);
     b->data[b->len++] = '"';
     for (;;) {
         const unsigned char *run = p;
@@ -203,7 +198,7 @@ void dc_json_put_string(dc_buf_t *b, const char *s, size_t len)
             break;
         }
         if (p > run) {
-            reserve(b, (size_t)(p - run) + 1);
+            dc_buf_reserve(b, (size_t)(p - run) + 1);
             memcpy(b->data + b->len, run, (size_t)(p - run));
             b->len += (size_t)(p - run);
         }
@@ -229,7 +224,7 @@ void dc_json_put_string(dc_buf_t *b, const char *s, size_t len)
         }
         }
     }
-    reserve(b, 1);
+    dc_buf_reserve(b, 1);
     b->data[b->len++] = '"';
 }
 
