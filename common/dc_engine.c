@@ -79,23 +79,28 @@ static void load_assignments(apr_pool_t *p, dc_store_t *store, const char *env_i
     }
 }
 
-/* dc_allocate() of the visitor's bucket in the group, from the snapshot's
- * running sums (one cache line, not one per variation), and hashed only when
- * the walk depends on the bucket: not for no variation, nor when the first
- * variation takes every bucket (0..99). */
-static const dc_variation_t *allocate(const dc_variation_group_t *vg, dc_hash_key_t *key)
+/* dc_allocate() of the visitor's bucket z in a hashed group: from the snapshot's table of
+ * each bucket's variation, or its running sums (one cache line, not one per variation). */
+static const dc_variation_t *allocate_bucket(const dc_variation_group_t *vg, unsigned z)
 {
-    unsigned z;
+    if (vg->variation_at) {
+        unsigned i = vg->variation_at[z];
 
-    if (vg->n_variations == 0)
-        return NULL;
-    if (vg->cumulative[0] > 99)
-        return &vg->variations[0];
-    z = dc_bucket_after_key(&vg->id_hash, key);
+        return i == DC_NO_VARIATION ? NULL : &vg->variations[i];
+    }
     for (size_t i = 0; i < vg->n_variations; i++)
         if ((double)z < vg->cumulative[i])
             return &vg->variations[i];
     return NULL;
+}
+
+/* dc_allocate() of the visitor's bucket in the group, hashed only when the variation
+ * depends on it: not for no variation, nor when the first takes every bucket (0..99). */
+static const dc_variation_t *allocate(const dc_variation_group_t *vg, dc_hash_key_t *key)
+{
+    if (!vg->hashed)
+        return vg->n_variations ? &vg->variations[0] : NULL;
+    return allocate_bucket(vg, dc_bucket_after_key(&vg->id_hash, key));
 }
 
 /* dc_in_bucket_ranges() from the snapshot's bitmap of the 100 buckets. */
@@ -183,6 +188,7 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
             memset(outcomes, 0, n);
             lk.outcomes = outcomes;
             lk.matches = outcomes + n_targetings;
+            lk.by_tid = dc_index_by_tid(cfg->index);
         }
         /* Only the campaigns the context can match (dc_index.h), in file order. */
         dc_index_candidates(cfg->index, v->context, bits);

@@ -44,6 +44,7 @@ struct dc_index {
     uint32_t *read_slots; /* 1 + key_id, 0 when free: open addressing on the key */
     size_t read_mask;
     size_t n_targetings; /* distinct ones (dc_targeting_t.tid) */
+    const dc_targeting_t **by_tid; /* the first targeting of each tid */
     size_t n_group_targetings; /* distinct ones (dc_variation_group_t.targeting_id) */
     size_t n_targeting_uses, n_group_uses; /* all of them, fs_all_users and everyone aside */
 };
@@ -410,6 +411,7 @@ static void number_targetings(dc_arena_t *mem, dc_index_t *ix, const dc_config_t
     ix->read_slots = dc_arena_calloc(mem, cap * sizeof(*ix->read_slots));
     ix->read_mask = cap - 1;
     ix->read = dc_arena_alloc(mem, (n ? n : 1) * sizeof(*ix->read));
+    ix->by_tid = dc_arena_alloc(mem, (n ? n : 1) * sizeof(*ix->by_tid));
     numbering_init(&nb, n);
     for (size_t ci = 0; ci < cfg->n_campaigns; ci++)
         for (size_t v = 0; v < cfg->campaigns[ci].n_groups; v++)
@@ -434,7 +436,12 @@ static void number_targetings(dc_arena_t *mem, dc_index_t *ix, const dc_config_t
                     }
                     ix->n_targeting_uses++;
                     first = numbering_first(&nb, targeting_hash(t), t, targeting_same);
-                    t->tid = first ? first->tid : (uint32_t)ix->n_targetings++;
+                    if (first) {
+                        t->tid = first->tid;
+                    } else {
+                        t->tid = (uint32_t)ix->n_targetings++;
+                        ix->by_tid[t->tid] = t;
+                    }
                 }
             }
     free(nb.slots);
@@ -468,9 +475,39 @@ static int group_targeting_same(const void *x, const void *y)
     return 1;
 }
 
+/* The variation group's targeting as a decision evaluates it (dc_variation_group_t.program):
+ * the number of groups, then each group's number of targetings and their tids, fs_all_users
+ * left out (it is neutral) and empty groups too (they never match). */
+static const uint32_t *build_program(dc_arena_t *mem, const dc_variation_group_t *vg)
+{
+    size_t n = 1, at = 1;
+    uint32_t *p;
+
+    for (size_t g = 0; g < vg->n_groups; g++)
+        n += 1 + vg->groups[g].n_targetings;
+    p = dc_arena_alloc(mem, n * sizeof(*p));
+    p[0] = 0;
+    for (size_t g = 0; g < vg->n_groups; g++) {
+        const dc_targeting_group_t *tg = &vg->groups[g];
+        size_t head;
+
+        if (tg->n_targetings == 0)
+            continue;
+        head = at++;
+        p[0]++;
+        p[head] = 0;
+        for (size_t i = 0; i < tg->n_targetings; i++)
+            if (tg->targetings[i].key_kind != DC_KEY_ALL_USERS) {
+                p[at++] = tg->targetings[i].tid;
+                p[head]++;
+            }
+    }
+    return p;
+}
+
 /* The same for variation groups: the same targetings (by tid) in the same groups, in the
- * same order, have the same match. After number_targetings. */
-static void number_group_targetings(dc_index_t *ix, const dc_config_t *cfg)
+ * same order, have the same match, and share a program. After number_targetings. */
+static void number_group_targetings(dc_arena_t *mem, dc_index_t *ix, const dc_config_t *cfg)
 {
     size_t n = 0;
     numbering_t nb;
@@ -487,7 +524,13 @@ static void number_group_targetings(dc_index_t *ix, const dc_config_t *cfg)
                 continue; /* never evaluated */
             ix->n_group_uses++;
             first = numbering_first(&nb, group_targeting_hash(vg), vg, group_targeting_same);
-            vg->targeting_id = first ? first->targeting_id : (uint32_t)ix->n_group_targetings++;
+            if (first) {
+                vg->targeting_id = first->targeting_id;
+                vg->program = first->program;
+            } else {
+                vg->targeting_id = (uint32_t)ix->n_group_targetings++;
+                vg->program = build_program(mem, vg);
+            }
         }
     free(nb.slots);
 }
@@ -507,6 +550,11 @@ size_t dc_index_n_targetings(const dc_index_t *ix)
     return ix->n_targetings;
 }
 
+const dc_targeting_t *const *dc_index_by_tid(const dc_index_t *ix)
+{
+    return ix->by_tid;
+}
+
 int dc_index_reads(const dc_index_t *ix, const char *key, size_t key_len)
 {
     return !ix || *read_slot(ix, key, key_len) != 0;
@@ -518,7 +566,8 @@ size_t dc_index_n_keys(const dc_index_t *ix)
 }
 
 /* Each variation group's running sums of its allocations, summed in the
- * order dc_allocate() sums them (so compared the same way), in one array. */
+ * order dc_allocate() sums them (so compared the same way), in one array; and
+ * from them each bucket's variation, for groups whose variation depends on it. */
 static void sum_allocations(dc_arena_t *mem, const dc_config_t *cfg)
 {
     size_t n = 0;
@@ -539,6 +588,21 @@ static void sum_allocations(dc_arena_t *mem, const dc_config_t *cfg)
             }
             vg->cumulative = sums;
             sums += vg->n_variations;
+            vg->hashed = vg->n_variations > 0 && !(vg->cumulative[0] > 99);
+            vg->variation_at = NULL;
+            if (vg->hashed && vg->n_variations < DC_NO_VARIATION) {
+                uint8_t *at = dc_arena_alloc(mem, 100);
+
+                /* the walk itself for each bucket: an allocation may be negative */
+                for (unsigned z = 0; z < 100; z++) {
+                    size_t i = 0;
+
+                    while (i < vg->n_variations && !((double)z < vg->cumulative[i]))
+                        i++;
+                    at[z] = i < vg->n_variations ? (uint8_t)i : DC_NO_VARIATION;
+                }
+                vg->variation_at = at;
+            }
         }
 }
 
@@ -576,7 +640,7 @@ dc_index_t *dc_index_build(dc_arena_t *mem, const dc_config_t *cfg)
                 ix->by_bucket[b * ix->n_words + ci / 64] |= (uint64_t)1 << (ci % 64);
     }
     number_targetings(mem, ix, cfg);
-    number_group_targetings(ix, cfg);
+    number_group_targetings(mem, ix, cfg);
     while (cap < n_strings_total + n_strings_total / 2)
         cap *= 2;
     ix->slots = dc_arena_calloc(mem, cap * sizeof(*ix->slots));

@@ -22,7 +22,12 @@
  * targetings of the same key, operator and value one number
  * (dc_targeting_t.tid), and variation groups with the same targeting groups
  * one number (dc_variation_group_t.targeting_id), so that a decision
- * evaluates each once (dc_lookups_t.outcomes and .matches).
+ * evaluates each once (dc_lookups_t.outcomes and .matches); and each variation
+ * group that is not for everyone its targeting as a program of those numbers
+ * (dc_variation_group_t.program: the number of groups, then each group's
+ * number of targetings and their tids; fs_all_users, which is neutral, and
+ * groups without targetings, which never match, left out), which a decision
+ * walks instead of the groups and targetings themselves.
  */
 #ifndef DC_INDEX_H
 #define DC_INDEX_H
@@ -54,6 +59,8 @@ size_t dc_index_n_keys(const dc_index_t *ix);
 
 /* Number of distinct targetings (dc_targeting_t.tid < this): same key, operator and value. */
 size_t dc_index_n_targetings(const dc_index_t *ix);
+/* The first targeting of each tid (dc_index_n_targetings() of them), for dc_lookups_t.by_tid. */
+const dc_targeting_t *const *dc_index_by_tid(const dc_index_t *ix);
 /* Number of distinct variation group targetings (dc_variation_group_t.targeting_id < this). */
 size_t dc_index_n_group_targetings(const dc_index_t *ix);
 /* Whether any targeting or variation group targeting is repeated (fs_all_users aside):

@@ -256,30 +256,15 @@ static int outcome(const dc_targeting_t *t, const dc_context_t *ctx, dc_lookups_
     return m == DC_EVAL_MATCH ? OUTCOME_MATCH : OUTCOME_NO_MATCH;
 }
 
-/* One targeting's outcome, remembered by tid in outcomes (lk->outcomes) when not NULL. */
-static inline int remembered(const dc_targeting_t *t, const dc_context_t *ctx, dc_lookups_t *lk,
-                             uint8_t *outcomes)
-{
-    int o;
-
-    if (!outcomes)
-        return outcome(t, ctx, lk);
-    if ((o = outcomes[t->tid]) == OUTCOME_UNKNOWN)
-        o = outcomes[t->tid] = (uint8_t)outcome(t, ctx, lk);
-    return o;
-}
-
 /* The groups (an OR of ANDs). A key absent ends its group; a type error anywhere is no
  * match at all, so to_the_end evaluates each group to its end. Otherwise a group stops at
  * its first miss: an error after it could only turn a match into none, so it is looked for
  * (to the end) only when a group matched. Most groups miss: a country, a platform.
- * Bounds are walked in locals: each outcome stored is a byte store, which may alias
- * anything the compiler would otherwise load again. */
+ * dc_targeting_run() is the same walk over a program, with each outcome remembered. */
 static int match_groups(const dc_variation_group_t *vg, const dc_context_t *ctx,
                         dc_lookups_t *lk, int to_the_end)
 {
     const dc_targeting_group_t *group = vg->groups, *groups_end = group + vg->n_groups;
-    uint8_t *outcomes = lk->outcomes;
     int any = 0, cut = 0;
 
     for (; group < groups_end; group++) {
@@ -291,7 +276,7 @@ static int match_groups(const dc_variation_group_t *vg, const dc_context_t *ctx,
 
             if (t->key_kind == DC_KEY_ALL_USERS)
                 continue;
-            o = remembered(t, ctx, lk, outcomes);
+            o = outcome(t, ctx, lk);
             if (o == OUTCOME_ABSENT) {
                 matched = 0;
                 break;
@@ -315,4 +300,54 @@ int dc_targeting_match_groups(const dc_variation_group_t *vg, const dc_context_t
                               dc_lookups_t *lk)
 {
     return match_groups(vg, ctx, lk, 0);
+}
+
+/* match_groups() over a program: the same outcomes in the same order, and the same cut.
+ * A program is a few words in a row, where match_groups reads a group and a targeting
+ * each (their cache lines and the fs_all_users test); the targeting itself is read only
+ * the first time its tid is evaluated for the visitor. */
+int dc_targeting_run(const uint32_t *program, const dc_context_t *ctx, dc_lookups_t *lk)
+{
+    const dc_targeting_t *const *by_tid = lk->by_tid;
+    uint8_t *outcomes = lk->outcomes;
+    const uint32_t *p = program + 1, *end;
+    uint32_t n_groups = program[0];
+    int any = 0, cut = 0;
+
+    for (uint32_t g = 0; g < n_groups; g++, p = end) {
+        int matched = 1;
+
+        for (end = p + 1 + *p, p++; p < end; p++) {
+            int o = outcomes[*p];
+
+            if (o == OUTCOME_UNKNOWN)
+                o = outcomes[*p] = (uint8_t)outcome(by_tid[*p], ctx, lk);
+            if (o == OUTCOME_MATCH)
+                continue;
+            if (o == OUTCOME_ERROR)
+                return 0;
+            matched = 0;
+            cut |= o == OUTCOME_NO_MATCH && p + 1 < end;
+            break;
+        }
+        any |= matched;
+    }
+    if (!any || !cut)
+        return any;
+    /* a group matched and another stopped at a miss: a type error after the miss, up to
+     * an absent key, fails the whole variation group */
+    p = program + 1;
+    for (uint32_t g = 0; g < n_groups; g++, p = end) {
+        for (end = p + 1 + *p, p++; p < end; p++) {
+            int o = outcomes[*p];
+
+            if (o == OUTCOME_UNKNOWN)
+                o = outcomes[*p] = (uint8_t)outcome(by_tid[*p], ctx, lk);
+            if (o == OUTCOME_ABSENT)
+                break;
+            if (o == OUTCOME_ERROR)
+                return 0;
+        }
+    }
+    return 1;
 }

@@ -45,6 +45,8 @@ typedef struct {
     /* With outcomes: 1 + each distinct variation group targeting's match, by
      * targeting_id (dc_index_n_group_targetings()), 0 at first. */
     uint8_t *matches;
+    /* With matches: the targeting of each tid (dc_index_by_tid()), for the programs. */
+    const dc_targeting_t *const *by_tid;
     const dc_value_t *semver_of; /* the context value parsed into semver, NULL: none yet */
     int semver_ok;               /* whether it was a valid version */
     dc_semver_t semver;
@@ -57,11 +59,13 @@ extern const dc_value_t dc_unresolved;
  * lk->matches. */
 int dc_targeting_match_groups(const dc_variation_group_t *vg, const dc_context_t *ctx,
                               dc_lookups_t *lk);
+/* The same from the variation group's program (dc_index.h), with lk->outcomes and by_tid. */
+int dc_targeting_run(const uint32_t *program, const dc_context_t *ctx, dc_lookups_t *lk);
 
-/* dc_targeting_match() with lk, which starts as {.vals, .outcomes, .matches}: every vals[i]
- * DC_UNRESOLVED, every outcomes[i] and matches[i] 0 (outcomes and matches may be NULL).
- * Inline: dc_decide asks it of every candidate campaign's groups, and most are answered
- * by everyone or by lk->matches, without a call. */
+/* dc_targeting_match() with lk, which starts as {.vals, .outcomes, .matches, .by_tid}: every
+ * vals[i] DC_UNRESOLVED, every outcomes[i] and matches[i] 0 (outcomes and matches may be
+ * NULL, then by_tid too). Inline: dc_decide asks it of every candidate campaign's groups,
+ * and most are answered by everyone or by lk->matches, without a call. */
 static inline int dc_targeting_match_cached(const dc_variation_group_t *vg,
                                             const dc_context_t *ctx, dc_lookups_t *lk)
 {
@@ -74,7 +78,7 @@ static inline int dc_targeting_match_cached(const dc_variation_group_t *vg,
     /* campaigns of a theme (VIPs, an e-mail domain) repeat whole targetings */
     m = &lk->matches[vg->targeting_id];
     if (!*m)
-        *m = (uint8_t)(1 + dc_targeting_match_groups(vg, ctx, lk));
+        *m = (uint8_t)(1 + dc_targeting_run(vg->program, ctx, lk));
     return *m - 1;
 }
 

@@ -100,6 +100,13 @@ static const char *const REPEATS[] = {
     "{\"targetings\":[" ALL "]}",
     /* 15: 3's operator and key, another number */
     "{\"targetings\":[" T("GREATER_THAN", "age", "40") "]}",
+    /* 16: an empty group (never matches) before one that may */
+    "{\"targetings\":[]},{\"targetings\":[" T("EQUALS", "country", "\"FR\"") "]}",
+    /* 17: a miss followed by fs_all_users only, another group matching: nothing to cut */
+    "{\"targetings\":[" T("EQUALS", "country", "\"de\"") "," ALL "]},{\"targetings\":[" ALL "]}",
+    /* 18: fs_all_users before a type error, and with a miss after it */
+    "{\"targetings\":[" ALL "," T("LOWER_THAN", "age", "\"abc\"") "]},"
+    "{\"targetings\":[" ALL "," T("EQUALS", "vip", "true") "," T("GREATER_THAN", "age", "18") "]}",
 };
 #define N_REPEATS (sizeof(REPEATS) / sizeof(REPEATS[0]))
 
@@ -383,6 +390,7 @@ START_TEST(remembered_outcomes_agree)
                     ck_assert_uint_le(dc_index_n_targetings(cfg->index) +
                                           dc_index_n_group_targetings(cfg->index), 64);
                     lk.matches = remembered + dc_index_n_targetings(cfg->index);
+                    lk.by_tid = dc_index_by_tid(cfg->index);
                     for (size_t k = 0; k < 8; k++)
                         vals[k] = DC_UNRESOLVED;
                     v.context = ctx;
@@ -412,6 +420,77 @@ START_TEST(remembered_outcomes_agree)
     ck_assert(!dc_targeting_match(&cfg->campaigns[14].groups[0],
                                   context("x", "{\"plan\":\"free\",\"age\":30}")));
     ck_assert_uint_gt(n_matches, 0);
+    dc_config_unref(cfg);
+}
+END_TEST
+
+/* Each bucket's variation, as the snapshot keeps it for hashed groups, is the one the walk
+ * over the allocations gives: fractions, sums under and over 100, negative allocations, and
+ * more variations than a byte numbers (no table: the walk itself). */
+START_TEST(bucket_table_as_the_walk)
+{
+    static const char *const allocations[] = {
+        "50,50", "33.3,33.3,33.4", "10,20", "0,100", "99.5", "100", "60,-20,70", "12.5,0,87.5",
+        "150,-100,50", "100,0", "0.5,0.5,0.5", "",
+    };
+    char *doc = apr_pstrdup(pool, "{\"campaigns\":[");
+    dc_config_t *cfg;
+    dc_config_error_t err;
+    size_t n_tables = 0, n_cases = sizeof(allocations) / sizeof(*allocations);
+
+    for (unsigned i = 0; i <= n_cases; i++) {
+        char *variations = apr_pstrdup(pool, "");
+        const char *list = i < n_cases ? allocations[i] : NULL;
+        unsigned n = 0;
+
+        if (list) { /* the variations of one case */
+            for (const char *a = list; *a; n++) {
+                size_t len = strcspn(a, ",");
+
+                variations = apr_psprintf(pool, "%s%s{\"id\":\"v%u_%u\",\"allocation\":%.*s,"
+                                          "\"modifications\":{\"type\":\"FLAG\",\"value\":{}}}",
+                                          variations, n ? "," : "", i, n, (int)len, a);
+                a += len + (a[len] == ',');
+            }
+        } else { /* 300 variations of 1/3 each */
+            for (n = 0; n < 300; n++)
+                variations = apr_psprintf(pool, "%s%s{\"id\":\"v%u_%u\",\"allocation\":0.33,"
+                                          "\"modifications\":{\"type\":\"FLAG\",\"value\":{}}}",
+                                          variations, n ? "," : "", i, n);
+        }
+        doc = apr_psprintf(pool,
+                           "%s%s{\"id\":\"c%u\",\"type\":\"ab\",\"bucketRanges\":[{\"r\":[0,100]}],"
+                           "\"variationGroups\":[{\"id\":\"vg%u\",\"targeting\":{\"targetingGroups\":"
+                           "[{\"targetings\":[" ALL "]}]},\"variations\":[%s]}]}",
+                           doc, i ? "," : "", i, i, variations);
+    }
+    doc = apr_pstrcat(pool, doc, "]}", NULL);
+    ck_assert_msg(dc_config_parse(doc, strlen(doc), &cfg, &err) == 0, "%s %s", err.path, err.text);
+    ck_assert_uint_eq(cfg->n_campaigns, n_cases + 1);
+    for (size_t c = 0; c < cfg->n_campaigns; c++) {
+        const dc_variation_group_t *vg = &cfg->campaigns[c].groups[0];
+
+        ck_assert_int_eq(vg->hashed, !(vg->n_variations == 0 ||
+                                       (vg->n_variations > 0 && vg->variations[0].allocation > 99)));
+        if (!vg->hashed)
+            continue;
+        if (vg->n_variations >= DC_NO_VARIATION) {
+            ck_assert_ptr_null(vg->variation_at);
+            continue;
+        }
+        ck_assert_ptr_nonnull(vg->variation_at);
+        n_tables++;
+        for (unsigned z = 0; z < 100; z++) {
+            const dc_variation_t *want = dc_allocate(vg, z);
+
+            if (vg->variation_at[z] == DC_NO_VARIATION)
+                ck_assert_msg(want == NULL, "campaign %zu bucket %u", c, z);
+            else
+                ck_assert_msg(want == &vg->variations[vg->variation_at[z]], "campaign %zu bucket %u",
+                              c, z);
+        }
+    }
+    ck_assert_uint_eq(n_tables, 7); /* 50,50 33.3,... 10,20 0,100 60,-20,70 12.5,0,87.5 0.5,... */
     dc_config_unref(cfg);
 }
 END_TEST
@@ -482,6 +561,7 @@ static Suite *index_suite(void)
     tcase_add_test(tc, repeats_numbered);
     tcase_add_test(tc, remembered_outcomes_agree);
     tcase_add_test(tc, no_store_as_an_empty_store);
+    tcase_add_test(tc, bucket_table_as_the_walk);
     suite_add_tcase(s, tc);
     return s;
 }
