@@ -189,6 +189,7 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
             lk.outcomes = outcomes;
             lk.matches = outcomes + n_targetings;
             lk.by_tid = dc_index_by_tid(cfg->index);
+            dc_index_seed(cfg->index, v->context, &lk);
         }
         /* Only the campaigns the context can match (dc_index.h), in file order. */
         dc_index_candidates(cfg->index, v->context, bits);

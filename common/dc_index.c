@@ -17,15 +17,30 @@ struct dc_strset {
     size_t n;
 };
 
+/* In a list of string sets' tids: the set is a NOT_EQUALS one. */
+#define SET_NOT 0x80000000u
+
 /* One index entry: a context key (or fs_users) and a folded string. */
 typedef struct {
     const char *key;
     const char *value;
     uint32_t *campaigns; /* ascending */
-    uint32_t key_len, value_len, n_campaigns;
-    uint32_t last; /* while building: 1 + the last campaign filed */
-    int users;     /* fs_users: the visitor id, not a context key */
+    uint32_t *sets;      /* the string sets that hold it, by tid (| SET_NOT) */
+    uint32_t key_len, value_len, n_campaigns, n_sets;
+    uint32_t last;     /* while building: 1 + the last campaign filed */
+    uint32_t last_set; /* while building: 1 + the last set's tid filed */
+    int users;         /* fs_users: the visitor id, not a context key */
 } entry_t;
+
+/* The string sets on one key (a context key, or fs_users), for dc_index_seed(). */
+typedef struct {
+    int users;
+    uint32_t key_id;
+    const char *key;
+    size_t key_len;
+    uint32_t *sets; /* by tid (| SET_NOT) */
+    size_t n_sets;
+} seed_t;
 
 struct dc_index {
     size_t n_words;
@@ -47,6 +62,8 @@ struct dc_index {
     const dc_targeting_t **by_tid; /* the first targeting of each tid */
     size_t n_group_targetings; /* distinct ones (dc_variation_group_t.targeting_id) */
     size_t n_targeting_uses, n_group_uses; /* all of them, fs_all_users and everyone aside */
+    seed_t *seeds; /* the keys string sets read */
+    size_t n_seeds;
 };
 
 static int str_order(const void *a, const void *b)
@@ -267,6 +284,58 @@ static void file_campaigns(dc_index_t *ix, const dc_config_t *cfg, int pass)
                         file_under(ix, pass, (uint32_t)ci, t, t->value.items[i].folded,
                                    t->value.items[i].folded_len);
             }
+        }
+    }
+}
+
+/* A string set a decision's outcomes can be seeded with: the first targeting of its tid (each
+ * tid is filed once), on a context key or fs_users. */
+static int seedable(const dc_index_t *ix, const dc_targeting_t *t)
+{
+    return t->set && (t->key_kind == DC_KEY_CONTEXT || t->key_kind == DC_KEY_USERS) &&
+           ix->by_tid[t->tid] == t;
+}
+
+/* Files each string set's tid under its strings, and on its key's seed: counting on pass 0,
+ * storing on pass 1. */
+static void file_sets(dc_index_t *ix, int pass, seed_t *by_key)
+{
+    for (size_t tid = 0; tid < ix->n_targetings; tid++) {
+        const dc_targeting_t *t = ix->by_tid[tid];
+        int users = t->key_kind == DC_KEY_USERS;
+        uint32_t code = (uint32_t)tid | (t->op == DC_OP_NOT_EQUALS ? SET_NOT : 0);
+        seed_t *sd;
+
+        if (!seedable(ix, t))
+            continue;
+        sd = &by_key[users ? ix->n_read : t->key_id];
+        if (pass == 0)
+            sd->n_sets++;
+        else
+            sd->sets[sd->n_sets++] = code;
+        for (size_t i = 0; i < t->set->n; i++) {
+            const char *key = users ? "" : t->key;
+            size_t key_len = users ? 0 : t->key_len;
+            uint32_t *slot = find(ix, users, key, key_len, t->set->items[i].s, t->set->items[i].len);
+            entry_t *e;
+
+            if (!*slot) {
+                e = &ix->entries[ix->n_entries++];
+                e->key = key;
+                e->key_len = (uint32_t)key_len;
+                e->users = users;
+                e->value = t->set->items[i].s;
+                e->value_len = (uint32_t)t->set->items[i].len;
+                *slot = (uint32_t)ix->n_entries;
+            }
+            e = &ix->entries[*slot - 1];
+            if (e->last_set == tid + 1)
+                continue; /* a string twice in the set */
+            e->last_set = (uint32_t)tid + 1;
+            if (pass == 0)
+                e->n_sets++;
+            else
+                e->sets[e->n_sets++] = code;
         }
     }
 }
@@ -610,6 +679,7 @@ dc_index_t *dc_index_build(dc_arena_t *mem, const dc_config_t *cfg)
 {
     dc_index_t *ix = dc_arena_calloc(mem, sizeof(*ix));
     size_t n_strings_total = 0, cap = 16;
+    seed_t *by_key;
 
     sum_allocations(mem, cfg);
 
@@ -641,6 +711,9 @@ dc_index_t *dc_index_build(dc_arena_t *mem, const dc_config_t *cfg)
     }
     number_targetings(mem, ix, cfg);
     number_group_targetings(mem, ix, cfg);
+    for (size_t tid = 0; tid < ix->n_targetings; tid++)
+        if (seedable(ix, ix->by_tid[tid]))
+            n_strings_total += ix->by_tid[tid]->set->n;
     while (cap < n_strings_total + n_strings_total / 2)
         cap *= 2;
     ix->slots = dc_arena_calloc(mem, cap * sizeof(*ix->slots));
@@ -654,22 +727,54 @@ dc_index_t *dc_index_build(dc_arena_t *mem, const dc_config_t *cfg)
         return ix;
     }
 
-    /* Pass 0 counts each entry's campaigns, pass 1 stores them in arrays of that size. */
+    by_key = calloc(ix->n_read + 1, sizeof(*by_key));
+    if (!by_key) {
+        free(ix->entries);
+        ix->entries = NULL;
+        for (size_t ci = 0; ci < cfg->n_campaigns; ci++) /* out of memory: no index */
+            ix->always[ci / 64] |= (uint64_t)1 << (ci % 64);
+        ix->n_always = cfg->n_campaigns;
+        return ix;
+    }
+
+    /* Pass 0 counts each entry's campaigns and sets, pass 1 stores them in arrays of that
+     * size. */
     file_campaigns(ix, cfg, 0);
+    file_sets(ix, 0, by_key);
     {
         entry_t *all = ix->entries;
 
         ix->entries = dc_arena_memdup(mem, all, (ix->n_entries ? ix->n_entries : 1) * sizeof(*all));
         free(all);
     }
+    for (size_t k = 0; k <= ix->n_read; k++)
+        ix->n_seeds += by_key[k].n_sets > 0;
+    ix->seeds = dc_arena_alloc(mem, (ix->n_seeds ? ix->n_seeds : 1) * sizeof(*ix->seeds));
+    ix->n_seeds = 0;
+    for (size_t k = 0; k <= ix->n_read; k++) {
+        seed_t *sd = &by_key[k];
+
+        if (!sd->n_sets)
+            continue;
+        sd->users = k == ix->n_read;
+        sd->key_id = (uint32_t)k;
+        sd->key = sd->users ? "" : ix->read[k].s;
+        sd->key_len = sd->users ? 0 : ix->read[k].len;
+        sd->sets = dc_arena_alloc(mem, sd->n_sets * sizeof(*sd->sets));
+        sd->n_sets = 0;
+        ix->seeds[ix->n_seeds++] = *sd;
+    }
     ix->keys = dc_arena_alloc(mem, (ix->n_entries + 1) * sizeof(*ix->keys));
     for (size_t i = 0; i < ix->n_entries; i++) {
         entry_t *s = &ix->entries[i];
         size_t k;
 
-        s->campaigns = dc_arena_alloc(mem, s->n_campaigns * sizeof(*s->campaigns));
+        s->campaigns = dc_arena_alloc(mem, (s->n_campaigns ? s->n_campaigns : 1) * sizeof(*s->campaigns));
+        s->sets = dc_arena_alloc(mem, (s->n_sets ? s->n_sets : 1) * sizeof(*s->sets));
         s->n_campaigns = 0;
+        s->n_sets = 0;
         s->last = 0;
+        s->last_set = 0;
         if (s->users) {
             ix->has_users = 1;
             continue;
@@ -684,6 +789,12 @@ dc_index_t *dc_index_build(dc_arena_t *mem, const dc_config_t *cfg)
         }
     }
     file_campaigns(ix, cfg, 1);
+    for (size_t k = 0; k < ix->n_seeds; k++) /* pass 1 stores through by_key */
+        by_key[ix->seeds[k].users ? ix->n_read : ix->seeds[k].key_id] = ix->seeds[k];
+    file_sets(ix, 1, by_key);
+    for (size_t k = 0; k < ix->n_seeds; k++)
+        ix->seeds[k] = by_key[ix->seeds[k].users ? ix->n_read : ix->seeds[k].key_id];
+    free(by_key);
     return ix;
 }
 
@@ -749,4 +860,34 @@ void dc_index_candidates(const dc_index_t *ix, const dc_context_t *ctx, uint64_t
     }
     if (ix->has_users && ctx->visitor)
         probe(ix, 1, "", 0, ctx->visitor, bits);
+}
+
+void dc_index_seed(const dc_index_t *ix, const dc_context_t *ctx, dc_lookups_t *lk)
+{
+    uint8_t *outcomes = lk->outcomes;
+
+    for (size_t k = 0; k < ix->n_seeds; k++) {
+        const seed_t *sd = &ix->seeds[k];
+        const dc_value_t *c;
+        const uint32_t *slot;
+
+        if (sd->users) {
+            c = ctx->visitor;
+        } else if ((c = lk->vals[sd->key_id]) == DC_UNRESOLVED) {
+            c = lk->vals[sd->key_id] = dc_context_get(ctx, sd->key, sd->key_len);
+        }
+        if (!c || c->kind != DC_KIND_STRING)
+            continue; /* absent, a list, a type error: evaluated as they come */
+        for (size_t i = 0; i < sd->n_sets; i++) /* not in the set, unless found below */
+            outcomes[sd->sets[i] & ~SET_NOT] =
+                sd->sets[i] & SET_NOT ? DC_OUTCOME_MATCH : DC_OUTCOME_NO_MATCH;
+        slot = find(ix, sd->users, sd->key, sd->key_len, c->folded, c->folded_len);
+        if (*slot) {
+            const entry_t *e = &ix->entries[*slot - 1];
+
+            for (size_t i = 0; i < e->n_sets; i++)
+                outcomes[e->sets[i] & ~SET_NOT] =
+                    e->sets[i] & SET_NOT ? DC_OUTCOME_NO_MATCH : DC_OUTCOME_MATCH;
+        }
+    }
 }

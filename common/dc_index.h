@@ -67,6 +67,12 @@ size_t dc_index_n_group_targetings(const dc_index_t *ix);
  * without, remembering outcomes for a decision costs more than it saves. */
 int dc_index_has_repeats(const dc_index_t *ix);
 
+/* Sets in lk->outcomes (with lk->vals, as dc_decide starts them) the outcome of every
+ * EQUALS / NOT_EQUALS on a string set whose key (or the visitor id) the context holds as a
+ * string: found in the set, or not, by one lookup of the value per key, instead of a search
+ * of each set. */
+void dc_index_seed(const dc_index_t *ix, const dc_context_t *ctx, dc_lookups_t *lk);
+
 /* Counts for the log and the tests: campaigns evaluated for everyone, index entries. */
 size_t dc_index_n_always(const dc_index_t *ix);
 size_t dc_index_n_entries(const dc_index_t *ix);

@@ -220,9 +220,6 @@ static dc_eval_e eval_semver(const dc_targeting_t *t, const dc_value_t *c, dc_lo
     return semver_result(t->op, dc_semver_cmp(&lk->semver, t->semver));
 }
 
-/* What one targeting gives a visitor: an outcome of dc_eval_e, or that the key is absent. */
-enum { OUTCOME_UNKNOWN = 0, OUTCOME_MATCH, OUTCOME_NO_MATCH, OUTCOME_ERROR, OUTCOME_ABSENT };
-
 static int outcome(const dc_targeting_t *t, const dc_context_t *ctx, dc_lookups_t *lk)
 {
     const dc_value_t *c;
@@ -242,7 +239,7 @@ static int outcome(const dc_targeting_t *t, const dc_context_t *ctx, dc_lookups_
             c = lk->vals[t->key_id] = dc_context_get(ctx, t->key, t->key_len);
     }
     if (!c && t->op != DC_OP_EXISTS && t->op != DC_OP_NOT_EXISTS)
-        return OUTCOME_ABSENT;
+        return DC_OUTCOME_ABSENT;
     if (t->set && c && c->kind == DC_KIND_STRING) /* EQUALS strings: the set */
         m = dc_strset_has(t->set, c->folded, c->folded_len) == (t->op == DC_OP_EQUALS)
                 ? DC_EVAL_MATCH
@@ -252,8 +249,8 @@ static int outcome(const dc_targeting_t *t, const dc_context_t *ctx, dc_lookups_
     else
         m = dc_targeting_eval(t->op, &t->value, c);
     if (m == DC_EVAL_ERROR)
-        return OUTCOME_ERROR;
-    return m == DC_EVAL_MATCH ? OUTCOME_MATCH : OUTCOME_NO_MATCH;
+        return DC_OUTCOME_ERROR;
+    return m == DC_EVAL_MATCH ? DC_OUTCOME_MATCH : DC_OUTCOME_NO_MATCH;
 }
 
 /* The groups (an OR of ANDs). A key absent ends its group; a type error anywhere is no
@@ -277,13 +274,13 @@ static int match_groups(const dc_variation_group_t *vg, const dc_context_t *ctx,
             if (t->key_kind == DC_KEY_ALL_USERS)
                 continue;
             o = outcome(t, ctx, lk);
-            if (o == OUTCOME_ABSENT) {
+            if (o == DC_OUTCOME_ABSENT) {
                 matched = 0;
                 break;
             }
-            if (o == OUTCOME_ERROR)
+            if (o == DC_OUTCOME_ERROR)
                 return 0;
-            if (o == OUTCOME_NO_MATCH) {
+            if (o == DC_OUTCOME_NO_MATCH) {
                 matched = 0;
                 if (!to_the_end) {
                     cut |= t + 1 < end;
@@ -320,14 +317,14 @@ int dc_targeting_run(const uint32_t *program, const dc_context_t *ctx, dc_lookup
         for (end = p + 1 + *p, p++; p < end; p++) {
             int o = outcomes[*p];
 
-            if (o == OUTCOME_UNKNOWN)
+            if (o == DC_OUTCOME_UNKNOWN)
                 o = outcomes[*p] = (uint8_t)outcome(by_tid[*p], ctx, lk);
-            if (o == OUTCOME_MATCH)
+            if (o == DC_OUTCOME_MATCH)
                 continue;
-            if (o == OUTCOME_ERROR)
+            if (o == DC_OUTCOME_ERROR)
                 return 0;
             matched = 0;
-            cut |= o == OUTCOME_NO_MATCH && p + 1 < end;
+            cut |= o == DC_OUTCOME_NO_MATCH && p + 1 < end;
             break;
         }
         any |= matched;
@@ -341,11 +338,11 @@ int dc_targeting_run(const uint32_t *program, const dc_context_t *ctx, dc_lookup
         for (end = p + 1 + *p, p++; p < end; p++) {
             int o = outcomes[*p];
 
-            if (o == OUTCOME_UNKNOWN)
+            if (o == DC_OUTCOME_UNKNOWN)
                 o = outcomes[*p] = (uint8_t)outcome(by_tid[*p], ctx, lk);
-            if (o == OUTCOME_ABSENT)
+            if (o == DC_OUTCOME_ABSENT)
                 break;
-            if (o == OUTCOME_ERROR)
+            if (o == DC_OUTCOME_ERROR)
                 return 0;
         }
     }

@@ -52,6 +52,11 @@ typedef struct {
     dc_semver_t semver;
 } dc_lookups_t;
 
+/* What one targeting gives a visitor, as lk->outcomes remembers it: 0 not known yet, or an
+ * outcome of dc_eval_e, or that the key is absent. */
+enum { DC_OUTCOME_UNKNOWN = 0, DC_OUTCOME_MATCH, DC_OUTCOME_NO_MATCH, DC_OUTCOME_ERROR,
+       DC_OUTCOME_ABSENT };
+
 extern const dc_value_t dc_unresolved;
 #define DC_UNRESOLVED (&dc_unresolved)
 

@@ -107,6 +107,9 @@ static const char *const REPEATS[] = {
     /* 18: fs_all_users before a type error, and with a miss after it */
     "{\"targetings\":[" ALL "," T("LOWER_THAN", "age", "\"abc\"") "]},"
     "{\"targetings\":[" ALL "," T("EQUALS", "vip", "true") "," T("GREATER_THAN", "age", "18") "]}",
+    /* 19: NOT_EQUALS a set with a string twice once folded; 20: EQUALS it on fs_users */
+    "{\"targetings\":[" T("NOT_EQUALS", "country", "[\"de\",\"DE\",\"it\"]") "]}",
+    "{\"targetings\":[" T("EQUALS", "fs_users", "[\"x\",\"X\",\"y\"]") "]}",
 };
 #define N_REPEATS (sizeof(REPEATS) / sizeof(REPEATS[0]))
 
@@ -315,6 +318,22 @@ START_TEST(cached_first_entry)
     ck_assert(dc_targeting_match_cached(team, &ctx, &lk)); /* from the cache */
     ck_assert_int_eq(dc_targeting_match_cached(not_pro, &ctx, &lk), dc_targeting_match(not_pro, &ctx));
     ck_assert(dc_targeting_match(not_pro, &ctx)); /* plan "Team" is not "pro" */
+    {
+        /* the sets' outcomes seeded from the first entry too: "Team", not "pro" */
+        uint8_t remembered[64] = {0};
+        dc_lookups_t seeded = {.vals = vals, .outcomes = remembered};
+
+        ck_assert_uint_le(dc_index_n_targetings(cfg->index) + dc_index_n_group_targetings(cfg->index),
+                          64);
+        seeded.matches = remembered + dc_index_n_targetings(cfg->index);
+        seeded.by_tid = dc_index_by_tid(cfg->index);
+        for (size_t k = 0; k < 8; k++)
+            vals[k] = DC_UNRESOLVED;
+        dc_index_seed(cfg->index, &ctx, &seeded);
+        ck_assert_uint_eq(remembered[plan->tid], DC_OUTCOME_MATCH);
+        ck_assert(dc_targeting_match_cached(team, &ctx, &seeded));
+        ck_assert(dc_targeting_match_cached(not_pro, &ctx, &seeded));
+    }
     dc_config_unref(cfg);
 }
 END_TEST
@@ -365,7 +384,7 @@ START_TEST(remembered_outcomes_agree)
     static const char *const countries[] = {NULL, "\"FR\"", "\"fr\"", "\"de\"", "3", "[\"de\",\"fr\"]"};
     static const char *const ages[] = {NULL, "30", "12", "\"30\"", "\"abc\""};
     static const char *const vips[] = {NULL, "true", "false"};
-    static const char *const ids[] = {"alice", "bob", "carol"};
+    static const char *const ids[] = {"alice", "bob", "carol", "X"};
     dc_config_t *cfg = load_from(REPEATS, N_REPEATS);
     size_t n_matches = 0;
 
@@ -393,6 +412,8 @@ START_TEST(remembered_outcomes_agree)
                     lk.by_tid = dc_index_by_tid(cfg->index);
                     for (size_t k = 0; k < 8; k++)
                         vals[k] = DC_UNRESOLVED;
+                    /* the string sets' outcomes found by one lookup of each key's value */
+                    dc_index_seed(cfg->index, ctx, &lk);
                     v.context = ctx;
                     v.visitor_id = ids[d];
                     v.visitor_id_len = strlen(ids[d]);
