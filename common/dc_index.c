@@ -17,16 +17,19 @@ struct dc_strset {
     size_t n;
 };
 
-/* In a list of string sets' tids: the set is a NOT_EQUALS one. */
-#define SET_NOT 0x80000000u
+/* String sets by tid: the EQUALS ones, then the NOT_EQUALS ones. */
+typedef struct {
+    uint32_t *tids;
+    uint32_t n_equals, n;
+} sets_t;
 
 /* One index entry: a context key (or fs_users) and a folded string. */
 typedef struct {
     const char *key;
     const char *value;
     uint32_t *campaigns; /* ascending */
-    uint32_t *sets;      /* the string sets that hold it, by tid (| SET_NOT) */
-    uint32_t key_len, value_len, n_campaigns, n_sets;
+    sets_t sets;         /* the string sets that hold it */
+    uint32_t key_len, value_len, n_campaigns;
     uint32_t last;     /* while building: 1 + the last campaign filed */
     uint32_t last_set; /* while building: 1 + the last set's tid filed */
     int users;         /* fs_users: the visitor id, not a context key */
@@ -38,8 +41,7 @@ typedef struct {
     uint32_t key_id;
     const char *key;
     size_t key_len;
-    uint32_t *sets; /* by tid (| SET_NOT) */
-    size_t n_sets;
+    sets_t sets;
 } seed_t;
 
 struct dc_index {
@@ -296,48 +298,50 @@ static int seedable(const dc_index_t *ix, const dc_targeting_t *t)
            ix->by_tid[t->tid] == t;
 }
 
+/* Counts (pass 0) or stores (pass 1) a set's tid in a list. */
+static void file_set(sets_t *sets, int pass, uint32_t tid, int equals)
+{
+    if (pass == 1)
+        sets->tids[sets->n] = tid;
+    sets->n++;
+    sets->n_equals += pass == 0 && equals;
+}
+
 /* Files each string set's tid under its strings, and on its key's seed: counting on pass 0,
- * storing on pass 1. */
+ * storing on pass 1. The EQUALS sets first, so that each list holds them first. */
 static void file_sets(dc_index_t *ix, int pass, seed_t *by_key)
 {
-    for (size_t tid = 0; tid < ix->n_targetings; tid++) {
-        const dc_targeting_t *t = ix->by_tid[tid];
-        int users = t->key_kind == DC_KEY_USERS;
-        uint32_t code = (uint32_t)tid | (t->op == DC_OP_NOT_EQUALS ? SET_NOT : 0);
-        seed_t *sd;
+    for (int equals = 1; equals >= 0; equals--)
+        for (size_t tid = 0; tid < ix->n_targetings; tid++) {
+            const dc_targeting_t *t = ix->by_tid[tid];
+            int users = t->key_kind == DC_KEY_USERS;
 
-        if (!seedable(ix, t))
-            continue;
-        sd = &by_key[users ? ix->n_read : t->key_id];
-        if (pass == 0)
-            sd->n_sets++;
-        else
-            sd->sets[sd->n_sets++] = code;
-        for (size_t i = 0; i < t->set->n; i++) {
-            const char *key = users ? "" : t->key;
-            size_t key_len = users ? 0 : t->key_len;
-            uint32_t *slot = find(ix, users, key, key_len, t->set->items[i].s, t->set->items[i].len);
-            entry_t *e;
+            if (!seedable(ix, t) || (t->op == DC_OP_EQUALS) != equals)
+                continue;
+            file_set(&by_key[users ? ix->n_read : t->key_id].sets, pass, (uint32_t)tid, equals);
+            for (size_t i = 0; i < t->set->n; i++) {
+                const char *key = users ? "" : t->key;
+                size_t key_len = users ? 0 : t->key_len;
+                uint32_t *slot =
+                    find(ix, users, key, key_len, t->set->items[i].s, t->set->items[i].len);
+                entry_t *e;
 
-            if (!*slot) {
-                e = &ix->entries[ix->n_entries++];
-                e->key = key;
-                e->key_len = (uint32_t)key_len;
-                e->users = users;
-                e->value = t->set->items[i].s;
-                e->value_len = (uint32_t)t->set->items[i].len;
-                *slot = (uint32_t)ix->n_entries;
+                if (!*slot) {
+                    e = &ix->entries[ix->n_entries++];
+                    e->key = key;
+                    e->key_len = (uint32_t)key_len;
+                    e->users = users;
+                    e->value = t->set->items[i].s;
+                    e->value_len = (uint32_t)t->set->items[i].len;
+                    *slot = (uint32_t)ix->n_entries;
+                }
+                e = &ix->entries[*slot - 1];
+                if (e->last_set == tid + 1)
+                    continue; /* a string twice in the set */
+                e->last_set = (uint32_t)tid + 1;
+                file_set(&e->sets, pass, (uint32_t)tid, equals);
             }
-            e = &ix->entries[*slot - 1];
-            if (e->last_set == tid + 1)
-                continue; /* a string twice in the set */
-            e->last_set = (uint32_t)tid + 1;
-            if (pass == 0)
-                e->n_sets++;
-            else
-                e->sets[e->n_sets++] = code;
         }
-    }
 }
 
 static uint32_t *read_slot(const dc_index_t *ix, const char *key, size_t key_len)
@@ -748,20 +752,20 @@ dc_index_t *dc_index_build(dc_arena_t *mem, const dc_config_t *cfg)
         free(all);
     }
     for (size_t k = 0; k <= ix->n_read; k++)
-        ix->n_seeds += by_key[k].n_sets > 0;
+        ix->n_seeds += by_key[k].sets.n > 0;
     ix->seeds = dc_arena_alloc(mem, (ix->n_seeds ? ix->n_seeds : 1) * sizeof(*ix->seeds));
     ix->n_seeds = 0;
     for (size_t k = 0; k <= ix->n_read; k++) {
         seed_t *sd = &by_key[k];
 
-        if (!sd->n_sets)
+        if (!sd->sets.n)
             continue;
         sd->users = k == ix->n_read;
         sd->key_id = (uint32_t)k;
         sd->key = sd->users ? "" : ix->read[k].s;
         sd->key_len = sd->users ? 0 : ix->read[k].len;
-        sd->sets = dc_arena_alloc(mem, sd->n_sets * sizeof(*sd->sets));
-        sd->n_sets = 0;
+        sd->sets.tids = dc_arena_alloc(mem, sd->sets.n * sizeof(*sd->sets.tids));
+        sd->sets.n = 0;
         ix->seeds[ix->n_seeds++] = *sd;
     }
     ix->keys = dc_arena_alloc(mem, (ix->n_entries + 1) * sizeof(*ix->keys));
@@ -770,9 +774,9 @@ dc_index_t *dc_index_build(dc_arena_t *mem, const dc_config_t *cfg)
         size_t k;
 
         s->campaigns = dc_arena_alloc(mem, (s->n_campaigns ? s->n_campaigns : 1) * sizeof(*s->campaigns));
-        s->sets = dc_arena_alloc(mem, (s->n_sets ? s->n_sets : 1) * sizeof(*s->sets));
+        s->sets.tids = dc_arena_alloc(mem, (s->sets.n ? s->sets.n : 1) * sizeof(*s->sets.tids));
         s->n_campaigns = 0;
-        s->n_sets = 0;
+        s->sets.n = 0;
         s->last = 0;
         s->last_set = 0;
         if (s->users) {
@@ -878,16 +882,19 @@ void dc_index_seed(const dc_index_t *ix, const dc_context_t *ctx, dc_lookups_t *
         }
         if (!c || c->kind != DC_KIND_STRING)
             continue; /* absent, a list, a type error: evaluated as they come */
-        for (size_t i = 0; i < sd->n_sets; i++) /* not in the set, unless found below */
-            outcomes[sd->sets[i] & ~SET_NOT] =
-                sd->sets[i] & SET_NOT ? DC_OUTCOME_MATCH : DC_OUTCOME_NO_MATCH;
+        /* not in the set, unless found below */
+        for (size_t i = 0; i < sd->sets.n_equals; i++)
+            outcomes[sd->sets.tids[i]] = DC_OUTCOME_NO_MATCH;
+        for (size_t i = sd->sets.n_equals; i < sd->sets.n; i++)
+            outcomes[sd->sets.tids[i]] = DC_OUTCOME_MATCH;
         slot = find(ix, sd->users, sd->key, sd->key_len, c->folded, c->folded_len);
         if (*slot) {
             const entry_t *e = &ix->entries[*slot - 1];
 
-            for (size_t i = 0; i < e->n_sets; i++)
-                outcomes[e->sets[i] & ~SET_NOT] =
-                    e->sets[i] & SET_NOT ? DC_OUTCOME_NO_MATCH : DC_OUTCOME_MATCH;
+            for (size_t i = 0; i < e->sets.n_equals; i++)
+                outcomes[e->sets.tids[i]] = DC_OUTCOME_MATCH;
+            for (size_t i = e->sets.n_equals; i < e->sets.n; i++)
+                outcomes[e->sets.tids[i]] = DC_OUTCOME_NO_MATCH;
         }
     }
 }
