@@ -148,9 +148,14 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
     memset(&out->save_group, 0, sizeof(out->save_group));
     memset(&l, 0, sizeof(l));
 
-    if (n_candidates > sizeof(selected_stack) / sizeof(selected_stack[0]))
-        selected = apr_palloc(p, n_candidates * sizeof(*selected));
     visitor_bucket = dc_bucket(v->visitor_id, v->visitor_id_len);
+    /* the allocation hash's visitor part, mixed once for all the groups */
+    if (v->decision_group)
+        dc_hash_key_init(&alloc_key, v->decision_group, v->decision_group_len);
+    else
+        dc_hash_key_init(&alloc_key, v->visitor_id, v->visitor_id_len);
+    one_test = cfg->enabled_1v1t;
+    decided = out->decisions;
 
     /* 1. Targeting: the first matching variation group of each campaign. */
     if (only) {
@@ -169,6 +174,10 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
          * decides whether assignments are loaded, so every candidate is
          * evaluated as before. */
         int skip_by_bucket = dc_store_is_none(store);
+        /* Nor is there an assignment to load first then: each campaign's group is served as
+         * it is selected, while its lines are in the cache (steps 3-5 below without a store:
+         * 1V1T serves the first "ab" campaign, the buckets were checked by the index). */
+        int serve_now = skip_by_bucket;
 
         if (n_words > sizeof(bits_stack) / sizeof(bits_stack[0]))
             bits = apr_palloc(p, n_words * sizeof(*bits));
@@ -199,12 +208,32 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
         const dc_context_t *ctx = v->context;
         int multi = 0;
 
+        if (!serve_now && n_candidates > sizeof(selected_stack) / sizeof(selected_stack[0]))
+            selected = apr_palloc(p, n_candidates * sizeof(*selected));
         for (size_t w = 0; w < n_words; w++) {
             for (uint64_t word = bits[w]; word; word &= word - 1) {
                 const dc_campaign_t *c = &campaigns[w * 64 + (size_t)__builtin_ctzll(word)];
+                const dc_variation_group_t *vg;
+                const dc_variation_t *chosen;
 
-                n_selected += select_group(c, ctx, &lk, selected + n_selected, &multi);
+                if (!select_group(c, ctx, &lk, &vg, &multi))
+                    continue;
+                if (!serve_now) {
+                    selected[n_selected++] = vg;
+                    continue;
+                }
+                if ((one_test && c->is_ab && ab_added) || !(chosen = allocate(vg, &alloc_key)))
+                    continue;
+                decided->campaign = c;
+                decided->group = vg;
+                decided->variation = chosen;
+                decided++;
+                ab_added |= one_test && c->is_ab;
             }
+        }
+        if (serve_now) {
+            out->n_decisions = (size_t)(decided - out->decisions);
+            return;
         }
         multi_variation |= multi;
     }
@@ -235,16 +264,8 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
         }
     }
 
-    /* the allocation hash's visitor part, mixed once for all the groups */
-    if (v->decision_group)
-        dc_hash_key_init(&alloc_key, v->decision_group, v->decision_group_len);
-    else
-        dc_hash_key_init(&alloc_key, v->visitor_id, v->visitor_id_len);
-
     /* flags and the answer's end in locals: the loop's stores may alias their homes */
-    one_test = cfg->enabled_1v1t;
     cache_on = out->cache_on;
-    decided = out->decisions;
     for (size_t i = 0; i < n_selected; i++) {
         const dc_variation_group_t *vg = selected[i];
         const dc_campaign_t *c = vg->campaign;

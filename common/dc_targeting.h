@@ -74,12 +74,26 @@ int dc_targeting_run(const uint32_t *program, const dc_context_t *ctx, dc_lookup
 static inline int dc_targeting_match_cached(const dc_variation_group_t *vg,
                                             const dc_context_t *ctx, dc_lookups_t *lk)
 {
+    const uint32_t *p = vg->program;
     uint8_t *m;
 
     if (vg->everyone)
         return 1;
     if (!lk->matches)
         return dc_targeting_match_groups(vg, ctx, lk);
+    if (p[0] == 1) {
+        /* One group (an AND), most often of one targeting: its outcomes, when known, say
+         * it without a call; a miss or an error is no match, with nothing to cut. */
+        for (const uint32_t *t = p + 2, *end = t + p[1]; t < end; t++) {
+            unsigned o = lk->outcomes[*t];
+
+            if (o == DC_OUTCOME_UNKNOWN)
+                return dc_targeting_run(p, ctx, lk);
+            if (o != DC_OUTCOME_MATCH)
+                return 0;
+        }
+        return 1;
+    }
     /* campaigns of a theme (VIPs, an e-mail domain) repeat whole targetings */
     m = &lk->matches[vg->targeting_id];
     if (!*m)
