@@ -82,6 +82,10 @@ typedef struct {
     char path[256];
     size_t n_unknown_operators;
     size_t n_fractional;
+    /* Every campaign's variation groups, one after the other in the file's order: a
+     * decision walks them so (parse_document() counts them first). */
+    dc_variation_group_t *groups;
+    size_t n_groups_left;
 } parser_t;
 
 static int fail(parser_t *ps, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -726,7 +730,13 @@ static int parse_campaign(parser_t *ps, const json_t *obj, dc_campaign_t *out)
     if (get_array(ps, obj, "variationGroups", "variation_groups", &groups, &used) < 0)
         return -1;
     n = groups ? json_array_size(groups) : 0;
-    vgs = n ? dc_arena_calloc(ps->mem, n * sizeof(*vgs)) : NULL;
+    if (n && n <= ps->n_groups_left) {
+        vgs = ps->groups;
+        ps->groups += n;
+        ps->n_groups_left -= n;
+    } else {
+        vgs = n ? dc_arena_calloc(ps->mem, n * sizeof(*vgs)) : NULL;
+    }
     for (size_t i = 0; i < n; i++) {
         size_t old = path_push(ps, used, 0);
         size_t old_i = path_push(ps, NULL, (long)i);
@@ -781,6 +791,15 @@ static int parse_document(parser_t *ps, dc_config_t *cfg, const json_t *root)
         return -1;
     n = campaigns ? json_array_size(campaigns) : 0;
     list = n ? dc_arena_calloc(ps->mem, n * sizeof(*list)) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *c = json_array_get(campaigns, i), *g;
+
+        if (!(g = json_object_get(c, "variationGroups")))
+            g = json_object_get(c, "variation_groups");
+        ps->n_groups_left += json_is_array(g) ? json_array_size(g) : 0;
+    }
+    if (ps->n_groups_left)
+        ps->groups = dc_arena_calloc(ps->mem, ps->n_groups_left * sizeof(*ps->groups));
     for (size_t i = 0; i < n; i++) {
         size_t old = path_push(ps, "campaigns", 0);
         size_t old_i = path_push(ps, NULL, (long)i);

@@ -117,17 +117,17 @@ typedef struct {
     int everyone; /* only fs_all_users targetings: matches every visitor (dc_index.h) */
     uint32_t targeting_id; /* the same targeting groups, the same number (dc_index.h) */
     const uint32_t *program; /* the groups' targetings by tid, for a decision (dc_index.h) */
-    const dc_variation_t *variations;
-    size_t n_variations;
-    /* Whether the variation depends on the visitor's bucket: not when there is none, nor
-     * when the first takes every bucket (dc_index.h). */
-    int hashed;
     /* With hashed: each bucket's variation (by index, DC_NO_VARIATION: none), or NULL for
      * more variations than a byte numbers: then the running sums are walked. */
     const uint8_t *variation_at;
-    const double *cumulative; /* the allocation walk's running sums, in order (dc_index.h) */
+    const dc_variation_t *variations;
     dc_hash_state_t id_hash; /* the allocation hash after the id (dc_bucket_after) */
     const dc_campaign_t *campaign;
+    /* Whether the variation depends on the visitor's bucket: not when there is none, nor
+     * when the first takes every bucket (dc_index.h). */
+    int hashed;
+    size_t n_variations;
+    const double *cumulative; /* the allocation walk's running sums, in order (dc_index.h) */
     const char *id;
     size_t id_len;
     const dc_targeting_group_t *groups;

@@ -111,15 +111,13 @@ static inline int in_buckets(const dc_campaign_t *c, unsigned bucket)
 
 /* The campaign's first variation group the visitor matches, into *selected: returns 1, or 0. */
 static inline size_t select_group(const dc_campaign_t *c, const dc_context_t *ctx,
-                                  dc_lookups_t *lk, const dc_variation_group_t **selected,
-                                  int *multi_variation)
+                                  dc_lookups_t *lk, const dc_variation_group_t **selected)
 {
     /* bounds in locals: the lookups' byte stores may alias anything the compiler
      * would otherwise load again after each */
     for (const dc_variation_group_t *g = c->groups, *end = g + c->n_groups; g < end; g++) {
         if (dc_targeting_match_cached(g, ctx, lk)) {
             *selected = g;
-            *multi_variation |= g->n_variations > 1;
             return 1;
         }
     }
@@ -161,7 +159,8 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
     if (only) {
         dc_lookups_t lk = {0};
 
-        n_selected = select_group(only, v->context, &lk, selected, &multi_variation);
+        n_selected = select_group(only, v->context, &lk, selected);
+        multi_variation = n_selected && selected[0]->n_variations > 1;
     } else {
         uint64_t bits_stack[16], *bits = bits_stack;
         const dc_value_t *vals_stack[32], **vals = vals_stack;
@@ -216,10 +215,11 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
                 const dc_variation_group_t *vg;
                 const dc_variation_t *chosen;
 
-                if (!select_group(c, ctx, &lk, &vg, &multi))
+                if (!select_group(c, ctx, &lk, &vg))
                     continue;
                 if (!serve_now) {
                     selected[n_selected++] = vg;
+                    multi |= vg->n_variations > 1;
                     continue;
                 }
                 if ((one_test && c->is_ab && ab_added) || !(chosen = allocate(vg, &alloc_key)))
