@@ -220,7 +220,7 @@ static dc_eval_e eval_semver(const dc_targeting_t *t, const dc_value_t *c, dc_lo
     return semver_result(t->op, dc_semver_cmp(&lk->semver, t->semver));
 }
 
-static int outcome(const dc_targeting_t *t, const dc_context_t *ctx, dc_lookups_t *lk)
+int dc_targeting_outcome(const dc_targeting_t *t, const dc_context_t *ctx, dc_lookups_t *lk)
 {
     const dc_value_t *c;
     dc_eval_e m;
@@ -273,7 +273,7 @@ static int match_groups(const dc_variation_group_t *vg, const dc_context_t *ctx,
 
             if (t->key_kind == DC_KEY_ALL_USERS)
                 continue;
-            o = outcome(t, ctx, lk);
+            o = dc_targeting_outcome(t, ctx, lk);
             if (o == DC_OUTCOME_ABSENT) {
                 matched = 0;
                 break;
@@ -318,7 +318,7 @@ int dc_targeting_run(const uint32_t *program, const dc_context_t *ctx, dc_lookup
             int o = outcomes[*p];
 
             if (o == DC_OUTCOME_UNKNOWN)
-                o = outcomes[*p] = (uint8_t)outcome(by_tid[*p], ctx, lk);
+                o = outcomes[*p] = (uint8_t)dc_targeting_outcome(by_tid[*p], ctx, lk);
             if (o == DC_OUTCOME_MATCH)
                 continue;
             if (o == DC_OUTCOME_ERROR)
@@ -339,7 +339,7 @@ int dc_targeting_run(const uint32_t *program, const dc_context_t *ctx, dc_lookup
             int o = outcomes[*p];
 
             if (o == DC_OUTCOME_UNKNOWN)
-                o = outcomes[*p] = (uint8_t)outcome(by_tid[*p], ctx, lk);
+                o = outcomes[*p] = (uint8_t)dc_targeting_outcome(by_tid[*p], ctx, lk);
             if (o == DC_OUTCOME_ABSENT)
                 break;
             if (o == DC_OUTCOME_ERROR)

@@ -64,6 +64,8 @@ extern const dc_value_t dc_unresolved;
  * lk->matches. */
 int dc_targeting_match_groups(const dc_variation_group_t *vg, const dc_context_t *ctx,
                               dc_lookups_t *lk);
+/* One targeting's DC_OUTCOME_* for the visitor (not remembered: the caller does). */
+int dc_targeting_outcome(const dc_targeting_t *t, const dc_context_t *ctx, dc_lookups_t *lk);
 /* The same from the variation group's program (dc_index.h), with lk->outcomes and by_tid. */
 int dc_targeting_run(const uint32_t *program, const dc_context_t *ctx, dc_lookups_t *lk);
 
@@ -82,13 +84,13 @@ static inline int dc_targeting_match_cached(const dc_variation_group_t *vg,
     if (!lk->matches)
         return dc_targeting_match_groups(vg, ctx, lk);
     if (p[0] == 1) {
-        /* One group (an AND), most often of one targeting: its outcomes, when known, say
-         * it without a call; a miss or an error is no match, with nothing to cut. */
+        /* One group (an AND), most often of one targeting: a miss or an error is no match,
+         * with nothing to cut, and nothing to remember but the outcomes. */
         for (const uint32_t *t = p + 2, *end = t + p[1]; t < end; t++) {
             unsigned o = lk->outcomes[*t];
 
             if (o == DC_OUTCOME_UNKNOWN)
-                return dc_targeting_run(p, ctx, lk);
+                o = lk->outcomes[*t] = (uint8_t)dc_targeting_outcome(lk->by_tid[*t], ctx, lk);
             if (o != DC_OUTCOME_MATCH)
                 return 0;
         }
