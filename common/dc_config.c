@@ -912,16 +912,17 @@ static int parse_snapshot(const char *data, size_t len, dc_arena_t *mem, dc_conf
     }
     apr_pool_destroy(ps.scratch);
     /* Everything requests need is in the snapshot now: the tree goes (half the
-     * memory). After a big file, the C library gives the pages it held for the
-     * tree back to the system (a third of the load time of a 1.6 MB file, for
+     * memory), and the index is built (its working tables reuse the tree's
+     * memory). After a big file, the C library then gives the pages it held for
+     * both back to the system (a third of the load time of a 1.6 MB file, for
      * 17 MB of memory in every httpd child after a swap; small files are not
      * worth it). */
     json_decref(root);
+    cfg->index = dc_index_build(mem, cfg);
 #ifdef __GLIBC__
     if (len >= DC_CONFIG_TRIM_BYTES)
         malloc_trim(0);
 #endif
-    cfg->index = dc_index_build(mem, cfg);
     *out = cfg;
     return 0;
 }
