@@ -724,16 +724,10 @@ dc_index_t *dc_index_build(dc_arena_t *mem, const dc_config_t *cfg)
     ix->mask = cap - 1;
     /* room for every string while counting; the snapshot keeps the distinct ones only */
     ix->entries = calloc(n_strings_total ? n_strings_total : 1, sizeof(*ix->entries));
-    if (!ix->entries) {
-        for (size_t ci = 0; ci < cfg->n_campaigns; ci++) /* out of memory: no index */
-            ix->always[ci / 64] |= (uint64_t)1 << (ci % 64);
-        ix->n_always = cfg->n_campaigns;
-        return ix;
-    }
-
-    by_key = calloc(ix->n_read + 1, sizeof(*by_key));
-    if (!by_key) {
+    by_key = calloc(ix->n_read + 1, sizeof(*by_key)); /* each key's string sets */
+    if (!ix->entries || !by_key) {
         free(ix->entries);
+        free(by_key);
         ix->entries = NULL;
         for (size_t ci = 0; ci < cfg->n_campaigns; ci++) /* out of memory: no index */
             ix->always[ci / 64] |= (uint64_t)1 << (ci % 64);

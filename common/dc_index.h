@@ -16,7 +16,9 @@
  * It also gives every EQUALS / NOT_EQUALS on strings a sorted copy of their
  * folded forms, so that a visitor's string is compared by length first, and
  * a long list (fs_users allow lists) by a binary search (dc_strset_has),
- * instead of an evaluation per element; and a SEMVER_* targeting its version
+ * instead of an evaluation per element; files those sets under their strings
+ * too, so that a decision finds the outcome of all of them on a key by one
+ * lookup of the visitor's value (dc_index_seed); and a SEMVER_* targeting its version
  * parsed (dc_targeting_t.semver); a variation group targeting fs_all_users
  * alone is marked as matching everyone (dc_variation_group_t.everyone); and
  * targetings of the same key, operator and value one number
