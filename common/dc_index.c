@@ -237,26 +237,34 @@ static uint32_t *find(const dc_index_t *ix, int users, const char *key, size_t k
     }
 }
 
-/* Files campaign ci under string (users, key, value): counting on pass 0, storing on pass 1. */
-static void file_under(dc_index_t *ix, int pass, uint32_t ci, const dc_targeting_t *t,
-                       const char *value, size_t value_len)
+/* The entry of string value on t's key (or fs_users), added if it is not there yet. */
+static entry_t *entry_for(dc_index_t *ix, const dc_targeting_t *t, const char *value,
+                          size_t value_len)
 {
     int users = t->key_kind == DC_KEY_USERS;
     const char *key = users ? "" : t->key;
     size_t key_len = users ? 0 : t->key_len;
     uint32_t *slot = find(ix, users, key, key_len, value, value_len);
-    entry_t *s;
 
     if (!*slot) {
-        s = &ix->entries[ix->n_entries++];
-        s->key = key;
-        s->key_len = (uint32_t)key_len;
-        s->users = users;
-        s->value = value;
-        s->value_len = (uint32_t)value_len;
+        entry_t *e = &ix->entries[ix->n_entries++];
+
+        e->key = key;
+        e->key_len = (uint32_t)key_len;
+        e->users = users;
+        e->value = value;
+        e->value_len = (uint32_t)value_len;
         *slot = (uint32_t)ix->n_entries;
     }
-    s = &ix->entries[*slot - 1];
+    return &ix->entries[*slot - 1];
+}
+
+/* Files campaign ci under string (users, key, value): counting on pass 0, storing on pass 1. */
+static void file_under(dc_index_t *ix, int pass, uint32_t ci, const dc_targeting_t *t,
+                       const char *value, size_t value_len)
+{
+    entry_t *s = entry_for(ix, t, value, value_len);
+
     if (s->last == ci + 1)
         return; /* another group of the same campaign */
     s->last = ci + 1;
@@ -320,22 +328,8 @@ static void file_sets(dc_index_t *ix, int pass, seed_t *by_key)
                 continue;
             file_set(&by_key[users ? ix->n_read : t->key_id].sets, pass, (uint32_t)tid, equals);
             for (size_t i = 0; i < t->set->n; i++) {
-                const char *key = users ? "" : t->key;
-                size_t key_len = users ? 0 : t->key_len;
-                uint32_t *slot =
-                    find(ix, users, key, key_len, t->set->items[i].s, t->set->items[i].len);
-                entry_t *e;
+                entry_t *e = entry_for(ix, t, t->set->items[i].s, t->set->items[i].len);
 
-                if (!*slot) {
-                    e = &ix->entries[ix->n_entries++];
-                    e->key = key;
-                    e->key_len = (uint32_t)key_len;
-                    e->users = users;
-                    e->value = t->set->items[i].s;
-                    e->value_len = (uint32_t)t->set->items[i].len;
-                    *slot = (uint32_t)ix->n_entries;
-                }
-                e = &ix->entries[*slot - 1];
                 if (e->last_set == tid + 1)
                     continue; /* a string twice in the set */
                 e->last_set = (uint32_t)tid + 1;
