@@ -299,11 +299,13 @@ int dc_targeting_match_groups(const dc_variation_group_t *vg, const dc_context_t
     return match_groups(vg, ctx, lk, 0);
 }
 
-/* match_groups() over a program: the same outcomes in the same order, and the same cut.
+/* match_groups() over a program: the same outcomes in the same order, and the same cut
+ * (whether a group stopped at a miss, into *cut_out).
  * A program is a few words in a row, where match_groups reads a group and a targeting
  * each (their cache lines and the fs_all_users test); the targeting itself is read only
  * the first time its tid is evaluated for the visitor. */
-int dc_targeting_run(const uint32_t *program, const dc_context_t *ctx, dc_lookups_t *lk)
+static inline int run(const uint32_t *program, const dc_context_t *ctx, dc_lookups_t *lk,
+                      int to_the_end, int *cut_out)
 {
     const dc_targeting_t *const *by_tid = lk->by_tid;
     uint8_t *outcomes = lk->outcomes;
@@ -324,27 +326,22 @@ int dc_targeting_run(const uint32_t *program, const dc_context_t *ctx, dc_lookup
             if (o == DC_OUTCOME_ERROR)
                 return 0;
             matched = 0;
-            cut |= o == DC_OUTCOME_NO_MATCH && p + 1 < end;
-            break;
+            if (o == DC_OUTCOME_ABSENT)
+                break;
+            if (!to_the_end) {
+                cut |= p + 1 < end;
+                break;
+            }
         }
         any |= matched;
     }
-    if (!any || !cut)
-        return any;
-    /* a group matched and another stopped at a miss: a type error after the miss, up to
-     * an absent key, fails the whole variation group */
-    p = program + 1;
-    for (uint32_t g = 0; g < n_groups; g++, p = end) {
-        for (end = p + 1 + *p, p++; p < end; p++) {
-            int o = outcomes[*p];
+    *cut_out = cut;
+    return any;
+}
 
-            if (o == DC_OUTCOME_UNKNOWN)
-                o = outcomes[*p] = (uint8_t)dc_targeting_outcome(by_tid[*p], ctx, lk);
-            if (o == DC_OUTCOME_ABSENT)
-                break;
-            if (o == DC_OUTCOME_ERROR)
-                return 0;
-        }
-    }
-    return 1;
+int dc_targeting_run(const uint32_t *program, const dc_context_t *ctx, dc_lookups_t *lk)
+{
+    int cut, any = run(program, ctx, lk, 0, &cut);
+
+    return any && cut ? run(program, ctx, lk, 1, &cut) : any;
 }
