@@ -44,6 +44,19 @@ typedef struct {
     sets_t sets;
 } seed_t;
 
+/* The SEMVER_* targetings (on a valid version) of one context key: their distinct versions
+ * in order, and each tid's rank among them and dc_semver_op_bits(). */
+typedef struct {
+    uint32_t key_id;
+    const char *key;
+    size_t key_len;
+    const dc_semver_t **sorted;
+    size_t n_sorted;
+    uint32_t *tids, *ranks;
+    uint8_t *bits;
+    size_t n;
+} versions_t;
+
 struct dc_index {
     size_t n_words;
     uint64_t *always; /* campaigns evaluated for every visitor */
@@ -63,9 +76,13 @@ struct dc_index {
     size_t n_targetings; /* distinct ones (dc_targeting_t.tid) */
     const dc_targeting_t **by_tid; /* the first targeting of each tid */
     size_t n_group_targetings; /* distinct ones (dc_variation_group_t.targeting_id) */
-    size_t n_targeting_uses, n_group_uses; /* all of them, fs_all_users and everyone aside */
     seed_t *seeds; /* the keys string sets read */
     size_t n_seeds;
+    versions_t *versions; /* the keys SEMVER_* targetings compare */
+    size_t n_versions;
+    uint32_t *programs; /* word 0 unused: a program's offset 0 means none */
+    size_t n_program_words;
+    dc_walk_t walk;
 };
 
 static int str_order(const void *a, const void *b)
@@ -501,7 +518,6 @@ static void number_targetings(dc_arena_t *mem, dc_index_t *ix, const dc_config_t
                         }
                         t->key_id = *slot - 1;
                     }
-                    ix->n_targeting_uses++;
                     first = numbering_first(&nb, targeting_hash(t), t, targeting_same);
                     if (first) {
                         t->tid = first->tid;
@@ -545,14 +561,11 @@ static int group_targeting_same(const void *x, const void *y)
 /* The variation group's targeting as a decision evaluates it (dc_variation_group_t.program):
  * the number of groups, then each group's number of targetings and their tids, fs_all_users
  * left out (it is neutral) and empty groups too (they never match). */
-static const uint32_t *build_program(dc_arena_t *mem, const dc_variation_group_t *vg)
+static const uint32_t *build_program(dc_index_t *ix, const dc_variation_group_t *vg)
 {
-    size_t n = 1, at = 1;
-    uint32_t *p;
+    size_t at = 1;
+    uint32_t *p = ix->programs + ix->n_program_words;
 
-    for (size_t g = 0; g < vg->n_groups; g++)
-        n += 1 + vg->groups[g].n_targetings;
-    p = dc_arena_alloc(mem, n * sizeof(*p));
     p[0] = 0;
     for (size_t g = 0; g < vg->n_groups; g++) {
         const dc_targeting_group_t *tg = &vg->groups[g];
@@ -569,6 +582,7 @@ static const uint32_t *build_program(dc_arena_t *mem, const dc_variation_group_t
                 p[head]++;
             }
     }
+    ix->n_program_words += at;
     return p;
 }
 
@@ -576,11 +590,22 @@ static const uint32_t *build_program(dc_arena_t *mem, const dc_variation_group_t
  * same order, have the same match, and share a program. After number_targetings. */
 static void number_group_targetings(dc_arena_t *mem, dc_index_t *ix, const dc_config_t *cfg)
 {
-    size_t n = 0;
+    size_t n = 0, words = 1;
     numbering_t nb;
 
     for (size_t ci = 0; ci < cfg->n_campaigns; ci++)
-        n += cfg->campaigns[ci].n_groups;
+        for (size_t v = 0; v < cfg->campaigns[ci].n_groups; v++) {
+            const dc_variation_group_t *vg = &cfg->campaigns[ci].groups[v];
+
+            n++;
+            words++;
+            for (size_t g = 0; g < vg->n_groups; g++)
+                words += 1 + vg->groups[g].n_targetings;
+        }
+    /* every program in one array (the walk numbers them by offset), sized for none shared */
+    ix->programs = dc_arena_alloc(mem, words * sizeof(*ix->programs));
+    ix->programs[0] = 0;
+    ix->n_program_words = 1;
     numbering_init(&nb, n);
     for (size_t ci = 0; ci < cfg->n_campaigns; ci++)
         for (size_t v = 0; v < cfg->campaigns[ci].n_groups; v++) {
@@ -589,14 +614,13 @@ static void number_group_targetings(dc_arena_t *mem, dc_index_t *ix, const dc_co
 
             if (vg->everyone)
                 continue; /* never evaluated */
-            ix->n_group_uses++;
             first = numbering_first(&nb, group_targeting_hash(vg), vg, group_targeting_same);
             if (first) {
                 vg->targeting_id = first->targeting_id;
                 vg->program = first->program;
             } else {
                 vg->targeting_id = (uint32_t)ix->n_group_targetings++;
-                vg->program = build_program(mem, vg);
+                vg->program = build_program(ix, vg);
             }
         }
     free(nb.slots);
@@ -605,11 +629,6 @@ static void number_group_targetings(dc_arena_t *mem, dc_index_t *ix, const dc_co
 size_t dc_index_n_group_targetings(const dc_index_t *ix)
 {
     return ix->n_group_targetings;
-}
-
-int dc_index_has_repeats(const dc_index_t *ix)
-{
-    return ix->n_targetings < ix->n_targeting_uses || ix->n_group_targetings < ix->n_group_uses;
 }
 
 size_t dc_index_n_targetings(const dc_index_t *ix)
@@ -673,6 +692,190 @@ static void sum_allocations(dc_arena_t *mem, const dc_config_t *cfg)
         }
 }
 
+static int semver_order(const void *a, const void *b)
+{
+    return dc_semver_cmp(*(const dc_semver_t *const *)a, *(const dc_semver_t *const *)b);
+}
+
+/* The rank of v among the sorted versions: how many sort before it. */
+static size_t semver_rank(const dc_semver_t *const *sorted, size_t n, const dc_semver_t *v)
+{
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+
+        if (dc_semver_cmp(sorted[mid], v) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* ix->versions: the SEMVER_* targetings of each context key. After number_targetings. */
+static void build_versions(dc_arena_t *mem, dc_index_t *ix)
+{
+    size_t *count = calloc(ix->n_read + 1, sizeof(*count));
+
+    if (!count)
+        return; /* evaluated one by one, as they come */
+    for (size_t tid = 0; tid < ix->n_targetings; tid++) {
+        const dc_targeting_t *t = ix->by_tid[tid];
+
+        if (t->semver && t->key_kind == DC_KEY_CONTEXT && !count[t->key_id]++)
+            ix->n_versions++;
+    }
+    ix->versions = dc_arena_alloc(mem, (ix->n_versions ? ix->n_versions : 1) * sizeof(*ix->versions));
+    ix->n_versions = 0;
+    for (size_t k = 0; k < ix->n_read; k++) {
+        versions_t *vs;
+        size_t n = 0;
+
+        if (!count[k])
+            continue;
+        vs = &ix->versions[ix->n_versions++];
+        vs->key_id = (uint32_t)k;
+        vs->key = ix->read[k].s;
+        vs->key_len = ix->read[k].len;
+        vs->sorted = dc_arena_alloc(mem, count[k] * sizeof(*vs->sorted));
+        vs->tids = dc_arena_alloc(mem, count[k] * sizeof(*vs->tids));
+        vs->ranks = dc_arena_alloc(mem, count[k] * sizeof(*vs->ranks));
+        vs->bits = dc_arena_alloc(mem, count[k]);
+        vs->n = count[k];
+        for (size_t tid = 0; tid < ix->n_targetings; tid++) {
+            const dc_targeting_t *t = ix->by_tid[tid];
+
+            if (t->semver && t->key_kind == DC_KEY_CONTEXT && t->key_id == k) {
+                vs->tids[n] = (uint32_t)tid;
+                vs->bits[n] = (uint8_t)dc_semver_op_bits(t->op);
+                vs->sorted[n++] = t->semver;
+            }
+        }
+        qsort(vs->sorted, n, sizeof(*vs->sorted), semver_order);
+        for (size_t i = 0; i < n; i++) /* the same version once (1.0 and 1.0.0 too) */
+            if (vs->n_sorted == 0 || dc_semver_cmp(vs->sorted[vs->n_sorted - 1], vs->sorted[i]) != 0)
+                vs->sorted[vs->n_sorted++] = vs->sorted[i];
+        for (size_t i = 0; i < n; i++)
+            vs->ranks[i] = (uint32_t)semver_rank(vs->sorted, vs->n_sorted,
+                                                 ix->by_tid[vs->tids[i]]->semver);
+    }
+    free(count);
+}
+
+/* The group's allocation as thresholds (dc_walk_group_t.thresholds), for up to eight
+ * variations: 0 for more. dc_allocate() gives bucket z the first variation whose running
+ * sum is above z, which can only be the same or a later one for a larger z (negative
+ * allocations included), so each variation's buckets are one run, in order, and the run's
+ * end says them all. After sum_allocations. */
+static int walk_thresholds(const dc_variation_group_t *vg, uint64_t *out)
+{
+    uint8_t at[100];
+    uint64_t packed = 0;
+
+    if (vg->n_variations > 8)
+        return 0;
+    for (unsigned z = 0; z < 100; z++) {
+        size_t i = 0;
+
+        while (i < vg->n_variations && !((double)z < vg->cumulative[i]))
+            i++;
+        at[z] = (uint8_t)i; /* n_variations: none */
+    }
+    for (unsigned i = 0; i < 8; i++) {
+        uint64_t t = 127;
+
+        if (i < vg->n_variations)
+            for (t = 0; t < 100 && at[t] <= i;)
+                t++;
+        packed |= t << (8 * i);
+    }
+    *out = packed;
+    return 1;
+}
+
+/* The slots of a campaign's group g (dc_walk_campaign_t.slots). */
+static void walk_slots(const dc_index_t *ix, const dc_variation_group_t *vg, uint16_t *slots)
+{
+    const uint32_t *p = vg->program;
+
+    if (vg->everyone) {
+        slots[0] = slots[1] = (uint16_t)ix->walk.always;
+    } else if (p[0] == 1 && p[1] <= 2) {
+        slots[0] = (uint16_t)(p[1] > 0 ? p[2] : ix->walk.always);
+        slots[1] = (uint16_t)(p[1] > 1 ? p[3] : ix->walk.always);
+    } else {
+        slots[0] = (uint16_t)(ix->walk.group_slots + vg->targeting_id);
+        slots[1] = (uint16_t)ix->walk.always;
+    }
+}
+
+/* dc_walk_t of every campaign and its groups. After the groups' everyone, programs and sums. */
+static void build_walk(dc_arena_t *mem, dc_index_t *ix, const dc_config_t *cfg)
+{
+    size_t n = 0;
+    dc_walk_t *wk = &ix->walk;
+    dc_walk_campaign_t *campaigns;
+    dc_walk_group_t *groups;
+    const dc_variation_group_t **vgs;
+    int slots_fit;
+
+    for (size_t ci = 0; ci < cfg->n_campaigns; ci++)
+        n += cfg->campaigns[ci].n_groups;
+    /* on a cache line's start, so that none straddles two; one more group, for a campaign
+     * without any */
+    campaigns = (dc_walk_campaign_t *)(((uintptr_t)dc_arena_alloc(
+                                            mem, (cfg->n_campaigns + 2) * sizeof(*campaigns)) +
+                                        63) & ~(uintptr_t)63);
+    groups = (dc_walk_group_t *)(((uintptr_t)dc_arena_alloc(mem, (n + 3) * sizeof(*groups)) + 63) &
+                                 ~(uintptr_t)63);
+    memset(groups, 0, (n + 1) * sizeof(*groups));
+    vgs = dc_arena_calloc(mem, (n + 1) * sizeof(*vgs));
+    wk->always = (uint32_t)ix->n_targetings;
+    wk->never = wk->always + 1;
+    wk->group_slots = wk->always + 2;
+    wk->n_outcomes = wk->group_slots + ix->n_group_targetings;
+    slots_fit = wk->n_outcomes <= UINT16_MAX;
+    n = 0;
+    for (size_t ci = 0; ci < cfg->n_campaigns; ci++) {
+        const dc_campaign_t *c = &cfg->campaigns[ci];
+        dc_walk_campaign_t *wc = &campaigns[ci];
+
+        memset(wc, 0, sizeof(*wc));
+        wc->first = (uint32_t)n;
+        wc->n_groups = (uint32_t)c->n_groups;
+        wc->flags = (c->is_ab ? DC_WALK_AB : 0) | (c->n_groups > 4 || !slots_fit ? DC_WALK_GROUPS : 0);
+        for (size_t g = 0; g < 4; g++)
+            wc->slots[g][0] = wc->slots[g][1] = (uint16_t)wk->never;
+        for (size_t v = 0; v < c->n_groups; v++, n++) {
+            const dc_variation_group_t *vg = &c->groups[v];
+            dc_walk_group_t *w = &groups[n];
+
+            vgs[n] = vg;
+            if (v < 4 && slots_fit)
+                walk_slots(ix, vg, wc->slots[v]);
+            w->variations = vg->variations;
+            w->hash = vg->id_hash.h;
+            w->id_len = (uint16_t)vg->id_hash.len;
+            w->n_variations = (uint8_t)(vg->n_variations < 255 ? vg->n_variations : 255);
+            w->program = vg->everyone ? 0 : (uint32_t)(vg->program - ix->programs);
+            w->targeting_id = vg->targeting_id;
+            if (!walk_thresholds(vg, &w->thresholds) || vg->id_hash.ncarry ||
+                vg->id_hash.len > UINT16_MAX)
+                w->flags |= DC_WALK_SLOW;
+        }
+    }
+    wk->campaigns = campaigns;
+    wk->groups = groups;
+    wk->vgs = vgs;
+    wk->programs = ix->programs;
+}
+
+const dc_walk_t *dc_index_walk(const dc_index_t *ix)
+{
+    return &ix->walk;
+}
+
 dc_index_t *dc_index_build(dc_arena_t *mem, const dc_config_t *cfg)
 {
     dc_index_t *ix = dc_arena_calloc(mem, sizeof(*ix));
@@ -709,6 +912,8 @@ dc_index_t *dc_index_build(dc_arena_t *mem, const dc_config_t *cfg)
     }
     number_targetings(mem, ix, cfg);
     number_group_targetings(mem, ix, cfg);
+    build_walk(mem, ix, cfg);
+    build_versions(mem, ix);
     for (size_t tid = 0; tid < ix->n_targetings; tid++)
         if (seedable(ix, ix->by_tid[tid]))
             n_strings_total += ix->by_tid[tid]->set->n;
@@ -883,6 +1088,35 @@ void dc_index_seed(const dc_index_t *ix, const dc_context_t *ctx, dc_lookups_t *
                 outcomes[e->sets.tids[i]] = DC_OUTCOME_MATCH;
             for (size_t i = e->sets.n_equals; i < e->sets.n; i++)
                 outcomes[e->sets.tids[i]] = DC_OUTCOME_NO_MATCH;
+        }
+    }
+    for (size_t k = 0; k < ix->n_versions; k++) {
+        const versions_t *vs = &ix->versions[k];
+        const dc_value_t *c = lk->vals[vs->key_id];
+        size_t rank;
+        uint32_t same;
+
+        if (c == DC_UNRESOLVED)
+            c = lk->vals[vs->key_id] = dc_context_get(ctx, vs->key, vs->key_len);
+        if (!c || c->kind != DC_KIND_STRING)
+            continue; /* absent, a type error: evaluated as they come */
+        if (lk->semver_of != c) {
+            lk->semver_of = c;
+            lk->semver_ok = dc_semver_parse(c->str, c->len, &lk->semver) == 0;
+        }
+        if (!lk->semver_ok) {
+            for (size_t i = 0; i < vs->n; i++) /* not a version: no SEMVER_* matches */
+                outcomes[vs->tids[i]] = DC_OUTCOME_NO_MATCH;
+            continue;
+        }
+        /* the visitor's version sorts after the ranks below rank, with rank's when same */
+        rank = semver_rank(vs->sorted, vs->n_sorted, &lk->semver);
+        same = rank < vs->n_sorted && dc_semver_cmp(vs->sorted[rank], &lk->semver) == 0;
+        for (size_t i = 0; i < vs->n; i++) {
+            uint32_t r = vs->ranks[i];
+            unsigned at = (r < rank) * 2u + (r == rank) * same; /* the dc_semver_op_bits() bit */
+
+            outcomes[vs->tids[i]] = (uint8_t)(DC_OUTCOME_NO_MATCH - (vs->bits[i] >> at & 1u));
         }
     }
 }

@@ -29,7 +29,11 @@
  * (dc_variation_group_t.program: the number of groups, then each group's
  * number of targetings and their tids; fs_all_users, which is neutral, and
  * groups without targetings, which never match, left out), which a decision
- * walks instead of the groups and targetings themselves.
+ * walks instead of the groups and targetings themselves; and the walk itself
+ * (dc_walk_t): what a decision reads of every variation group in a few
+ * bytes side by side, so that the several hundred candidates of a big file
+ * are decided from a few cache lines each instead of the campaign's, the
+ * group's and its bucket table's.
  */
 #ifndef DC_INDEX_H
 #define DC_INDEX_H
@@ -65,15 +69,75 @@ size_t dc_index_n_targetings(const dc_index_t *ix);
 const dc_targeting_t *const *dc_index_by_tid(const dc_index_t *ix);
 /* Number of distinct variation group targetings (dc_variation_group_t.targeting_id < this). */
 size_t dc_index_n_group_targetings(const dc_index_t *ix);
-/* Whether any targeting or variation group targeting is repeated (fs_all_users aside):
- * without, remembering outcomes for a decision costs more than it saves. */
-int dc_index_has_repeats(const dc_index_t *ix);
 
 /* Sets in lk->outcomes (with lk->vals, as dc_decide starts them) the outcome of every
  * EQUALS / NOT_EQUALS on a string set whose key (or the visitor id) the context holds as a
  * string: found in the set, or not, by one lookup of the value per key, instead of a search
  * of each set. */
 void dc_index_seed(const dc_index_t *ix, const dc_context_t *ctx, dc_lookups_t *lk);
+
+/* A variation group as dc_decide serves it (32 bytes, two to a cache line, in the file's
+ * order): which variation it gives a bucket, without reading the group itself. */
+typedef struct {
+    /* Byte i (i < n_variations, at most 8): the first bucket past variation i's, so that
+     * bucket z's variation is the number of bytes at or below z (dc_walk_variation); the
+     * bytes after them 127. Without DC_WALK_SLOW, this is dc_allocate() for every bucket. */
+    uint64_t thresholds;
+    const dc_variation_t *variations;
+    uint32_t hash;         /* the allocation hash after the group's id (id_hash.h) */
+    uint32_t program;      /* where its program starts in dc_walk_t.programs; 0: everyone */
+    uint32_t targeting_id; /* dc_variation_group_t.targeting_id */
+    uint16_t id_len;       /* id_hash.len */
+    uint8_t n_variations;  /* at most 255 (then DC_WALK_SLOW) */
+    uint8_t flags;         /* DC_WALK_SLOW */
+} dc_walk_group_t;
+
+/* The variation is dc_allocate()'s of the group itself (an id that leaves bytes to carry
+ * into the visitor's, more variations than thresholds, allocations no thresholds say). */
+#define DC_WALK_SLOW 1u
+
+/* A campaign as dc_decide selects its variation group (32 bytes, in the file's order):
+ * group g (g < 4) matches when the outcomes of both its slots are DC_OUTCOME_MATCH. A slot
+ * is a tid, dc_walk_t.always (for what is left of an AND of fewer than two, and for
+ * everyone), .never (for no group), or .group_slots + targeting_id: the outcome of a
+ * variation group targeting that is more than an AND of two (the program's, once run). So
+ * a decision knows which group is the first that matches from eight bytes, without a
+ * branch on each group. */
+typedef struct {
+    uint16_t slots[4][2];
+    uint32_t first;    /* its first group in dc_walk_t.groups */
+    uint32_t n_groups; /* up to 4 in slots; more: DC_WALK_GROUPS */
+    uint8_t flags;     /* DC_WALK_AB, DC_WALK_GROUPS */
+    uint8_t unused[7];
+} dc_walk_campaign_t;
+
+#define DC_WALK_AB 1u     /* the campaign's type is "ab" (one visitor one test) */
+#define DC_WALK_GROUPS 2u /* no slots (more than four groups, or slots past 16 bits): each
+                           * group's program is run in turn, as dc_targeting_match_cached() */
+
+typedef struct {
+    const dc_walk_campaign_t *campaigns;    /* as cfg->campaigns */
+    const dc_walk_group_t *groups;          /* every campaign's, in the file's order */
+    const dc_variation_group_t *const *vgs; /* the same groups themselves */
+    const uint32_t *programs; /* the programs (dc_variation_group_t.program) in one array */
+    /* The outcomes a decision keeps (dc_lookups_t.outcomes): the tids', then always and never,
+     * then group_slots + each targeting_id's; n_outcomes in all. */
+    uint32_t always, never, group_slots;
+    size_t n_outcomes;
+} dc_walk_t;
+
+const dc_walk_t *dc_index_walk(const dc_index_t *ix);
+
+/* The variation of bucket z (0..99) in a group's thresholds: n_variations or more for none.
+ * The eight bytes compared at once: each lane's 0x80 + z - threshold keeps its high bit
+ * exactly when z >= threshold, and never borrows from the next (both are below 128). */
+static inline unsigned dc_walk_variation(uint64_t thresholds, unsigned z)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    uint64_t at_or_below = ((ones * z) | highs) - thresholds;
+
+    return (unsigned)((((at_or_below & highs) >> 7) * ones) >> 56);
+}
 
 /* Counts for the log and the tests: campaigns evaluated for everyone, index entries. */
 size_t dc_index_n_always(const dc_index_t *ix);

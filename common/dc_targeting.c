@@ -48,14 +48,7 @@ static dc_eval_e result(int b)
 /* A SEMVER_* operator given the comparison of the context's version with the targeting's. */
 static dc_eval_e semver_result(dc_operator_e op, int cmp)
 {
-    switch (op) {
-    case DC_OP_SEMVER_EQUALS: return result(cmp == 0);
-    case DC_OP_SEMVER_NOT_EQUALS: return result(cmp != 0);
-    case DC_OP_SEMVER_GREATER_THAN: return result(cmp > 0);
-    case DC_OP_SEMVER_LOWER_THAN: return result(cmp < 0);
-    case DC_OP_SEMVER_GREATER_THAN_OR_EQUALS: return result(cmp >= 0);
-    default: return result(cmp <= 0);
-    }
+    return result(dc_semver_op_bits(op) >> (cmp + 1) & 1);
 }
 
 static dc_eval_e eval_string(dc_operator_e op, const dc_value_t *t, const dc_value_t *c)

@@ -53,9 +53,25 @@ typedef struct {
 } dc_lookups_t;
 
 /* What one targeting gives a visitor, as lk->outcomes remembers it: 0 not known yet, or an
- * outcome of dc_eval_e, or that the key is absent. */
-enum { DC_OUTCOME_UNKNOWN = 0, DC_OUTCOME_MATCH, DC_OUTCOME_NO_MATCH, DC_OUTCOME_ERROR,
-       DC_OUTCOME_ABSENT };
+ * outcome of dc_eval_e, or that the key is absent. Every outcome but a match has
+ * DC_OUTCOME_MISSED set, and only a match bit 0: an AND of two is a match when the AND of
+ * their outcomes has bit 0, and known not to be when their OR has DC_OUTCOME_MISSED. */
+enum { DC_OUTCOME_UNKNOWN = 0, DC_OUTCOME_MATCH = 1, DC_OUTCOME_MISSED = 2,
+       DC_OUTCOME_NO_MATCH = 2, DC_OUTCOME_ERROR = 6, DC_OUTCOME_ABSENT = 10 };
+
+/* A SEMVER_* operator's outcome as a bit per comparison of the visitor's version with the
+ * targeting's: bit 0 when it sorts before, bit 1 the same, bit 2 after. */
+static inline unsigned dc_semver_op_bits(dc_operator_e op)
+{
+    switch (op) {
+    case DC_OP_SEMVER_EQUALS: return 2;
+    case DC_OP_SEMVER_NOT_EQUALS: return 5;
+    case DC_OP_SEMVER_GREATER_THAN: return 4;
+    case DC_OP_SEMVER_LOWER_THAN: return 1;
+    case DC_OP_SEMVER_GREATER_THAN_OR_EQUALS: return 6;
+    default: return 3; /* DC_OP_SEMVER_LOWER_THAN_OR_EQUALS */
+    }
+}
 
 extern const dc_value_t dc_unresolved;
 #define DC_UNRESOLVED (&dc_unresolved)
@@ -69,18 +85,14 @@ int dc_targeting_outcome(const dc_targeting_t *t, const dc_context_t *ctx, dc_lo
 /* The same from the variation group's program (dc_index.h), with lk->outcomes and by_tid. */
 int dc_targeting_run(const uint32_t *program, const dc_context_t *ctx, dc_lookups_t *lk);
 
-/* dc_targeting_match() with lk, which starts as {.vals, .outcomes, .matches, .by_tid}: every
- * vals[i] DC_UNRESOLVED, every outcomes[i] and matches[i] 0 (outcomes and matches may be
- * NULL, then by_tid too). Inline: dc_decide asks it of every candidate campaign's groups,
- * and most are answered by everyone or by lk->matches, without a call. */
-static inline int dc_targeting_match_cached(const dc_variation_group_t *vg,
-                                            const dc_context_t *ctx, dc_lookups_t *lk)
+/* dc_targeting_match_cached() of a group that is not for everyone, from its program
+ * (dc_variation_group_t.program) and targeting_id. */
+static inline int dc_program_match(const uint32_t *p, uint32_t targeting_id,
+                                   const dc_variation_group_t *vg, const dc_context_t *ctx,
+                                   dc_lookups_t *lk)
 {
-    const uint32_t *p = vg->program;
     uint8_t *m;
 
-    if (vg->everyone)
-        return 1;
     if (!lk->matches)
         return dc_targeting_match_groups(vg, ctx, lk);
     if (p[0] == 1) {
@@ -97,10 +109,20 @@ static inline int dc_targeting_match_cached(const dc_variation_group_t *vg,
         return 1;
     }
     /* campaigns of a theme (VIPs, an e-mail domain) repeat whole targetings */
-    m = &lk->matches[vg->targeting_id];
+    m = &lk->matches[targeting_id];
     if (!*m)
-        *m = (uint8_t)(1 + dc_targeting_run(vg->program, ctx, lk));
+        *m = (uint8_t)(1 + dc_targeting_run(p, ctx, lk));
     return *m - 1;
+}
+
+/* dc_targeting_match() with lk, which starts as {.vals, .outcomes, .matches, .by_tid}: every
+ * vals[i] DC_UNRESOLVED, every outcomes[i] and matches[i] 0 (outcomes and matches may be
+ * NULL, then by_tid too). Inline: dc_decide asks it of every candidate campaign's groups,
+ * and most are answered by everyone or by lk->matches, without a call. */
+static inline int dc_targeting_match_cached(const dc_variation_group_t *vg,
+                                            const dc_context_t *ctx, dc_lookups_t *lk)
+{
+    return vg->everyone || dc_program_match(vg->program, vg->targeting_id, vg, ctx, lk);
 }
 
 const dc_value_t *dc_context_get(const dc_context_t *ctx, const char *key, size_t key_len);

@@ -369,9 +369,8 @@ START_TEST(repeats_numbered)
     ck_assert_uint_ne(group_id(cfg, 7), group_id(cfg, 8));
     ck_assert_uint_eq(group_id(cfg, 12), group_id(cfg, 13));
     ck_assert_uint_lt(dc_index_n_targetings(cfg->index), 20);
-    ck_assert(dc_index_has_repeats(cfg->index));
-    /* the first fixture repeats nothing: its decisions remember nothing */
-    ck_assert(!dc_index_has_repeats(plain->index));
+    /* the first fixture repeats nothing: as many tids as targetings (fs_all_users aside) */
+    ck_assert_uint_eq(dc_index_n_targetings(plain->index), 16);
     dc_config_unref(cfg);
     dc_config_unref(plain);
 }
@@ -512,6 +511,22 @@ START_TEST(bucket_table_as_the_walk)
         }
     }
     ck_assert_uint_eq(n_tables, 7); /* 50,50 33.3,... 10,20 0,100 60,-20,70 12.5,0,87.5 0.5,... */
+    /* the walk's thresholds, for every group of up to eight variations, hashed or not */
+    for (size_t c = 0; c < cfg->n_campaigns; c++) {
+        const dc_variation_group_t *vg = &cfg->campaigns[c].groups[0];
+        const dc_walk_group_t *w = &dc_index_walk(cfg->index)->groups[c];
+
+        ck_assert_int_eq(!(w->flags & DC_WALK_SLOW), vg->n_variations <= 8 && !vg->id_hash.ncarry);
+        if (vg->n_variations > 8)
+            continue;
+        for (unsigned z = 0; z < 100; z++) {
+            const dc_variation_t *want = dc_allocate(vg, z);
+            unsigned i = dc_walk_variation(w->thresholds, z);
+
+            ck_assert_msg(want ? i < vg->n_variations && &vg->variations[i] == want : i >= vg->n_variations,
+                          "campaign %zu bucket %u: variation %u", c, z, i);
+        }
+    }
     dc_config_unref(cfg);
 }
 END_TEST
@@ -569,6 +584,237 @@ START_TEST(no_store_as_an_empty_store)
 }
 END_TEST
 
+/* Pieces of the walk's file (walk_as_the_reference): variation group targetings, as the
+ * "targetingGroups" array's content. */
+static const char *const WALK_TARGETINGS[] = {
+    "{\"targetings\":[" ALL "]}",
+    "{\"targetings\":[" T("EQUALS", "country", "\"FR\"") "]}",
+    "{\"targetings\":[" T("GREATER_THAN", "age", "18") "," T("EQUALS", "country", "[\"de\",\"fr\"]") "]}",
+    /* an AND of three: no slots of its own, its program's outcome */
+    "{\"targetings\":[" T("GREATER_THAN", "age", "18") "," T("NOT_EQUALS", "country", "\"it\"") ","
+    T("SEMVER_GREATER_THAN", "version", "\"1.0.0\"") "]}",
+    /* an OR, with a type error in one group (the error wins) */
+    "{\"targetings\":[" T("EQUALS", "country", "\"de\"") "]},{\"targetings\":[" T("LOWER_THAN", "age",
+                                                                                  "\"abc\"") "]}",
+    "{\"targetings\":[" T("EQUALS", "country", "\"de\"") "]},{\"targetings\":[" ALL "]}",
+    "", /* no targeting groups: never matches */
+    "{\"targetings\":[]}",
+    "{\"targetings\":[" T("SEMVER_LOWER_THAN_OR_EQUALS", "version", "\"1.2.3\"") "]}",
+    "{\"targetings\":[" T("SEMVER_EQUALS", "version", "\"1.2\"") "," ALL "]}",
+    "{\"targetings\":[" T("CONTAINS", "email", "\"@beta\"") "]}",
+    "{\"targetings\":[" T("EQUALS", "fs_users", "[\"u1\",\"u7\",\"U9\"]") "]}",
+    "{\"targetings\":[" T("NOT_EQUALS", "plan", "\"pro\"") "," T("EQUALS", "vip", "true") "]}",
+};
+
+/* Their variations' allocations: below 100, negative, more than eight, none. */
+static const char *const WALK_ALLOCATIONS[] = {
+    "100", "50,50", "33.3,33.3,33.4", "10,20", "0,100", "60,-20,70", "150,-100,50",
+    "10,10,10,10,10,10,10,10,10,10", "", "99.5", "25,0,25,0,50",
+};
+
+/* A pseudo-random number below n from *seed (the same file every run). */
+static unsigned pick(unsigned *seed, unsigned n)
+{
+    *seed = *seed * 1103515245u + 12345u;
+    return (*seed >> 16) % n;
+}
+
+/* What dc_decide gives without a store, from the plain functions it was made faster than:
+ * each campaign in order, its bucket ranges, its first group dc_targeting_match() takes,
+ * dc_allocate() of the group id and visitor id's bucket, one "ab" campaign with 1V1T. */
+static size_t reference_decide(const dc_config_t *cfg, const dc_visitor_t *v, const char **chosen)
+{
+    size_t n = 0;
+    int ab_added = 0;
+
+    for (size_t ci = 0; ci < cfg->n_campaigns; ci++) {
+        const dc_campaign_t *c = &cfg->campaigns[ci];
+        const dc_variation_group_t *vg = NULL;
+        const dc_variation_t *var;
+
+        if (!dc_in_bucket_ranges(c, dc_bucket(v->visitor_id, v->visitor_id_len)))
+            continue;
+        for (size_t g = 0; g < c->n_groups && !vg; g++)
+            if (dc_targeting_match(&c->groups[g], v->context))
+                vg = &c->groups[g];
+        if (!vg || (cfg->enabled_1v1t && c->is_ab && ab_added))
+            continue;
+        var = dc_allocate(vg, dc_bucket2(vg->id, vg->id_len, v->visitor_id, v->visitor_id_len));
+        if (!var)
+            continue;
+        chosen[n++] = var->id;
+        ab_added |= c->is_ab;
+    }
+    return n;
+}
+
+/* The walk (dc_walk_t: the slots, each group's thresholds and hash, the campaigns with more
+ * groups than slots, the programs run when an outcome is not known) decides what the plain
+ * functions do: up to six variation groups a campaign, ids whose length is and is not a
+ * multiple of four, allocations the thresholds cannot say, 1V1T on and off; and the same
+ * with a store (the walk's other path). */
+START_TEST(walk_as_the_reference)
+{
+    static const char *const countries[] = {NULL, "\"fr\"", "\"DE\"", "\"it\"", "3"};
+    static const char *const ages[] = {NULL, "30", "12", "\"abc\""};
+    static const char *const versions[] = {NULL, "\"1.2.3\"", "\"1.2\"", "\"0.9-beta\"", "\"x\"", "2"};
+    static const char *const emails[] = {NULL, "\"a@beta.example\"", "\"b@example.com\""};
+    char store_err[256];
+    dc_store_t *memory = dc_store_open(pool, "memory", store_err, sizeof(store_err));
+    size_t n_served = 0, n_slow = 0, n_fast = 0, n_groups_path = 0;
+
+    ck_assert_msg(memory != NULL, "%s", store_err);
+    for (int one_test = 0; one_test < 2; one_test++) {
+        char *doc = apr_psprintf(pool, "{\"accountSettings\":{\"enabled1V1T\":%s},\"campaigns\":[",
+                                 one_test ? "true" : "false");
+        unsigned seed = 7;
+        dc_config_t *cfg;
+        dc_config_error_t err;
+        const dc_walk_t *walk;
+
+        for (unsigned ci = 0; ci < 120; ci++) {
+            unsigned n_groups = 1 + pick(&seed, 6);
+            char *groups = apr_pstrdup(pool, "");
+
+            for (unsigned g = 0; g < n_groups; g++) {
+                const char *alloc = WALK_ALLOCATIONS[pick(&seed, sizeof(WALK_ALLOCATIONS) / sizeof(char *))];
+                char *variations = apr_pstrdup(pool, "");
+                unsigned n = 0;
+
+                for (const char *a = alloc; *a; n++) {
+                    size_t len = strcspn(a, ",");
+
+                    variations = apr_psprintf(pool, "%s%s{\"id\":\"v%u_%u_%u\",\"allocation\":%.*s,"
+                                              "\"modifications\":{\"type\":\"FLAG\",\"value\":{}}}",
+                                              variations, n ? "," : "", ci, g, n, (int)len, a);
+                    a += len + (a[len] == ',');
+                }
+                /* ids of 8 bytes, or 9 to 11: those leave bytes to carry into the visitor's */
+                groups = apr_psprintf(pool, "%s%s{\"id\":\"vg%03u_%02u%.*s\",\"targeting\":{\"targetingGroups\":[%s]},"
+                                      "\"variations\":[%s]}",
+                                      groups, g ? "," : "", ci, g, (int)(pick(&seed, 2) ? 0 : 1 + pick(&seed, 3)), "xyz",
+                                      WALK_TARGETINGS[pick(&seed, sizeof(WALK_TARGETINGS) / sizeof(char *))],
+                                      variations);
+            }
+            doc = apr_psprintf(pool, "%s%s{\"id\":\"c%u\",\"type\":\"%s\",\"bucketRanges\":[{\"r\":[%u,%u]}],"
+                               "\"variationGroups\":[%s]}",
+                               doc, ci ? "," : "", ci, pick(&seed, 3) ? "ab" : "toggle",
+                               pick(&seed, 2) ? 0 : 20, pick(&seed, 2) ? 100 : 70, groups);
+        }
+        doc = apr_pstrcat(pool, doc, "]}", NULL);
+        ck_assert_msg(dc_config_parse(doc, strlen(doc), &cfg, &err) == 0, "%s %s", err.path, err.text);
+        walk = dc_index_walk(cfg->index);
+        for (size_t ci = 0; ci < cfg->n_campaigns; ci++) {
+            n_groups_path += (walk->campaigns[ci].flags & DC_WALK_GROUPS) != 0;
+            for (size_t g = 0; g < cfg->campaigns[ci].n_groups; g++)
+                if (walk->groups[walk->campaigns[ci].first + g].flags & DC_WALK_SLOW)
+                    n_slow++;
+                else
+                    n_fast++;
+        }
+        for (unsigned k = 0; k < 400; k++) {
+            const char *json = apr_psprintf(
+                pool, "{\"plan\":\"%s\",\"vip\":%s%s%s%s%s%s%s%s%s}", k % 3 ? "free" : "pro",
+                k % 2 ? "true" : "false", countries[k % 5] ? ",\"country\":" : "",
+                countries[k % 5] ? countries[k % 5] : "", ages[k / 5 % 4] ? ",\"age\":" : "",
+                ages[k / 5 % 4] ? ages[k / 5 % 4] : "", versions[k / 20 % 6] ? ",\"version\":" : "",
+                versions[k / 20 % 6] ? versions[k / 20 % 6] : "", emails[k % 3] ? ",\"email\":" : "",
+                emails[k % 3] ? emails[k % 3] : "");
+            const char *id = apr_psprintf(pool, k % 7 ? "visitor-%u" : "u%u", k % 7 ? k : k % 10);
+            const char *want[120];
+            dc_decision_t without[120], with[120];
+            dc_outcome_t a = {.decisions = without}, b = {.decisions = with};
+            dc_visitor_t v = {0};
+            size_t n_want;
+
+            v.context = context(id, json);
+            v.visitor_id = id;
+            v.visitor_id_len = strlen(id);
+            n_want = reference_decide(cfg, &v, want);
+            dc_decide(pool, cfg, NULL, NULL, &v, NULL, &a);
+            ck_assert_msg(a.n_decisions == n_want, "%zu decisions, %zu wanted for %s %s", a.n_decisions,
+                          n_want, id, json);
+            for (size_t i = 0; i < n_want; i++)
+                ck_assert_msg(strcmp(without[i].variation->id, want[i]) == 0, "%s for %s, %s wanted (%s %s)",
+                              without[i].variation->id, without[i].campaign->id, want[i], id, json);
+            /* with a store, new visitors: the same (what a store changes is tested elsewhere) */
+            if (!one_test) {
+                const char *fresh = apr_psprintf(pool, "%s", id);
+
+                v.visitor_id = fresh;
+                dc_decide(pool, cfg, memory, apr_psprintf(pool, "env%u", k), &v, NULL, &b);
+                ck_assert_uint_eq(b.n_decisions, n_want);
+                for (size_t i = 0; i < n_want; i++)
+                    ck_assert_str_eq(with[i].variation->id, want[i]);
+            }
+            n_served += n_want;
+        }
+        dc_config_unref(cfg);
+    }
+    /* the file has what the walk must handle */
+    ck_assert_uint_gt(n_served, 2 * 400 * 10);
+    ck_assert_uint_gt(n_slow, 100);
+    ck_assert_uint_gt(n_fast, 100);
+    ck_assert_uint_gt(n_groups_path, 10);
+}
+END_TEST
+
+/* The outcomes of SEMVER_* targetings found from the visitor's version's rank among the
+ * file's (dc_index_seed) are those each targeting gives: all six operators, versions equal
+ * in order but not in text (1.2 and 1.2.0), pre-releases, a targeting value that is not a
+ * version (left to be evaluated), and visitor values that are not versions or strings. */
+START_TEST(versions_seeded_as_evaluated)
+{
+    static const char *const ops[] = {"SEMVER_EQUALS", "SEMVER_NOT_EQUALS", "SEMVER_GREATER_THAN",
+                                      "SEMVER_LOWER_THAN", "SEMVER_GREATER_THAN_OR_EQUALS",
+                                      "SEMVER_LOWER_THAN_OR_EQUALS"};
+    static const char *const values[] = {"\"1.2\"", "\"1.2.0\"", "\"1.2.3-beta\"", "\"1.2.3\"",
+                                         "\"1.10.0\"", "\"0.9\"", "\"abc\"", "3"};
+    static const char *const visitors[] = {"\"1.2.0\"", "\"1.2\"", "\"1.2.3\"", "\"1.2.3-alpha\"",
+                                           "\"1.2.3-beta\"", "\"2.0\"", "\"0.1\"", "\"1.9.9\"",
+                                           "\"nope\"", "7", "[\"1.2\"]", NULL};
+    const char *groups[sizeof(ops) / sizeof(*ops) * sizeof(values) / sizeof(*values)];
+    size_t n = 0, n_seeded = 0, n_left = 0;
+    dc_config_t *cfg;
+
+    for (size_t o = 0; o < sizeof(ops) / sizeof(*ops); o++)
+        for (size_t i = 0; i < sizeof(values) / sizeof(*values); i++)
+            groups[n++] = apr_psprintf(pool, "{\"targetings\":[{\"operator\":\"%s\",\"key\":\"version\","
+                                       "\"value\":%s}]}", ops[o], values[i]);
+    cfg = load_from(groups, n);
+    for (size_t k = 0; k < sizeof(visitors) / sizeof(*visitors); k++) {
+        const char *json = visitors[k] ? apr_psprintf(pool, "{\"version\":%s}", visitors[k]) : "{}";
+        dc_context_t *ctx = context("x", json);
+        const dc_value_t *vals[4], *plain_vals[4];
+        uint8_t seeded[256] = {0};
+        dc_lookups_t lk = {.vals = vals, .outcomes = seeded}, plain = {.vals = plain_vals};
+
+        ck_assert_uint_le(dc_index_n_keys(cfg->index), 4);
+        ck_assert_uint_le(dc_index_n_targetings(cfg->index), sizeof(seeded));
+        for (size_t i = 0; i < 4; i++)
+            vals[i] = plain_vals[i] = DC_UNRESOLVED;
+        dc_index_seed(cfg->index, ctx, &lk);
+        for (size_t tid = 0; tid < dc_index_n_targetings(cfg->index); tid++) {
+            const dc_targeting_t *t = dc_index_by_tid(cfg->index)[tid];
+
+            if (!seeded[tid]) {
+                /* left to be evaluated: a value that is no version, or no string to compare */
+                ck_assert(!t->semver || !visitors[k] || visitors[k][0] != '"');
+                n_left++;
+                continue;
+            }
+            ck_assert_msg(seeded[tid] == dc_targeting_outcome(t, ctx, &plain), "%s %.*s for %s",
+                          dc_operator_name(t->op), (int)t->value.len, t->value.str ? t->value.str : "", json);
+            n_seeded++;
+        }
+    }
+    /* 6 operators x 6 versions, for the 9 string values */
+    ck_assert_uint_eq(n_seeded, 6 * 6 * 9);
+    ck_assert_uint_gt(n_left, 0);
+    dc_config_unref(cfg);
+}
+END_TEST
+
 static Suite *index_suite(void)
 {
     Suite *s = suite_create("index");
@@ -583,6 +829,8 @@ static Suite *index_suite(void)
     tcase_add_test(tc, remembered_outcomes_agree);
     tcase_add_test(tc, no_store_as_an_empty_store);
     tcase_add_test(tc, bucket_table_as_the_walk);
+    tcase_add_test(tc, walk_as_the_reference);
+    tcase_add_test(tc, versions_seeded_as_evaluated);
     suite_add_tcase(s, tc);
     return s;
 }
