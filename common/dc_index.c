@@ -45,16 +45,20 @@ typedef struct {
 } seed_t;
 
 /* The SEMVER_* targetings (on a valid version) of one context key: their distinct versions
- * in order, and each tid's rank among them and dc_semver_op_bits(). */
+ * in order; their tids side by side (order_tids), by operator, then by version: for each
+ * operator, its tids from..from+n and each one's version's rank among them. */
 typedef struct {
     uint32_t key_id;
     const char *key;
     size_t key_len;
     const dc_semver_t **sorted;
     size_t n_sorted;
-    uint32_t *tids, *ranks;
-    uint8_t *bits;
-    size_t n;
+    struct {
+        uint32_t from, n;
+        uint8_t bits; /* dc_semver_op_bits() */
+        const uint32_t *ranks;
+    } ops[6];
+    size_t n_ops;
 } versions_t;
 
 struct dc_index {
@@ -692,6 +696,74 @@ static void sum_allocations(dc_arena_t *mem, const dc_config_t *cfg)
         }
 }
 
+/* Where a tid goes in order_tids: what a decision seeds at once, key by key. */
+enum { SEEDED_SET, SEEDED_VERSION, NOT_SEEDED };
+
+static int seed_class(const dc_index_t *ix, const dc_targeting_t *t)
+{
+    if (seedable(ix, t))
+        return SEEDED_SET;
+    if (t->semver && t->key_kind == DC_KEY_CONTEXT)
+        return SEEDED_VERSION;
+    return NOT_SEEDED;
+}
+
+static const dc_index_t *ordering; /* order_tids' index, for qsort */
+
+static int seed_order(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    const dc_targeting_t *s = ordering->by_tid[x], *t = ordering->by_tid[y];
+    int cs = seed_class(ordering, s), ct = seed_class(ordering, t), c;
+    size_t ks = s->key_kind == DC_KEY_USERS ? ordering->n_read : s->key_id;
+    size_t kt = t->key_kind == DC_KEY_USERS ? ordering->n_read : t->key_id;
+
+    if (cs != ct)
+        return cs < ct ? -1 : 1;
+    if (cs == SEEDED_SET && (ks != kt || (s->op == DC_OP_EQUALS) != (t->op == DC_OP_EQUALS)))
+        return ks != kt ? (ks < kt ? -1 : 1) : (s->op == DC_OP_EQUALS ? -1 : 1);
+    if (cs == SEEDED_VERSION && (ks != kt || s->op != t->op))
+        return ks != kt ? (ks < kt ? -1 : 1) : (s->op < t->op ? -1 : 1);
+    if (cs == SEEDED_VERSION && (c = dc_semver_cmp(s->semver, t->semver)) != 0)
+        return c;
+    return x < y ? -1 : x > y;
+}
+
+/* Numbers the tids a decision seeds together side by side, so that seeding writes a range
+ * of outcomes, not one at a time: for each key, its EQUALS string sets, then its NOT_EQUALS
+ * ones; then for each key its SEMVER_* targetings, by operator, then by version; then the
+ * others, in the file's order. After number_targetings, before anything keeps a tid. */
+static void order_tids(dc_arena_t *mem, dc_index_t *ix, const dc_config_t *cfg)
+{
+    size_t n = ix->n_targetings;
+    uint32_t *order = dc_arena_alloc(mem, (n ? n : 1) * sizeof(*order));
+    uint32_t *renumbered = dc_arena_alloc(mem, (n ? n : 1) * sizeof(*renumbered));
+    const dc_targeting_t **by_tid = dc_arena_alloc(mem, (n ? n : 1) * sizeof(*by_tid));
+
+    for (size_t tid = 0; tid < n; tid++)
+        order[tid] = (uint32_t)tid;
+    ordering = ix; /* a snapshot is parsed by one thread at a time (the poller's or a child's) */
+    qsort(order, n, sizeof(*order), seed_order);
+    ordering = NULL;
+    for (size_t i = 0; i < n; i++) {
+        renumbered[order[i]] = (uint32_t)i;
+        by_tid[i] = ix->by_tid[order[i]];
+    }
+    for (size_t ci = 0; ci < cfg->n_campaigns; ci++)
+        for (size_t v = 0; v < cfg->campaigns[ci].n_groups; v++)
+            for (size_t g = 0; g < cfg->campaigns[ci].groups[v].n_groups; g++) {
+                const dc_targeting_group_t *tg = &cfg->campaigns[ci].groups[v].groups[g];
+
+                for (size_t i = 0; i < tg->n_targetings; i++) {
+                    dc_targeting_t *t = (dc_targeting_t *)&tg->targetings[i];
+
+                    if (t->key_kind != DC_KEY_ALL_USERS)
+                        t->tid = renumbered[t->tid];
+                }
+            }
+    ix->by_tid = by_tid;
+}
+
 static int semver_order(const void *a, const void *b)
 {
     return dc_semver_cmp(*(const dc_semver_t *const *)a, *(const dc_semver_t *const *)b);
@@ -713,54 +785,71 @@ static size_t semver_rank(const dc_semver_t *const *sorted, size_t n, const dc_s
     return lo;
 }
 
-/* ix->versions: the SEMVER_* targetings of each context key. After number_targetings. */
+/* ix->versions: the SEMVER_* targetings of each context key, whose tids order_tids put side
+ * by side, by key and operator. */
 static void build_versions(dc_arena_t *mem, dc_index_t *ix)
 {
-    size_t *count = calloc(ix->n_read + 1, sizeof(*count));
+    size_t tid = 0;
 
-    if (!count)
-        return; /* evaluated one by one, as they come */
-    for (size_t tid = 0; tid < ix->n_targetings; tid++) {
-        const dc_targeting_t *t = ix->by_tid[tid];
-
-        if (t->semver && t->key_kind == DC_KEY_CONTEXT && !count[t->key_id]++)
+    while (tid < ix->n_targetings && seed_class(ix, ix->by_tid[tid]) != SEEDED_VERSION)
+        tid++;
+    for (size_t t = tid; t < ix->n_targetings; t++)
+        if (seed_class(ix, ix->by_tid[t]) == SEEDED_VERSION &&
+            (t == tid || ix->by_tid[t]->key_id != ix->by_tid[t - 1]->key_id))
             ix->n_versions++;
-    }
-    ix->versions = dc_arena_alloc(mem, (ix->n_versions ? ix->n_versions : 1) * sizeof(*ix->versions));
+    ix->versions = dc_arena_calloc(mem, (ix->n_versions ? ix->n_versions : 1) * sizeof(*ix->versions));
     ix->n_versions = 0;
-    for (size_t k = 0; k < ix->n_read; k++) {
-        versions_t *vs;
-        size_t n = 0;
+    while (tid < ix->n_targetings && seed_class(ix, ix->by_tid[tid]) == SEEDED_VERSION) {
+        uint32_t key_id = ix->by_tid[tid]->key_id;
+        versions_t *vs = &ix->versions[ix->n_versions++];
+        size_t from = tid, n = 0;
 
-        if (!count[k])
-            continue;
-        vs = &ix->versions[ix->n_versions++];
-        vs->key_id = (uint32_t)k;
-        vs->key = ix->read[k].s;
-        vs->key_len = ix->read[k].len;
-        vs->sorted = dc_arena_alloc(mem, count[k] * sizeof(*vs->sorted));
-        vs->tids = dc_arena_alloc(mem, count[k] * sizeof(*vs->tids));
-        vs->ranks = dc_arena_alloc(mem, count[k] * sizeof(*vs->ranks));
-        vs->bits = dc_arena_alloc(mem, count[k]);
-        vs->n = count[k];
-        for (size_t tid = 0; tid < ix->n_targetings; tid++) {
-            const dc_targeting_t *t = ix->by_tid[tid];
-
-            if (t->semver && t->key_kind == DC_KEY_CONTEXT && t->key_id == k) {
-                vs->tids[n] = (uint32_t)tid;
-                vs->bits[n] = (uint8_t)dc_semver_op_bits(t->op);
-                vs->sorted[n++] = t->semver;
-            }
-        }
+        while (tid < ix->n_targetings && seed_class(ix, ix->by_tid[tid]) == SEEDED_VERSION &&
+               ix->by_tid[tid]->key_id == key_id)
+            tid++;
+        vs->key_id = key_id;
+        vs->key = ix->read[key_id].s;
+        vs->key_len = ix->read[key_id].len;
+        vs->sorted = dc_arena_alloc(mem, (tid - from) * sizeof(*vs->sorted));
+        for (size_t t = from; t < tid; t++)
+            vs->sorted[n++] = ix->by_tid[t]->semver;
         qsort(vs->sorted, n, sizeof(*vs->sorted), semver_order);
         for (size_t i = 0; i < n; i++) /* the same version once (1.0 and 1.0.0 too) */
             if (vs->n_sorted == 0 || dc_semver_cmp(vs->sorted[vs->n_sorted - 1], vs->sorted[i]) != 0)
                 vs->sorted[vs->n_sorted++] = vs->sorted[i];
-        for (size_t i = 0; i < n; i++)
-            vs->ranks[i] = (uint32_t)semver_rank(vs->sorted, vs->n_sorted,
-                                                 ix->by_tid[vs->tids[i]]->semver);
+        for (size_t t = from; t < tid;) { /* an operator's tids: six operators at most */
+            dc_operator_e op = ix->by_tid[t]->op;
+            uint32_t *ranks;
+            size_t at = vs->n_ops++;
+
+            vs->ops[at].from = (uint32_t)t;
+            vs->ops[at].bits = (uint8_t)dc_semver_op_bits(op);
+            while (t < tid && ix->by_tid[t]->op == op)
+                t++;
+            vs->ops[at].n = (uint32_t)(t - vs->ops[at].from);
+            ranks = dc_arena_alloc(mem, vs->ops[at].n * sizeof(*ranks));
+            for (uint32_t i = 0; i < vs->ops[at].n; i++)
+                ranks[i] = (uint32_t)semver_rank(vs->sorted, vs->n_sorted,
+                                                 ix->by_tid[vs->ops[at].from + i]->semver);
+            vs->ops[at].ranks = ranks;
+        }
     }
-    free(count);
+}
+
+/* How many of the n ranks (in order) are below r. */
+static uint32_t ranks_below(const uint32_t *ranks, uint32_t n, uint32_t r)
+{
+    uint32_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+
+        if (ranks[mid] < r)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
 }
 
 /* The group's allocation as thresholds (dc_walk_group_t.thresholds), for up to eight
@@ -911,6 +1000,7 @@ dc_index_t *dc_index_build(dc_arena_t *mem, const dc_config_t *cfg)
                 ix->by_bucket[b * ix->n_words + ci / 64] |= (uint64_t)1 << (ci % 64);
     }
     number_targetings(mem, ix, cfg);
+    order_tids(mem, ix, cfg);
     number_group_targetings(mem, ix, cfg);
     build_walk(mem, ix, cfg);
     build_versions(mem, ix);
@@ -1075,11 +1165,10 @@ void dc_index_seed(const dc_index_t *ix, const dc_context_t *ctx, dc_lookups_t *
         }
         if (!c || c->kind != DC_KIND_STRING)
             continue; /* absent, a list, a type error: evaluated as they come */
-        /* not in the set, unless found below */
-        for (size_t i = 0; i < sd->sets.n_equals; i++)
-            outcomes[sd->sets.tids[i]] = DC_OUTCOME_NO_MATCH;
-        for (size_t i = sd->sets.n_equals; i < sd->sets.n; i++)
-            outcomes[sd->sets.tids[i]] = DC_OUTCOME_MATCH;
+        /* not in the set, unless found below: its EQUALS then its NOT_EQUALS, side by side */
+        memset(outcomes + sd->sets.tids[0], DC_OUTCOME_NO_MATCH, sd->sets.n_equals);
+        memset(outcomes + sd->sets.tids[0] + sd->sets.n_equals, DC_OUTCOME_MATCH,
+               sd->sets.n - sd->sets.n_equals);
         slot = find(ix, sd->users, sd->key, sd->key_len, c->folded, c->folded_len);
         if (*slot) {
             const entry_t *e = &ix->entries[*slot - 1];
@@ -1104,19 +1193,24 @@ void dc_index_seed(const dc_index_t *ix, const dc_context_t *ctx, dc_lookups_t *
             lk->semver_of = c;
             lk->semver_ok = dc_semver_parse(c->str, c->len, &lk->semver) == 0;
         }
-        if (!lk->semver_ok) {
-            for (size_t i = 0; i < vs->n; i++) /* not a version: no SEMVER_* matches */
-                outcomes[vs->tids[i]] = DC_OUTCOME_NO_MATCH;
+        if (!lk->semver_ok) { /* not a version: no SEMVER_* matches */
+            memset(outcomes + vs->ops[0].from, DC_OUTCOME_NO_MATCH,
+                   vs->ops[vs->n_ops - 1].from + vs->ops[vs->n_ops - 1].n - vs->ops[0].from);
             continue;
         }
-        /* the visitor's version sorts after the ranks below rank, with rank's when same */
+        /* the visitor's version sorts after the versions ranked below rank, with rank's when
+         * same, before the others; each operator's tids are in rank order */
         rank = semver_rank(vs->sorted, vs->n_sorted, &lk->semver);
         same = rank < vs->n_sorted && dc_semver_cmp(vs->sorted[rank], &lk->semver) == 0;
-        for (size_t i = 0; i < vs->n; i++) {
-            uint32_t r = vs->ranks[i];
-            unsigned at = (r < rank) * 2u + (r == rank) * same; /* the dc_semver_op_bits() bit */
+        for (size_t o = 0; o < vs->n_ops; o++) {
+            uint8_t *at = outcomes + vs->ops[o].from;
+            unsigned bits = vs->ops[o].bits;
+            uint32_t n = vs->ops[o].n, below = ranks_below(vs->ops[o].ranks, n, (uint32_t)rank);
+            uint32_t upto = same ? ranks_below(vs->ops[o].ranks, n, (uint32_t)rank + 1) : below;
 
-            outcomes[vs->tids[i]] = (uint8_t)(DC_OUTCOME_NO_MATCH - (vs->bits[i] >> at & 1u));
+            memset(at, DC_OUTCOME_NO_MATCH - (bits >> 2 & 1u), below);
+            memset(at + below, DC_OUTCOME_NO_MATCH - (bits >> 1 & 1u), upto - below);
+            memset(at + upto, DC_OUTCOME_NO_MATCH - (bits & 1u), n - upto);
         }
     }
 }
