@@ -221,6 +221,8 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
          * 1V1T serves the first "ab" campaign, the buckets were checked by the index). */
         int serve_now = skip_by_bucket;
         unsigned multi = 0, ab = (unsigned)ab_added, one = one_test != 0;
+        /* every group's variation dc_allocate()'s own, for a key too long */
+        unsigned all_slow = !dc_hash_key_blocks(&alloc_key);
 
         if (n_words > sizeof(bits_stack) / sizeof(bits_stack[0]))
             bits = apr_palloc(p, n_words * sizeof(*bits));
@@ -283,8 +285,8 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
                 }
                 if (!found)
                     continue;
-                if ((g->flags & DC_WALK_SLOW) || !(alloc_key.ready & 1u)) {
-                    chosen = found ? allocate(vg, &alloc_key) : NULL;
+                if ((g->flags & DC_WALK_SLOW) | all_slow) {
+                    chosen = allocate(vg, &alloc_key);
                     served = chosen != NULL;
                 } else {
                     /* dc_bucket_after_key() and dc_allocate() from the walk's own bytes; the
@@ -294,7 +296,7 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
                                                                   g->id_len + (uint32_t)alloc_key.len));
 
                     chosen = (const dc_variation_t *)((uintptr_t)g->variations + i * sizeof(*chosen));
-                    served = found & (i < g->n_variations);
+                    served = i < g->n_variations;
                 }
                 served &= !(is_ab & ab);
                 decided->campaign = &campaigns[ci];

@@ -146,6 +146,15 @@ static void key_prepare(dc_hash_key_t *key, unsigned o)
     key->ready |= 1u << o;
 }
 
+int dc_hash_key_blocks(dc_hash_key_t *key)
+{
+    if (key->len > DC_HASH_KEY_MAX)
+        return 0;
+    if (!(key->ready & 1u))
+        key_prepare(key, 0);
+    return 1;
+}
+
 /* Every alignment a prefix can leave (its carry of 0-3 bytes), and the blocks of the key for
  * it prepared when first needed; dc_bucket_after_key() inline is the common case, no carry
  * and the blocks ready. */

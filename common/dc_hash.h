@@ -38,6 +38,9 @@ typedef struct {
 } dc_hash_key_t;
 
 void dc_hash_key_init(dc_hash_key_t *key, const char *s, size_t len);
+/* Prepares the key's blocks for prefixes that leave no carry (dc_bucket_after_key's common
+ * path) now rather than when first needed: 1 when they are ready, 0 for a key too long. */
+int dc_hash_key_blocks(dc_hash_key_t *key);
 /* dc_bucket_after_key() when key has no blocks for the prefix's alignment yet, or is long. */
 unsigned dc_bucket_after_key_slow(const dc_hash_state_t *prefix, dc_hash_key_t *key);
 
