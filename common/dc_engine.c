@@ -135,8 +135,9 @@ static int walk_group_match(const dc_walk_t *walk, size_t gi, const dc_context_t
     if (!g->program)
         return 1;
     m = dc_program_match(walk->programs + g->program, g->targeting_id, walk->vgs[gi], ctx, lk);
-    lk->outcomes[walk->group_slots + g->targeting_id] =
-        m ? DC_OUTCOME_MATCH : DC_OUTCOME_NO_MATCH;
+    if (lk->outcomes)
+        lk->outcomes[walk->group_slots + g->targeting_id] =
+            m ? DC_OUTCOME_MATCH : DC_OUTCOME_NO_MATCH;
     return m;
 }
 
@@ -210,6 +211,7 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
         const dc_context_t *ctx = v->context;
         /* the walk's outcomes, then the group targetings' matches (dc_lookups_t) */
         size_t n_remembered = walk->n_outcomes + dc_index_n_group_targetings(cfg->index);
+        int remember = dc_index_has_repeats(cfg->index);
         /* Without a store, a campaign whose bucket ranges exclude the visitor can
          * change nothing (no assignment to load, 1V1T counts served campaigns
          * only): skip its targeting. With one, whether any campaign matched
@@ -232,16 +234,19 @@ void dc_decide(apr_pool_t *p, const dc_config_t *cfg, dc_store_t *store, const c
         for (size_t k = 0; k < n_keys; k++)
             vals[k] = DC_UNRESOLVED;
         lk.vals = vals;
-        /* each targeting, and variation group targeting, evaluated once */
-        if (n_remembered > sizeof(outcomes_stack))
-            outcomes = apr_palloc(p, n_remembered);
-        memset(outcomes, 0, n_remembered);
-        outcomes[walk->always] = DC_OUTCOME_MATCH;
-        outcomes[walk->never] = DC_OUTCOME_NO_MATCH;
-        lk.outcomes = outcomes;
-        lk.matches = outcomes + walk->n_outcomes;
-        lk.by_tid = dc_index_by_tid(cfg->index);
-        dc_index_seed(cfg->index, ctx, &lk);
+        /* each targeting, and variation group targeting, evaluated once; the campaigns' slots
+         * read their outcomes */
+        if (remember) {
+            if (n_remembered > sizeof(outcomes_stack))
+                outcomes = apr_palloc(p, n_remembered);
+            memset(outcomes, 0, n_remembered);
+            outcomes[walk->always] = DC_OUTCOME_MATCH;
+            outcomes[walk->never] = DC_OUTCOME_NO_MATCH;
+            lk.outcomes = outcomes;
+            lk.matches = outcomes + walk->n_outcomes;
+            lk.by_tid = dc_index_by_tid(cfg->index);
+            dc_index_seed(cfg->index, ctx, &lk);
+        }
         /* Only the campaigns the context can match (dc_index.h), in file order. */
         dc_index_candidates(cfg->index, ctx, bits);
         if (skip_by_bucket)

@@ -80,6 +80,7 @@ struct dc_index {
     size_t n_targetings; /* distinct ones (dc_targeting_t.tid) */
     const dc_targeting_t **by_tid; /* the first targeting of each tid */
     size_t n_group_targetings; /* distinct ones (dc_variation_group_t.targeting_id) */
+    size_t n_targeting_uses, n_group_uses; /* all of them, fs_all_users and everyone aside */
     seed_t *seeds; /* the keys string sets read */
     size_t n_seeds;
     versions_t *versions; /* the keys SEMVER_* targetings compare */
@@ -522,6 +523,7 @@ static void number_targetings(dc_arena_t *mem, dc_index_t *ix, const dc_config_t
                         }
                         t->key_id = *slot - 1;
                     }
+                    ix->n_targeting_uses++;
                     first = numbering_first(&nb, targeting_hash(t), t, targeting_same);
                     if (first) {
                         t->tid = first->tid;
@@ -618,6 +620,7 @@ static void number_group_targetings(dc_arena_t *mem, dc_index_t *ix, const dc_co
 
             if (vg->everyone)
                 continue; /* never evaluated */
+            ix->n_group_uses++;
             first = numbering_first(&nb, group_targeting_hash(vg), vg, group_targeting_same);
             if (first) {
                 vg->targeting_id = first->targeting_id;
@@ -633,6 +636,11 @@ static void number_group_targetings(dc_arena_t *mem, dc_index_t *ix, const dc_co
 size_t dc_index_n_group_targetings(const dc_index_t *ix)
 {
     return ix->n_group_targetings;
+}
+
+int dc_index_has_repeats(const dc_index_t *ix)
+{
+    return ix->n_targetings < ix->n_targeting_uses || ix->n_group_targetings < ix->n_group_uses;
 }
 
 size_t dc_index_n_targetings(const dc_index_t *ix)
@@ -924,7 +932,8 @@ static void build_walk(dc_arena_t *mem, dc_index_t *ix, const dc_config_t *cfg)
     wk->never = wk->always + 1;
     wk->group_slots = wk->always + 2;
     wk->n_outcomes = wk->group_slots + ix->n_group_targetings;
-    slots_fit = wk->n_outcomes <= UINT16_MAX;
+    /* a file that repeats nothing remembers no outcome to read (dc_index_has_repeats) */
+    slots_fit = wk->n_outcomes <= UINT16_MAX && dc_index_has_repeats(ix);
     n = 0;
     for (size_t ci = 0; ci < cfg->n_campaigns; ci++) {
         const dc_campaign_t *c = &cfg->campaigns[ci];

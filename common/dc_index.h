@@ -70,6 +70,11 @@ const dc_targeting_t *const *dc_index_by_tid(const dc_index_t *ix);
 /* Number of distinct variation group targetings (dc_variation_group_t.targeting_id < this). */
 size_t dc_index_n_group_targetings(const dc_index_t *ix);
 
+/* Whether any targeting or variation group targeting is repeated (fs_all_users aside):
+ * without, remembering outcomes for a decision costs more than it saves (a file of a few
+ * campaigns), and dc_decide evaluates each group as it comes. */
+int dc_index_has_repeats(const dc_index_t *ix);
+
 /* Sets in lk->outcomes (with lk->vals, as dc_decide starts them) the outcome of every
  * EQUALS / NOT_EQUALS on a string set whose key (or the visitor id) the context holds as a
  * string: found in the set, or not, by one lookup of the value per key, instead of a search
@@ -112,8 +117,9 @@ typedef struct {
 } dc_walk_campaign_t;
 
 #define DC_WALK_AB 1u     /* the campaign's type is "ab" (one visitor one test) */
-#define DC_WALK_GROUPS 2u /* no slots (more than four groups, or slots past 16 bits): each
-                           * group's program is run in turn, as dc_targeting_match_cached() */
+#define DC_WALK_GROUPS 2u /* no slots (more than four groups, slots past 16 bits, or no
+                           * outcome remembered: dc_index_has_repeats): each group's program is
+                           * run in turn, as dc_targeting_match_cached() */
 
 typedef struct {
     const dc_walk_campaign_t *campaigns;    /* as cfg->campaigns */

@@ -369,8 +369,10 @@ START_TEST(repeats_numbered)
     ck_assert_uint_ne(group_id(cfg, 7), group_id(cfg, 8));
     ck_assert_uint_eq(group_id(cfg, 12), group_id(cfg, 13));
     ck_assert_uint_lt(dc_index_n_targetings(cfg->index), 20);
-    /* the first fixture repeats nothing: as many tids as targetings (fs_all_users aside) */
+    ck_assert(dc_index_has_repeats(cfg->index));
+    /* the first fixture repeats nothing: its decisions remember nothing */
     ck_assert_uint_eq(dc_index_n_targetings(plain->index), 16);
+    ck_assert(!dc_index_has_repeats(plain->index));
     dc_config_unref(cfg);
     dc_config_unref(plain);
 }
