@@ -483,13 +483,59 @@ static int targeting_same(const void *x, const void *y)
            value_same(&a->value, &b->value);
 }
 
+/* Calls fn with each targeting of the file but fs_all_users (never evaluated), in order. */
+static void each_targeting(const dc_config_t *cfg, void (*fn)(dc_targeting_t *t, void *baton),
+                           void *baton)
+{
+    for (size_t ci = 0; ci < cfg->n_campaigns; ci++)
+        for (size_t v = 0; v < cfg->campaigns[ci].n_groups; v++)
+            for (size_t g = 0; g < cfg->campaigns[ci].groups[v].n_groups; g++) {
+                const dc_targeting_group_t *tg = &cfg->campaigns[ci].groups[v].groups[g];
+
+                for (size_t i = 0; i < tg->n_targetings; i++)
+                    if (tg->targetings[i].key_kind != DC_KEY_ALL_USERS)
+                        fn((dc_targeting_t *)&tg->targetings[i], baton);
+            }
+}
+
+typedef struct {
+    dc_index_t *ix;
+    numbering_t nb;
+} numbering_targetings_t;
+
+static void number_targeting(dc_targeting_t *t, void *baton)
+{
+    numbering_targetings_t *nt = baton;
+    dc_index_t *ix = nt->ix;
+    const dc_targeting_t *first;
+
+    if (t->key_kind == DC_KEY_CONTEXT) {
+        uint32_t *slot = read_slot(ix, t->key, t->key_len);
+
+        if (!*slot) {
+            ix->read[ix->n_read].s = t->key;
+            ix->read[ix->n_read].len = t->key_len;
+            *slot = (uint32_t)++ix->n_read;
+        }
+        t->key_id = *slot - 1;
+    }
+    ix->n_targeting_uses++;
+    first = numbering_first(&nt->nb, targeting_hash(t), t, targeting_same);
+    if (first) {
+        t->tid = first->tid;
+    } else {
+        t->tid = (uint32_t)ix->n_targetings++;
+        ix->by_tid[t->tid] = t;
+    }
+}
+
 /* Gives every context key of a targeting its number (dc_targeting_t.key_id), and targetings
  * that read the same key with the same operator and value one number (dc_targeting_t.tid),
  * so that a decision evaluates each of them once. */
 static void number_targetings(dc_arena_t *mem, dc_index_t *ix, const dc_config_t *cfg)
 {
     size_t n = 0, cap = 16;
-    numbering_t nb;
+    numbering_targetings_t nt = {.ix = ix};
 
     for (size_t ci = 0; ci < cfg->n_campaigns; ci++)
         for (size_t v = 0; v < cfg->campaigns[ci].n_groups; v++)
@@ -501,39 +547,9 @@ static void number_targetings(dc_arena_t *mem, dc_index_t *ix, const dc_config_t
     ix->read_mask = cap - 1;
     ix->read = dc_arena_alloc(mem, (n ? n : 1) * sizeof(*ix->read));
     ix->by_tid = dc_arena_alloc(mem, (n ? n : 1) * sizeof(*ix->by_tid));
-    numbering_init(&nb, n);
-    for (size_t ci = 0; ci < cfg->n_campaigns; ci++)
-        for (size_t v = 0; v < cfg->campaigns[ci].n_groups; v++)
-            for (size_t g = 0; g < cfg->campaigns[ci].groups[v].n_groups; g++) {
-                const dc_targeting_group_t *tg = &cfg->campaigns[ci].groups[v].groups[g];
-
-                for (size_t i = 0; i < tg->n_targetings; i++) {
-                    dc_targeting_t *t = (dc_targeting_t *)&tg->targetings[i];
-                    const dc_targeting_t *first;
-
-                    if (t->key_kind == DC_KEY_ALL_USERS)
-                        continue; /* never evaluated */
-                    if (t->key_kind == DC_KEY_CONTEXT) {
-                        uint32_t *slot = read_slot(ix, t->key, t->key_len);
-
-                        if (!*slot) {
-                            ix->read[ix->n_read].s = t->key;
-                            ix->read[ix->n_read].len = t->key_len;
-                            *slot = (uint32_t)++ix->n_read;
-                        }
-                        t->key_id = *slot - 1;
-                    }
-                    ix->n_targeting_uses++;
-                    first = numbering_first(&nb, targeting_hash(t), t, targeting_same);
-                    if (first) {
-                        t->tid = first->tid;
-                    } else {
-                        t->tid = (uint32_t)ix->n_targetings++;
-                        ix->by_tid[t->tid] = t;
-                    }
-                }
-            }
-    free(nb.slots);
+    numbering_init(&nt.nb, n);
+    each_targeting(cfg, number_targeting, &nt);
+    free(nt.nb.slots);
 }
 
 static uint32_t group_targeting_hash(const dc_variation_group_t *vg)
@@ -707,7 +723,15 @@ static void sum_allocations(dc_arena_t *mem, const dc_config_t *cfg)
 /* Where a tid goes in order_tids: what a decision seeds at once, key by key. */
 enum { SEEDED_SET, SEEDED_VERSION, NOT_SEEDED };
 
-static int seed_class(const dc_index_t *ix, const dc_targeting_t *t)
+typedef struct {
+    uint32_t seeded; /* SEEDED_* */
+    uint32_t key;    /* key_id, fs_users after the context's keys */
+    uint32_t op;     /* for a set: 0 EQUALS, 1 NOT_EQUALS */
+    uint32_t tid;
+    const dc_semver_t *version;
+} tid_order_t;
+
+static uint32_t seed_class(const dc_index_t *ix, const dc_targeting_t *t)
 {
     if (seedable(ix, t))
         return SEEDED_SET;
@@ -716,25 +740,23 @@ static int seed_class(const dc_index_t *ix, const dc_targeting_t *t)
     return NOT_SEEDED;
 }
 
-static const dc_index_t *ordering; /* order_tids' index, for qsort */
-
 static int seed_order(const void *a, const void *b)
 {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    const dc_targeting_t *s = ordering->by_tid[x], *t = ordering->by_tid[y];
-    int cs = seed_class(ordering, s), ct = seed_class(ordering, t), c;
-    size_t ks = s->key_kind == DC_KEY_USERS ? ordering->n_read : s->key_id;
-    size_t kt = t->key_kind == DC_KEY_USERS ? ordering->n_read : t->key_id;
+    const tid_order_t *x = a, *y = b;
+    int c;
 
-    if (cs != ct)
-        return cs < ct ? -1 : 1;
-    if (cs == SEEDED_SET && (ks != kt || (s->op == DC_OP_EQUALS) != (t->op == DC_OP_EQUALS)))
-        return ks != kt ? (ks < kt ? -1 : 1) : (s->op == DC_OP_EQUALS ? -1 : 1);
-    if (cs == SEEDED_VERSION && (ks != kt || s->op != t->op))
-        return ks != kt ? (ks < kt ? -1 : 1) : (s->op < t->op ? -1 : 1);
-    if (cs == SEEDED_VERSION && (c = dc_semver_cmp(s->semver, t->semver)) != 0)
+    if (x->seeded != y->seeded)
+        return x->seeded < y->seeded ? -1 : 1;
+    if (x->seeded != NOT_SEEDED && (x->key != y->key || x->op != y->op))
+        return x->key != y->key ? (x->key < y->key ? -1 : 1) : (x->op < y->op ? -1 : 1);
+    if (x->seeded == SEEDED_VERSION && (c = dc_semver_cmp(x->version, y->version)) != 0)
         return c;
-    return x < y ? -1 : x > y;
+    return x->tid < y->tid ? -1 : x->tid > y->tid;
+}
+
+static void renumber(dc_targeting_t *t, void *renumbered)
+{
+    t->tid = ((const uint32_t *)renumbered)[t->tid];
 }
 
 /* Numbers the tids a decision seeds together side by side, so that seeding writes a range
@@ -744,31 +766,25 @@ static int seed_order(const void *a, const void *b)
 static void order_tids(dc_arena_t *mem, dc_index_t *ix, const dc_config_t *cfg)
 {
     size_t n = ix->n_targetings;
-    uint32_t *order = dc_arena_alloc(mem, (n ? n : 1) * sizeof(*order));
+    tid_order_t *order = dc_arena_alloc(mem, (n ? n : 1) * sizeof(*order));
     uint32_t *renumbered = dc_arena_alloc(mem, (n ? n : 1) * sizeof(*renumbered));
     const dc_targeting_t **by_tid = dc_arena_alloc(mem, (n ? n : 1) * sizeof(*by_tid));
 
-    for (size_t tid = 0; tid < n; tid++)
-        order[tid] = (uint32_t)tid;
-    ordering = ix; /* a snapshot is parsed by one thread at a time (the poller's or a child's) */
-    qsort(order, n, sizeof(*order), seed_order);
-    ordering = NULL;
-    for (size_t i = 0; i < n; i++) {
-        renumbered[order[i]] = (uint32_t)i;
-        by_tid[i] = ix->by_tid[order[i]];
+    for (size_t tid = 0; tid < n; tid++) {
+        const dc_targeting_t *t = ix->by_tid[tid];
+
+        order[tid].seeded = seed_class(ix, t);
+        order[tid].key = t->key_kind == DC_KEY_USERS ? (uint32_t)ix->n_read : t->key_id;
+        order[tid].op = order[tid].seeded == SEEDED_SET ? t->op != DC_OP_EQUALS : (uint32_t)t->op;
+        order[tid].tid = (uint32_t)tid;
+        order[tid].version = t->semver;
     }
-    for (size_t ci = 0; ci < cfg->n_campaigns; ci++)
-        for (size_t v = 0; v < cfg->campaigns[ci].n_groups; v++)
-            for (size_t g = 0; g < cfg->campaigns[ci].groups[v].n_groups; g++) {
-                const dc_targeting_group_t *tg = &cfg->campaigns[ci].groups[v].groups[g];
-
-                for (size_t i = 0; i < tg->n_targetings; i++) {
-                    dc_targeting_t *t = (dc_targeting_t *)&tg->targetings[i];
-
-                    if (t->key_kind != DC_KEY_ALL_USERS)
-                        t->tid = renumbered[t->tid];
-                }
-            }
+    qsort(order, n, sizeof(*order), seed_order);
+    for (size_t i = 0; i < n; i++) {
+        renumbered[order[i].tid] = (uint32_t)i;
+        by_tid[i] = ix->by_tid[order[i].tid];
+    }
+    each_targeting(cfg, renumber, renumbered);
     ix->by_tid = by_tid;
 }
 
