@@ -19,7 +19,9 @@
  * instead of an evaluation per element; files those sets under their strings
  * too, so that a decision finds the outcome of all of them on a key by one
  * lookup of the visitor's value (dc_index_seed); and a SEMVER_* targeting its version
- * parsed (dc_targeting_t.semver); a variation group targeting fs_all_users
+ * parsed (dc_targeting_t.semver), the versions of a key sorted, so that a decision finds
+ * the outcome of every SEMVER_* on it from its visitor's version's rank among them (the
+ * tids seeded together numbered side by side: seeding writes ranges); a variation group targeting fs_all_users
  * alone is marked as matching everyone (dc_variation_group_t.everyone); and
  * targetings of the same key, operator and value one number
  * (dc_targeting_t.tid), and variation groups with the same targeting groups
@@ -29,11 +31,13 @@
  * (dc_variation_group_t.program: the number of groups, then each group's
  * number of targetings and their tids; fs_all_users, which is neutral, and
  * groups without targetings, which never match, left out), which a decision
- * walks instead of the groups and targetings themselves; and the walk itself
- * (dc_walk_t): what a decision reads of every variation group in a few
- * bytes side by side, so that the several hundred candidates of a big file
- * are decided from a few cache lines each instead of the campaign's, the
- * group's and its bucket table's.
+ * walks instead of the groups and targetings themselves when an outcome is not
+ * known yet; and the walk itself (dc_walk_t): what a decision reads of each
+ * candidate campaign (its groups' outcomes, 32 bytes) and of the group it
+ * serves (hash, thresholds, variations, 32 bytes) side by side, so that the
+ * several hundred candidates of a big file are decided from a cache line or
+ * two each, with few branches that depend on the visitor, instead of the
+ * campaign's, the group's and its bucket table's lines.
  */
 #ifndef DC_INDEX_H
 #define DC_INDEX_H
