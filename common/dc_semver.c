@@ -130,7 +130,7 @@ static int compare_numbers(const char *a, size_t alen, const char *b, size_t ble
 
 static int compare_prerelease(const char *a, size_t alen, const char *b, size_t blen)
 {
-    const char *pa = a, *ea = a + alen, *pb = b, *eb = b + blen;
+    const char *pa = a, *ea, *pb = b, *eb;
 
     if (!a && !b)
         return 0;
@@ -138,6 +138,8 @@ static int compare_prerelease(const char *a, size_t alen, const char *b, size_t 
         return 1; /* a release sorts after any of its prereleases */
     if (!b)
         return -1;
+    ea = a + alen; /* not before: NULL + 0 is undefined too */
+    eb = b + blen;
     while (pa < ea && pb < eb) {
         const char *da = memchr(pa, '.', (size_t)(ea - pa));
         const char *db = memchr(pb, '.', (size_t)(eb - pb));
