@@ -90,7 +90,8 @@ void dc_index_seed(const dc_index_t *ix, const dc_context_t *ctx, dc_lookups_t *
 typedef struct {
     /* Byte i (i < n_variations, at most 8): the first bucket past variation i's, so that
      * bucket z's variation is the number of bytes at or below z (dc_walk_variation); the
-     * bytes after them 127. Without DC_WALK_SLOW, this is dc_allocate() for every bucket. */
+     * bytes after them 127. For up to eight variations, this is dc_allocate() for every
+     * bucket (walk_thresholds says why). */
     uint64_t thresholds;
     const dc_variation_t *variations;
     uint32_t hash;         /* the allocation hash after the group's id (id_hash.h) */
@@ -101,8 +102,9 @@ typedef struct {
     uint8_t flags;         /* DC_WALK_SLOW */
 } dc_walk_group_t;
 
-/* The variation is dc_allocate()'s of the group itself (an id that leaves bytes to carry
- * into the visitor's, more variations than thresholds, allocations no thresholds say). */
+/* The variation is dc_allocate()'s of the group itself: an id that leaves bytes to carry
+ * into the visitor's (a length not a multiple of 4; Flagship's ids are 20 bytes), an id
+ * past 64 KiB, or more variations than the thresholds hold. */
 #define DC_WALK_SLOW 1u
 
 /* A campaign as dc_decide selects its variation group (32 bytes, in the file's order):
